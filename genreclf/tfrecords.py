@@ -1,0 +1,73 @@
+"""The TFRecord format of the shards: one tf.train.Example per clip.
+
+Each example holds the whole decoded clip as 16-bit PCM plus its label:
+
+    audio     bytes   the int16 samples, little-endian, mono, at the dataset's sample rate
+    label     int64   index into the ordered label list (data/split/labels.json)
+    track_id  bytes   the clip's id (FMA: '000182'; GTZAN: 'blues.00000'), UTF-8
+
+Shard files are named ``{split}-{index:05d}-of-{count:05d}.n{records}.tfrecord``:
+the record count is in the name, so a reader knows the size of a split without
+reading it. Spectrograms are not stored: the input pipelines in
+``genreclf.tfdata`` compute them from the audio with the same TensorFlow ops at
+training, evaluation and prediction time.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+SHARD_RE = re.compile(r"^(?P<split>[a-z]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.n(?P<records>\d+)\.tfrecord$")
+
+
+def shard_name(split: str, index: int, count: int, records: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.n{records}.tfrecord"
+
+
+def serialize_example(audio: np.ndarray, label: int, track_id: str) -> bytes:
+    """Serialise one clip (int16 samples) as a tf.train.Example, deterministically."""
+    import tensorflow as tf
+
+    audio = np.asarray(audio)
+    if audio.dtype != np.int16 or audio.ndim != 1:
+        raise ValueError(f"audio must be a 1-D int16 array, got {audio.dtype} with shape {audio.shape}")
+    feature = {
+        "audio": tf.train.Feature(bytes_list=tf.train.BytesList(value=[audio.astype("<i2").tobytes()])),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)])),
+        "track_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[track_id.encode("utf-8")])),
+    }
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
+
+
+def parse_example(serialized):
+    """Parse one serialised example (a scalar string tensor) into a dict of tensors.
+
+    Returns ``{"audio": int16 [n], "label": int64 [], "track_id": string []}``.
+    Usable inside ``tf.data.Dataset.map``.
+    """
+    import tensorflow as tf
+
+    spec = {
+        "audio": tf.io.FixedLenFeature([], tf.string),
+        "label": tf.io.FixedLenFeature([], tf.int64),
+        "track_id": tf.io.FixedLenFeature([], tf.string),
+    }
+    parsed = tf.io.parse_single_example(serialized, spec)
+    parsed["audio"] = tf.io.decode_raw(parsed["audio"], tf.int16, little_endian=True)
+    return parsed
+
+
+def list_shards(shard_dir: str | Path, split: str) -> list[Path]:
+    """The shard files of one split, in index order."""
+    shard_dir = Path(shard_dir)
+    files = [p for p in shard_dir.iterdir() if (m := SHARD_RE.match(p.name)) and m["split"] == split]
+    return sorted(files, key=lambda p: int(SHARD_RE.match(p.name)["index"]))
+
+
+def count_records(shard_dir: str | Path, split: str) -> int:
+    """Number of examples in a split, read from the shard file names."""
+    return sum(int(SHARD_RE.match(p.name)["records"]) for p in list_shards(shard_dir, split))

@@ -32,3 +32,21 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def gtzan_mini(shared_data) -> Path:
     return shared_data / "gtzan_mini"
+
+
+@pytest.fixture(scope="session")
+def pipeline_project(tmp_path_factory, gtzan_mini) -> Path:
+    """A git + DVC copy of this repository where the whole pipeline ran on gtzan_mini.
+
+    `dvc repro` ran once with small settings (tests/pipeline_project.py, SMALL_PARAMS) and
+    dvc.lock is committed. What it printed is in ``first_repro.log`` beside the project.
+    Tests must not modify it: clone it (tests.pipeline_project.clone_with_shared_cache).
+    """
+    from tests.pipeline_project import dvc, git, make_project
+
+    project = make_project(tmp_path_factory.mktemp("pipeline") / "project", gtzan_mini)
+    result = dvc(["repro"], project, timeout=2400)
+    (project.parent / "first_repro.log").write_text(result.stdout)
+    git(["add", "-A"], project)
+    git(["commit", "-q", "-m", "dvc repro"], project)
+    return project

@@ -1,0 +1,176 @@
+"""Time the data stages on N clips: convert (decode to 16-bit WAV) and features.
+
+    python benchmarks/bench_data.py --clips 50 200 [--source DIR] [--workers N]
+
+For each N, N clips are taken from --source (every audio file under it, sorted, cycled
+when N is larger), converted with genreclf.audio.convert_clip and then featurised with
+genreclf.features.iter_wav_features, each with one process per core as the stages do,
+at the settings of params.yaml (convert.sample_rate, convert.min_seconds, features).
+
+Printed per phase: seconds, clips/s, CPU seconds per clip (the workers' user + system
+time: what the machine needs per clip, whatever else is running on it), and peak memory
+sampled every SAMPLE_SECONDS with psutil: the resident set of the whole process tree
+(this process + its workers; shared library pages are counted once per process) and of
+the largest single worker. Flat memory shows as the same peaks for every N. Other work
+on the machine slows the wall-clock figures; the load average is printed to judge that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from genreclf import audio, features  # noqa: E402
+from genreclf.params import get, load_params, section  # noqa: E402
+
+DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "gtzan_mini"
+SAMPLE_SECONDS = 0.05
+CONVERT_CHUNKSIZE = 4
+MIB = 2 ** 20
+
+
+class MemorySampler:
+    """Peak RSS of this process and its descendants, sampled in a background thread."""
+
+    def __init__(self, interval: float = SAMPLE_SECONDS):
+        self.interval = interval
+        self.process = psutil.Process()
+        self.peak_tree = self.peak_worker = self.peak_parent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        parent = self.process.memory_info().rss
+        workers = []
+        for child in self.process.children(recursive=True):
+            try:
+                workers.append(child.memory_info().rss)
+            except psutil.Error:      # a worker that just ended
+                pass
+        self.peak_parent = max(self.peak_parent, parent)
+        self.peak_worker = max([self.peak_worker, *workers])
+        self.peak_tree = max(self.peak_tree, parent + sum(workers))
+
+    def __enter__(self) -> "MemorySampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+@dataclass
+class Measurement:
+    phase: str
+    clips: int
+    seconds: float
+    cpu_seconds: float
+    memory: MemorySampler
+    first_result: float | None = None   # seconds until the first clip was done (start-up + one clip)
+
+    def line(self) -> str:
+        m = self.memory
+        text = (f"{self.phase:9s} {self.clips:6d} clips {self.seconds:7.1f} s {self.clips / self.seconds:6.2f} clips/s "
+                f"{self.cpu_seconds / max(self.clips, 1):6.3f} CPU s/clip | peak RSS: tree {m.peak_tree / MIB:5.0f} MiB, "
+                f"largest worker {m.peak_worker / MIB:4.0f} MiB, this process {m.peak_parent / MIB:4.0f} MiB")
+        if self.first_result is not None and self.clips > 1:
+            steady = (self.clips - 1) / (self.seconds - self.first_result)
+            text += f" | first clip after {self.first_result:.1f} s, then {steady:.2f} clips/s"
+        return text
+
+
+def children_cpu_seconds() -> float:
+    """User + system time of the ended child processes (the pools' workers, once joined)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(phase: str, clips: int, work) -> Measurement:
+    cpu_before = children_cpu_seconds()
+    with MemorySampler() as memory:
+        started = time.perf_counter()
+        work()
+        seconds = time.perf_counter() - started
+    return Measurement(phase, clips, seconds, children_cpu_seconds() - cpu_before, memory)
+
+
+def convert_clips(sources: list[Path], destinations: list[Path], sample_rate: int, min_seconds: float,
+                  workers: int) -> list[audio.ConvertResult]:
+    """genreclf.audio.convert_clip on every clip, one process per core, results in order."""
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        return list(pool.map(audio.convert_clip, sources, destinations, [sample_rate] * len(sources),
+                             [min_seconds] * len(sources), chunksize=CONVERT_CHUNKSIZE))
+
+
+def run(n_clips: int, source_files: list[Path], sample_rate: int, min_seconds: float,
+        params: features.FeatureParams, workers: int) -> list[Measurement]:
+    sources = [source_files[i % len(source_files)] for i in range(n_clips)]
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
+        destinations = [Path(tmp) / f"{i:06d}.wav" for i in range(n_clips)]
+        results: list[audio.ConvertResult] = []
+        convert = measure("convert", n_clips, lambda: results.extend(
+            convert_clips(sources, destinations, sample_rate, min_seconds, workers)))
+        wavs = [dst for dst, result in zip(destinations, results) if result.ok]
+        if len(wavs) < n_clips:
+            print(f"  ({n_clips - len(wavs)} clips skipped by convert: {results[0].reason or '...'})")
+
+        first_result: list[float] = []
+
+        def featurise() -> None:
+            started = time.perf_counter()
+            for _ in features.iter_wav_features(wavs, sample_rate, params, workers=workers, progress=False):
+                if not first_result:
+                    first_result.append(time.perf_counter() - started)
+
+        featurised = measure("features", len(wavs), featurise)
+        featurised.first_result = first_result[0] if first_result else None
+        return [convert, featurised]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, nargs="+", default=[50], help="numbers of clips to time (each run apart)")
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="folder of audio files (searched recursively)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes per phase (default: every core)")
+    args = parser.parse_args()
+
+    source_files = sorted(p for p in args.source.rglob("*") if p.is_file() and audio.is_audio_file(p))
+    if not source_files:
+        sys.exit(f"{args.source}: no audio files ({', '.join(audio.AUDIO_EXTENSIONS)}) found")
+    params = load_params(ROOT / "params.yaml")
+    convert = section(params, "convert")
+    sample_rate = get(convert, "sample_rate", "params.yaml: convert", types=int, minimum=1)
+    min_seconds = float(get(convert, "min_seconds", "params.yaml: convert", types=(int, float), minimum=0))
+    feature_params = features.params_from_dict(section(params, "features"))
+
+    print(f"{len(source_files)} source files in {args.source}; {args.workers} workers; {sample_rate} Hz; "
+          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    for n_clips in args.clips:
+        for measurement in run(n_clips, source_files, sample_rate, min_seconds, feature_params, args.workers):
+            print(measurement.line(), flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

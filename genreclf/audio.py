@@ -1,0 +1,136 @@
+"""Decoding audio clips to mono 16-bit PCM at one sample rate.
+
+``decode_clip`` is the one place where a file becomes samples: the convert stage,
+the predict command and the benchmarks all call it, so a model always sees audio
+prepared exactly as its training data was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+from .errors import DataError
+from .io import atomic_path
+
+# File types the decoder reads (libsndfile: WAV, AU, MP3, FLAC, Ogg Vorbis). No ffmpeg is needed.
+AUDIO_EXTENSIONS = (".au", ".flac", ".mp3", ".ogg", ".wav")
+# The resampler: fixed, so that the same file always gives the same samples.
+RES_TYPE = "soxr_hq"
+INT16_MIN, INT16_MAX = -32768, 32767
+# libsndfile's error code for a file it cannot parse at all (its message wrongly says "does not exist").
+LIBSNDFILE_UNREADABLE = 7
+
+# Why a clip was not converted (the "kind" of a ConvertResult that is not ok).
+NO_AUDIO = "no_audio"
+TOO_SHORT = "too_short"
+DECODE_ERROR = "decode_error"
+NOT_AUDIO = "not_audio"
+SKIP_KINDS = (NO_AUDIO, TOO_SHORT, DECODE_ERROR, NOT_AUDIO)
+
+
+class AudioDecodeError(DataError):
+    """A file could not be decoded; the message names the file and the reason."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"{path}: cannot decode audio: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class NoAudioError(AudioDecodeError):
+    """A file that is empty or decodes to no samples at all."""
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What ``convert_clip`` did with one clip: ``kind`` is "ok" or one of SKIP_KINDS."""
+
+    ok: bool
+    kind: str
+    reason: str
+    num_samples: int
+
+
+def is_audio_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in AUDIO_EXTENSIONS
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1) to int16: scaled by 32768, rounded, clipped."""
+    scaled = np.round(np.asarray(samples, dtype=np.float64) * 32768.0)
+    return np.clip(scaled, INT16_MIN, INT16_MAX).astype(np.int16)
+
+
+def decode_clip(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Decode an audio file to mono int16 samples at ``sample_rate`` Hz.
+
+    Channels are averaged, the signal is resampled with RES_TYPE, then rounded
+    and clipped to 16 bits. Raises NoAudioError for an empty file or one with no
+    samples, AudioDecodeError for anything else that cannot be read.
+    """
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise AudioDecodeError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise NoAudioError(path, "empty file (0 bytes)")
+    try:
+        # Opening with soundfile ourselves keeps librosa from falling back to audioread
+        # (which needs ffmpeg) and gives libsndfile's own message on failure.
+        with sf.SoundFile(path) as audio_file:
+            samples, _ = librosa.load(audio_file, sr=sample_rate, mono=True, res_type=RES_TYPE)
+    except sf.LibsndfileError as e:
+        # The file exists (checked above): libsndfile's "File does not exist ..." (error 7)
+        # here means it found nothing it can parse, e.g. an mp3 with no valid frames.
+        detail = "no stream it can parse" if e.code == LIBSNDFILE_UNREADABLE else e.error_string.rstrip(".")
+        raise AudioDecodeError(path, f"libsndfile cannot read it ({detail}; error {e.code})") from None
+    except Exception as e:  # mpg123 or the resampler failing part-way through
+        raise AudioDecodeError(path, f"{type(e).__name__}: {e or 'no details'}") from None
+    if samples.size == 0:
+        raise NoAudioError(path, "no audio samples in the file")
+    return to_int16(samples)
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a mono 16-bit WAV file written by ``write_wav``: (int16 samples, sample rate)."""
+    try:
+        with sf.SoundFile(path) as wav:
+            if wav.channels != 1 or wav.subtype != "PCM_16":
+                raise DataError(f"{path}: expected mono 16-bit PCM, got {wav.channels} channels of {wav.subtype}")
+            return wav.read(dtype="int16"), wav.samplerate
+    except sf.LibsndfileError as e:
+        raise DataError(f"{path}: cannot read it as WAV ({e.error_string.rstrip('.')})") from None
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Write int16 samples as a 16-bit PCM WAV file, atomically (same samples, same bytes)."""
+    with atomic_path(path) as tmp:
+        sf.write(tmp, np.asarray(samples, dtype=np.int16), sample_rate, subtype="PCM_16", format="WAV")
+
+
+def convert_clip(src: str | Path, dst: str | Path, sample_rate: int, min_seconds: float) -> ConvertResult:
+    """Decode ``src``, check its length and write it to ``dst`` as mono 16-bit WAV.
+
+    Nothing is written for a clip that is skipped; the result says why.
+    """
+    if not is_audio_file(src):
+        return ConvertResult(False, NOT_AUDIO, f"not an audio file: extension {Path(src).suffix!r} "
+                                               f"is none of {list(AUDIO_EXTENSIONS)}", 0)
+    try:
+        samples = decode_clip(src, sample_rate)
+    except NoAudioError as e:
+        return ConvertResult(False, NO_AUDIO, f"no audio: {e.reason}", 0)
+    except AudioDecodeError as e:
+        return ConvertResult(False, DECODE_ERROR, f"decode failed: {e.reason}", 0)
+    seconds = samples.size / sample_rate
+    if seconds < min_seconds:
+        return ConvertResult(False, TOO_SHORT, f"too short: {seconds:.2f} s < {float(min_seconds)} s",
+                             int(samples.size))
+    write_wav(dst, samples, sample_rate)
+    return ConvertResult(True, "ok", "", int(samples.size))

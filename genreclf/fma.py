@@ -1,0 +1,172 @@
+"""The Free Music Archive (FMA): its tracks.csv, its archives' layout, and fetching one subset.
+
+The archives (https://github.com/mdeff/fma) are zip files with bzip2 members:
+``fma_metadata.zip`` holds ``fma_metadata/tracks.csv``; ``fma_small.zip`` (``fma_medium``,
+``fma_large``) holds ``fma_small/NNN/NNNNNN.mp3``, NNN being the first three digits of the
+zero-padded track id. tracks.csv has two header rows (plus the index name row); the columns
+used are ('set', 'subset') = small | medium | large (medium includes small, large includes
+both), ('set', 'split') = training | validation | test, and ('track', 'genre_top').
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import DataError
+from .fetch import (AUDIO_DIR, VERIFIED_NONE, DirectoryArchive, choose_clips, ignored_summary, is_url,
+                    log_ignored, open_archive, public_source, write_clips_and_report)
+from .io import atomic_dir
+from .logs import get_logger
+
+DATASETS = ("fma_small", "fma_medium", "fma_large")
+METADATA = "fma_metadata"
+TRACKS_MEMBER = "fma_metadata/tracks.csv"
+SUBSETS = {"fma_small": ("small",), "fma_medium": ("small", "medium"), "fma_large": ("small", "medium", "large")}
+SUBSET_COLUMN = ("set", "subset")
+SPLIT_COLUMN = ("set", "split")
+GENRE_COLUMN = ("track", "genre_top")
+MEMBER_RE = re.compile(r"^(?P<top>[^/]+)/(?P<folder>\d{3})/(?P<track_id>\d{6})\.mp3$")
+SHOWN_EXAMPLES = 5
+
+log = get_logger("fetch")
+
+
+def read_tracks(path: str | Path, label: str | None = None) -> pd.DataFrame:
+    """Read FMA's tracks.csv: one row per track with track_id (6 digits), subset, split, genre_top."""
+    label = label or str(path)
+    expected = ("expected FMA's tracks.csv: two header rows such as ('set', 'subset') and "
+                "('track', 'genre_top'), then 'track_id'")
+    try:
+        raw = pd.read_csv(path, index_col=0, header=[0, 1], low_memory=False)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{label}: cannot be parsed ({e}); {expected}") from None
+    missing = [column for column in (SUBSET_COLUMN, SPLIT_COLUMN, GENRE_COLUMN) if column not in raw.columns]
+    if missing:
+        raise DataError(f"{label}: columns {missing} are missing; {expected}")
+    ids = pd.to_numeric(pd.Series(raw.index), errors="coerce")
+    if ids.isna().any():
+        bad = list(pd.Series(raw.index)[ids.isna()][:SHOWN_EXAMPLES])
+        raise DataError(f"{label}: track ids {bad} are not numbers; {expected}")
+    return pd.DataFrame({
+        "track_id": [f"{int(track_id):06d}" for track_id in ids],
+        "subset": raw[SUBSET_COLUMN].to_numpy(),
+        "split": raw[SPLIT_COLUMN].fillna("").astype(str).to_numpy(),
+        "genre_top": raw[GENRE_COLUMN].to_numpy(),
+    })
+
+
+def subset_clips(tracks: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, int]:
+    """The tracks of ``dataset``'s subset that have a top genre, and how many had none.
+
+    Returns (frame with track_id, genre, official_split; number of tracks skipped for lack of genre_top).
+    """
+    in_subset = tracks[tracks["subset"].isin(SUBSETS[dataset])]
+    genre = in_subset["genre_top"]
+    has_genre = genre.notna() & (genre.astype(str).str.strip() != "")
+    clips = pd.DataFrame({
+        "track_id": in_subset["track_id"],
+        "genre": genre.astype(str),
+        "official_split": in_subset["split"],
+    })[has_genre]
+    return clips.sort_values("track_id").reset_index(drop=True), int((~has_genre).sum())
+
+
+def audio_members(names: list[str], dataset: str) -> tuple[dict[str, str], list[str]]:
+    """Map track_id -> archive member for the clips ``<dataset>/NNN/NNNNNN.mp3``; list the other files."""
+    members, ignored = {}, []
+    for name in names:
+        match = MEMBER_RE.match(name)
+        if match and match["top"] == dataset and match["folder"] == match["track_id"][:3]:
+            members[match["track_id"]] = name
+        else:
+            ignored.append(name)
+    return members, ignored
+
+
+def audio_path(track_id: str) -> str:
+    """Where a clip goes under data/raw/audio: the archive's own NNN/NNNNNN.mp3 layout."""
+    return f"{track_id[:3]}/{track_id}.mp3"
+
+
+def _open_local_or_remote(source: str, name: str, unpacked: str, checksums: dict, downloads_dir: Path,
+                          ranged: bool):
+    """Open archive ``<name>.zip`` from ``source``, or the unpacked folder ``source/<unpacked>``."""
+    if is_url(source) or (Path(source) / f"{name}.zip").is_file():
+        return open_archive(source, f"{name}.zip", name, checksums.get(name), downloads_dir, ranged)
+    if (Path(source) / unpacked).exists():
+        log.info("%s: using the files already unpacked in %s (no archive, so no checksum to verify)",
+                 name, Path(source) / unpacked)
+        folder = unpacked.split("/")[0]
+        archive = DirectoryArchive(Path(source), str(Path(source) / folder), subdir=folder)
+        return archive, {"file": f"{folder}/", "sha1": None, "verified": VERIFIED_NONE}
+    raise DataError(f"{source}: holds neither {name}.zip nor the unpacked {unpacked}; point data.source "
+                    "at a folder with the FMA archives (or their unpacked content), or at an URL prefix")
+
+
+def fetch_fma(dataset: str, source: str, checksums: dict, clips_per_genre: int | None, seed: int,
+              raw_dir: str | Path, downloads_dir: str | Path) -> dict:
+    """Fetch the clips of ``dataset`` into ``raw_dir`` (audio/, clips.csv, fetch_report.json).
+
+    ``source``: URL prefix, or local folder with the archives or their unpacked content.
+    With an URL and ``clips_per_genre`` set, only tracks.csv and the chosen clips are read
+    out of the remote zips (HTTP range requests); otherwise whole archives are downloaded
+    into ``downloads_dir`` and their SHA-1 checked against ``checksums``. Returns the report.
+    """
+    if dataset not in DATASETS:
+        raise DataError(f"unknown FMA dataset '{dataset}'; expected one of {list(DATASETS)}")
+    raw_dir, downloads_dir = Path(raw_dir), Path(downloads_dir)
+    raw_dir.parent.mkdir(parents=True, exist_ok=True)
+    ranged = clips_per_genre is not None and is_url(source)
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".fetch-", dir=raw_dir.parent)))
+        metadata, metadata_record = _open_local_or_remote(source, METADATA, TRACKS_MEMBER, checksums,
+                                                          downloads_dir, ranged)
+        stack.enter_context(metadata)
+        if TRACKS_MEMBER not in metadata.names():
+            raise DataError(f"{metadata.label}: has no {TRACKS_MEMBER}; is it FMA's fma_metadata archive?")
+        metadata.extract([(TRACKS_MEMBER, scratch / "tracks.csv")], desc="tracks.csv")
+        tracks = read_tracks(scratch / "tracks.csv", f"{metadata.label}: {TRACKS_MEMBER}")
+        clips, without_genre = subset_clips(tracks, dataset)
+        log.info("%s: %d tracks in the %s subset have a top genre; skipped %d without one",
+                 TRACKS_MEMBER, len(clips), dataset, without_genre)
+
+        audio, audio_record = _open_local_or_remote(source, dataset, dataset, checksums, downloads_dir, ranged)
+        stack.enter_context(audio)
+        members, ignored = audio_members(audio.names(), dataset)
+        log_ignored(audio.label, ignored)
+        present = clips["track_id"].isin(members)
+        not_in_archive = sorted(clips.loc[~present, "track_id"])
+        if not_in_archive:
+            log.warning("%s: %d tracks of tracks.csv have no clip in the archive, skipped (e.g. %s)",
+                        audio.label, len(not_in_archive), not_in_archive[:SHOWN_EXAMPLES])
+        if not present.any():
+            raise DataError(f"{audio.label}: holds none of the {len(clips)} clips tracks.csv lists for {dataset} "
+                            f"(expected members like {dataset}/000/000002.mp3); is it the {dataset} archive?")
+        chosen = choose_clips(clips[present], clips_per_genre, seed)
+        log.info("chose %d clips in %d genres (clips_per_genre=%s, seed=%d)",
+                 len(chosen), chosen["genre"].nunique(), clips_per_genre, seed)
+
+        with atomic_dir(raw_dir) as out:
+            audio.extract([(members[track_id], out / AUDIO_DIR / audio_path(track_id))
+                           for track_id in chosen["track_id"]], desc=f"{dataset} clips")
+            chosen["path"] = [(raw_dir / AUDIO_DIR / audio_path(track_id)).as_posix()
+                              for track_id in chosen["track_id"]]
+            report = {
+                "dataset": dataset,
+                "source": public_source(source),
+                "archives": {METADATA: metadata_record, dataset: audio_record},
+                "selection": {"clips_per_genre": clips_per_genre, "seed": seed},
+                "skipped": {
+                    "tracks_without_genre": without_genre,
+                    "tracks_not_in_archive": {"count": len(not_in_archive),
+                                              "examples": not_in_archive[:SHOWN_EXAMPLES]},
+                    "ignored_files": ignored_summary(ignored),
+                },
+            }
+            report = write_clips_and_report(out, chosen, report)
+    return report

@@ -1,0 +1,156 @@
+"""Model inputs computed from raw audio with TensorFlow ops, inside ``tf.data``.
+
+The shards (``genreclf.tfrecords``) hold only whole int16 clips: every model input
+(raw-audio windows, log-mel images, log-mel segments) is computed from the audio by
+the functions below, which ``genreclf.tfdata`` maps over the clips. The same
+functions run at training, evaluation and prediction time, so a model always sees
+its inputs computed the same way; the settings they take are written to the model's
+``preprocessing.json``.
+
+Conventions follow librosa (checked against it in tests/test_tfdata.py):
+
+- audio: int16 samples scaled to [-1, 1) by dividing by 32768;
+- STFT: centred frames (``n_fft // 2`` zeros padded at each end, librosa's
+  ``center=True, pad_mode="constant"``), periodic Hann window, power spectrum,
+  so a clip of ``n`` samples gives ``1 + n // hop_length`` frames;
+- mel filterbank: ``librosa.filters.mel`` (Slaney mel scale and area normalisation),
+  taken as a constant matrix;
+- decibels: ``librosa.power_to_db(S, ref=np.max, top_db=80)``, i.e. relative to the
+  loudest bin of the clip, floored at -80 dB; then scaled to [0, 1] by
+  ``(dB + top_db) / top_db``.
+
+Spectrograms are laid out as images: height = mel bands (lowest band at the bottom
+row), width = time frames.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+INT16_SCALE = 32768.0
+TOP_DB = 80.0
+AMIN = 1e-10                  # floor of the power before the logarithm (librosa's amin)
+
+
+@functools.lru_cache(maxsize=16)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """librosa's mel filterbank, transposed: float32 [n_fft // 2 + 1, n_mels]."""
+    import librosa
+
+    weights = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+    return np.ascontiguousarray(weights.T, dtype=np.float32)
+
+
+def num_frames(num_samples: int, hop_length: int) -> int:
+    """Frames of a centred STFT of ``num_samples`` samples (librosa's count)."""
+    return 1 + num_samples // hop_length
+
+
+def audio_to_float(audio_int16: tf.Tensor) -> tf.Tensor:
+    """int16 samples [n] -> float32 in [-1, 1)."""
+    return tf.cast(audio_int16, tf.float32) / INT16_SCALE
+
+
+def log_mel_spectrogram(audio: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int,
+                        n_mels: int, top_db: float = TOP_DB) -> tf.Tensor:
+    """float32 audio [n] -> log-mel spectrogram in dB relative to the clip's maximum, [frames, n_mels].
+
+    Same values as ``librosa.power_to_db(librosa.feature.melspectrogram(y=audio,
+    sr=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels), ref=np.max,
+    top_db=top_db).T`` (up to float32 round-off).
+    """
+    audio = tf.convert_to_tensor(audio, tf.float32)
+    padded = tf.pad(audio, [[n_fft // 2, n_fft // 2]])
+    stft = tf.signal.stft(padded, frame_length=n_fft, frame_step=hop_length, fft_length=n_fft,
+                          window_fn=tf.signal.hann_window, pad_end=False)
+    power = tf.math.square(tf.math.abs(stft))
+    mel = tf.linalg.matmul(power, tf.constant(mel_filterbank(sample_rate, n_fft, n_mels)))
+    decibels = 10.0 * tf.math.log(tf.maximum(mel, AMIN)) / tf.math.log(10.0)
+    decibels = decibels - tf.reduce_max(decibels)
+    return tf.maximum(decibels, -top_db)
+
+
+def scale_decibels(decibels: tf.Tensor, top_db: float = TOP_DB) -> tf.Tensor:
+    """dB in [-top_db, 0] -> [0, 1]."""
+    return (decibels + top_db) / top_db
+
+
+def spectrogram_image(log_mel: tf.Tensor) -> tf.Tensor:
+    """[frames, n_mels] -> image layout [n_mels, frames, 1], lowest mel band at the bottom row."""
+    return tf.reverse(tf.transpose(log_mel), axis=[0])[..., tf.newaxis]
+
+
+# ---- the three kinds of model input -----------------------------------------------
+
+def waveform_windows(audio_int16: tf.Tensor, window_size: int) -> tf.Tensor:
+    """Consecutive non-overlapping windows of a clip: float32 [n // window_size, window_size, 1].
+
+    The samples after the last whole window are dropped.
+    """
+    count = tf.shape(audio_int16)[0] // window_size
+    windows = tf.reshape(audio_to_float(audio_int16[:count * window_size]), [count, window_size, 1])
+    return tf.ensure_shape(windows, [None, window_size, 1])
+
+
+def random_waveform_window(audio_int16: tf.Tensor, window_size: int, seed: tf.Tensor) -> tf.Tensor:
+    """One window of ``window_size`` samples at a random start: float32 [window_size, 1].
+
+    ``seed`` is a shape [2] integer tensor (stateless random op): the same seed picks
+    the same start.
+    """
+    last_start = tf.shape(audio_int16)[0] - window_size
+    start = tf.random.stateless_uniform([], seed=seed, minval=0, maxval=last_start + 1, dtype=tf.int32)
+    window = audio_to_float(audio_int16[start:start + window_size])
+    return tf.ensure_shape(tf.reshape(window, [window_size, 1]), [window_size, 1])
+
+
+def mel_image(audio_int16: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int, n_mels: int,
+              image_size: int) -> tf.Tensor:
+    """Whole-clip log-mel spectrogram resized to an image: float32 [image_size, image_size, 1] in [0, 1].
+
+    Resizing is bilinear with antialiasing (the time axis is usually shrunk).
+    """
+    log_mel = log_mel_spectrogram(audio_to_float(audio_int16), sample_rate, n_fft, hop_length, n_mels)
+    image = spectrogram_image(scale_decibels(log_mel))
+    image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
+    return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [image_size, image_size, 1])
+
+
+def mobilenet_pixels(image: tf.Tensor) -> tf.Tensor:
+    """[0, 1] one-channel image [..., 1] -> MobileNetV2 input [..., 3].
+
+    Scaled to [0, 255], copied to 3 channels, then
+    ``keras.applications.mobilenet_v2.preprocess_input`` (which maps to [-1, 1]).
+    """
+    from keras.applications.mobilenet_v2 import preprocess_input
+
+    pixels = tf.concat([image, image, image], axis=-1) * 255.0
+    return preprocess_input(pixels)
+
+
+def segment_starts(frames: tf.Tensor, segment_frames: int, segments_per_clip: int) -> tf.Tensor:
+    """Start frames of ``segments_per_clip`` segments evenly spaced over a clip (they may overlap)."""
+    last_start = tf.cast(frames - segment_frames, tf.float32)
+    starts = tf.round(tf.linspace(0.0, last_start, segments_per_clip))
+    return tf.cast(starts, tf.int32)
+
+
+def mel_segments(audio_int16: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int,
+                 image_size: int, segments_per_clip: int) -> tf.Tensor:
+    """Log-mel segments of a clip: float32 [segments_per_clip, image_size, image_size, 1] in [0, 1].
+
+    One spectrogram of the whole clip with ``n_mels = image_size`` bands (dB relative
+    to the clip's maximum); segments of ``image_size`` frames start at evenly spaced
+    frames from the first to the last possible one.
+    """
+    log_mel = scale_decibels(log_mel_spectrogram(audio_to_float(audio_int16), sample_rate, n_fft,
+                                                 hop_length, image_size))
+    starts = segment_starts(tf.shape(log_mel)[0], image_size, segments_per_clip)
+    frame_index = starts[:, tf.newaxis] + tf.range(image_size)[tf.newaxis, :]
+    segments = tf.gather(log_mel, frame_index)                          # [k, frames, mels]
+    segments = tf.reverse(tf.transpose(segments, [0, 2, 1]), axis=[1])  # [k, mels, frames]
+    return tf.ensure_shape(segments[..., tf.newaxis],
+                           [segments_per_clip, image_size, image_size, 1])

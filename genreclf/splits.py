@@ -1,0 +1,104 @@
+"""Splitting clips into train / val / test.
+
+``stratified_split`` splits at file level with exact split sizes and every genre
+spread over the splits as close to the fractions as whole clips allow.
+``official_split`` maps FMA's own artist-disjoint split column to the same names.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from .errors import DataError
+
+SPLITS = ("train", "val", "test")
+# FMA's tracks.csv ('set', 'split') values.
+OFFICIAL_SPLIT_NAMES = {"training": "train", "validation": "val", "test": "test"}
+
+
+def split_totals(num_clips: int, fractions: dict[str, float]) -> dict[str, int]:
+    """Exact split sizes: val and test are fraction x N rounded half up, train takes the rest.
+
+    100 clips at 0.64 / 0.16 / 0.20 give exactly 64 / 16 / 20.
+    """
+    n_val = math.floor(fractions["val"] * num_clips + 0.5)
+    n_test = math.floor(fractions["test"] * num_clips + 0.5)
+    return {"train": num_clips - n_val - n_test, "val": n_val, "test": n_test}
+
+
+def allocate_counts(genre_sizes: np.ndarray, fractions: np.ndarray, totals: np.ndarray,
+                    tie_rank: np.ndarray) -> np.ndarray:
+    """How many clips of each genre go to each split: a (genres x splits) integer matrix.
+
+    Each row sums to the genre's size and each column to the split's total. Rows are
+    first rounded by largest remainder (each count the floor or ceiling of
+    size x fraction); then, while a split holds too many clips, one clip moves to a
+    split that holds too few, each time in the genre where the move adds the least
+    squared error. ``tie_rank`` orders genres whose moves cost the same.
+    """
+    quotas = np.round(genre_sizes[:, None] * fractions[None, :], 9)
+    counts = np.floor(quotas).astype(np.int64)
+    remainders = quotas - counts
+    for g, size in enumerate(genre_sizes):
+        largest_first = np.argsort(-remainders[g], kind="stable")
+        counts[g, largest_first[: size - counts[g].sum()]] += 1
+
+    while (excess := counts.sum(axis=0) - totals).any():
+        # Moving one clip of genre g from s to t changes the squared error by 2 + 2 x cost.
+        moves = ((round(float((counts[g, t] - quotas[g, t]) - (counts[g, s] - quotas[g, s])), 9),
+                  int(tie_rank[g]), int(s), int(t), int(g))
+                 for s in np.flatnonzero(excess > 0)
+                 for t in np.flatnonzero(excess < 0)
+                 for g in np.flatnonzero(counts[:, s] > 0))
+        *_, s, t, g = min(moves)
+        counts[g, s] -= 1
+        counts[g, t] += 1
+    return counts
+
+
+def stratified_split(track_ids: Sequence[str], genres: Sequence[str], fractions: dict[str, float],
+                     seed: int) -> list[str]:
+    """The split ("train" / "val" / "test") of each clip, stratified by genre.
+
+    Split sizes are exact (``split_totals``); within a genre the clips are shuffled
+    with a generator seeded by ``seed``, so the result depends only on the inputs.
+    """
+    track_ids, genres = list(track_ids), list(genres)
+    if len(track_ids) != len(genres):
+        raise ValueError(f"{len(track_ids)} track ids but {len(genres)} genres")
+    if len(set(track_ids)) != len(track_ids):
+        raise ValueError("track ids must be unique")
+    rng = np.random.default_rng(seed)
+    genre_names = sorted(set(genres))
+    members = {name: sorted((i for i, g in enumerate(genres) if g == name), key=lambda i: track_ids[i])
+               for name in genre_names}
+    totals = split_totals(len(track_ids), fractions)
+    counts = allocate_counts(
+        genre_sizes=np.array([len(members[name]) for name in genre_names]),
+        fractions=np.array([fractions[s] for s in SPLITS]),
+        totals=np.array([totals[s] for s in SPLITS]),
+        tie_rank=rng.permutation(len(genre_names)),
+    )
+    assignment = [""] * len(track_ids)
+    for name, genre_counts in zip(genre_names, counts):
+        shuffled = rng.permutation(members[name])
+        names = np.repeat(SPLITS, genre_counts)
+        for index, split in zip(shuffled, names):
+            assignment[index] = str(split)
+    return assignment
+
+
+def official_split(values: Sequence[str], track_ids: Sequence[str], source: str) -> list[str]:
+    """FMA's split names ("training", "validation", "test") as "train" / "val" / "test".
+
+    Raises DataError naming ``source`` and the first clips whose value is anything else.
+    """
+    bad = [(t, v) for t, v in zip(track_ids, values) if v not in OFFICIAL_SPLIT_NAMES]
+    if bad:
+        raise DataError(f"{source}: official_split must be one of {sorted(OFFICIAL_SPLIT_NAMES)} for every clip; "
+                        f"{len(bad)} clips have other values, e.g. {bad[:3]}; rerun `dvc repro fetch convert` "
+                        "or use split.method: stratified")
+    return [OFFICIAL_SPLIT_NAMES[v] for v in values]

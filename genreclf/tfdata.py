@@ -1,0 +1,256 @@
+"""tf.data input pipelines of the Keras models, from the TFRecord shards of whole clips.
+
+The shards hold only int16 audio (``genreclf.tfrecords``); every model input is
+computed here with the TensorFlow ops of ``genreclf.spectrograms``, the same ones at
+training, evaluation and prediction time. What a model's input is comes from its
+*preprocessing* dict (written to ``models/<name>/preprocessing.json``), whose
+``"input"`` is one of:
+
+- ``"waveform_windows"`` (cnn1d): ``window_size`` samples of raw audio; training takes
+  one random window of each clip per epoch, evaluation all consecutive windows;
+- ``"mel_image"`` (mobilenet): the whole clip's log-mel spectrogram resized to
+  ``image_size`` x ``image_size`` x 3; one unit per clip;
+- ``"mel_segments"`` (cnn2d): ``segments_per_clip`` evenly spaced log-mel segments of
+  ``image_size`` x ``image_size`` x 1.
+
+A *unit* is what the model classifies (window, clip image, segment); a clip's
+prediction is the mean of its units' predictions.
+
+Pipeline: parallel reads of the shard files -> parse (AUTOTUNE) -> the clip's
+deterministic features (AUTOTUNE) -> ``cache()`` when asked (the caller decides from
+the split's size and the free memory, see ``should_cache``) -> seeded shuffle ->
+units -> batch -> prefetch. Element order is deterministic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from . import spectrograms
+from .errors import DataError
+from .io import read_json
+from .tfrecords import list_shards, parse_example
+
+AUTOTUNE = tf.data.AUTOTUNE
+DATASET_INFO = "dataset_info.json"
+INPUT_KINDS = ("waveform_windows", "mel_image", "mel_segments")
+UNIT_NAMES = {"waveform_windows": "window", "mel_image": "clip", "mel_segments": "segment"}
+SHUFFLE_BUFFER_CLIPS = 256      # clips in the shuffle buffer when a split is not cached
+SHUFFLE_BUFFER_UNITS = 1024     # units (segments) in the second shuffle of mel_segments
+CACHE_MEMORY_FRACTION = 0.5     # cache only what fits in this share of the available memory
+
+
+# ---- the shards ---------------------------------------------------------------------
+
+def read_dataset_info(shard_dir: str | Path) -> dict:
+    """``<shard_dir>/dataset_info.json``, checked: sample_rate, labels, per-split sizes."""
+    path = Path(shard_dir) / DATASET_INFO
+    if not path.is_file():
+        raise DataError(f"{path}: not found; run the shard stage first (dvc repro shard)")
+    info = read_json(path)
+    splits = info.get("splits") if isinstance(info, dict) else None
+    if not (isinstance(info, dict) and isinstance(info.get("sample_rate"), int)
+            and isinstance(info.get("labels"), list) and info["labels"] and isinstance(splits, dict)):
+        raise DataError(f"{path}: expected {{'sample_rate': int, 'labels': [...], 'splits': {{...}}}}; "
+                        f"rerun the shard stage")
+    for split, sizes in splits.items():
+        if not all(isinstance(sizes.get(k), int) for k in ("clips", "min_samples", "max_samples")):
+            raise DataError(f"{path}: split '{split}' needs integer clips, min_samples and max_samples; "
+                            f"rerun the shard stage")
+    return info
+
+
+def shard_files(shard_dir: str | Path, split: str) -> list[str]:
+    """The shard files of a split as strings, or a DataError if there are none."""
+    shard_dir = Path(shard_dir)
+    if not shard_dir.is_dir():
+        raise DataError(f"{shard_dir}: no such directory; run the shard stage first (dvc repro shard)")
+    files = [str(p) for p in list_shards(shard_dir, split)]
+    if not files:
+        raise DataError(f"{shard_dir}: no '{split}-*.tfrecord' shards; run the shard stage first")
+    return files
+
+
+def read_clips(shard_dir: str | Path, split: str, shuffle_files_seed: int | None = None) -> tf.data.Dataset:
+    """Parsed clips ``{"audio", "label", "track_id"}`` of a split, read in parallel.
+
+    Files are read in index order (or in a seeded random order), interleaved
+    deterministically.
+    """
+    files = shard_files(shard_dir, split)
+    if shuffle_files_seed is not None:
+        files = list(np.random.default_rng(shuffle_files_seed).permutation(files))
+    records = tf.data.TFRecordDataset(files, num_parallel_reads=min(len(files), 8))
+    return records.map(parse_example, num_parallel_calls=AUTOTUNE)
+
+
+# ---- per-clip features and units ----------------------------------------------------
+
+def clip_features(audio_int16: tf.Tensor, preprocessing: dict) -> tf.Tensor:
+    """The deterministic part of a clip's input (what ``cache()`` keeps).
+
+    waveform_windows: the int16 audio itself; mel_image: the [s, s, 1] image in
+    [0, 1]; mel_segments: the [k, s, s, 1] segments.
+    """
+    kind = input_kind(preprocessing)
+    if kind == "waveform_windows":
+        return audio_int16
+    if kind == "mel_image":
+        return spectrograms.mel_image(audio_int16, preprocessing["sample_rate"], preprocessing["n_fft"],
+                                      preprocessing["hop_length"], preprocessing["n_mels"],
+                                      preprocessing["image_size"])
+    return spectrograms.mel_segments(audio_int16, preprocessing["sample_rate"], preprocessing["n_fft"],
+                                     preprocessing["hop_length"], preprocessing["image_size"],
+                                     preprocessing["segments_per_clip"])
+
+
+def evaluation_units(features: tf.Tensor, preprocessing: dict) -> tf.Tensor:
+    """All units of a clip, [k, ...]: consecutive windows, the one image, or the segments."""
+    kind = input_kind(preprocessing)
+    if kind == "waveform_windows":
+        return spectrograms.waveform_windows(features, preprocessing["window_size"])
+    if kind == "mel_image":
+        return spectrograms.mobilenet_pixels(features)[tf.newaxis]
+    return features
+
+
+def training_unit_count(preprocessing: dict) -> int:
+    """Units a clip gives per training epoch."""
+    return preprocessing["segments_per_clip"] if input_kind(preprocessing) == "mel_segments" else 1
+
+
+def feature_bytes_per_clip(preprocessing: dict, max_samples: int) -> int:
+    """Upper bound of the memory one clip's cached features take."""
+    kind = input_kind(preprocessing)
+    if kind == "waveform_windows":
+        return 2 * max_samples
+    size = preprocessing["image_size"]
+    if kind == "mel_image":
+        return 4 * size * size
+    return 4 * preprocessing["segments_per_clip"] * size * size
+
+
+def min_clip_samples(preprocessing: dict) -> int:
+    """Shortest clip (samples) that gives at least one unit."""
+    kind = input_kind(preprocessing)
+    if kind == "waveform_windows":
+        return preprocessing["window_size"]
+    if kind == "mel_segments":       # 1 + n // hop frames >= image_size
+        return (preprocessing["image_size"] - 1) * preprocessing["hop_length"]
+    return 1
+
+
+def input_kind(preprocessing: dict) -> str:
+    kind = preprocessing.get("input")
+    if kind not in INPUT_KINDS:
+        raise ValueError(f"preprocessing 'input' must be one of {INPUT_KINDS}, got {kind!r}")
+    return kind
+
+
+def units_of_clip(audio_int16: np.ndarray, preprocessing: dict) -> tf.Tensor:
+    """Model inputs of one clip given as an int16 array: [k, ...] (same ops as the pipelines)."""
+    audio = tf.convert_to_tensor(np.asarray(audio_int16, dtype=np.int16))
+    return evaluation_units(clip_features(audio, preprocessing), preprocessing)
+
+
+# ---- caching --------------------------------------------------------------------------
+
+def available_memory_bytes() -> int | None:
+    """Memory available to new allocations (Linux MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def should_cache(needed_bytes: int, available_bytes: int | None,
+                 fraction: float = CACHE_MEMORY_FRACTION) -> bool:
+    """Cache a split in memory only if it takes at most ``fraction`` of the available memory."""
+    return available_bytes is not None and needed_bytes <= fraction * available_bytes
+
+
+# ---- the pipelines -------------------------------------------------------------------
+
+def training_dataset(shard_dir: str | Path, split: str, preprocessing: dict, num_classes: int,
+                     batch_size: int, seed: int, num_clips: int, cache: bool = False,
+                     drop_remainder: bool = False) -> tf.data.Dataset:
+    """Shuffled batches of ``(units, one-hot labels)`` for training; new random order every epoch.
+
+    waveform_windows: one random window per clip and epoch (stateless random ops
+    seeded from ``seed``); mel_image: the clip's image; mel_segments: every segment,
+    shuffled again at the segment level. Same seed -> same batches, epoch after epoch.
+    """
+    kind = input_kind(preprocessing)
+    clips = read_clips(shard_dir, split, shuffle_files_seed=None if cache else seed)
+    clips = clips.map(lambda ex: (clip_features(ex["audio"], preprocessing),
+                                  tf.one_hot(ex["label"], num_classes)),
+                      num_parallel_calls=AUTOTUNE)
+    if cache:
+        clips = clips.cache()
+    buffer = max(1, num_clips if cache else min(num_clips, SHUFFLE_BUFFER_CLIPS))
+    clips = clips.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if kind == "waveform_windows":
+        window = preprocessing["window_size"]
+        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
+        units = tf.data.Dataset.zip(clips, seeds).map(
+            lambda pair, pair_seed: (spectrograms.random_waveform_window(pair[0], window, pair_seed), pair[1]),
+            num_parallel_calls=AUTOTUNE)
+    elif kind == "mel_image":
+        units = clips.map(lambda image, label: (spectrograms.mobilenet_pixels(image), label),
+                          num_parallel_calls=AUTOTUNE)
+    else:
+        count = preprocessing["segments_per_clip"]
+        units = clips.map(lambda segments, label: (segments, tf.tile(label[tf.newaxis], [count, 1])),
+                          num_parallel_calls=AUTOTUNE).unbatch()
+        units = units.shuffle(SHUFFLE_BUFFER_UNITS, seed=seed + 2, reshuffle_each_iteration=True)
+    units_per_epoch = num_clips * training_unit_count(preprocessing)
+    batches = units_per_epoch // batch_size if drop_remainder else -(-units_per_epoch // batch_size)
+    batched = units.batch(batch_size, drop_remainder=drop_remainder)
+    # the size is known from the shard names: tell Keras (and check it while reading)
+    return batched.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
+
+
+def validation_dataset(shard_dir: str | Path, split: str, preprocessing: dict, num_classes: int,
+                       batch_size: int, cache: bool = False) -> tf.data.Dataset:
+    """Batches of ``(units, one-hot labels)`` over every unit of every clip, in a fixed order."""
+    units = _evaluation_units(shard_dir, split, preprocessing, cache)
+    units = units.map(lambda x, clip, label, track_id: (x, tf.one_hot(label, num_classes)),
+                      num_parallel_calls=AUTOTUNE)
+    return units.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def evaluation_dataset(shard_dir: str | Path, split: str, preprocessing: dict,
+                       batch_size: int) -> tf.data.Dataset:
+    """Batches of ``(units, clip_index, label, track_id)`` over every unit, in a fixed order.
+
+    ``clip_index`` numbers the clips in reading order; units of a clip are consecutive.
+    """
+    return _evaluation_units(shard_dir, split, preprocessing, cache=False).batch(batch_size).prefetch(AUTOTUNE)
+
+
+def _evaluation_units(shard_dir, split, preprocessing, cache):
+    clips = read_clips(shard_dir, split).enumerate()
+    clips = clips.map(lambda index, ex: (clip_features(ex["audio"], preprocessing), index,
+                                         ex["label"], ex["track_id"]),
+                      num_parallel_calls=AUTOTUNE)
+    if cache:
+        clips = clips.cache()
+
+    def to_units(features, index, label, track_id):
+        units = evaluation_units(features, preprocessing)
+        count = tf.shape(units)[0]
+        return units, tf.fill([count], index), tf.fill([count], label), tf.fill([count], track_id)
+
+    return clips.map(to_units, num_parallel_calls=AUTOTUNE).unbatch()

@@ -1,0 +1,354 @@
+"""Training the Keras models: devices, seeds, precision, input pipelines, early stopping, saving.
+
+``train_model`` does the whole run for one model given plain settings (the stage
+``stages/train_keras.py`` reads them from params.yaml and checks them):
+
+1. seeds (``keras.utils.set_random_seed``) and deterministic ops
+   (``tf.config.experimental.enable_op_determinism``): same settings and data give
+   the same model, byte for byte (``save_model``);
+2. a distribution strategy chosen from the devices (``choose_strategy_kind``: TPU ->
+   TPUStrategy, several GPUs -> MirroredStrategy, else the default strategy); the
+   batch size in the settings is per replica;
+3. optional ``mixed_float16`` (GPU only; ignored with a log line elsewhere);
+4. tf.data pipelines of the train and val splits (``genreclf.tfdata``), cached in
+   memory when they fit (``cache_plan``);
+5. ``fit`` with early stopping on the validation loss and the weights of the best
+   validation epoch restored at the end (across both phases for MobileNetV2
+   fine-tuning). The test split is never read here.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import keras_models, spectrograms, tfdata
+from .errors import ParamError
+from .io import reproducible_zip
+
+MODEL_FILE = "model.keras"
+PREPROCESSING_FILE = "preprocessing.json"
+LABELS_FILE = "labels.json"
+MONITOR = "val_loss"
+# what keras writes into metadata.json at save time and must not reach the model file
+UNSTABLE_ZIP_KEYS = {"metadata.json": ["date_saved"]}
+
+
+# ---- settings -> preprocessing and architecture --------------------------------------
+
+def preprocessing_for(model_name: str, sample_rate: int, labels: list[str], settings: dict) -> dict:
+    """Everything that turns a raw clip into the model's inputs (written to preprocessing.json)."""
+    common = {"family": "keras", "model": model_name, "sample_rate": sample_rate, "labels": list(labels),
+              "audio_scaling": "int16 samples / 32768", "clip_prediction": "mean of the units' probabilities"}
+    if model_name == "cnn1d":
+        return {**common, "input": "waveform_windows", "unit": "window", "output_activation": "softmax",
+                "window_size": settings["window_size"],
+                "training_units": "one random window per clip and epoch",
+                "evaluation_units": "consecutive non-overlapping windows (the rest of the clip is dropped)"}
+    spectrogram = {"n_fft": settings["n_fft"], "top_db": spectrograms.TOP_DB,
+                   "stft": "centred frames (n_fft // 2 zeros padded at each end), periodic Hann window, power",
+                   "mel_filterbank": "librosa.filters.mel (Slaney scale and normalisation)",
+                   "decibels": "librosa.power_to_db(ref=clip maximum, top_db=80), scaled (dB + 80) / 80 to [0, 1]",
+                   "image_layout": "height = mel bands (lowest at the bottom row), width = frames"}
+    if model_name == "mobilenet":
+        return {**common, **spectrogram, "input": "mel_image", "unit": "clip", "output_activation": "softmax",
+                "hop_length": settings["hop_length"], "n_mels": settings["n_mels"],
+                "image_size": settings["image_size"], "channels": 3,
+                "resize": "bilinear with antialiasing to image_size x image_size",
+                "pixels": "x 255, copied to 3 channels, keras.applications.mobilenet_v2.preprocess_input"}
+    if model_name == "cnn2d":
+        sigmoid = settings["loss"] == "sigmoid"
+        return {**common, **spectrogram, "input": "mel_segments", "unit": "segment",
+                "output_activation": settings["loss"],
+                "hop_length": settings["hop_length"], "n_mels": settings["image_size"],
+                "image_size": settings["image_size"], "segments_per_clip": settings["segments_per_clip"],
+                "segment_starts": "evenly spaced frames from the first to the last possible start "
+                                  "(rounded linspace; segments may overlap)",
+                "clip_prediction": "mean of the segments' sigmoid outputs, normalised to sum to 1"
+                                   if sigmoid else common["clip_prediction"]}
+    raise ValueError(f"unknown model {model_name!r}; known: {list(keras_models.MODEL_NAMES)}")
+
+
+def build_model(model_name: str, settings: dict, num_classes: int) -> keras.Model:
+    """The uncompiled model for validated settings (a params.yaml section)."""
+    if model_name == "cnn1d":
+        return keras_models.build_cnn1d(settings["window_size"], num_classes, settings["conv_filters"],
+                                        settings["kernel_size"], settings["pool_size"],
+                                        settings["dense_units"], settings["dropout"])
+    if model_name == "mobilenet":
+        return keras_models.build_mobilenet(settings["image_size"], num_classes, settings["weights"],
+                                            settings["alpha"], settings["dense_units"], settings["dropout"])
+    if model_name == "cnn2d":
+        return keras_models.build_cnn2d(settings["image_size"], num_classes, settings["filters"],
+                                        settings["pools"], settings["dense_units"], settings["dropout"],
+                                        settings["loss"])
+    raise ValueError(f"unknown model {model_name!r}; known: {list(keras_models.MODEL_NAMES)}")
+
+
+# ---- devices, seeds, precision, memory ------------------------------------------------
+
+def choose_strategy_kind(tpu_devices: list, gpu_devices: list) -> str:
+    """"tpu" if any TPU, "mirrored" if several GPUs, else "default" (one GPU or the CPU)."""
+    if tpu_devices:
+        return "tpu"
+    if len(gpu_devices) > 1:
+        return "mirrored"
+    return "default"
+
+
+def detect_devices() -> tuple[list, list]:
+    """(TPU devices, GPU devices) visible to TensorFlow.
+
+    A TPU is looked for only where one can be: TPU_NAME set (Cloud TPU node) or TPU
+    devices visible locally (TPU VM); no network probe otherwise.
+    """
+    tpus = list(tf.config.list_physical_devices("TPU"))
+    if not tpus and os.environ.get("TPU_NAME"):
+        tpus = [os.environ["TPU_NAME"]]
+    return tpus, list(tf.config.list_physical_devices("GPU"))
+
+
+def make_strategy(kind: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy of a kind from ``choose_strategy_kind``."""
+    if kind == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME", "local"))
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if kind == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"unknown strategy kind {kind!r}")
+
+
+def global_batch_size(per_replica: int, replicas: int) -> int:
+    return per_replica * replicas
+
+
+def set_seeds(seed: int) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; make TensorFlow ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def precision_policy(mixed_precision: bool, strategy_kind: str, gpu_devices: list) -> str:
+    """Keras dtype policy: "mixed_float16" on GPUs if asked, "mixed_bfloat16" on TPUs, else "float32"."""
+    if not mixed_precision:
+        return "float32"
+    if strategy_kind == "tpu":
+        return "mixed_bfloat16"
+    return "mixed_float16" if gpu_devices else "float32"
+
+
+def cache_plan(split_bytes: dict[str, int], available_bytes: int | None,
+               fraction: float = tfdata.CACHE_MEMORY_FRACTION) -> dict[str, bool]:
+    """Which splits to cache, in the given order, while their total fits in ``fraction`` of the memory."""
+    plan, used = {}, 0
+    for split, needed in split_bytes.items():
+        plan[split] = tfdata.should_cache(used + needed, available_bytes, fraction)
+        if plan[split]:
+            used += needed
+    return plan
+
+
+# ---- best weights over one or more fits ----------------------------------------------
+
+class BestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the lowest validation loss, across several ``fit`` calls.
+
+    ``epochs_done`` counts every epoch seen (the dvclive step of the next one);
+    ``restore()`` puts the best weights back.
+    """
+
+    def __init__(self, monitor: str = MONITOR):
+        super().__init__()
+        self.monitor = monitor
+        self.best_value = math.inf
+        self.best_epoch: int | None = None
+        self.best_logs: dict = {}
+        self.best_weights: list | None = None
+        self.epochs_done = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is not None and value < self.best_value:
+            self.best_value = float(value)
+            self.best_epoch = self.epochs_done
+            self.best_logs = {k: float(v) for k, v in logs.items()}
+            self.best_weights = [(w, np.array(w.numpy())) for w in self.model.weights]
+        self.epochs_done += 1
+
+    def restore(self) -> None:
+        for variable, value in self.best_weights or []:
+            variable.assign(value)
+
+
+# ---- training -------------------------------------------------------------------------
+
+@dataclass
+class TrainingResult:
+    model: keras.Model
+    preprocessing: dict
+    best_epoch: int | None              # 0-based over all epochs (= the dvclive step)
+    best_logs: dict                     # loss, accuracy, val_loss, val_accuracy of that epoch
+    epochs_run: int
+    seconds: float                      # wall time of the fits (for the log only)
+
+
+def train_model(model_name: str, settings: dict, shard_dir: str | Path, dataset_info: dict,
+                live=None, log: Callable[[str], None] = print) -> TrainingResult:
+    """Train one model on the train split, early-stopped on the val split; return it with its best epoch.
+
+    ``settings``: the validated params section of the model. ``live``: a
+    ``dvclive.Live`` receiving per-epoch train/val loss and accuracy (one step per
+    epoch, continued across the fine-tuning phase), or None.
+    """
+    from tqdm.keras import TqdmCallback
+
+    set_seeds(settings["seed"])
+    labels = dataset_info["labels"]
+    preprocessing = preprocessing_for(model_name, dataset_info["sample_rate"], labels, settings)
+
+    tpus, gpus = detect_devices()
+    kind = choose_strategy_kind(tpus, gpus)
+    strategy = make_strategy(kind)
+    replicas = strategy.num_replicas_in_sync
+    batch = global_batch_size(settings["batch_size"], replicas)
+    log(f"strategy: {kind} ({replicas} replica(s), {len(gpus)} GPU(s), {len(tpus)} TPU(s)); "
+        f"global batch {batch} = {settings['batch_size']} per replica x {replicas}")
+
+    policy = precision_policy(settings["mixed_precision"], kind, gpus)
+    if settings["mixed_precision"] and policy == "float32":
+        log("mixed_precision: true is ignored: no GPU or TPU here (training in float32)")
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    log(f"dtype policy: {policy}")
+
+    splits = dataset_info["splits"]
+    needed = {split: splits[split]["clips"] * tfdata.feature_bytes_per_clip(preprocessing,
+                                                                            splits[split]["max_samples"])
+              for split in ("train", "val")}
+    available = tfdata.available_memory_bytes()
+    plan = cache_plan(needed, available)
+    for split in needed:
+        log(f"cache {split}: {'yes' if plan[split] else 'no'} (needs about {needed[split] / 2**20:.0f} MiB; "
+            f"available {'unknown' if available is None else f'{available / 2**20:.0f} MiB'}, "
+            f"cache limit {tfdata.CACHE_MEMORY_FRACTION:.0%} of it)")
+
+    num_classes = len(labels)
+    train_clips = splits["train"]["clips"]
+    train_data = tfdata.training_dataset(shard_dir, "train", preprocessing, num_classes, batch,
+                                         settings["seed"], train_clips, cache=plan["train"],
+                                         drop_remainder=kind == "tpu")
+    val_data = tfdata.validation_dataset(shard_dir, "val", preprocessing, num_classes, batch, cache=plan["val"])
+    units_per_epoch = train_clips * tfdata.training_unit_count(preprocessing)
+
+    try:
+        with strategy.scope():
+            model = build_model(model_name, settings, num_classes)
+            keras_models.compile_model(model, settings["learning_rate"], preprocessing["output_activation"])
+        fine_tune_layers = settings.get("fine_tune_layers", 0) if model_name == "mobilenet" else 0
+        if fine_tune_layers and fine_tune_layers > len(keras_models.mobilenet_base(model).layers):
+            raise ParamError(f"params.yaml: mobilenet.fine_tune_layers = {fine_tune_layers}, but the MobileNetV2 "
+                             f"base has only {len(keras_models.mobilenet_base(model).layers)} layers; lower it")
+        best = BestWeights()
+        callbacks_common = [best]
+        if live is not None:
+            from dvclive.keras import DVCLiveCallback
+            callbacks_common.append(DVCLiveCallback(live=live))
+
+        def fit(epochs: int) -> None:
+            stopper = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=settings["patience"])
+            progress = TqdmCallback(epochs=epochs, data_size=units_per_epoch, batch_size=batch, verbose=1)
+            if live is not None and best.epochs_done:
+                # a second fit (fine-tuning): DVCLiveCallback.on_train_end rewound the step to the
+                # last epoch logged; continue after it
+                live.step = best.epochs_done
+            with warnings.catch_warnings():
+                # the validation set's size (windows per clip) is unknown until read once; Keras
+                # warns when it first runs out. The training set's size is asserted in tfdata.
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=0, shuffle=False,
+                          callbacks=[*callbacks_common, stopper, progress])
+
+        start = time.perf_counter()
+        fit(settings["epochs"])
+        log(f"trained {best.epochs_done} epoch(s); best val_loss {best.best_value:.4f} at epoch {best.best_epoch}")
+        if fine_tune_layers > 0:
+            best.restore()
+            with strategy.scope():
+                keras_models.unfreeze_top_layers(model, fine_tune_layers)
+                keras_models.compile_model(model, settings["fine_tune_learning_rate"])
+            log(f"fine-tuning the top {fine_tune_layers} layers of the base for "
+                f"{settings['fine_tune_epochs']} epoch(s) at learning rate {settings['fine_tune_learning_rate']}")
+            fit(settings["fine_tune_epochs"])
+        seconds = time.perf_counter() - start
+        if best.best_weights is None:
+            log("warning: the validation loss was never finite; keeping the last weights")
+        best.restore()
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    return TrainingResult(model, preprocessing, best.best_epoch, best.best_logs, best.epochs_done, seconds)
+
+
+def renumber_shared_objects(config):
+    """Replace Keras' ``shared_object_id`` values (Python ``id()``s: memory addresses that change
+    from run to run) by 1, 2, ... in order of first appearance; the sharing is unchanged."""
+    numbers: dict = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            return {key: (numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id" else walk(value))
+                    for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    return walk(config)
+
+
+def save_model(model: keras.Model, path: str | Path) -> None:
+    """Save ``model`` for inference as a ``.keras`` file with stable bytes.
+
+    What is saved is the architecture and the weights, without the optimizer's state
+    or the compile settings (an uncompiled copy: a third of the size for Adam; the
+    loss is recorded in preprocessing.json). The zip gets fixed timestamps and no save
+    date (``genreclf.io.reproducible_zip``); config.json gets run-independent
+    shared-object ids (``renumber_shared_objects``); the weights member (HDF5) is
+    byte-stable as written by Keras. Writes ``path`` directly: call it inside
+    ``genreclf.io.atomic_dir``/``atomic_path``.
+    """
+    inference_model = model.__class__.from_config(model.get_config())     # same layers, not compiled
+    inference_model.set_weights(model.get_weights())
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = Path(tmp) / MODEL_FILE
+        inference_model.save(saved)
+        members = keras_zip_members(saved)
+    config = renumber_shared_objects(json.loads(members["config.json"]))
+    members["config.json"] = json.dumps(config).encode("utf-8")
+    buffer = _io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    Path(path).write_bytes(reproducible_zip(buffer.getvalue(), drop_json_keys=UNSTABLE_ZIP_KEYS))
+
+
+def keras_zip_members(path: str | Path) -> dict[str, bytes]:
+    """The members of a ``.keras`` file (for checks and tests)."""
+    with zipfile.ZipFile(_io.BytesIO(Path(path).read_bytes())) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}

@@ -1,0 +1,147 @@
+"""convert: decode every clip listed in data/raw/clips.csv to mono 16-bit WAV at one sample rate.
+
+Reads   params convert.sample_rate, convert.min_seconds; data/raw/clips.csv and the files it lists.
+Writes  data/wav/<track_id>.wav, data/converted.csv, data/convert_skipped.csv, metrics/convert.json.
+Clips that do not decode, hold no audio or are shorter than convert.min_seconds are skipped
+and reported, never fatal. Every core decodes; the outputs do not depend on scheduling.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from genreclf import audio
+from genreclf.cli import run_stage
+from genreclf.errors import DataError, ParamError
+from genreclf.io import atomic_dir, write_csv, write_json
+from genreclf.logs import get_logger
+from genreclf.params import get, load_params, section
+
+CLIPS_CSV = Path("data/raw/clips.csv")
+WAV_DIR = Path("data/wav")
+CONVERTED_CSV = Path("data/converted.csv")
+SKIPPED_CSV = Path("data/convert_skipped.csv")
+METRICS_JSON = Path("metrics/convert.json")
+
+CLIPS_COLUMNS = ["track_id", "genre", "path", "official_split"]
+SAMPLE_RATE_RANGE = (8000, 192000)
+# A track id becomes a file name: keep it to safe characters.
+TRACK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# One thread per worker process: the pool already uses every core.
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+SKIPPED_SHOWN_IN_LOG = 20
+
+log = get_logger("convert")
+
+
+def read_params(params: dict) -> tuple[int, float]:
+    """convert.sample_rate (an integer in SAMPLE_RATE_RANGE) and convert.min_seconds (>= 0)."""
+    sec = section(params, "convert")
+    where = "params.yaml: convert"
+    sample_rate = get(sec, "sample_rate", where, types=int, minimum=SAMPLE_RATE_RANGE[0])
+    if sample_rate > SAMPLE_RATE_RANGE[1]:
+        raise ParamError(f"{where}.sample_rate = {sample_rate}; expected at most {SAMPLE_RATE_RANGE[1]} Hz")
+    min_seconds = get(sec, "min_seconds", where, types=(int, float), minimum=0)
+    return sample_rate, float(min_seconds)
+
+
+def read_clips(path: Path) -> pd.DataFrame:
+    """The clip list written by fetch, checked, sorted by track id."""
+    fix = "run `dvc repro fetch` to (re)create it"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; {fix}")
+    clips = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in CLIPS_COLUMNS if c not in clips.columns]
+    if missing:
+        raise DataError(f"{path}: missing columns {missing}; expected {CLIPS_COLUMNS}; {fix}")
+    if clips.empty:
+        raise DataError(f"{path} lists no clips; {fix}")
+    bad_ids = [t for t in clips["track_id"] if not TRACK_ID_RE.match(t)]
+    if bad_ids:
+        raise DataError(f"{path}: track ids must be letters, digits, '.', '_' or '-', got {bad_ids[:5]}; {fix}")
+    duplicated = sorted(set(clips["track_id"][clips["track_id"].duplicated()]))
+    if duplicated:
+        raise DataError(f"{path}: track ids listed more than once: {duplicated[:5]}; {fix}")
+    absent = [p for p in clips["path"] if not Path(p).is_file()]
+    if absent:
+        raise DataError(f"{path} lists {len(absent)} files that do not exist (e.g. {absent[:3]}); {fix}")
+    return clips[CLIPS_COLUMNS].sort_values("track_id", kind="stable").reset_index(drop=True)
+
+
+def limit_threads() -> None:
+    """Pool initializer: one BLAS/OpenMP thread per worker."""
+    for name in THREAD_ENV_VARS:
+        os.environ[name] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the environment variables still cover libraries loaded later
+        return
+    threadpool_limits(1)
+
+
+def convert_all(sources: list[str], destinations: list[Path], sample_rate: int,
+                min_seconds: float) -> list[audio.ConvertResult]:
+    """convert_clip on every clip with one process per core; results in input order."""
+    workers = os.cpu_count() or 1
+    log.info("decoding %d clips with %d worker processes", len(sources), workers)
+    with ProcessPoolExecutor(max_workers=workers, initializer=limit_threads) as pool:
+        results = pool.map(audio.convert_clip, sources, destinations, [sample_rate] * len(sources),
+                           [min_seconds] * len(sources), chunksize=4)
+        return list(tqdm(results, total=len(sources), desc="convert", unit="clip"))
+
+
+def main() -> None:
+    sample_rate, min_seconds = read_params(load_params())
+    clips = read_clips(CLIPS_CSV)
+    extensions = Counter(Path(p).suffix.lower() for p in clips["path"])
+    log.info("read %s: %d clips, %d genres, files %s; sample_rate %d Hz, min_seconds %g",
+             CLIPS_CSV, len(clips), clips["genre"].nunique(), dict(sorted(extensions.items())),
+             sample_rate, min_seconds)
+
+    started = time.perf_counter()
+    with atomic_dir(WAV_DIR) as wav_tmp:
+        destinations = [wav_tmp / f"{track_id}.wav" for track_id in clips["track_id"]]
+        results = convert_all(list(clips["path"]), destinations, sample_rate, min_seconds)
+        ok = [r.ok for r in results]
+        if not any(ok):
+            kinds = Counter(r.kind for r in results)
+            raise DataError(f"none of the {len(clips)} clips in {CLIPS_CSV} could be converted "
+                            f"({dict(sorted(kinds.items()))}; first: {clips['path'][0]}: {results[0].reason}); "
+                            "check the files and run `dvc repro fetch`")
+    elapsed = time.perf_counter() - started
+    log.info("decoded %d clips in %.1f s (%.2f clips/s)", len(clips), elapsed, len(clips) / elapsed)
+
+    converted = clips[ok].copy()
+    converted["path"] = [f"{WAV_DIR.as_posix()}/{t}.wav" for t in converted["track_id"]]
+    converted["num_samples"] = [r.num_samples for r in results if r.ok]
+    skipped = pd.DataFrame({
+        "track_id": [t for t, r in zip(clips["track_id"], results) if not r.ok],
+        "source_path": [p for p, r in zip(clips["path"], results) if not r.ok],
+        "reason": [r.reason for r in results if not r.ok],
+    })
+    kinds = Counter(r.kind for r in results if not r.ok)
+    metrics = {"clips_in": len(clips), "converted": len(converted), "skipped": len(skipped),
+               **{kind: kinds.get(kind, 0) for kind in audio.SKIP_KINDS}}
+    write_csv(CONVERTED_CSV, converted)
+    write_csv(SKIPPED_CSV, skipped)
+    write_json(METRICS_JSON, metrics)
+
+    for row in skipped.head(SKIPPED_SHOWN_IN_LOG).itertuples():
+        log.info("skipped %s (%s): %s", row.track_id, row.source_path, row.reason)
+    if len(skipped) > SKIPPED_SHOWN_IN_LOG:
+        log.info("... and %d more skipped clips (see %s)", len(skipped) - SKIPPED_SHOWN_IN_LOG, SKIPPED_CSV)
+    hours = converted["num_samples"].sum() / sample_rate / 3600
+    log.info("wrote %d clips (%.2f h of audio) to %s/, %s, %s (%d skipped), %s: %s",
+             len(converted), hours, WAV_DIR, CONVERTED_CSV, SKIPPED_CSV, len(skipped), METRICS_JSON, metrics)
+
+
+if __name__ == "__main__":
+    run_stage("convert", main)

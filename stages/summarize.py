@@ -1,0 +1,91 @@
+"""One table comparing the models on the test split: python -m stages.summarize MODEL...
+
+Reads metrics/<model>.json of each model named (in that order); writes
+metrics/summary.json ({"models": {name: {accuracy, macro_f1, n_test, family}}, ...})
+and metrics/summary.md (a Markdown table, one row per model, plus the chance level).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from genreclf.cli import run_stage
+from genreclf.errors import DataError, ParamError
+from genreclf.io import write_text
+from genreclf.logs import get_logger
+
+METRICS_DIR = Path("metrics")
+SUMMARY_KEYS = ("accuracy", "family", "macro_f1", "n_test")
+
+log = get_logger("summarize")
+
+
+def read_model_metrics(name: str, metrics_dir: Path = METRICS_DIR) -> dict:
+    """metrics/<name>.json, checked to hold what the summary needs."""
+    path = metrics_dir / f"{name}.json"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing; evaluate the model first: "
+                        f"dvc repro evaluate@{name} (or python -m stages.evaluate {name})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e}); run python -m stages.evaluate {name} again") from None
+    missing = [key for key in (*SUMMARY_KEYS, "per_class") if key not in metrics]
+    if missing:
+        raise DataError(f"{path}: the keys {missing} are missing; run python -m stages.evaluate {name} again")
+    return metrics
+
+
+def summarize(all_metrics: dict[str, dict]) -> dict:
+    """The summary of the models, in the order given, and the chance level of their test split."""
+    genres = {name: sorted(metrics["per_class"]) for name, metrics in all_metrics.items()}
+    first = next(iter(all_metrics))
+    for name, names in genres.items():
+        if names != genres[first]:
+            raise DataError(f"{METRICS_DIR}/{name}.json and {METRICS_DIR}/{first}.json score different genres; "
+                            "re-run the pipeline so that every model is evaluated on the same test split")
+    supports = [counts["support"] for counts in all_metrics[first]["per_class"].values()]
+    # Keys sorted everywhere except the models, which keep the order given.
+    return {
+        "chance": {"majority_accuracy": max(supports) / sum(supports),
+                   "uniform_accuracy": 1 / len(supports)},
+        "models": {name: {key: metrics[key] for key in SUMMARY_KEYS} for name, metrics in all_metrics.items()},
+    }
+
+
+def markdown_table(summary: dict) -> str:
+    rows = ["| model | family | accuracy | macro-F1 | test clips |",
+            "| --- | --- | ---: | ---: | ---: |"]
+    for name, scores in summary["models"].items():
+        rows.append(f"| {name} | {scores['family']} | {scores['accuracy']:.3f} | {scores['macro_f1']:.3f} "
+                    f"| {scores['n_test']} |")
+    chance = summary["chance"]
+    n_genres = round(1 / chance["uniform_accuracy"])
+    return ("# Test-split scores\n\n" + "\n".join(rows) + "\n\n"
+            f"Chance level: accuracy {chance['uniform_accuracy']:.3f} for a uniform guess among "
+            f"{n_genres} genres; {chance['majority_accuracy']:.3f} for always answering the most "
+            "common genre of the test split.\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("models", nargs="+", help="the models to compare, in the order of the table")
+    names = parser.parse_args().models
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ParamError(f"models named more than once: {repeated}; name each model once")
+
+    summary = summarize({name: read_model_metrics(name) for name in names})
+    log.info("read %s", ", ".join(f"{METRICS_DIR}/{name}.json" for name in names))
+    # Not genreclf.io.write_json: its sorted keys would lose the order of the models.
+    write_text(METRICS_DIR / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_text(METRICS_DIR / "summary.md", markdown_table(summary))
+    best = max(names, key=lambda name: summary["models"][name]["accuracy"])
+    log.info("wrote %s/summary.json and summary.md; best accuracy: %s (%.3f)",
+             METRICS_DIR, best, summary["models"][best]["accuracy"])
+
+
+if __name__ == "__main__":
+    run_stage("summarize", main)

@@ -1,0 +1,165 @@
+"""A real Google Cloud Storage JSON API on loopback, for testing the DVC remote.
+
+``GcsEmulator`` runs gcp-storage-emulator (PyPI) as a subprocess on 127.0.0.1 at a
+free port, keeping its objects on disk in ``data_dir`` so that a restart on the same
+port and directory serves the same bucket again (the fault test relies on that).
+
+``dvc`` runs a DVC command in a repository with the environment the remote needs;
+``point_remote_at`` overrides the ``gcs`` remote of one clone in its git-ignored
+``.dvc/config.local``, so nothing about the emulator is ever committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"
+REMOTE_NAME = "gcs"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+# The directory inside data_dir where the emulator keeps the objects (its STORAGE_DIR default).
+EMULATOR_STORAGE_DIR = ".cloudstorage"
+
+
+def dvc_env() -> dict[str, str]:
+    """The environment of every dvc call: gcsfs otherwise waits 60 s on a gRPC probe per call."""
+    env = dict(os.environ)
+    env["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def dvc(repo: Path, *args: str, timeout: float = 120.0, check: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``dvc ARGS`` in ``repo`` (stdout and stderr captured as text), bounded by ``timeout``.
+
+    With ``check`` a non-zero exit raises AssertionError showing DVC's output.
+    """
+    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env or dvc_env(),
+                            capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed ({result.returncode}) in {repo}:\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
+
+
+def git_clone(source: Path, dest: Path) -> Path:
+    """``git clone`` a local repository (its commits only: no DVC cache, no config.local)."""
+    subprocess.run(["git", "clone", "-q", str(source), str(dest)], check=True, capture_output=True)
+    return dest
+
+
+def file_digests(root: Path, paths: list[str] | None = None) -> dict[str, str]:
+    """SHA-256 of every file under ``root`` (or under each of ``paths`` inside it), by relative path."""
+    digests = {}
+    for top in [root / p for p in paths] if paths is not None else [root]:
+        files = [top] if top.is_file() else sorted(f for f in top.rglob("*") if f.is_file())
+        for file in files:
+            digests[file.relative_to(root).as_posix()] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return digests
+
+
+def point_remote_at(repo: Path, url: str, endpoint: str, remote: str = REMOTE_NAME) -> None:
+    """Point ``remote`` of this clone at ``url`` served by ``endpoint``, in .dvc/config.local only."""
+    dvc(repo, "remote", "modify", "--local", remote, "url", url)
+    dvc(repo, "remote", "modify", "--local", remote, "endpointurl", endpoint)
+    dvc(repo, "remote", "modify", "--local", remote, "allow_anonymous_login", "true")
+
+
+@dataclass
+class GcsEmulator:
+    """gcp-storage-emulator on ``HOST:port`` with ``bucket`` created, objects kept in ``data_dir``."""
+
+    data_dir: Path
+    bucket: str
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> None:
+        """Start the emulator (on the same port and storage as before) and wait until it answers."""
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError(f"the emulator on port {self.port} is already running")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir.parent / f"emulator-{self.port}.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gcp_storage_emulator", "--data-dir", str(self.data_dir),
+             "start", "--host", HOST, "--port", str(self.port), "--default-bucket", self.bucket,
+             "--quiet"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the emulator exited with {self.process.returncode} on start; "
+                                   f"see {log.name}")
+            try:
+                self._get(f"/storage/v1/b/{self.bucket}")
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"the emulator did not answer on {self.endpoint} "
+                                       f"within {START_TIMEOUT_S:.0f} s; see {log.name}")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Take the server down: it finishes the request it is serving, closes its port and exits.
+
+        SIGINT, not SIGKILL: the emulator rewrites its on-disk index (``.meta``) in place after
+        every upload, so a SIGKILL landing in that write leaves an empty index and a restart
+        would lose the bucket. To DVC it is the same: the port is closed mid-push.
+        """
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+        self.process = None
+
+    def object_names(self, prefix: str = "") -> list[str]:
+        """Names of the objects in the bucket under ``prefix``, asked through the JSON API."""
+        names: list[str] = []
+        token = None
+        while True:
+            query = f"prefix={prefix}" + (f"&pageToken={token}" if token else "")
+            page = self._get(f"/storage/v1/b/{self.bucket}/o?{query}")
+            names += [item["name"] for item in page.get("items", [])]
+            token = page.get("nextPageToken")
+            if not token:
+                return sorted(names)
+
+    def stored_object_count(self, prefix: str = "") -> int:
+        """How many object files lie on disk under ``prefix`` (read without asking the server,
+        so that watching uploads land does not compete with them)."""
+        root = self.data_dir / EMULATOR_STORAGE_DIR / self.bucket / prefix
+        if not root.is_dir():
+            return 0
+        return sum(len(files) for _, _, files in os.walk(root))
+
+    def _get(self, path: str) -> dict:
+        with urllib.request.urlopen(self.endpoint + path, timeout=5) as response:
+            return json.loads(response.read())

@@ -1,0 +1,71 @@
+"""Helpers for the scikit-learn, evaluate, summarize and predict tests.
+
+They build a scratch project folder (params.yaml + data/features/...) and run the
+real stage scripts in it, as DVC would: ``python -m stages.<name>`` from that folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from genreclf import features
+
+ROOT = Path(__file__).resolve().parents[1]
+FEATURE_COLUMNS = list(features.FEATURE_COLUMNS)
+
+SKLEARN_PARAMS = {
+    "logreg": {"pca_components": None, "C": 1.0, "max_iter": 2000, "seed": 0},
+    "knn": {"pca_components": None, "n_neighbors": 1, "weights": "uniform"},
+    "gnb": {"pca_components": None, "var_smoothing": 1.0e-9},
+    "svm": {"pca_components": None, "C": 10.0, "kernel": "rbf", "gamma": "scale", "seed": 0},
+}
+
+
+def write_params(project: Path, overrides: dict | None = None) -> None:
+    """params.yaml holding the scikit-learn sections (``overrides`` replaces whole keys of a section)."""
+    params = json.loads(json.dumps(SKLEARN_PARAMS))
+    for name, values in (overrides or {}).items():
+        params.setdefault(name, {}).update(values)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def write_feature_tables(project: Path, tables: dict[str, pd.DataFrame], columns: list[str] = FEATURE_COLUMNS,
+                         sample_rate: int = 22050, feature_params: dict | None = None) -> None:
+    """data/features/<split>.csv from frames with track_id, label, genre and ``columns``, plus
+    feature_info.json (by default the 518 FMA columns and the default feature params)."""
+    features_dir = project / "data" / "features"
+    features_dir.mkdir(parents=True, exist_ok=True)
+    for split, table in tables.items():
+        table[["track_id", "label", "genre", *columns]].to_csv(features_dir / f"{split}.csv", index=False)
+    if feature_params is None:
+        feature_params = features.params_to_dict(features.DEFAULT_PARAMS)
+    info = {"sample_rate": sample_rate, "params": feature_params, "columns": columns}
+    (features_dir / "feature_info.json").write_text(json.dumps(info))
+
+
+def feature_frame(track_ids: list[str], labels: list[int], genres: list[str], features: np.ndarray,
+                  columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(np.asarray(features, dtype=np.float64), columns=columns)
+    frame.insert(0, "genre", [genres[i] for i in labels])
+    frame.insert(0, "label", labels)
+    frame.insert(0, "track_id", track_ids)
+    return frame
+
+
+def run_stage(project: Path, module: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m stages.<module> args`` in ``project`` with this repository on the path."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", f"stages.{module}", *args], cwd=project, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"stages.{module} {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc

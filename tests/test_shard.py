@@ -1,0 +1,186 @@
+"""genreclf.sharding and the shard stage: TFRecords that give back exactly the clips, deterministically."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from genreclf.sharding import shard_chunks
+from genreclf.tfrecords import SHARD_RE, count_records, list_shards, parse_example, shard_name
+from tests.dataprep_project import directory_bytes, make_project, run_stage, set_params, write_audio
+
+LABELS = ["blues", "jazz", "rock"]
+SPLIT_SIZES = {"train": 13, "val": 4, "test": 6}
+NUM_SHARDS = {"train": 3, "val": 2, "test": 10}  # test: more shards than clips
+SAMPLE_RATE = 8000
+
+
+@pytest.mark.parametrize("num_clips, num_shards, sizes", [
+    (10, 3, [4, 3, 3]), (16, 4, [4, 4, 4, 4]), (3, 5, [1, 1, 1]), (1, 1, [1]), (7, 1, [7]),
+])
+def test_shard_chunks_are_balanced_and_cover_every_clip(num_clips, num_shards, sizes):
+    chunks = shard_chunks(num_clips, num_shards, np.random.default_rng(0))
+    assert [len(c) for c in chunks] == sizes
+    assert sorted(np.concatenate(chunks)) == list(range(num_clips))
+
+
+def test_shard_chunks_are_seeded():
+    first = np.concatenate(shard_chunks(50, 4, np.random.default_rng(0)))
+    assert np.array_equal(np.concatenate(shard_chunks(50, 4, np.random.default_rng(0))), first)
+    assert not np.array_equal(np.concatenate(shard_chunks(50, 4, np.random.default_rng(1))), first)
+    assert not np.array_equal(first, np.arange(50))
+
+
+def write_split_data(project) -> dict[str, np.ndarray]:
+    """data/split/ and data/wav/ for 23 clips of int16 noise of different lengths; returns the samples."""
+    rng = np.random.default_rng(0)
+    rows, audio = [], {}
+    for split, size in SPLIT_SIZES.items():
+        for _ in range(size):
+            track_id = f"{len(rows):06d}"
+            label = int(rng.integers(len(LABELS)))
+            audio[track_id] = rng.integers(-32768, 32768, int(rng.integers(50, 3000))).astype(np.int16)
+            write_audio(project / "data" / "wav" / f"{track_id}.wav", audio[track_id], SAMPLE_RATE)
+            rows.append((track_id, f"data/wav/{track_id}.wav", LABELS[label], label, split))
+    (project / "data" / "split").mkdir(parents=True)
+    pd.DataFrame(rows, columns=["track_id", "path", "genre", "label", "split"]).to_csv(
+        project / "data" / "split" / "split_manifest.csv", index=False)
+    (project / "data" / "split" / "labels.json").write_text(json.dumps(LABELS))
+    return audio
+
+
+def read_split(shard_dir, split):
+    import tensorflow as tf
+
+    files = [str(p) for p in list_shards(shard_dir, split)]
+    dataset = tf.data.TFRecordDataset(files).map(parse_example)
+    return [(r["track_id"].numpy().decode(), int(r["label"].numpy()), r["audio"].numpy()) for r in dataset]
+
+
+@pytest.fixture(scope="module")
+def sharded_project(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("shard"), shard={"num_shards": NUM_SHARDS, "seed": 0})
+    audio = write_split_data(project)
+    result = run_stage(project, "shard")
+    assert result.returncode == 0, result.stderr
+    return project, audio, result
+
+
+def test_shard_files_are_named_with_their_counts(sharded_project):
+    project, _, result = sharded_project
+    shard_dir = project / "data" / "shards"
+    names = sorted(p.name for p in shard_dir.iterdir())
+    assert "dataset_info.json" in names
+    for split, size in SPLIT_SIZES.items():
+        files = list_shards(shard_dir, split)
+        count = min(NUM_SHARDS[split], size)
+        assert len(files) == count
+        assert count_records(shard_dir, split) == size
+        records = [int(SHARD_RE.match(p.name)["records"]) for p in files]
+        assert max(records) - min(records) <= 1
+        assert [p.name for p in files] == [shard_name(split, i, count, n) for i, n in enumerate(records)]
+        assert [len(read_split_file(p)) for p in files] == records
+    assert len(names) == 1 + sum(min(NUM_SHARDS[s], SPLIT_SIZES[s]) for s in SPLIT_SIZES)
+    assert "test: 10 shards asked for but only 6 clips; writing one shard per clip" in result.stderr
+
+
+def read_split_file(path):
+    import tensorflow as tf
+
+    return list(tf.data.TFRecordDataset([str(path)]))
+
+
+def test_round_trip_gives_back_exact_clips(sharded_project):
+    project, audio, _ = sharded_project
+    manifest = pd.read_csv(project / "data" / "split" / "split_manifest.csv", dtype={"track_id": str})
+    for split in SPLIT_SIZES:
+        records = read_split(project / "data" / "shards", split)
+        expected = manifest[manifest["split"] == split]
+        assert sorted(t for t, _, _ in records) == sorted(expected["track_id"])
+        labels = dict(zip(expected["track_id"], expected["label"]))
+        for track_id, label, samples in records:
+            assert label == labels[track_id]
+            assert samples.dtype == np.int16
+            np.testing.assert_array_equal(samples, audio[track_id])
+        if split == "train":  # shuffled, not in track id order
+            assert [t for t, _, _ in records] != sorted(labels)
+
+
+def test_dataset_info(sharded_project):
+    project, audio, _ = sharded_project
+    info = json.loads((project / "data" / "shards" / "dataset_info.json").read_text())
+    manifest = pd.read_csv(project / "data" / "split" / "split_manifest.csv", dtype={"track_id": str})
+    lengths = {split: [len(audio[t]) for t in manifest["track_id"][manifest["split"] == split]]
+               for split in SPLIT_SIZES}
+    assert info == {
+        "sample_rate": SAMPLE_RATE,
+        "labels": LABELS,
+        "splits": {s: {"clips": SPLIT_SIZES[s], "min_samples": min(lengths[s]), "max_samples": max(lengths[s])}
+                   for s in SPLIT_SIZES},
+    }
+
+
+def test_rerun_is_byte_identical_and_the_seed_matters(sharded_project):
+    project, _, _ = sharded_project
+    shard_dir = project / "data" / "shards"
+    first = directory_bytes(shard_dir)
+    assert run_stage(project, "shard").returncode == 0
+    assert directory_bytes(shard_dir) == first
+    first_order = [t for t, _, _ in read_split(shard_dir, "train")]
+
+    set_params(project, shard={"seed": 1})
+    assert run_stage(project, "shard").returncode == 0
+    second = directory_bytes(shard_dir)
+    assert second["dataset_info.json"] == first["dataset_info.json"]
+    assert second != first
+    second_order = [t for t, _, _ in read_split(shard_dir, "train")]
+    assert second_order != first_order and sorted(second_order) == sorted(first_order)
+
+
+@pytest.mark.parametrize("shard_params, message", [
+    ({"num_shards": {"train": 0, "val": 1, "test": 1}}, "shard.num_shards.train = 0; expected a value >= 1"),
+    ({"num_shards": {"train": 2, "val": 1}}, "expected a mapping with exactly the keys ['train', 'val', 'test']"),
+    ({"num_shards": {"train": 2.5, "val": 1, "test": 1}}, "shard.num_shards.train = 2.5; expected an integer"),
+    ({"num_shards": 4}, "shard.num_shards = 4; expected a mapping"),
+    ({"seed": "zero"}, "shard.seed = 'zero'; expected an integer"),
+])
+def test_bad_params_are_a_clear_error(tmp_path, shard_params, message):
+    project = make_project(tmp_path, shard=shard_params)
+    write_split_data(project)
+    result = run_stage(project, "shard")
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / "data" / "shards").exists()
+
+
+@pytest.mark.parametrize("breakage, message", [
+    ("no split dir", "data/split/split_manifest.csv does not exist; run `dvc repro split`"),
+    ("missing wav", "WAV files that do not exist (e.g. ['data/wav/000003.wav']); run `dvc repro convert split`"),
+    ("wrong label", "labels do not match the genres of data/split/labels.json"),
+    ("stereo wav", "data/wav/000005.wav: expected mono 16-bit PCM, got 2 channels"),
+])
+def test_bad_data_is_a_clear_error(tmp_path, breakage, message):
+    project = make_project(tmp_path, shard={"num_shards": NUM_SHARDS})
+    write_split_data(project)
+    manifest_path = project / "data" / "split" / "split_manifest.csv"
+    if breakage == "no split dir":
+        manifest_path.unlink()
+    elif breakage == "missing wav":
+        (project / "data" / "wav" / "000003.wav").unlink()
+    elif breakage == "wrong label":
+        manifest = pd.read_csv(manifest_path, dtype={"track_id": str})
+        manifest.loc[0, "label"] = (manifest.loc[0, "label"] + 1) % len(LABELS)
+        manifest.to_csv(manifest_path, index=False)
+    elif breakage == "stereo wav":
+        write_audio(project / "data" / "wav" / "000005.wav", np.zeros((100, 2), dtype=np.int16), SAMPLE_RATE)
+
+    result = run_stage(project, "shard")
+
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / "data" / "shards").exists()

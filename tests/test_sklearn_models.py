@@ -1,0 +1,285 @@
+"""The scikit-learn models: pipelines, known answers, canonical skops files, safe loading, the stage."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from genreclf import sklearn_models
+from genreclf.errors import DataError, ParamError
+from stages.train_sklearn import check_settings_fit_data, read_model_settings
+from tests.sklearn_fixture import SKLEARN_PARAMS, feature_frame, run_stage, write_feature_tables, write_params
+
+OPTIONS = {
+    "logreg": {"C": 1.0, "max_iter": 500, "seed": 0},
+    "knn": {"n_neighbors": 3, "weights": "distance"},
+    "gnb": {"var_smoothing": 1e-9},
+    "svm": {"C": 10.0, "kernel": "rbf", "gamma": "scale", "seed": 0},
+}
+CLASSIFIER_TYPES = {"logreg": LogisticRegression, "knn": KNeighborsClassifier, "gnb": GaussianNB,
+                    "svm": CalibratedClassifierCV}
+GENRES = ["blues", "classical", "metal"]
+
+
+def blobs(n_per_class: int, n_features: int = 6, seed: int = 0, spread: float = 1.0):
+    """Three Gaussian blobs whose centres (the same for every seed) lie more than 25 standard
+    deviations apart (6 features; more with more): any of the models separates them."""
+    centres = np.random.default_rng(1234).normal(scale=8.0 * spread, size=(3, n_features))
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(3), n_per_class)
+    return centres[labels] + rng.normal(scale=spread, size=(len(labels), n_features)), labels
+
+
+@pytest.mark.parametrize("name", sklearn_models.MODEL_NAMES)
+@pytest.mark.parametrize("pca_components", [None, 4])
+def test_pipeline_is_standardise_pca_classifier(name, pca_components):
+    pipeline = sklearn_models.build_pipeline(name, pca_components, **OPTIONS[name])
+    kinds = [type(step) for _, step in pipeline.steps]
+    expected = [StandardScaler] + ([PCA] if pca_components else []) + [CLASSIFIER_TYPES[name]]
+    assert kinds == expected
+    if pca_components:
+        assert pipeline.named_steps["pca"].n_components == pca_components
+    if name == "svm":
+        svc = pipeline.named_steps["classifier"].estimator
+        assert (svc.C, svc.kernel, svc.gamma) == (10.0, "rbf", "scale")
+        assert pipeline.named_steps["classifier"].cv.random_state == 0
+        assert pipeline.named_steps["classifier"].method == "temperature"
+
+
+@pytest.mark.parametrize("name", sklearn_models.MODEL_NAMES)
+@pytest.mark.parametrize("pca_components", [None, 3])
+def test_every_model_separates_distant_blobs(name, pca_components):
+    train_x, train_y = blobs(10, seed=0)
+    test_x, test_y = blobs(5, seed=1)
+    pipeline = sklearn_models.build_pipeline(name, pca_components, **OPTIONS[name]).fit(train_x, train_y)
+    probs = sklearn_models.class_probabilities(pipeline, test_x, 3)
+    assert probs.shape == (15, 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(probs.argmax(axis=1), test_y)
+
+
+def test_svm_probabilities_keep_the_svm_decisions():
+    """Temperature scaling is a softmax of the decision values: the most probable genre is the SVM's own."""
+    rng = np.random.default_rng(5)
+    (train_x, train_y), (test_x, test_y) = blobs(10, seed=0), blobs(20, seed=1)
+    train_x = train_x + rng.normal(scale=12.0, size=train_x.shape)   # blurred: some clips are misclassified
+    test_x = test_x + rng.normal(scale=12.0, size=test_x.shape)
+    pipeline = sklearn_models.build_pipeline("svm", None, **OPTIONS["svm"]).fit(train_x, train_y)
+    svc = pipeline.named_steps["classifier"].calibrated_classifiers_[0].estimator
+    decisions = svc.decision_function(pipeline.named_steps["standardize"].transform(test_x))
+    probs = sklearn_models.class_probabilities(pipeline, test_x, 3)
+    np.testing.assert_array_equal(probs.argmax(axis=1), decisions.argmax(axis=1))
+    assert 0.4 < np.mean(probs.argmax(axis=1) == test_y) < 1.0
+
+
+def test_probabilities_of_a_label_never_trained_on_are_zero():
+    x, y = blobs(10)
+    keep = y != 1
+    pipeline = sklearn_models.build_pipeline("logreg", None, **OPTIONS["logreg"]).fit(x[keep], y[keep])
+    probs = sklearn_models.class_probabilities(pipeline, x, 3)
+    np.testing.assert_array_equal(probs[:, 1], 0.0)
+    np.testing.assert_array_equal(probs[y == 2].argmax(axis=1), 2)
+
+
+@pytest.mark.parametrize("name", sklearn_models.MODEL_NAMES)
+def test_same_model_gives_the_same_bytes_and_loads_back(name, tmp_path):
+    x, y = blobs(10)
+    first = sklearn_models.build_pipeline(name, 3, **OPTIONS[name]).fit(x, y)
+    second = sklearn_models.build_pipeline(name, 3, **OPTIONS[name]).fit(x, y)
+    # skops alone names objects by their address in memory: two equal models differ ...
+    assert sio.dumps(first) != sio.dumps(second)
+    # ... the canonical form does not.
+    assert sklearn_models.model_bytes(first) == sklearn_models.model_bytes(second)
+    path = tmp_path / "model.skops"
+    sklearn_models.save_pipeline(first, path)
+    with zipfile.ZipFile(path) as archive:
+        assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in archive.infolist())
+    loaded = sklearn_models.load_pipeline(path)
+    np.testing.assert_array_equal(loaded.predict_proba(x), first.predict_proba(x))
+
+
+def double(values):
+    return values * 2
+
+
+def test_a_model_file_with_an_untrusted_type_is_refused(tmp_path):
+    x, y = blobs(10)
+    pipeline = Pipeline([("double", FunctionTransformer(double)), ("classifier", GaussianNB())]).fit(x, y)
+    path = tmp_path / "model.skops"
+    sklearn_models.save_pipeline(pipeline, path)
+    with pytest.raises(DataError, match=r"not on the allow-list.*tests\.test_sklearn_models\.double"):
+        sklearn_models.load_pipeline(path)
+
+
+def test_a_broken_or_missing_model_file_is_a_clear_error(tmp_path):
+    (tmp_path / "model.skops").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable skops model file"):
+        sklearn_models.load_pipeline(tmp_path / "model.skops")
+    with pytest.raises(DataError, match="missing"):
+        sklearn_models.load_pipeline(tmp_path / "absent.skops")
+
+
+# ---- the feature table
+
+def test_feature_split_keeps_zero_padded_track_ids_and_checks_columns(tmp_path):
+    columns = ["a", "b"]
+    frame = feature_frame(["000182", "000002"], [0, 1], GENRES, np.ones((2, 2)), columns)
+    write_feature_tables(tmp_path, {"train": frame}, columns)
+    split = sklearn_models.read_feature_split(tmp_path / "data/features", "train", columns)
+    assert split.track_ids == ["000182", "000002"]
+    assert split.genres == ["blues", "classical"] and split.labels.tolist() == [0, 1]
+    with pytest.raises(DataError, match="expected the columns"):
+        sklearn_models.read_feature_split(tmp_path / "data/features", "train", ["b", "a"])
+
+
+def test_feature_split_with_nan_is_refused(tmp_path):
+    columns = ["a", "b"]
+    frame = feature_frame(["x", "y"], [0, 1], GENRES, np.array([[1.0, np.nan], [0.0, 1.0]]), columns)
+    write_feature_tables(tmp_path, {"train": frame}, columns)
+    with pytest.raises(DataError, match=r"NaN.*\['x'\]"):
+        sklearn_models.read_feature_split(tmp_path / "data/features", "train", columns)
+
+
+def test_genre_labels_come_from_the_tables_and_must_agree(tmp_path):
+    def split(labels, genres):
+        return sklearn_models.FeatureSplit([str(i) for i in labels], np.zeros((len(labels), 1)),
+                                           np.array(labels), genres)
+
+    good = {"train": split([1, 0], ["jazz", "blues"]), "val": split([2], ["rock"])}
+    assert sklearn_models.genre_labels(good, "here") == ["blues", "jazz", "rock"]
+    with pytest.raises(DataError, match="label 0 is both 'blues' and 'rock'"):
+        sklearn_models.genre_labels({"train": split([0, 0], ["blues", "rock"])}, "here")
+    with pytest.raises(DataError, match="not 0..1"):
+        sklearn_models.genre_labels({"train": split([0, 2], ["blues", "rock"])}, "here")
+
+
+# ---- params
+
+@pytest.mark.parametrize("name", sklearn_models.MODEL_NAMES)
+def test_default_like_params_are_accepted(name):
+    pca, options = read_model_settings(SKLEARN_PARAMS, name)
+    assert pca is None
+    sklearn_models.build_pipeline(name, pca, **options)
+
+
+@pytest.mark.parametrize("name, key, value, message", [
+    ("logreg", "C", 0, "logreg.C = 0; expected a number > 0"),
+    ("logreg", "C", "big", "logreg.C = 'big'"),
+    ("logreg", "max_iter", 0, "logreg.max_iter = 0"),
+    ("logreg", "seed", True, "logreg.seed = True"),
+    ("knn", "n_neighbors", 0, "knn.n_neighbors = 0"),
+    ("knn", "n_neighbors", 2.5, "knn.n_neighbors = 2.5"),
+    ("knn", "weights", "closest", "knn.weights = 'closest'"),
+    ("knn", "pca_components", 0, "knn.pca_components = 0"),
+    ("gnb", "var_smoothing", -1.0, "gnb.var_smoothing = -1.0"),
+    ("svm", "C", -1, "svm.C = -1"),
+    ("svm", "kernel", "cubic", "svm.kernel = 'cubic'"),
+    ("svm", "gamma", "wide", "svm.gamma = 'wide'"),
+    ("svm", "gamma", 0.0, "svm.gamma = 0.0"),
+    ("svm", "pca_components", "ten", "svm.pca_components = 'ten'"),
+])
+def test_bad_params_are_refused_with_the_key(name, key, value, message):
+    params = json.loads(json.dumps(SKLEARN_PARAMS))
+    params[name][key] = value
+    with pytest.raises(ParamError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        read_model_settings(params, name)
+
+
+def test_unknown_model_and_unknown_key_are_named():
+    with pytest.raises(ParamError, match="unknown scikit-learn model 'forest'; known models: gnb, knn, logreg, svm"):
+        read_model_settings(SKLEARN_PARAMS, "forest")
+    params = json.loads(json.dumps(SKLEARN_PARAMS))
+    params["knn"]["n_neighbours"] = 3
+    with pytest.raises(ParamError, match=r"unknown keys \['n_neighbours'\]"):
+        read_model_settings(params, "knn")
+    del params["knn"]["n_neighbors"]
+    del params["knn"]["n_neighbours"]
+    with pytest.raises(ParamError, match="knn.n_neighbors is missing"):
+        read_model_settings(params, "knn")
+
+
+def small_split(n_per_class: int, n_features: int = 4):
+    x, y = blobs(n_per_class, n_features=n_features)
+    return sklearn_models.FeatureSplit([str(i) for i in range(len(y))], x, y, [GENRES[i] for i in y])
+
+
+@pytest.mark.parametrize("name, pca, options, error, message", [
+    ("logreg", 5, OPTIONS["logreg"], ParamError, "pca_components = 5 is more than the 4 features"),
+    ("gnb", 7, OPTIONS["gnb"], ParamError, "use at most 4"),
+    ("knn", None, {"n_neighbors": 13, "weights": "uniform"}, ParamError, "more than the 12 training clips"),
+    ("svm", None, OPTIONS["svm"], DataError, "at least 5 training clips per genre"),
+])
+def test_settings_that_do_not_fit_the_data_are_refused(name, pca, options, error, message):
+    with pytest.raises(error, match=message):
+        check_settings_fit_data(name, pca, options, small_split(4), GENRES)
+
+
+def test_a_genre_missing_from_train_is_refused():
+    split = small_split(4)
+    with pytest.raises(DataError, match=r"no training clip of the genres \['rock'\]"):
+        check_settings_fit_data("gnb", None, OPTIONS["gnb"], split, GENRES + ["rock"])
+
+
+# ---- the stage, end to end
+
+COLUMNS = [f"feature_{i:02d}" for i in range(12)]
+
+
+def write_blob_features(project):
+    tables = {}
+    for split, n, seed in [("train", 8, 0), ("val", 3, 1)]:
+        x, y = blobs(n, n_features=len(COLUMNS), seed=seed, spread=2.0)
+        tables[split] = feature_frame([f"{split}.{i:03d}" for i in range(len(y))], y.tolist(), GENRES, x, COLUMNS)
+    write_feature_tables(project, tables, COLUMNS, sample_rate=22050, feature_params={"n_fft": 2048})
+
+
+@pytest.fixture(scope="module")
+def trained_svm(tmp_path_factory):
+    project = tmp_path_factory.mktemp("train_sklearn")
+    write_params(project)
+    write_blob_features(project)
+    proc = run_stage(project, "train_sklearn", "svm")
+    return project, proc
+
+
+def test_stage_writes_the_model_folder(trained_svm):
+    project, proc = trained_svm
+    model_dir = project / "models/svm"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["labels.json", "model.skops", "preprocessing.json"]
+    assert json.loads((model_dir / "labels.json").read_text()) == GENRES
+    assert json.loads((model_dir / "preprocessing.json").read_text()) == {
+        "family": "sklearn", "model": "svm", "sample_rate": 22050,
+        "features": {"n_fft": 2048}, "columns": COLUMNS}
+    assert "train accuracy 1.000, val accuracy 1.000" in proc.stderr
+    assert sklearn_models.load_pipeline(model_dir / "model.skops").n_features_in_ == len(COLUMNS)
+
+
+def test_stage_rerun_is_byte_identical(trained_svm):
+    project, _ = trained_svm
+    before = {p.name: p.read_bytes() for p in (project / "models/svm").iterdir()}
+    run_stage(project, "train_sklearn", "svm")
+    after = {p.name: p.read_bytes() for p in (project / "models/svm").iterdir()}
+    assert after == before
+
+
+def test_stage_with_bad_params_fails_clearly_and_writes_nothing(tmp_path):
+    write_params(tmp_path, {"logreg": {"pca_components": 50}})
+    write_blob_features(tmp_path)
+    proc = run_stage(tmp_path, "train_sklearn", "logreg", check=False)
+    assert proc.returncode == 1
+    assert "logreg.pca_components = 50 is more than the 12 features" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "models").exists()
+    proc = run_stage(tmp_path, "train_sklearn", "forest", check=False)
+    assert proc.returncode == 1 and "known models: gnb, knn, logreg, svm" in proc.stderr

@@ -1,0 +1,207 @@
+"""genreclf.splits and the split stage: exact sizes, stratification, determinism, FMA's official split."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from genreclf.errors import DataError
+from genreclf.splits import SPLITS, allocate_counts, official_split, split_totals, stratified_split
+from tests.dataprep_project import make_project, run_stage
+
+FRACTIONS = {"train": 0.64, "val": 0.16, "test": 0.20}
+GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
+
+
+def gtzan_like(clips_per_genre: int = 10) -> tuple[list[str], list[str]]:
+    track_ids = [f"{g}.{i:05d}" for g in GENRES for i in range(clips_per_genre)]
+    return track_ids, [t.split(".")[0] for t in track_ids]
+
+
+def sized_genres(sizes: list[int]) -> tuple[list[str], list[str]]:
+    genres = [f"g{g:02d}" for g, size in enumerate(sizes) for _ in range(size)]
+    return [f"{i:06d}" for i in range(len(genres))], genres
+
+
+@pytest.mark.parametrize("num_clips, fractions, expected", [
+    (100, FRACTIONS, {"train": 64, "val": 16, "test": 20}),
+    (10, FRACTIONS, {"train": 6, "val": 2, "test": 2}),
+    (7, FRACTIONS, {"train": 5, "val": 1, "test": 1}),
+    (1000, {"train": 0.8, "val": 0.1, "test": 0.1}, {"train": 800, "val": 100, "test": 100}),
+    (8000, FRACTIONS, {"train": 5120, "val": 1280, "test": 1600}),
+    (4, {"train": 0.5, "val": 0.25, "test": 0.25}, {"train": 2, "val": 1, "test": 1}),
+    (2, {"train": 0.5, "val": 0.25, "test": 0.25}, {"train": 0, "val": 1, "test": 1}),  # halves round up
+])
+def test_split_totals(num_clips, fractions, expected):
+    assert split_totals(num_clips, fractions) == expected
+
+
+def test_100_clips_split_exactly_64_16_20():
+    track_ids, genres = gtzan_like()
+    splits = stratified_split(track_ids, genres, FRACTIONS, seed=0)
+
+    assert len(splits) == 100 and set(splits) == set(SPLITS)  # each clip in exactly one split
+    assert Counter(splits) == {"train": 64, "val": 16, "test": 20}
+    per_genre = Counter(zip(genres, splits))
+    for genre in GENRES:
+        # 10 clips x (0.64, 0.16, 0.20) = (6.4, 1.6, 2.0): each count is the floor or the ceiling
+        assert per_genre[genre, "train"] in (6, 7)
+        assert per_genre[genre, "val"] in (1, 2)
+        assert per_genre[genre, "test"] == 2
+
+
+def test_deterministic_and_seeded():
+    track_ids, genres = gtzan_like()
+    first = stratified_split(track_ids, genres, FRACTIONS, seed=0)
+    assert stratified_split(track_ids, genres, FRACTIONS, seed=0) == first
+    other = stratified_split(track_ids, genres, FRACTIONS, seed=1)
+    assert other != first
+    assert Counter(other) == Counter(first)
+
+
+def test_input_order_does_not_matter():
+    track_ids, genres = gtzan_like()
+    order = np.random.default_rng(5).permutation(len(track_ids))
+    shuffled = stratified_split([track_ids[i] for i in order], [genres[i] for i in order], FRACTIONS, seed=3)
+    straight = dict(zip(track_ids, stratified_split(track_ids, genres, FRACTIONS, seed=3)))
+    assert dict(zip([track_ids[i] for i in order], shuffled)) == straight
+
+
+@pytest.mark.parametrize("sizes", [[1], [1, 2], [2, 1, 1, 2, 1], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 50], [40, 2, 1, 7]])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_tiny_genres(sizes, seed):
+    track_ids, genres = sized_genres(sizes)
+    splits = stratified_split(track_ids, genres, FRACTIONS, seed)
+    assert len(splits) == len(track_ids) and set(splits) <= set(SPLITS)
+    assert Counter(splits) == Counter(split_totals(len(track_ids), FRACTIONS))
+    per_genre = Counter(zip(genres, splits))
+    for genre, size in Counter(genres).items():
+        for split in SPLITS:
+            assert abs(per_genre[genre, split] - size * FRACTIONS[split]) < 1
+
+
+@pytest.mark.parametrize("case", range(40))
+def test_allocation_is_exact_and_within_one_clip_of_the_quota(case):
+    rng = np.random.default_rng(case)
+    sizes = rng.integers(1, 60, size=rng.integers(1, 17))
+    fractions = np.clip(rng.dirichlet([4, 1, 1]), 0.03, None)
+    fractions /= fractions.sum()
+    totals = split_totals(int(sizes.sum()), dict(zip(SPLITS, fractions)))
+
+    counts = allocate_counts(sizes, fractions, np.array([totals[s] for s in SPLITS]), rng.permutation(len(sizes)))
+
+    assert (counts >= 0).all()
+    np.testing.assert_array_equal(counts.sum(axis=1), sizes)
+    np.testing.assert_array_equal(counts.sum(axis=0), [totals[s] for s in SPLITS])
+    assert np.abs(counts - sizes[:, None] * fractions[None, :]).max() < 1
+
+
+def test_official_split():
+    assert official_split(["training", "validation", "test"], ["1", "2", "3"], "x.csv") == ["train", "val", "test"]
+    with pytest.raises(DataError, match=r"x.csv: official_split must be .* e\.g\. \[\('2', ''\)\]"):
+        official_split(["training", "", "test"], ["1", "2", "3"], "x.csv")
+
+
+# ---- the stage
+
+def write_converted(project, track_ids, genres, official=None):
+    frame = pd.DataFrame({"track_id": track_ids, "genre": genres,
+                          "path": [f"data/wav/{t}.wav" for t in track_ids],
+                          "official_split": official or [""] * len(track_ids),
+                          "num_samples": 661500})
+    (project / "data").mkdir(exist_ok=True)
+    frame.sample(frac=1, random_state=0).to_csv(project / "data" / "converted.csv", index=False)
+
+
+def read_outputs(project):
+    manifest = pd.read_csv(project / "data" / "split" / "split_manifest.csv", dtype={"track_id": str},
+                           keep_default_na=False)
+    labels = json.loads((project / "data" / "split" / "labels.json").read_text())
+    return manifest, labels
+
+
+def test_stage_stratified(tmp_path):
+    project = make_project(tmp_path)
+    track_ids, genres = gtzan_like()
+    write_converted(project, track_ids, genres)
+
+    result = run_stage(project, "split")
+
+    assert result.returncode == 0, result.stderr
+    manifest, labels = read_outputs(project)
+    assert labels == GENRES
+    assert list(manifest.columns) == ["track_id", "path", "genre", "label", "split"]
+    assert list(manifest["track_id"]) == sorted(track_ids)
+    assert list(manifest["path"]) == [f"data/wav/{t}.wav" for t in sorted(track_ids)]
+    assert [labels[i] for i in manifest["label"]] == list(manifest["genre"])
+    assert manifest["split"].value_counts().to_dict() == {"train": 64, "test": 20, "val": 16}
+    assert list(manifest["split"]) == stratified_split(sorted(track_ids), sorted(genres), FRACTIONS, 0)
+    assert "train 64, val 16, test 20" in result.stderr
+
+    first = (project / "data" / "split" / "split_manifest.csv").read_bytes()
+    assert run_stage(project, "split").returncode == 0
+    assert (project / "data" / "split" / "split_manifest.csv").read_bytes() == first
+
+
+def test_stage_seed_changes_the_split(tmp_path):
+    project = make_project(tmp_path, split={"seed": 7})
+    track_ids, genres = gtzan_like()
+    write_converted(project, track_ids, genres)
+    assert run_stage(project, "split").returncode == 0
+    manifest, _ = read_outputs(project)
+    assert list(manifest["split"]) != stratified_split(sorted(track_ids), sorted(genres), FRACTIONS, 0)
+    assert list(manifest["split"]) == stratified_split(sorted(track_ids), sorted(genres), FRACTIONS, 7)
+
+
+def test_stage_official(tmp_path):
+    project = make_project(tmp_path, split={"method": "official"})
+    track_ids = ["000002", "000005", "000010", "000140", "000141", "000190"]
+    official = ["training", "training", "validation", "test", "training", "test"]
+    write_converted(project, track_ids, ["Hip-Hop", "Hip-Hop", "Pop", "Folk", "Folk", "Folk"], official)
+
+    result = run_stage(project, "split")
+
+    assert result.returncode == 0, result.stderr
+    manifest, labels = read_outputs(project)
+    assert labels == ["Folk", "Hip-Hop", "Pop"]
+    assert list(manifest["split"]) == ["train", "train", "val", "test", "train", "test"]
+    assert list(manifest["label"]) == [1, 1, 2, 0, 0, 0]
+
+
+@pytest.mark.parametrize("split_params, clips_per_genre, message", [
+    ({"method": "official"}, 10, "the dataset has no official split"),
+    ({"method": "random"}, 10, "split.method = 'random'; expected one of ['official', 'stratified']"),
+    ({"fractions": {"train": 0.7, "val": 0.2, "test": 0.2}}, 10, "the fractions must sum to 1"),
+    ({"fractions": {"train": 0.8, "test": 0.2}}, 10, "expected a mapping with exactly the keys"),
+    ({"seed": -1}, 10, "split.seed = -1; expected a value >= 0"),
+    ({}, 0, "data/converted.csv lists no clips; run `dvc repro convert`"),
+])
+def test_stage_bad_input_is_a_clear_error(tmp_path, split_params, clips_per_genre, message):
+    project = make_project(tmp_path, split=split_params)
+    write_converted(project, *gtzan_like(clips_per_genre))
+
+    result = run_stage(project, "split")
+
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / "data" / "split").exists()
+
+
+def test_stage_refuses_an_empty_split(tmp_path):
+    project = make_project(tmp_path)
+    write_converted(project, ["a", "b", "c"], ["rock"] * 3)  # 3 clips: 0.48 val clips round to 0
+    result = run_stage(project, "split")
+    assert result.returncode == 1
+    assert "the split(s) ['val'] would be empty" in result.stderr
+
+
+def test_stage_needs_converted_csv(tmp_path):
+    project = make_project(tmp_path)
+    result = run_stage(project, "split")
+    assert result.returncode == 1
+    assert "data/converted.csv does not exist; run `dvc repro convert`" in result.stderr

@@ -1,0 +1,326 @@
+"""The train_keras stage and keras_inference on tiny synthetic shards: files, determinism, params, learning."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from genreclf import keras_inference, keras_models, tfdata, training
+from genreclf.errors import DataError, ParamError
+from stages import train_keras
+from tests.keras_fixture import LABELS, TINY_PARAMS, write_tiny_repo, write_tiny_shards
+
+DVCLIVE_FILES = ["metrics.json", "plots/metrics/eval/accuracy.tsv", "plots/metrics/eval/loss.tsv",
+                 "plots/metrics/train/accuracy.tsv", "plots/metrics/train/loss.tsv"]
+MODEL_FILES = ["labels.json", "model.keras", "preprocessing.json"]
+
+
+def run_stage_in(root: Path, model_name: str, params: dict | None = None) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        if params is not None:
+            write_tiny_repo(root, params)
+        train_keras.main([model_name])
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def read_tsv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def cnn1d_repo(tmp_path_factory):
+    """A tiny repository in which the cnn1d stage has run once."""
+    root = tmp_path_factory.mktemp("repo_a")
+    write_tiny_repo(root)
+    run_stage_in(root, "cnn1d")
+    return root
+
+
+# ---- pure choices -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tpus, gpus, expected", [
+    ([], [], "default"), ([], ["GPU:0"], "default"), ([], ["GPU:0", "GPU:1"], "mirrored"),
+    (["TPU:0"], [], "tpu"), (["TPU:0"], ["GPU:0", "GPU:1"], "tpu"),
+])
+def test_choose_strategy_kind(tpus, gpus, expected):
+    assert training.choose_strategy_kind(tpus, gpus) == expected
+
+
+def test_default_strategy_and_global_batch():
+    strategy = training.make_strategy("default")
+    assert strategy.num_replicas_in_sync == 1
+    assert training.global_batch_size(64, 8) == 512
+    with pytest.raises(ValueError):
+        training.make_strategy("quantum")
+
+
+@pytest.mark.parametrize("mixed, kind, gpus, expected", [
+    (False, "default", ["GPU:0"], "float32"), (True, "default", ["GPU:0"], "mixed_float16"),
+    (True, "mirrored", ["GPU:0", "GPU:1"], "mixed_float16"), (True, "default", [], "float32"),
+    (True, "tpu", [], "mixed_bfloat16"),
+])
+def test_precision_policy(mixed, kind, gpus, expected):
+    assert training.precision_policy(mixed, kind, gpus) == expected
+
+
+def test_cache_plan_fills_memory_in_order():
+    assert training.cache_plan({"train": 40, "val": 10}, 100) == {"train": True, "val": True}
+    assert training.cache_plan({"train": 45, "val": 10}, 100) == {"train": True, "val": False}
+    assert training.cache_plan({"train": 60, "val": 10}, 100) == {"train": False, "val": True}
+    assert training.cache_plan({"train": 1, "val": 1}, None) == {"train": False, "val": False}
+
+
+# ---- params ----------------------------------------------------------------------------------
+
+INFO = {"sample_rate": 4000, "labels": LABELS,
+        "splits": {"train": {"clips": 18, "min_samples": 3000, "max_samples": 4400},
+                   "val": {"clips": 6, "min_samples": 2500, "max_samples": 4400},
+                   "test": {"clips": 6, "min_samples": 3100, "max_samples": 4400}}}
+
+
+@pytest.mark.parametrize("model, changes, message", [
+    ("cnn1d", {"window_size": 2501}, r"window_size = 2501 samples is longer than the shortest clip \(2500"),
+    ("cnn1d", {"window_size": 8}, "too short for 2 convolutions"),
+    ("cnn1d", {"epochs": 0}, r"cnn1d.epochs = 0; expected a value >= 1"),
+    ("cnn1d", {"batch_size": -4}, r"cnn1d.batch_size = -4; expected a value >= 1"),
+    ("cnn1d", {"conv_filters": []}, "non-empty list of positive integers"),
+    ("cnn1d", {"learning_rate": 0}, "learning_rate = 0; expected a positive number"),
+    ("cnn1d", {"dropout": 1.0}, r"dropout = 1.0; expected a rate in \[0, 1\)"),
+    ("cnn1d", {"seed": None}, "cnn1d.seed is null"),
+    ("cnn2d", {"loss": "hinge"}, r"cnn2d.loss = 'hinge'; expected one of \['sigmoid', 'softmax'\]"),
+    ("cnn2d", {"image_size": 48}, "need clips of 3008 samples, but the shortest clip has 2500"),
+    ("cnn2d", {"hop_length": 128}, "need clips of 3968 samples"),
+    ("cnn2d", {"pools": [2, 4, 4]}, "must have the same length"),
+    ("cnn2d", {"segments_per_clip": 0}, r"segments_per_clip = 0; expected a value >= 1"),
+    ("cnn2d", {"image_size": 200, "hop_length": 1}, r"200 mel bands need n_fft >= 398"),
+    ("mobilenet", {"weights": "no/such/file.weights.h5"}, "no such file"),
+    ("mobilenet", {"weights": "resnet"}, "expected imagenet, null or the path of a weights file"),
+    ("mobilenet", {"weights": "imagenet", "alpha": 0.6}, "has no ImageNet weights"),
+    ("mobilenet", {"image_size": 16}, r"mobilenet.image_size = 16; expected a value >= 32"),
+    ("mobilenet", {"fine_tune_layers": 5}, "set both > 0 to fine-tune, or both to 0"),
+    ("mobilenet", {"epochs": 0}, "mobilenet.epochs = 0"),
+])
+def test_bad_params_are_refused(model, changes, message):
+    params = copy.deepcopy(TINY_PARAMS)
+    params[model].update(changes)
+    with pytest.raises(ParamError, match=message):
+        train_keras.read_settings(model, params, INFO)
+
+
+def test_unknown_model_and_missing_section():
+    with pytest.raises(ParamError, match="unknown Keras model 'resnet'; known models: cnn1d, mobilenet, cnn2d"):
+        train_keras.read_settings("resnet", TINY_PARAMS, INFO)
+    with pytest.raises(ParamError, match="usage: python -m stages.train_keras <model>"):
+        train_keras.main([])
+    with pytest.raises(ParamError, match="section 'cnn2d' is missing"):
+        train_keras.read_settings("cnn2d", {"cnn1d": TINY_PARAMS["cnn1d"]}, INFO)
+
+
+def test_good_params_give_settings_with_defaults():
+    settings = train_keras.read_settings("mobilenet", {"mobilenet": {
+        k: v for k, v in TINY_PARAMS["mobilenet"].items() if k not in ("n_fft", "hop_length")}}, INFO)
+    assert settings["n_fft"] == 2048 and settings["hop_length"] == 512 and settings["weights"] is None
+
+
+# ---- the stage, end to end ---------------------------------------------------------------
+
+def test_cnn1d_stage_writes_exactly_its_outputs(cnn1d_repo):
+    assert sorted(files_under(cnn1d_repo / "dvclive" / "cnn1d")) == DVCLIVE_FILES
+    assert sorted(files_under(cnn1d_repo / "models" / "cnn1d")) == MODEL_FILES
+    assert sorted(p.name for p in (cnn1d_repo / "dvclive").iterdir()) == ["cnn1d"]     # no temp folders left
+    assert sorted(p.name for p in (cnn1d_repo / "models").iterdir()) == ["cnn1d"]
+    metrics = json.loads((cnn1d_repo / "dvclive/cnn1d/metrics.json").read_text())
+    epochs = TINY_PARAMS["cnn1d"]["epochs"]
+    assert metrics["step"] == epochs - 1
+    for part in ("train", "eval"):
+        assert math.isfinite(metrics[part]["loss"]) and 0 <= metrics[part]["accuracy"] <= 1
+    best = metrics["best"]
+    assert 0 <= best["step"] < epochs and 0 <= best["eval"]["clip_accuracy"] <= 1
+    for name in DVCLIVE_FILES[1:]:
+        rows = read_tsv(cnn1d_repo / "dvclive/cnn1d" / name)
+        assert list(rows[0]) == ["step", Path(name).stem]                 # no timestamp column
+        assert [int(r["step"]) for r in rows] == list(range(epochs))
+        assert all(math.isfinite(float(r[Path(name).stem])) for r in rows)
+    eval_loss = [float(r["loss"]) for r in read_tsv(cnn1d_repo / "dvclive/cnn1d/plots/metrics/eval/loss.tsv")]
+    assert best["eval"]["loss"] == min(eval_loss) == eval_loss[best["step"]]
+    preprocessing = json.loads((cnn1d_repo / "models/cnn1d/preprocessing.json").read_text())
+    assert {"family": "keras", "model": "cnn1d", "sample_rate": 4000, "labels": LABELS, "window_size": 256,
+            "input": "waveform_windows", "unit": "window"}.items() <= preprocessing.items()
+    assert json.loads((cnn1d_repo / "models/cnn1d/labels.json").read_text()) == LABELS
+
+
+def test_same_params_and_data_give_the_same_bytes(cnn1d_repo, tmp_path, repo_root):
+    """Run again in another process, as DVC would: every output byte is the same."""
+    write_tiny_repo(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(repo_root)}
+    done = subprocess.run([sys.executable, "-m", "stages.train_keras", "cnn1d"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "training time:" in done.stderr
+    for folder in ("models/cnn1d", "dvclive/cnn1d"):
+        assert files_under(tmp_path / folder) == files_under(cnn1d_repo / folder), folder
+    weights = training.keras_zip_members(tmp_path / "models/cnn1d/model.keras")["model.weights.h5"]
+    assert weights == training.keras_zip_members(cnn1d_repo / "models/cnn1d/model.keras")["model.weights.h5"]
+
+
+def test_another_seed_gives_another_model(cnn1d_repo, tmp_path):
+    params = copy.deepcopy(TINY_PARAMS)
+    params["cnn1d"]["seed"] = 1
+    run_stage_in(tmp_path, "cnn1d", params)
+    assert (tmp_path / "models/cnn1d/model.keras").read_bytes() != \
+        (cnn1d_repo / "models/cnn1d/model.keras").read_bytes()
+
+
+# ---- inference --------------------------------------------------------------------------
+
+def test_predict_split_averages_the_windows_of_each_clip(cnn1d_repo):
+    predictor = keras_inference.load_predictor(cnn1d_repo / "models/cnn1d")
+    shard_dir = cnn1d_repo / "data/shards"
+    result = keras_inference.predict_split(predictor, shard_dir, "test")
+    clips = {c["track_id"].decode(): c for c in tfdata.read_clips(shard_dir, "test").as_numpy_iterator()}
+    assert sorted(result.track_ids) == sorted(clips) and result.probabilities.shape == (len(clips), 3)
+    assert result.unit_name == "window"
+    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    correct_windows = 0
+    for track_id, probabilities, label in zip(result.track_ids, result.probabilities, result.y_true):
+        clip = clips[track_id]
+        assert label == clip["label"]
+        windows = clip["audio"][:len(clip["audio"]) // 256 * 256].reshape(-1, 256, 1) / 32768.0
+        window_probs = predictor.model.predict_on_batch(windows.astype("float32"))
+        np.testing.assert_allclose(probabilities, window_probs.mean(axis=0), rtol=1e-5)
+        np.testing.assert_allclose(keras_inference.predict_clip(predictor, clip["audio"]), probabilities, rtol=1e-5)
+        correct_windows += int((window_probs.argmax(axis=1) == label).sum())
+    assert result.num_units == sum(len(c["audio"]) // 256 for c in clips.values())
+    assert result.unit_accuracy == pytest.approx(correct_windows / result.num_units)
+
+
+def test_predict_clip_refuses_bad_audio(cnn1d_repo):
+    predictor = keras_inference.load_predictor(cnn1d_repo / "models/cnn1d")
+    with pytest.raises(DataError, match="too short for model 'cnn1d': it needs at least 256 samples"):
+        keras_inference.predict_clip(predictor, np.zeros(255, np.int16))
+    with pytest.raises(DataError, match="expected mono int16 samples at 4000 Hz"):
+        keras_inference.predict_clip(predictor, np.zeros(1000, np.float32))
+    with pytest.raises(DataError, match="model.keras: not found"):
+        keras_inference.load_predictor(cnn1d_repo / "models/none")
+
+
+def test_clip_probabilities_mean_and_sigmoid_normalisation():
+    units = np.array([[0.2, 0.4], [0.4, 0.8], [0.9, 0.3]])
+    np.testing.assert_allclose(keras_inference.clip_probabilities(units, np.array([0, 0, 1]), 2),
+                               [[0.3, 0.6], [0.9, 0.3]])
+    np.testing.assert_allclose(keras_inference.clip_probabilities(units, np.array([0, 0, 1]), 2, "sigmoid"),
+                               [[1 / 3, 2 / 3], [0.75, 0.25]])
+
+
+def test_cnn2d_with_sigmoid_loss(tmp_path):
+    params = copy.deepcopy(TINY_PARAMS)
+    params["cnn2d"]["loss"] = "sigmoid"
+    run_stage_in(tmp_path, "cnn2d", params)
+    assert sorted(files_under(tmp_path / "dvclive/cnn2d")) == DVCLIVE_FILES
+    model = keras.models.load_model(tmp_path / "models/cnn2d/model.keras")
+    assert model.get_layer("genre").activation.__name__ == "sigmoid"
+    assert json.loads((tmp_path / "models/cnn2d/preprocessing.json").read_text())["output_activation"] == "sigmoid"
+    predictor = keras_inference.load_predictor(tmp_path / "models/cnn2d")
+    result = keras_inference.predict_split(predictor, tmp_path / "data/shards", "val")
+    assert result.unit_name == "segment" and result.num_units == 2 * len(result.track_ids)
+    np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    clip = next(c for c in tfdata.read_clips(tmp_path / "data/shards", "val").as_numpy_iterator()
+                if c["track_id"].decode() == result.track_ids[0])
+    segment_probs = model.predict_on_batch(tfdata.units_of_clip(clip["audio"], predictor.preprocessing))
+    mean = segment_probs.mean(axis=0)
+    np.testing.assert_allclose(result.probabilities[0], mean / mean.sum(), rtol=1e-5)
+    # the logged val loss is the binary cross-entropy of the sigmoid outputs on one-hot labels
+    metrics = json.loads((tmp_path / "dvclive/cnn2d/metrics.json").read_text())
+    batches = list(tfdata.validation_dataset(tmp_path / "data/shards", "val", predictor.preprocessing, 3, 8))
+    probs = np.clip(np.concatenate([model.predict_on_batch(x) for x, _ in batches]), 1e-7, 1 - 1e-7)
+    onehot = np.concatenate([y.numpy() for _, y in batches])
+    binary_ce = -np.mean(onehot * np.log(probs) + (1 - onehot) * np.log(1 - probs))
+    assert metrics["eval"]["loss"] == pytest.approx(binary_ce, rel=1e-4)
+    assert math.isfinite(metrics["train"]["loss"])
+
+
+def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
+    from dvclive import Live
+
+    info = write_tiny_shards(tmp_path / "shards")
+    keras.utils.set_random_seed(5)
+    source = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False,
+                                            weights=None, pooling="avg")
+    weights_file = tmp_path / "base.weights.h5"
+    source.save_weights(weights_file)
+    settings = dict(TINY_PARAMS["mobilenet"], weights=str(weights_file), epochs=1, fine_tune_layers=3,
+                    fine_tune_epochs=1, mixed_precision=True)
+    messages = []
+    live = Live(dir=str(tmp_path / "live"), dvcyaml=False, save_dvc_exp=False)
+    result = training.train_model("mobilenet", settings, tmp_path / "shards", info, live=live,
+                                  log=messages.append)
+    assert any("mixed_precision: true is ignored" in m for m in messages)
+    assert any("fine-tuning the top 3 layers" in m for m in messages)
+    assert result.epochs_run == 2
+    base = keras_models.mobilenet_base(result.model)
+    assert len(base.layers) == len(source.layers)
+    compared = 0
+    for layer, source_layer in zip(base.layers[:-3], source.layers[:-3]):   # the frozen part: still the file's
+        for variable, saved in zip(layer.weights, source_layer.weights, strict=True):
+            np.testing.assert_array_equal(variable.numpy(), saved.numpy())
+            compared += 1
+    assert compared > 100
+    rows = read_tsv(tmp_path / "live/plots/metrics/eval/loss.tsv")
+    assert [int(r["step"]) for r in rows] == [0, 1]     # the fine-tuning epoch continues the steps
+    assert all(math.isfinite(float(r["loss"])) for r in rows)
+
+
+def test_mobilenet_stage_without_weights(tmp_path):
+    run_stage_in(tmp_path, "mobilenet", TINY_PARAMS)
+    assert sorted(files_under(tmp_path / "models/mobilenet")) == MODEL_FILES
+    predictor = keras_inference.load_predictor(tmp_path / "models/mobilenet")
+    assert predictor.preprocessing["input"] == "mel_image" and predictor.preprocessing["image_size"] == 32
+    result = keras_inference.predict_split(predictor, tmp_path / "data/shards", "test")
+    assert result.probabilities.shape == (6, 3) and result.num_units == 6 and result.unit_name == "clip"
+    assert result.unit_accuracy == np.mean(result.probabilities.argmax(axis=1) == result.y_true)
+
+
+def test_fine_tune_layers_beyond_the_base_are_refused(tmp_path):
+    info = write_tiny_shards(tmp_path / "shards")
+    settings = dict(TINY_PARAMS["mobilenet"], fine_tune_layers=1000, fine_tune_epochs=1)
+    with pytest.raises(ParamError, match="fine_tune_layers = 1000, but the MobileNetV2 base has only"):
+        training.train_model("mobilenet", settings, tmp_path / "shards", info, log=lambda m: None)
+
+
+# ---- learning ----------------------------------------------------------------------------
+
+def test_cnn1d_learns_to_tell_tones_apart(tmp_path):
+    info = write_tiny_shards(tmp_path / "shards", seed=1, clips_per_label={"train": 20, "val": 6, "test": 2})
+    settings = dict(TINY_PARAMS["cnn1d"], conv_filters=[16, 8], epochs=30, patience=30, learning_rate=0.003,
+                    batch_size=16, dropout=0.2)
+    result = training.train_model("cnn1d", settings, tmp_path / "shards", info, log=lambda m: None)
+    predictor = keras_inference.KerasPredictor(result.model, result.preprocessing, LABELS)
+    val = keras_inference.predict_split(predictor, tmp_path / "shards", "val")
+    clip_accuracy = np.mean(val.probabilities.argmax(axis=1) == val.y_true)
+    assert clip_accuracy >= 0.9 and val.unit_accuracy >= 0.9          # chance: 1/3
+    assert result.best_logs["val_accuracy"] == pytest.approx(val.unit_accuracy, abs=1e-6)
+
+
+def test_a_failed_run_leaves_no_outputs(tmp_path):
+    write_tiny_repo(tmp_path)
+    for shard in (tmp_path / "data/shards").glob("val-*"):
+        shard.unlink()
+    with pytest.raises(DataError, match="no 'val-\\*.tfrecord' shards"):
+        run_stage_in(tmp_path, "cnn1d")
+    assert not (tmp_path / "dvclive" / "cnn1d").exists()
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())

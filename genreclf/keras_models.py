@@ -16,6 +16,8 @@ from keras import layers
 
 MODEL_NAMES = ("cnn1d", "mobilenet", "cnn2d")
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
+# batch-norm momentum of a MobileNetV2 trained from scratch (weights: null); see build_mobilenet
+SCRATCH_BATCHNORM_MOMENTUM = 0.9
 # alpha values for which keras.applications has ImageNet weights of MobileNetV2
 MOBILENET_IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 MOBILENET_MIN_IMAGE_SIZE = 32
@@ -39,26 +41,37 @@ def build_cnn1d(window_size: int, num_classes: int, conv_filters=(128, 64), kern
 
 def build_mobilenet(image_size: int, num_classes: int, weights: str | None = "imagenet",
                     alpha: float = 1.0, dense_units: int = 128, dropout: float = 0.5) -> keras.Model:
-    """MobileNetV2 base (frozen, global average pooling) + a new dense head, on [s, s, 3] images.
+    """MobileNetV2 base (global average pooling) + a new dense head, on [s, s, 3] images.
 
     ``weights``: "imagenet" (Keras downloads them: needs internet), the path of a
     weights file for the base (e.g. the official
     ``mobilenet_v2_weights_tf_dim_ordering_tf_kernels_<alpha>_<size>_no_top.h5``, or a
     ``.weights.h5`` saved from ``MobileNetV2(include_top=False)`` with the same alpha),
-    or None: random initialisation. A frozen *random* base passes almost nothing on
-    (its features are tiny), so None only checks the pipeline; use pretrained weights
-    to learn genres.
+    or None: random initialisation.
 
-    The base is the layer named "mobilenetv2_base"; it is called with
-    ``training=False`` so its batch-norm statistics stay fixed even when its top
-    layers are unfrozen for fine-tuning (``unfreeze_top_layers``).
+    With pretrained weights the base is frozen (transfer learning: only the head
+    learns) and called with ``training=False``, so its batch-norm statistics stay fixed
+    even when its top layers are unfrozen for fine-tuning (``unfreeze_top_layers``).
+    With None there is nothing to transfer: a frozen random base passes almost nothing
+    on, so the whole network is trained from scratch, batch norm included.
+
+    The base is the layer named "mobilenetv2_base".
     """
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
     base = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), alpha=alpha,
                                           include_top=False, weights=weights, pooling="avg",
                                           name="mobilenetv2_base")
-    base.trainable = False
-    x = base(inputs, training=False)
+    if weights is None:
+        # Trained from scratch: Keras' MobileNetV2 keeps batch-norm running statistics with
+        # momentum 0.999, which a small data set never moves far from their initial values
+        # in the few hundred steps it trains, so inference would see wrong statistics.
+        for layer in base.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = SCRATCH_BATCHNORM_MOMENTUM
+        x = base(inputs)
+    else:
+        base.trainable = False
+        x = base(inputs, training=False)      # transfer: frozen, batch norm in inference mode
     x = layers.Dense(dense_units, activation="relu", name="head_dense")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="genre")(x)

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from dvclive import Live
 
 from genreclf import keras_inference, keras_models, tfdata, training
 from genreclf.cli import run_stage
@@ -129,8 +130,8 @@ def read_mobilenet(sec: dict, where: str, dataset_info: dict) -> dict:
                                else MOBILENET_HOP_DEFAULT)}
     settings["n_fft"] = read_n_fft(sec, where, settings["n_mels"])
     if weights is None:
-        log.warning("%s.weights is null: the MobileNetV2 base is random and frozen, so only the head learns "
-                    "(a pipeline check); use imagenet or a weights file to learn genres", where)
+        log.warning("%s.weights is null: nothing to transfer, so the whole MobileNetV2 is trained from "
+                    "scratch (use imagenet or a weights file for transfer learning)", where)
     if settings["alpha"] <= 0:
         raise ParamError(f"{where}.alpha = {settings['alpha']!r}; expected a positive width multiplier")
     if weights == "imagenet" and settings["alpha"] not in keras_models.MOBILENET_IMAGENET_ALPHAS:
@@ -139,6 +140,10 @@ def read_mobilenet(sec: dict, where: str, dataset_info: dict) -> dict:
     if (settings["fine_tune_layers"] > 0) != (settings["fine_tune_epochs"] > 0):
         raise ParamError(f"{where}: fine_tune_layers = {settings['fine_tune_layers']} and fine_tune_epochs = "
                          f"{settings['fine_tune_epochs']}; set both > 0 to fine-tune, or both to 0")
+    if weights is None and settings["fine_tune_layers"] > 0:
+        raise ParamError(f"{where}.fine_tune_layers = {settings['fine_tune_layers']} with weights: null; "
+                         f"without pretrained weights the whole network trains already: set "
+                         f"fine_tune_layers and fine_tune_epochs to 0, or give imagenet or a weights file")
     if settings["fine_tune_learning_rate"] <= 0:
         raise ParamError(f"{where}.fine_tune_learning_rate = {settings['fine_tune_learning_rate']!r}; "
                          f"expected a positive number")
@@ -197,8 +202,6 @@ def main(argv: list[str] | None = None) -> None:
              dataset_info["sample_rate"], len(dataset_info["labels"]),
              {split: sizes["clips"] for split, sizes in sorted(dataset_info["splits"].items())})
 
-    from dvclive import Live
-
     model_dir, live_dir = MODELS_DIR / model_name, DVCLIVE_DIR / model_name
     try:
         # dvclive writes live_dir epoch by epoch (so a running experiment can be followed);
@@ -210,9 +213,9 @@ def main(argv: list[str] | None = None) -> None:
         predictor = keras_inference.KerasPredictor(result.model, result.preprocessing, dataset_info["labels"])
         val = keras_inference.predict_split(predictor, SHARD_DIR, "val")
         clip_accuracy = float(np.mean(val.probabilities.argmax(axis=1) == val.y_true))
-        log.info("kept epoch %s: val loss %.4f, val %s accuracy %.4f, val clip accuracy %.4f",
-                 result.best_epoch, result.best_logs.get("val_loss", float("nan")), val.unit_name,
-                 val.unit_accuracy, clip_accuracy)
+        unit = "" if val.unit_name == "clip" else f"val {val.unit_name} accuracy {val.unit_accuracy:.4f}, "
+        log.info("kept epoch %s: val loss %.4f, %sval clip accuracy %.4f",
+                 result.best_epoch, result.best_logs.get("val_loss", float("nan")), unit, clip_accuracy)
         logs = result.best_logs
         live.summary["best"] = {
             "step": result.best_epoch,

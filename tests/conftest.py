@@ -44,6 +44,9 @@ def pipeline_project(tmp_path_factory, gtzan_mini) -> Path:
     """
     from tests.pipeline_project import dvc, git, make_project
 
+    reuse = os.environ.get("GENRECLF_TEST_PROJECT")   # a project built by an earlier run, for iterating
+    if reuse:
+        return Path(reuse)
     project = make_project(tmp_path_factory.mktemp("pipeline") / "project", gtzan_mini)
     result = dvc(["repro"], project, timeout=2400)
     (project.parent / "first_repro.log").write_text(result.stdout)

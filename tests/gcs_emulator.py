@@ -4,6 +4,14 @@
 free port, keeping its objects on disk in ``data_dir`` so that a restart on the same
 port and directory serves the same bucket again (the fault test relies on that).
 
+One fix is applied to the emulator (this file run as a script starts it patched):
+gcsfs sends uploads under 50 MiB as multipart/related bodies with bare-LF line breaks,
+and the emulator parses them with the email package, which reads a payload ending in
+CR + the LF before the closing boundary as a CRLF and stores the object one byte short.
+``split_lf_multipart`` splits such bodies on their exact ``LF--boundary`` delimiter.
+Whether real GCS reads them the same way is not known here; ``verify = true`` on the
+remote makes ``dvc pull`` reject any object whose content does not match its hash.
+
 ``dvc`` runs a DVC command in a repository with the environment the remote needs;
 ``point_remote_at`` overrides the ``gcs`` remote of one clone in its git-ignored
 ``.dvc/config.local``, so nothing about the emulator is ever committed.
@@ -11,21 +19,26 @@ port and directory serves the same bucket again (the fault test relies on that).
 
 from __future__ import annotations
 
+import email
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 HOST = "127.0.0.1"
 REMOTE_NAME = "gcs"
+# What DVC prints when all is well.
+UP_TO_DATE = "Data and pipelines are up to date."
+IN_SYNC = f"Cache and remote '{REMOTE_NAME}' are in sync."
+FILES_PUSHED = re.compile(r"(\d+) files? pushed")
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 # The directory inside data_dir where the emulator keeps the objects (its STORAGE_DIR default).
@@ -77,11 +90,100 @@ def file_digests(root: Path, paths: list[str] | None = None) -> dict[str, str]:
     return digests
 
 
+def fresh_clone(project: Path, dest: Path, endpoint: str, url: str) -> Path:
+    """A new git clone (no DVC cache) with the gcs remote pointed at ``url`` on ``endpoint``."""
+    git_clone(project, dest)
+    point_remote_at(dest, url, endpoint)
+    return dest
+
+
+def cache_dir(repo: Path) -> Path:
+    """The DVC cache the repository uses (its own, or the one config.local points it at)."""
+    return Path(dvc(repo, "cache", "dir").stdout.strip())
+
+
+def start_dvc(repo: Path, *args: str) -> subprocess.Popen:
+    """Start ``dvc ARGS`` in ``repo`` in the background (stdout and stderr piped)."""
+    return subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=repo, env=dvc_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Wait at most ``timeout`` seconds for a process from start_dvc; kill it and fail if it hangs."""
+    import pytest
+
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail(f"{' '.join(process.args[2:])} still running after {timeout:.0f} s")
+
+
+def count_pushed(dvc_output: str) -> int:
+    """N from DVC's 'N files pushed' (0 when it pushed nothing)."""
+    match = FILES_PUSHED.search(dvc_output)
+    return int(match.group(1)) if match else 0
+
+
+def error_lines(dvc_stderr: str) -> list[str]:
+    return [line for line in dvc_stderr.splitlines() if line.startswith("ERROR:")]
+
+
 def point_remote_at(repo: Path, url: str, endpoint: str, remote: str = REMOTE_NAME) -> None:
     """Point ``remote`` of this clone at ``url`` served by ``endpoint``, in .dvc/config.local only."""
     dvc(repo, "remote", "modify", "--local", remote, "url", url)
     dvc(repo, "remote", "modify", "--local", remote, "endpointurl", endpoint)
     dvc(repo, "remote", "modify", "--local", remote, "allow_anonymous_login", "true")
+
+
+def split_lf_multipart(body: bytes, boundary: str) -> dict | None:
+    """Split a two-part multipart/related upload framed with bare LF line breaks.
+
+    Returns the emulator's upload fields (meta, content, content-type), or None when the
+    body is not framed that way (CRLF framing is unambiguous, and the emulator reads it right).
+    """
+    delimiter = b"--" + boundary.encode()
+    media_start = body.find(b"\n" + delimiter + b"\n")
+    media_end = body.rfind(b"\n" + delimiter + b"--")
+    if not body.startswith(delimiter + b"\n") or not 0 < media_start < media_end:
+        return None
+    meta_part = body[len(delimiter) + 1:media_start]
+    media_part = body[media_start + len(delimiter) + 2:media_end]
+    _, _, meta = meta_part.partition(b"\n\n")
+    media_headers, _, content = media_part.partition(b"\n\n")
+    return {"meta": json.loads(meta), "content": content,
+            "content-type": email.message_from_bytes(media_headers + b"\n\n").get_content_type()}
+
+
+def serve_patched_emulator(argv: list[str]) -> None:
+    """Run gcp-storage-emulator's command line with LF-framed uploads split exactly."""
+    from email.parser import BytesParser
+
+    from gcp_storage_emulator import server
+    from gcp_storage_emulator.__main__ import main
+
+    read_data = server._read_data
+
+    def read_data_keeping_every_byte(request_handler, query):
+        content_type = request_handler.headers.get("Content-Type") or ""
+        if not content_type.startswith("multipart/related"):
+            return read_data(request_handler, query)
+        body = server._decode_raw_data(server._read_raw_data(request_handler), request_handler)
+        if not body:
+            return None
+        header = f"Content-Type: {content_type}\r\n".encode()
+        message = BytesParser().parsebytes(header + body, headersonly=True)
+        upload = split_lf_multipart(body, message.get_boundary() or "")
+        if upload is not None:
+            return upload
+        parts = BytesParser().parsebytes(header + body).get_payload()   # as the emulator does
+        return {"meta": json.loads(parts[0].get_payload()),
+                "content": parts[1].get_payload(decode=True),
+                "content-type": parts[1].get_content_type()}
+
+    server._read_data = read_data_keeping_every_byte
+    main(argv)
 
 
 @dataclass
@@ -104,7 +206,7 @@ class GcsEmulator:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir.parent / f"emulator-{self.port}.log", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gcp_storage_emulator", "--data-dir", str(self.data_dir),
+            [sys.executable, __file__, "--data-dir", str(self.data_dir),
              "start", "--host", HOST, "--port", str(self.port), "--default-bucket", self.bucket,
              "--quiet"],
             stdout=log, stderr=subprocess.STDOUT)
@@ -163,3 +265,7 @@ class GcsEmulator:
     def _get(self, path: str) -> dict:
         with urllib.request.urlopen(self.endpoint + path, timeout=5) as response:
             return json.loads(response.read())
+
+
+if __name__ == "__main__":
+    serve_patched_emulator(sys.argv[1:])

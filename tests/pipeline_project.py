@@ -22,7 +22,7 @@ SMALL_PARAMS = {
     "shard": {"num_shards": {"train": 4, "val": 2, "test": 2}},
     "cnn1d": {"epochs": 15, "patience": 15},
     "mobilenet": {"weights": None, "image_size": 96, "alpha": 0.35, "n_mels": 96,
-                  "epochs": 8, "patience": 8, "batch_size": 16},
+                  "epochs": 30, "patience": 30, "batch_size": 16},
     "cnn2d": {"image_size": 64, "segments_per_clip": 4, "hop_length": 512,
               "epochs": 8, "patience": 8, "batch_size": 32},
 }

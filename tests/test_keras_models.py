@@ -77,12 +77,13 @@ def test_compile_losses_and_accuracy(loss, expected):
         keras_models.compile_model(model, 0.01, "relu")
 
 
-def test_mobilenet_without_weights_has_a_frozen_base_and_a_new_head():
+def test_mobilenet_without_weights_trains_the_whole_network():
     model = keras_models.build_mobilenet(32, 4, weights=None, alpha=0.35, dense_units=8, dropout=0.25)
     base = keras_models.mobilenet_base(model)
-    assert not base.trainable and not any(layer.trainable for layer in base.layers)
-    assert [w.path for w in model.trainable_weights] == ["head_dense/kernel", "head_dense/bias",
-                                                          "genre/kernel", "genre/bias"]
+    assert base.trainable and all(layer.trainable for layer in base.layers)
+    norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.momentum == keras_models.SCRATCH_BATCHNORM_MOMENTUM for layer in norms)
+    assert len(model.trainable_weights) == len(base.trainable_weights) + 4
     assert model.get_layer("head_dropout").rate == 0.25
     assert model.output.shape[1:] == (4,)
     probs = model.predict_on_batch(np.zeros((2, 32, 32, 3), "float32"))
@@ -102,9 +103,23 @@ def test_mobilenet_loads_a_local_weights_file(tmp_path):
         np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
 
 
+def test_mobilenet_with_weights_has_a_frozen_base_and_a_new_head(tmp_path):
+    path = tmp_path / "base.weights.h5"
+    keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False,
+                                   weights=None, pooling="avg").save_weights(path)
+    model = keras_models.build_mobilenet(32, 4, weights=str(path), alpha=0.35, dense_units=8)
+    base = keras_models.mobilenet_base(model)
+    assert not base.trainable and not any(layer.trainable for layer in base.layers)
+    assert [w.path for w in model.trainable_weights] == ["head_dense/kernel", "head_dense/bias",
+                                                          "genre/kernel", "genre/bias"]
+
+
 @pytest.mark.parametrize("count", [1, 10])
-def test_unfreeze_top_layers(count):
-    model = keras_models.build_mobilenet(32, 3, weights=None, alpha=0.35, dense_units=8)
+def test_unfreeze_top_layers(count, tmp_path):
+    path = tmp_path / "base.weights.h5"
+    keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False,
+                                   weights=None, pooling="avg").save_weights(path)
+    model = keras_models.build_mobilenet(32, 3, weights=str(path), alpha=0.35, dense_units=8)
     keras_models.unfreeze_top_layers(model, count)
     base = keras_models.mobilenet_base(model)
     assert [layer.trainable for layer in base.layers] == [False] * (len(base.layers) - count) + [True] * count

@@ -20,7 +20,7 @@ import skops.io as sio
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
@@ -167,6 +167,27 @@ def build_pipeline(name: str, pca_components: int | None, **classifier_options) 
         steps.append(("pca", PCA(n_components=pca_components, svd_solver="full")))
     steps.append(("classifier", CLASSIFIER_BUILDERS[name](**classifier_options)))
     return Pipeline(steps)
+
+
+def select_svm_settings(features: np.ndarray, labels: np.ndarray, pca_components: int | None,
+                        kernel: str, Cs: list, gammas: list, folds: int, seed: int) -> tuple[dict, float, list]:
+    """Choose the SVM's C and gamma by stratified k-fold cross-validation on the given (train) clips.
+
+    Every (C, gamma) pair is scored by the mean accuracy of standardise -> PCA -> SVC over
+    ``folds`` seeded, shuffled, stratified folds; ties go to the first pair in the order
+    given. Returns ({"C", "gamma"}, its mean accuracy, [(C, gamma, mean accuracy), ...]).
+    """
+    pipeline = build_pipeline("svm", pca_components, C=1.0, kernel=kernel, gamma="scale", seed=seed)
+    pipeline.steps[-1] = ("classifier", SVC(kernel=kernel))      # no calibration while choosing
+    search = GridSearchCV(pipeline, {"classifier__C": list(Cs), "classifier__gamma": list(gammas)},
+                          scoring="accuracy", refit=False, n_jobs=1,
+                          cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed))
+    search.fit(features, labels)
+    results = search.cv_results_
+    table = [(p["classifier__C"], p["classifier__gamma"], float(score))
+             for p, score in zip(results["params"], results["mean_test_score"])]
+    best = search.best_params_
+    return ({"C": best["classifier__C"], "gamma": best["classifier__gamma"]}, float(search.best_score_), table)
 
 
 def class_probabilities(pipeline: Pipeline, features: np.ndarray, n_labels: int) -> np.ndarray:

@@ -2,6 +2,10 @@
 
 Reads params.yaml section <name>, data/features/{train,val}.csv and feature_info.json;
 writes models/<name>/ (model.skops, preprocessing.json, labels.json).
+
+svm.C and svm.gamma may each be one value or a list: the pair used is then chosen by
+stratified cross-validation (svm.cv_folds folds, seeded by svm.seed) on the train split
+only, logged, and recorded in preprocessing.json ("selected").
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ MODEL_KEYS = {
     "gnb": ("pca_components", "var_smoothing"),
     "knn": ("pca_components", "n_neighbors", "weights"),
     "logreg": ("pca_components", "C", "max_iter", "seed"),
-    "svm": ("pca_components", "C", "kernel", "gamma", "seed"),
+    "svm": ("pca_components", "C", "kernel", "gamma", "cv_folds", "seed"),
 }
 
 log = get_logger("train_sklearn")
@@ -42,6 +46,21 @@ def positive_number(sec: dict, key: str, where: str) -> float:
     if not value > 0:
         raise ParamError(f"{where}.{key} = {value!r}; expected a number > 0")
     return float(value)
+
+
+def svm_candidates(sec: dict, key: str, where: str, words: tuple[str, ...]) -> list:
+    """svm.C / svm.gamma: one value or a non-empty list of values (numbers > 0, or the given words)."""
+    value = get(sec, key, where, types=(str, int, float, list))
+    values = value if isinstance(value, list) else [value]
+    expected = "a number > 0" + (f" or one of {list(words)}" if words else "") + ", or a list of them"
+    if not values:
+        raise ParamError(f"{where}.{key} = []; expected {expected}")
+    for v in values:
+        ok = (isinstance(v, str) and v in words) or (
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
+        if not ok:
+            raise ParamError(f"{where}.{key} = {value!r}; expected {expected}")
+    return [v if isinstance(v, str) else float(v) for v in values]
 
 
 def read_model_settings(params: dict, name: str) -> tuple[int | None, dict]:
@@ -65,14 +84,10 @@ def read_model_settings(params: dict, name: str) -> tuple[int | None, dict]:
     elif name == "gnb":
         options = {"var_smoothing": float(get(sec, "var_smoothing", where, types=NUMBER, minimum=0))}
     else:
-        gamma = get(sec, "gamma", where, types=(str, int, float))
-        if isinstance(gamma, str) and gamma not in SVM_GAMMA_WORDS:
-            raise ParamError(f"{where}.gamma = {gamma!r}; expected 'scale', 'auto' or a number > 0")
-        if not isinstance(gamma, str):
-            gamma = positive_number(sec, "gamma", where)
-        options = {"C": positive_number(sec, "C", where),
+        options = {"C": svm_candidates(sec, "C", where, words=()),
                    "kernel": get(sec, "kernel", where, types=str, choices=SVM_KERNELS),
-                   "gamma": gamma,
+                   "gamma": svm_candidates(sec, "gamma", where, words=SVM_GAMMA_WORDS),
+                   "cv_folds": get(sec, "cv_folds", where, types=int, minimum=2),
                    "seed": get(sec, "seed", where, types=int, minimum=0)}
     return pca_components, options
 
@@ -94,11 +109,33 @@ def check_settings_fit_data(name: str, pca_components: int | None, options: dict
     if missing:
         raise DataError(f"{FEATURES_DIR / 'train.csv'}: no training clip of the genres {missing}; "
                         "a model cannot learn them (use more clips per genre, data.clips_per_genre)")
+    if name == "svm" and counts.min() < options["cv_folds"]:
+        few = [genre for genre, count in zip(labels, counts) if count < options["cv_folds"]]
+        raise DataError(f"{FEATURES_DIR / 'train.csv'}: svm.cv_folds = {options['cv_folds']} needs at least "
+                        f"{options['cv_folds']} training clips per genre; {few} have fewer (lower svm.cv_folds)")
     if name == "svm" and counts.min() < sklearn_models.CALIBRATION_FOLDS:
         few = [genre for genre, count in zip(labels, counts) if count < sklearn_models.CALIBRATION_FOLDS]
         raise DataError(f"{FEATURES_DIR / 'train.csv'}: the svm calibrates its probabilities on "
                         f"{sklearn_models.CALIBRATION_FOLDS} cross-validation folds and needs at least "
                         f"{sklearn_models.CALIBRATION_FOLDS} training clips per genre; {few} have fewer")
+
+
+def choose_svm_settings(pca_components: int | None, options: dict,
+                        train: sklearn_models.FeatureSplit) -> tuple[dict, dict]:
+    """Resolve svm.C / svm.gamma lists by cross-validation on the train split; log the scores."""
+    Cs, gammas = options["C"], options["gamma"]
+    final = {key: options[key] for key in ("kernel", "seed")}
+    if len(Cs) == 1 and len(gammas) == 1:
+        return {**final, "C": Cs[0], "gamma": gammas[0]}, {}
+    best, score, table = sklearn_models.select_svm_settings(
+        train.features, train.labels, pca_components, options["kernel"], Cs, gammas,
+        options["cv_folds"], options["seed"])
+    for C, gamma, mean in table:
+        log.info("svm cross-validation on the train split: C=%s gamma=%s accuracy %.3f", C, gamma, mean)
+    log.info("svm: chose C=%s gamma=%s (mean %d-fold accuracy %.3f on the train split)",
+             best["C"], best["gamma"], options["cv_folds"], score)
+    return {**final, **best}, {"selected": {**best, "cv_accuracy": round(score, 6),
+                                             "cv_folds": options["cv_folds"]}}
 
 
 def accuracy(pipeline, split: sklearn_models.FeatureSplit, n_labels: int) -> float:
@@ -124,6 +161,9 @@ def main() -> None:
              FEATURES_DIR, len(train.labels), len(val.labels), len(info["columns"]), len(labels))
     check_settings_fit_data(name, pca_components, options, train, labels)
 
+    selected = {}
+    if name == "svm":
+        options, selected = choose_svm_settings(pca_components, options, train)
     pipeline = sklearn_models.build_pipeline(name, pca_components, **options)
     started = time.perf_counter()
     pipeline.fit(train.features, train.labels)
@@ -132,7 +172,7 @@ def main() -> None:
              accuracy(pipeline, train, len(labels)), accuracy(pipeline, val, len(labels)))
 
     preprocessing = {"family": "sklearn", "model": name, "sample_rate": info["sample_rate"],
-                     "features": info["params"], "columns": info["columns"]}
+                     "features": info["params"], "columns": info["columns"], **selected}
     model_dir = MODELS_DIR / name
     with atomic_dir(model_dir) as tmp:
         sklearn_models.save_pipeline(pipeline, tmp / sklearn_models.MODEL_FILE)

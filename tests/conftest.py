@@ -50,6 +50,8 @@ def pipeline_project(tmp_path_factory, gtzan_mini) -> Path:
     project = make_project(tmp_path_factory.mktemp("pipeline") / "project", gtzan_mini)
     result = dvc(["repro"], project, timeout=2400)
     (project.parent / "first_repro.log").write_text(result.stdout)
+    (project.parent / "first_repro_git_status.txt").write_text(
+        git(["status", "--porcelain", "--untracked-files=all"], project).stdout)
     git(["add", "-A"], project)
     git(["commit", "-q", "-m", "dvc repro"], project)
     return project

@@ -22,6 +22,12 @@ def test_first_repro_ran_every_stage(pipeline_project):
     assert stages_ran(log) == expected
 
 
+def test_repro_leaves_nothing_untracked(pipeline_project):
+    """Every output is a DVC output, already git-ignored: git sees only the new dvc.lock."""
+    status = (pipeline_project.parent / "first_repro_git_status.txt").read_text().splitlines()
+    assert status == ["?? dvc.lock"]
+
+
 def test_split_is_exactly_64_16_20_with_no_overlap(pipeline_project):
     manifest = pd.read_csv(pipeline_project / "data/split/split_manifest.csv", dtype={"track_id": str})
     assert len(manifest) == 100

@@ -30,6 +30,7 @@ from tests.pipeline_project import clone_with_shared_cache
 BUCKET = "genreclf-test"
 # The param changed in test_changing_one_param_reruns_only_its_model, and what must (or may) rerun.
 CHANGED_PARAM = ("svm", "C")
+CHANGED_VALUE = 3.0
 STAGES_THAT_MUST_RERUN = {"train_sklearn@svm", "evaluate@svm"}
 # summarize reads metrics/svm.json: it reruns only if the new C changes svm's test scores.
 STAGES_THAT_MAY_RERUN = {"summarize"}
@@ -216,7 +217,7 @@ def test_changing_one_param_reruns_only_its_model(pipeline_project, pushed_remot
     params_path = clone / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     section, key = CHANGED_PARAM
-    params[section][key] = params[section][key] * 2
+    params[section][key] = CHANGED_VALUE
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 
     env, log = command_log

@@ -74,6 +74,18 @@ def test_metrics_show_lists_every_model(pipeline_project):
         assert f"| {model} " in table
 
 
+def test_plots_hold_every_confusion_matrix_and_training_curve(pipeline_project):
+    shown = json.loads(dvc(["plots", "show", "--json"], pipeline_project).stdout)
+    plots = json.dumps(shown)
+    for model in MODELS:
+        assert f"evaluation/{model}/test_predictions.csv" in plots
+    for model in MODELS[4:]:
+        for curve in ("train/loss.tsv", "eval/loss.tsv", "train/accuracy.tsv", "eval/accuracy.tsv"):
+            assert f"dvclive/{model}/plots/metrics/{curve}" in plots
+    confusion = json.dumps(shown["data"]["evaluation/svm/test_predictions.csv"])
+    assert '"rect"' in confusion and '"actual"' in confusion and '"predicted"' in confusion  # a heat map
+
+
 def test_changing_a_features_param_reruns_only_features_and_what_depends_on_it(pipeline_project, tmp_path):
     clone = clone_with_shared_cache(pipeline_project, tmp_path / "clone")
     set_params(clone, {"features": {"n_mfcc": 13}})

@@ -17,6 +17,8 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
+from .errors import DataError
+
 # Fixed timestamp for zip members (the earliest a zip can hold), so that the same
 # content always gives the same bytes.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -89,6 +91,30 @@ def write_csv(path: str | Path, frame, float_format: str = "%.9g") -> None:
     """Write a pandas DataFrame as CSV, without its index, atomically and reproducibly."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format=float_format, lineterminator="\n")
+
+
+def read_clip_table(path: str | Path, columns: list[str], fix: str, dtype=str):
+    """Read a clip table (CSV) written by an earlier stage, and check it.
+
+    It must exist, have ``columns``, list at least one clip and no track id twice;
+    otherwise a DataError names the file, what is wrong, and ``fix`` (what to run).
+    Empty cells stay empty strings.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; {fix}")
+    table = pd.read_csv(path, dtype=dtype, keep_default_na=False)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing columns {missing}; expected {columns}; {fix}")
+    if table.empty:
+        raise DataError(f"{path} lists no clips; {fix}")
+    duplicated = sorted(set(table["track_id"][table["track_id"].duplicated()]))
+    if duplicated:
+        raise DataError(f"{path}: track ids listed more than once: {duplicated[:5]}; {fix}")
+    return table
 
 
 def reproducible_zip(data: bytes, drop_json_keys: dict[str, list[str]] | None = None) -> bytes:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from genreclf import audio
 from genreclf.cli import run_stage
 from genreclf.errors import DataError, ParamError
-from genreclf.io import atomic_dir, write_csv, write_json
+from genreclf.io import atomic_dir, read_clip_table, write_csv, write_json
 from genreclf.logs import get_logger
 from genreclf.params import get, load_params, section
 
@@ -56,20 +56,10 @@ def read_params(params: dict) -> tuple[int, float]:
 def read_clips(path: Path) -> pd.DataFrame:
     """The clip list written by fetch, checked, sorted by track id."""
     fix = "run `dvc repro fetch` to (re)create it"
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; {fix}")
-    clips = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in CLIPS_COLUMNS if c not in clips.columns]
-    if missing:
-        raise DataError(f"{path}: missing columns {missing}; expected {CLIPS_COLUMNS}; {fix}")
-    if clips.empty:
-        raise DataError(f"{path} lists no clips; {fix}")
+    clips = read_clip_table(path, CLIPS_COLUMNS, fix)
     bad_ids = [t for t in clips["track_id"] if not TRACK_ID_RE.match(t)]
     if bad_ids:
         raise DataError(f"{path}: track ids must be letters, digits, '.', '_' or '-', got {bad_ids[:5]}; {fix}")
-    duplicated = sorted(set(clips["track_id"][clips["track_id"].duplicated()]))
-    if duplicated:
-        raise DataError(f"{path}: track ids listed more than once: {duplicated[:5]}; {fix}")
     absent = [p for p in clips["path"] if not Path(p).is_file()]
     if absent:
         raise DataError(f"{path} lists {len(absent)} files that do not exist (e.g. {absent[:3]}); {fix}")

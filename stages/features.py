@@ -24,7 +24,7 @@ import soundfile as sf
 from genreclf import features
 from genreclf.cli import run_stage
 from genreclf.errors import DataError
-from genreclf.io import atomic_dir, read_json, write_json
+from genreclf.io import atomic_dir, read_json, read_clip_table, write_json
 from genreclf.logs import get_logger
 from genreclf.params import load_params, section
 
@@ -53,15 +53,7 @@ def read_manifest(manifest_path: Path, labels_path: Path) -> tuple[pd.DataFrame,
     labels = read_json(labels_path)
     if not (isinstance(labels, list) and labels and all(isinstance(g, str) for g in labels)):
         raise DataError(f"{labels_path}: expected a non-empty list of genre names; {fix}")
-    clips = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)
-    missing = [c for c in MANIFEST_COLUMNS if c not in clips.columns]
-    if missing:
-        raise DataError(f"{manifest_path}: missing columns {missing}; expected {MANIFEST_COLUMNS}; {fix}")
-    if clips.empty:
-        raise DataError(f"{manifest_path} lists no clips; {fix}")
-    duplicated = sorted(set(clips["track_id"][clips["track_id"].duplicated()]))
-    if duplicated:
-        raise DataError(f"{manifest_path}: track ids listed more than once: {duplicated[:SHOWN_IN_ERRORS]}; {fix}")
+    clips = read_clip_table(manifest_path, MANIFEST_COLUMNS, fix)
     bad_split = sorted(set(clips["split"]) - set(SPLITS))
     if bad_split:
         raise DataError(f"{manifest_path}: unknown split values {bad_split}; expected {list(SPLITS)}; {fix}")

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from genreclf.audio import read_wav
 from genreclf.cli import run_stage
 from genreclf.errors import DataError, ParamError
-from genreclf.io import atomic_dir, read_json, write_json
+from genreclf.io import atomic_dir, read_json, read_clip_table, write_json
 from genreclf.logs import get_logger
 from genreclf.params import get, load_params, section
 from genreclf.sharding import Clip, write_split_shards
@@ -54,14 +54,8 @@ def read_split(manifest_path: Path, labels_path: Path) -> tuple[pd.DataFrame, li
     labels = read_json(labels_path)
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise DataError(f"{labels_path}: expected a non-empty list of genre names; {fix}")
-    manifest = pd.read_csv(manifest_path, dtype={"track_id": str, "path": str, "genre": str, "split": str},
-                           keep_default_na=False)
-    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
-    if missing:
-        raise DataError(f"{manifest_path}: missing columns {missing}; expected {MANIFEST_COLUMNS}; {fix}")
-    duplicated = sorted(set(manifest["track_id"][manifest["track_id"].duplicated()]))
-    if duplicated:
-        raise DataError(f"{manifest_path}: track ids listed more than once: {duplicated[:5]}; {fix}")
+    manifest = read_clip_table(manifest_path, MANIFEST_COLUMNS, fix,
+                             dtype={"track_id": str, "path": str, "genre": str, "split": str})
     bad_split = sorted(set(manifest["split"]) - set(SPLITS))
     if bad_split:
         raise DataError(f"{manifest_path}: split values {bad_split} are none of {list(SPLITS)}; {fix}")

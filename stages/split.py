@@ -13,7 +13,7 @@ import pandas as pd
 
 from genreclf.cli import run_stage
 from genreclf.errors import DataError, ParamError
-from genreclf.io import atomic_dir, write_csv, write_json
+from genreclf.io import atomic_dir, read_clip_table, write_csv, write_json
 from genreclf.logs import get_logger
 from genreclf.params import check_fractions, get, load_params, section
 from genreclf.splits import SPLITS, official_split, stratified_split
@@ -43,17 +43,7 @@ def read_params(params: dict) -> tuple[str, dict[str, float], int]:
 def read_converted(path: Path) -> pd.DataFrame:
     """The converted clips, checked, sorted by track id."""
     fix = "run `dvc repro convert` to (re)create it"
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; {fix}")
-    clips = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in CONVERTED_COLUMNS if c not in clips.columns]
-    if missing:
-        raise DataError(f"{path}: missing columns {missing}; expected {CONVERTED_COLUMNS}; {fix}")
-    if clips.empty:
-        raise DataError(f"{path} lists no clips; {fix}")
-    duplicated = sorted(set(clips["track_id"][clips["track_id"].duplicated()]))
-    if duplicated:
-        raise DataError(f"{path}: track ids listed more than once: {duplicated[:5]}; {fix}")
+    clips = read_clip_table(path, CONVERTED_COLUMNS, fix)
     no_genre = clips["track_id"][clips["genre"] == ""].tolist()
     if no_genre:
         raise DataError(f"{path}: clips without a genre: {no_genre[:5]}; {fix}")

@@ -34,8 +34,10 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from genreclf import audio, features  # noqa: E402
-from genreclf.params import get, load_params, section  # noqa: E402
+from genreclf.data import audio  # noqa: E402
+
+from genreclf.features import fma_features as features
+from stages.config import get, load_params, section  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "gtzan_mini"
 SAMPLE_SECONDS = 0.05

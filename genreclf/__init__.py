@@ -3,5 +3,3 @@
 It knows nothing of DVC: every function takes plain values and paths, and the
 scripts in ``stages/`` read params.yaml and call it.
 """
-
-__version__ = "0.1.0"

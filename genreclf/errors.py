@@ -1,4 +1,10 @@
-"""Errors that carry a message meant for a person: what was wrong, where, and what to do."""
+"""Errors that carry a message meant for a person: what was wrong, where, and what to do.
+
+A DataError may carry ``path``, the file or folder at fault. The library never says
+which pipeline stage makes that file: the stage layer (``stages.common``) adds that hint.
+"""
+
+from __future__ import annotations
 
 
 class GenreError(Exception):
@@ -6,11 +12,15 @@ class GenreError(Exception):
 
 
 class ParamError(GenreError):
-    """A value in params.yaml is missing or invalid. Raised before any heavy work starts."""
+    """A setting is missing or invalid. Raised before any heavy work starts."""
 
 
 class DataError(GenreError):
-    """An input file is missing, malformed or inconsistent."""
+    """An input file is missing, malformed or inconsistent; ``path`` names it when known."""
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = None if path is None else str(path)
 
 
 class ChecksumError(DataError):

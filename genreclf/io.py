@@ -17,7 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
-from .errors import DataError
+from genreclf.errors import DataError
 
 # Fixed timestamp for zip members (the earliest a zip can hold), so that the same
 # content always gives the same bytes.

@@ -18,12 +18,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from genreclf import audio
-from genreclf.cli import run_stage
+from genreclf.data import audio
+from stages.common import run_stage
 from genreclf.errors import DataError, ParamError
 from genreclf.io import atomic_dir, read_clip_table, write_csv, write_json
-from genreclf.logs import get_logger
-from genreclf.params import get, load_params, section
+from stages.common import stage_logger
+from stages.config import get, load_params, section
 
 CLIPS_CSV = Path("data/raw/clips.csv")
 WAV_DIR = Path("data/wav")
@@ -39,7 +39,7 @@ TRACK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SKIPPED_SHOWN_IN_LOG = 20
 
-log = get_logger("convert")
+log = stage_logger("convert")
 
 
 def read_params(params: dict) -> tuple[int, float]:

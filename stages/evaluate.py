@@ -1,7 +1,7 @@
 """Score one trained model on the test split: python -m stages.evaluate <name>.
 
 Reads models/<name>/ and its data (data/features for scikit-learn models, data/shards
-for Keras models); writes metrics/<name>.json (accuracy, macro-F1, per-genre scores,
+for Keras models); writes metrics/models/<name>.json (accuracy, macro-F1, per-genre scores,
 the number of test clips, and the window/segment accuracy of the Keras models that
 score parts of clips) and evaluation/<name>/test_predictions.csv (the confusion plot's data).
 """
@@ -11,19 +11,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from genreclf.cli import run_stage
-from genreclf.evaluation import evaluation_report
+from stages.common import run_stage
+from genreclf.evaluation.metrics import evaluation_report
 from genreclf.io import write_csv, write_json
-from genreclf.logs import get_logger
-from genreclf.predictors import load_predictor
+from stages.common import stage_logger
+from genreclf.models.predictors import load_predictor
 
 DATA_DIR = Path("data")
 MODELS_DIR = Path("models")
-METRICS_DIR = Path("metrics")
+METRICS_DIR = Path("metrics/models")
 EVALUATION_DIR = Path("evaluation")
 SPLIT = "test"
 
-log = get_logger("evaluate")
+log = stage_logger("evaluate")
 
 
 def main() -> None:

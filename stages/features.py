@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from genreclf import features
-from genreclf.cli import run_stage
+from genreclf.features import fma_features as features
+from stages.common import run_stage
 from genreclf.errors import DataError
 from genreclf.io import atomic_dir, read_json, read_clip_table, write_json
-from genreclf.logs import get_logger
-from genreclf.params import load_params, section
+from stages.common import stage_logger
+from stages.config import load_params, section
 
 SPLIT_DIR = Path("data/split")
 MANIFEST_CSV = SPLIT_DIR / "split_manifest.csv"
@@ -41,7 +41,7 @@ FLOAT_FORMAT = "%.9g"        # as genreclf.io.write_csv: the same table gives th
 ROWS_PER_WRITE = 256         # rows buffered before they are appended to the CSV
 SHOWN_IN_ERRORS = 5
 
-log = get_logger("features")
+log = stage_logger("features")
 
 
 def read_manifest(manifest_path: Path, labels_path: Path) -> tuple[pd.DataFrame, list[str]]:

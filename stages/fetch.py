@@ -10,15 +10,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from genreclf.cli import run_stage
+from stages.common import run_stage
 from genreclf.errors import ParamError
-from genreclf.fetch import is_url, public_source
-from genreclf.fma import DATASETS as FMA_DATASETS
-from genreclf.fma import METADATA, fetch_fma
-from genreclf.gtzan import CHECKSUM_KEY as GTZAN_KEY
-from genreclf.gtzan import fetch_gtzan
-from genreclf.logs import get_logger
-from genreclf.params import get, load_params, section
+from genreclf.data.fetch import is_url, public_source
+from genreclf.data.fma import DATASETS as FMA_DATASETS
+from genreclf.data.fma import METADATA, fetch_fma
+from genreclf.data.gtzan import CHECKSUM_KEY as GTZAN_KEY
+from genreclf.data.gtzan import fetch_gtzan
+from stages.common import stage_logger
+from stages.config import get, load_params, section
 
 RAW_DIR = Path("data/raw")
 DOWNLOADS_DIR = Path("data/downloads")
@@ -27,7 +27,7 @@ CHECKSUM_KEYS = (METADATA, *FMA_DATASETS, GTZAN_KEY)
 SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
 WHERE = "params.yaml: data"
 
-log = get_logger("fetch")
+log = stage_logger("fetch")
 
 
 def read_data_params(params: dict) -> dict:

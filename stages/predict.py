@@ -18,17 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from genreclf.audio import decode_clip
-from genreclf.cli import run_stage
+from genreclf.data.audio import decode_clip
+from stages.common import run_stage
 from genreclf.errors import DataError, GenreError, ParamError
-from genreclf.logs import get_logger
-from genreclf.predictors import PREPROCESSING_FILE, load_predictor
+from stages.common import stage_logger
+from genreclf.models.predictors import PREPROCESSING_FILE, load_predictor
 
 MODELS_DIR = Path("models")
 SUMMARY_FILE = Path("metrics/summary.json")
 DEFAULT_TOP = 3
 
-log = get_logger("predict")
+log = stage_logger("predict")
 
 
 def trained_models(models_dir: Path = MODELS_DIR) -> list[str]:

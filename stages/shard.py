@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from genreclf.audio import read_wav
-from genreclf.cli import run_stage
+from genreclf.data.audio import read_wav
+from stages.common import run_stage
 from genreclf.errors import DataError, ParamError
 from genreclf.io import atomic_dir, read_json, read_clip_table, write_json
-from genreclf.logs import get_logger
-from genreclf.params import get, load_params, section
-from genreclf.sharding import Clip, write_split_shards
-from genreclf.splits import SPLITS
+from stages.common import stage_logger
+from stages.config import get, load_params, section
+from genreclf.data.sharding import Clip, write_split_shards
+from genreclf.data.splits import SPLITS
 
 SPLIT_DIR = Path("data/split")
 MANIFEST_CSV = SPLIT_DIR / "split_manifest.csv"
@@ -30,7 +30,7 @@ SHARD_DIR = Path("data/shards")
 DATASET_INFO_NAME = "dataset_info.json"
 MANIFEST_COLUMNS = ["track_id", "path", "genre", "label", "split"]
 
-log = get_logger("shard")
+log = stage_logger("shard")
 
 
 def read_params(params: dict) -> tuple[dict[str, int], int]:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from genreclf.cli import run_stage
+from stages.common import run_stage
 from genreclf.errors import DataError, ParamError
 from genreclf.io import atomic_dir, read_clip_table, write_csv, write_json
-from genreclf.logs import get_logger
-from genreclf.params import check_fractions, get, load_params, section
-from genreclf.splits import SPLITS, official_split, stratified_split
+from stages.common import stage_logger
+from stages.config import check_fractions, get, load_params, section
+from genreclf.data.splits import SPLITS, official_split, stratified_split
 
 CONVERTED_CSV = Path("data/converted.csv")
 SPLIT_DIR = Path("data/split")
@@ -27,7 +27,7 @@ CONVERTED_COLUMNS = ["track_id", "genre", "path", "official_split", "num_samples
 MANIFEST_COLUMNS = ["track_id", "path", "genre", "label", "split"]
 METHODS = ("stratified", "official")
 
-log = get_logger("split")
+log = stage_logger("split")
 
 
 def read_params(params: dict) -> tuple[str, dict[str, float], int]:

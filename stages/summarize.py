@@ -1,6 +1,7 @@
-"""One table comparing the models on the test split: python -m stages.summarize MODEL...
+"""One table comparing the models on the test split: python -m stages.summarize
 
-Reads metrics/<model>.json of each model named (in that order); writes
+Reads params models.sklearn and models.keras, then metrics/models/<model>.json of each
+model (in that order); writes
 metrics/summary.json ({"models": {name: {accuracy, macro_f1, n_test, family}}, ...})
 and metrics/summary.md (a Markdown table, one row per model, plus the chance level).
 """
@@ -11,25 +12,27 @@ import argparse
 import json
 from pathlib import Path
 
-from genreclf.cli import run_stage
+from stages.common import run_stage
 from genreclf.errors import DataError, ParamError
 from genreclf.io import write_text
-from genreclf.logs import get_logger
+from stages.config import load_params
+from stages.common import stage_logger
 
 METRICS_DIR = Path("metrics")
+MODEL_METRICS_DIR = METRICS_DIR / "models"
 SUMMARY_KEYS = ("accuracy", "family", "macro_f1", "n_test")
 
-log = get_logger("summarize")
+log = stage_logger("summarize")
 
 
-def read_model_metrics(name: str, metrics_dir: Path = METRICS_DIR) -> dict:
+def read_model_metrics(name: str, family: str, metrics_dir: Path = MODEL_METRICS_DIR) -> dict:
     """metrics/<name>.json, checked to hold what the summary needs."""
     path = metrics_dir / f"{name}.json"
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path} is missing; evaluate the model first: "
-                        f"dvc repro evaluate@{name} (or python -m stages.evaluate {name})") from None
+                        f"dvc repro evaluate_{family}@{name} (or python -m stages.evaluate {name})") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e}); run python -m stages.evaluate {name} again") from None
     missing = [key for key in (*SUMMARY_KEYS, "per_class") if key not in metrics]
@@ -44,7 +47,7 @@ def summarize(all_metrics: dict[str, dict]) -> dict:
     first = next(iter(all_metrics))
     for name, names in genres.items():
         if names != genres[first]:
-            raise DataError(f"{METRICS_DIR}/{name}.json and {METRICS_DIR}/{first}.json score different genres; "
+            raise DataError(f"{MODEL_METRICS_DIR}/{name}.json and {MODEL_METRICS_DIR}/{first}.json score different genres; "
                             "re-run the pipeline so that every model is evaluated on the same test split")
     supports = [counts["support"] for counts in all_metrics[first]["per_class"].values()]
     # Keys sorted everywhere except the models, which keep the order given.
@@ -70,15 +73,17 @@ def markdown_table(summary: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("models", nargs="+", help="the models to compare, in the order of the table")
-    names = parser.parse_args().models
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    params = load_params()
+    listed = [*params["models"]["sklearn"], *params["models"]["keras"]]
+    families = {name: family for family in ("sklearn", "keras") for name in params["models"][family]}
+    names = list(families)
+    repeated = sorted({name for name in listed if listed.count(name) > 1})
     if repeated:
         raise ParamError(f"models named more than once: {repeated}; name each model once")
 
-    summary = summarize({name: read_model_metrics(name) for name in names})
-    log.info("read %s", ", ".join(f"{METRICS_DIR}/{name}.json" for name in names))
+    summary = summarize({name: read_model_metrics(name, families[name]) for name in names})
+    log.info("read %s", ", ".join(f"{MODEL_METRICS_DIR}/{name}.json" for name in names))
     # Not genreclf.io.write_json: its sorted keys would lose the order of the models.
     write_text(METRICS_DIR / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     write_text(METRICS_DIR / "summary.md", markdown_table(summary))

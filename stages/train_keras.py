@@ -28,12 +28,18 @@ from pathlib import Path
 import numpy as np
 from dvclive import Live
 
-from genreclf import keras_inference, keras_models, tfdata, training
-from genreclf.cli import run_stage
+from genreclf.models import keras_inference
+
+from genreclf.models import keras_models
+
+from genreclf.models import tfdata
+
+from genreclf.models import training
+from stages.common import run_stage
 from genreclf.errors import ParamError
 from genreclf.io import atomic_dir, write_json
-from genreclf.logs import get_logger
-from genreclf.params import get, load_params, section
+from stages.common import stage_logger
+from stages.config import get, load_params, section
 
 SHARD_DIR = Path("data/shards")
 MODELS_DIR = Path("models")
@@ -42,7 +48,7 @@ MODEL_NAMES = keras_models.MODEL_NAMES
 N_FFT_DEFAULT = 2048            # optional keys mobilenet.n_fft, mobilenet.hop_length and cnn2d.n_fft
 MOBILENET_HOP_DEFAULT = 512
 
-log = get_logger("train_keras")
+log = stage_logger("train_keras")
 
 
 def positive_int_list(sec: dict, key: str, where: str) -> list[int]:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from genreclf import sklearn_models
-from genreclf.cli import run_stage
+from genreclf.models import sklearn_models
+from stages.common import run_stage
 from genreclf.errors import DataError, ParamError
 from genreclf.io import atomic_dir, write_json
-from genreclf.logs import get_logger
-from genreclf.params import get, load_params, section
+from stages.common import stage_logger
+from stages.config import get, load_params, section
 
 FEATURES_DIR = Path("data/features")
 MODELS_DIR = Path("models")
@@ -38,7 +38,7 @@ MODEL_KEYS = {
     "svm": ("pca_components", "C", "kernel", "gamma", "cv_folds", "seed"),
 }
 
-log = get_logger("train_sklearn")
+log = stage_logger("train_sklearn")
 
 
 def positive_number(sec: dict, key: str, where: str) -> float:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from genreclf.tfrecords import serialize_example, shard_name
+from genreclf.data.tfrecords import serialize_example, shard_name
 
 SAMPLE_RATE = 4000
 LABELS = ["bass", "middle", "treble"]

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from genreclf import features
+from genreclf.features import fma_features as features
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURE_COLUMNS = list(features.FEATURE_COLUMNS)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genreclf.audio import (AUDIO_EXTENSIONS, AudioDecodeError, NoAudioError, convert_clip, decode_clip,
+from genreclf.data.audio import (AUDIO_EXTENSIONS, AudioDecodeError, NoAudioError, convert_clip, decode_clip,
                             read_wav)
 from genreclf.errors import DataError
 from tests.dataprep_project import tone, write_audio

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from genreclf.audio import decode_clip
+from genreclf.data.audio import decode_clip
 from tests.dataprep_project import directory_bytes, make_project, run_stage, tone, write_audio
 
 FMA_MP3 = "fma/fma_audio/000/000182.mp3"

@@ -10,9 +10,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from genreclf.errors import DataError
-from genreclf.evaluation import classification_metrics, evaluation_report, predictions_table
+from genreclf.evaluation.metrics import classification_metrics, evaluation_report, predictions_table
 from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, run_stage, write_feature_tables, write_params
 
 LABELS = ["blues", "jazz", "rock"]
@@ -146,13 +147,13 @@ def evaluated_knn(tmp_path_factory):
 
 
 def test_evaluate_stage_scores_match_the_hand_computed_ones(evaluated_knn):
-    metrics = json.loads((evaluated_knn / "metrics/knn.json").read_text())
+    metrics = json.loads((evaluated_knn / "metrics/models/knn.json").read_text())
     assert_metrics_equal(metrics, EXPECTED)
     assert metrics["family"] == "sklearn"
 
 
 def test_evaluate_stage_json_keys_are_stable_and_sorted(evaluated_knn):
-    text = (evaluated_knn / "metrics/knn.json").read_text()
+    text = (evaluated_knn / "metrics/models/knn.json").read_text()
     metrics = json.loads(text)
     assert list(metrics) == ["accuracy", "family", "macro_f1", "n_test", "per_class"]
     assert list(metrics["per_class"]) == LABELS
@@ -184,17 +185,23 @@ def write_metrics(project, name, accuracy, macro_f1, family, supports=(4, 3, 3))
                  for genre, s in zip(LABELS, supports)}
     metrics = {"accuracy": accuracy, "macro_f1": macro_f1, "n_test": sum(supports), "family": family,
                "per_class": per_class}
-    (project / "metrics").mkdir(exist_ok=True)
-    (project / "metrics" / f"{name}.json").write_text(json.dumps(metrics))
+    (project / "metrics" / "models").mkdir(parents=True, exist_ok=True)
+    (project / "metrics" / "models" / f"{name}.json").write_text(json.dumps(metrics))
+
+
+def write_model_lists(project, sklearn, keras):
+    """The params summarize reads: the model lists, in the order of the table."""
+    (project / "params.yaml").write_text(yaml.safe_dump({"models": {"sklearn": sklearn, "keras": keras}}))
 
 
 def test_summarize_keeps_the_given_order_and_rounds_to_3_decimals(tmp_path):
     write_metrics(tmp_path, "svm", 0.8, 0.79444, "sklearn")
     write_metrics(tmp_path, "cnn1d", 0.4, 0.35, "keras")
     write_metrics(tmp_path, "logreg", 0.75, 0.7456, "sklearn")
-    run_stage(tmp_path, "summarize", "svm", "cnn1d", "logreg")
+    write_model_lists(tmp_path, ["svm", "logreg"], ["cnn1d"])
+    run_stage(tmp_path, "summarize")
     summary = json.loads((tmp_path / "metrics/summary.json").read_text())
-    assert list(summary["models"]) == ["svm", "cnn1d", "logreg"]
+    assert list(summary["models"]) == ["svm", "logreg", "cnn1d"]
     assert summary["models"]["cnn1d"] == {"accuracy": 0.4, "family": "keras", "macro_f1": 0.35, "n_test": 10}
     # 3 genres: a uniform guess is right 1/3 of the time; always "blues" 4/10
     assert summary["chance"] == {"majority_accuracy": 0.4, "uniform_accuracy": pytest.approx(1 / 3)}
@@ -202,24 +209,26 @@ def test_summarize_keeps_the_given_order_and_rounds_to_3_decimals(tmp_path):
     rows = [line for line in table if line.startswith("| ") and "---" not in line]
     assert rows == ["| model | family | accuracy | macro-F1 | test clips |",
                     "| svm | sklearn | 0.800 | 0.794 | 10 |",
-                    "| cnn1d | keras | 0.400 | 0.350 | 10 |",
-                    "| logreg | sklearn | 0.750 | 0.746 | 10 |"]
+                    "| logreg | sklearn | 0.750 | 0.746 | 10 |",
+                    "| cnn1d | keras | 0.400 | 0.350 | 10 |"]
     chance = [line for line in table if line.startswith("Chance level")]
     assert chance and "0.333" in chance[0] and "3 genres" in chance[0] and "0.400" in chance[0]
 
 
 def test_summarize_names_a_missing_metrics_file_and_the_stage_to_run(tmp_path):
     write_metrics(tmp_path, "svm", 0.8, 0.79, "sklearn")
-    proc = run_stage(tmp_path, "summarize", "svm", "cnn2d", check=False)
+    write_model_lists(tmp_path, ["svm"], ["cnn2d"])
+    proc = run_stage(tmp_path, "summarize", check=False)
     assert proc.returncode == 1
-    assert "metrics/cnn2d.json is missing" in proc.stderr and "evaluate@cnn2d" in proc.stderr
+    assert "metrics/models/cnn2d.json is missing" in proc.stderr and "evaluate_keras@cnn2d" in proc.stderr
     assert not (tmp_path / "metrics/summary.json").exists()
 
 
 def test_summarize_refuses_metrics_of_different_genres(tmp_path):
     write_metrics(tmp_path, "svm", 0.8, 0.79, "sklearn")
-    metrics = json.loads((tmp_path / "metrics/svm.json").read_text())
+    metrics = json.loads((tmp_path / "metrics/models/svm.json").read_text())
     metrics["per_class"]["pop"] = metrics["per_class"].pop("rock")
-    (tmp_path / "metrics/knn.json").write_text(json.dumps(metrics))
-    proc = run_stage(tmp_path, "summarize", "svm", "knn", check=False)
+    (tmp_path / "metrics/models/knn.json").write_text(json.dumps(metrics))
+    write_model_lists(tmp_path, ["svm", "knn"], [])
+    proc = run_stage(tmp_path, "summarize", check=False)
     assert proc.returncode == 1 and "different genres" in proc.stderr

@@ -19,7 +19,7 @@ def exp_clone(pipeline_project, tmp_path_factory):
 
 def test_single_change_runs_only_that_model(exp_clone):
     out = dvc(["exp", "run", "-n", "svm-c1", "-S", "svm.C=1"], exp_clone, timeout=900).stdout
-    assert stages_ran(out) == {"train_sklearn@svm", "evaluate@svm", "summarize"}
+    assert stages_ran(out) == {"train_sklearn@svm", "evaluate_sklearn@svm", "summarize"}
 
 
 def test_queued_sweep_then_show_and_metrics_diff(exp_clone):
@@ -48,7 +48,7 @@ def test_queued_sweep_then_show_and_metrics_diff(exp_clone):
 
     by_c = {c: name for name, c in exps.items()}
     diff = json.loads(dvc(["metrics", "diff", by_c[0.1], by_c[10], "--json"], exp_clone).stdout)
-    assert "metrics/svm.json" in diff
-    assert "accuracy" in diff["metrics/svm.json"]
+    assert "metrics/models/svm.json" in diff
+    assert "accuracy" in diff["metrics/models/svm.json"]
     # Only the svm's metrics (and the summary) can differ between these two experiments.
-    assert set(diff) <= {"metrics/svm.json", "metrics/summary.json"}
+    assert set(diff) <= {"metrics/models/svm.json", "metrics/summary.json"}

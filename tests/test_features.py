@@ -25,7 +25,7 @@ import scipy.stats
 import soundfile as sf
 import yaml
 
-from genreclf import features
+from genreclf.features import fma_features as features
 from genreclf.errors import DataError, ParamError
 from genreclf.io import write_csv
 

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from genreclf.fetch import VERIFIED_MEMBER_CRC32
-from genreclf.tfrecords import SHARD_RE
+from genreclf.data.fetch import VERIFIED_MEMBER_CRC32
+from genreclf.data.tfrecords import SHARD_RE
 from tests.fma_fixture import NO_AUDIO_ID, SHORT_ID, build_fma_fixture
 from tests.http_range_server import RangeServer
 

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from genreclf import keras_models, training
+from genreclf.models import keras_models
+
+from genreclf.models import training
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
+import yaml
 
 from tests.pipeline_project import clone_with_shared_cache, dvc, git, set_params, stages_ran
 
 pytestmark = pytest.mark.slow
 
-MODELS = ["logreg", "knn", "gnb", "svm", "cnn1d", "mobilenet", "cnn2d"]
+PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+SKLEARN, KERAS = PARAMS["models"]["sklearn"], PARAMS["models"]["keras"]
+MODELS = SKLEARN + KERAS
 DATA_STAGES = ["fetch", "convert", "split", "shard", "features"]
 
 
 def test_first_repro_ran_every_stage(pipeline_project):
     log = (pipeline_project.parent / "first_repro.log").read_text()
-    expected = set(DATA_STAGES) | {f"train_sklearn@{m}" for m in MODELS[:4]} \
-        | {f"train_keras@{m}" for m in MODELS[4:]} | {f"evaluate@{m}" for m in MODELS} | {"summarize"}
+    expected = set(DATA_STAGES) | {f"{stage}_sklearn@{m}" for m in SKLEARN for stage in ("train", "evaluate")} \
+        | {f"{stage}_keras@{m}" for m in KERAS for stage in ("train", "evaluate")} | {"summarize"}
     assert stages_ran(log) == expected
 
 
@@ -47,7 +52,7 @@ def test_second_repro_runs_nothing(pipeline_project):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_beats_chance(pipeline_project, model):
-    metrics = json.loads((pipeline_project / f"metrics/{model}.json").read_text())
+    metrics = json.loads((pipeline_project / f"metrics/models/{model}.json").read_text())
     chance = 1 / 10
     assert metrics["n_test"] == 20
     assert metrics["accuracy"] > chance, f"{model}: accuracy {metrics['accuracy']} is not above chance"
@@ -58,7 +63,7 @@ def test_every_model_beats_chance(pipeline_project, model):
 @pytest.mark.parametrize("model", ["svm", "logreg"])
 def test_feature_models_reach_075(pipeline_project, model):
     """The issue's bar on gtzan_mini with the default feature params, split 64/16/20, seed 0."""
-    metrics = json.loads((pipeline_project / f"metrics/{model}.json").read_text())
+    metrics = json.loads((pipeline_project / f"metrics/models/{model}.json").read_text())
     assert metrics["accuracy"] >= 0.75
 
 
@@ -66,7 +71,7 @@ def test_metrics_show_lists_every_model(pipeline_project):
     out = dvc(["metrics", "show", "--json"], pipeline_project).stdout
     shown = json.dumps(json.loads(out))
     for model in MODELS:
-        assert f"metrics/{model}.json" in shown
+        assert f"metrics/models/{model}.json" in shown
     summary = json.loads((pipeline_project / "metrics/summary.json").read_text())
     assert list(summary["models"]) == MODELS
     table = (pipeline_project / "metrics/summary.md").read_text()
@@ -79,7 +84,7 @@ def test_plots_hold_every_confusion_matrix_and_training_curve(pipeline_project):
     plots = json.dumps(shown)
     for model in MODELS:
         assert f"evaluation/{model}/test_predictions.csv" in plots
-    for model in MODELS[4:]:
+    for model in KERAS:
         for curve in ("train/loss.tsv", "eval/loss.tsv", "train/accuracy.tsv", "eval/accuracy.tsv"):
             assert f"dvclive/{model}/plots/metrics/{curve}" in plots
     confusion = json.dumps(shown["data"]["evaluation/svm/test_predictions.csv"])
@@ -90,8 +95,8 @@ def test_changing_a_features_param_reruns_only_features_and_what_depends_on_it(p
     clone = clone_with_shared_cache(pipeline_project, tmp_path / "clone")
     set_params(clone, {"features": {"n_mfcc": 13}})
     out = dvc(["repro"], clone, timeout=1200).stdout
-    expected = {"features"} | {f"train_sklearn@{m}" for m in MODELS[:4]} \
-        | {f"evaluate@{m}" for m in MODELS[:4]} | {"summarize"}
+    expected = {"features"} | {f"{stage}_sklearn@{m}" for m in SKLEARN for stage in ("train", "evaluate")} \
+        | {"summarize"}
     assert stages_ran(out) == expected
 
 

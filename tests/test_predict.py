@@ -8,8 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from genreclf import audio, features
-from genreclf.predictors import load_predictor
+from genreclf.data import audio
+
+from genreclf.features import fma_features as features
+from genreclf.models.predictors import load_predictor
 from stages.predict import format_prediction, top_genres
 from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, run_stage, write_feature_tables, write_params
 

@@ -31,8 +31,8 @@ BUCKET = "genreclf-test"
 # The param changed in test_changing_one_param_reruns_only_its_model, and what must (or may) rerun.
 CHANGED_PARAM = ("svm", "C")
 CHANGED_VALUE = 3.0
-STAGES_THAT_MUST_RERUN = {"train_sklearn@svm", "evaluate@svm"}
-# summarize reads metrics/svm.json: it reruns only if the new C changes svm's test scores.
+STAGES_THAT_MUST_RERUN = {"train_sklearn@svm", "evaluate_sklearn@svm"}
+# summarize reads metrics/models/svm.json: it reruns only if the new C changes svm's test scores.
 STAGES_THAT_MAY_RERUN = {"summarize"}
 # The stage whose dvc.lock entry is deleted and must come back from the run-cache.
 RUN_CACHE_STAGE = "train_sklearn@svm"

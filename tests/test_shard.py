@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genreclf.sharding import shard_chunks
-from genreclf.tfrecords import SHARD_RE, count_records, list_shards, parse_example, shard_name
+from genreclf.data.sharding import shard_chunks
+from genreclf.data.tfrecords import SHARD_RE, count_records, list_shards, parse_example, shard_name
 from tests.dataprep_project import directory_bytes, make_project, run_stage, set_params, write_audio
 
 LABELS = ["blues", "jazz", "rock"]

@@ -16,7 +16,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from genreclf import sklearn_models
+from genreclf.models import sklearn_models
 from genreclf.errors import DataError, ParamError
 from stages.train_sklearn import check_settings_fit_data, choose_svm_settings, read_model_settings
 from tests.sklearn_fixture import SKLEARN_PARAMS, feature_frame, run_stage, write_feature_tables, write_params

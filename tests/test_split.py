@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from genreclf.errors import DataError
-from genreclf.splits import SPLITS, allocate_counts, official_split, split_totals, stratified_split
+from genreclf.data.splits import SPLITS, allocate_counts, official_split, split_totals, stratified_split
 from tests.dataprep_project import make_project, run_stage
 
 FRACTIONS = {"train": 0.64, "val": 0.16, "test": 0.20}

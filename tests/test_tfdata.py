@@ -10,7 +10,9 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 
-from genreclf import spectrograms, tfdata
+from genreclf.features import spectrograms
+
+from genreclf.models import tfdata
 from genreclf.errors import DataError
 from tests.keras_fixture import LABELS, SAMPLE_RATE, tone, write_tiny_shards
 

@@ -15,7 +15,13 @@ import keras
 import numpy as np
 import pytest
 
-from genreclf import keras_inference, keras_models, tfdata, training
+from genreclf.models import keras_inference
+
+from genreclf.models import keras_models
+
+from genreclf.models import tfdata
+
+from genreclf.models import training
 from genreclf.errors import DataError, ParamError
 from stages import train_keras
 from tests.keras_fixture import LABELS, TINY_PARAMS, write_tiny_repo, write_tiny_shards

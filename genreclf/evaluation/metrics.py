@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-from .errors import DataError
+from genreclf.errors import DataError
 
 PROB_PREFIX = "prob_"
 

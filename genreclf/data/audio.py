@@ -14,8 +14,8 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from .errors import DataError
-from .io import atomic_path
+from genreclf.errors import DataError
+from genreclf.io import atomic_path
 
 # File types the decoder reads (libsndfile: WAV, AU, MP3, FLAC, Ogg Vorbis). No ffmpeg is needed.
 AUDIO_EXTENSIONS = (".au", ".flac", ".mp3", ".ogg", ".wav")

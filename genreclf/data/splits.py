@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DataError
+from genreclf.errors import DataError
 
 SPLITS = ("train", "val", "test")
 # FMA's tracks.csv ('set', 'split') values.

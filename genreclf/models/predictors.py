@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import sklearn_models
-from .errors import DataError, ParamError
+from genreclf.models import sklearn_models
+from genreclf.errors import DataError, ParamError
 
 PREPROCESSING_FILE = "preprocessing.json"
 LABELS_FILE = "labels.json"
@@ -64,7 +64,7 @@ class SklearnPredictor:
     family = "sklearn"
 
     def __init__(self, model_dir: str | Path, preprocessing: dict, labels: list[str]):
-        from . import features  # librosa is only needed to predict new audio
+        from genreclf.features import fma_features as features  # librosa is only needed to predict new audio
 
         self.model_dir = Path(model_dir)
         self.labels = labels
@@ -108,7 +108,7 @@ class KerasModelPredictor:
     family = "keras"
 
     def __init__(self, model_dir: str | Path, preprocessing: dict, labels: list[str]):
-        from . import keras_inference  # imports TensorFlow: only for Keras models
+        from genreclf.models import keras_inference  # imports TensorFlow: only for Keras models
 
         self.model_dir = Path(model_dir)
         self._inference = keras_inference

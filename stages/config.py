@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from .errors import ParamError
+from genreclf.errors import ParamError
 
 PARAMS_FILE = "params.yaml"
 

@@ -61,9 +61,9 @@ import scipy.stats
 from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
-from .audio import read_wav
-from .errors import DataError, ParamError
-from .params import get
+from genreclf.data.audio import read_wav
+from genreclf.errors import DataError, ParamError
+from stages.config import get
 
 # The features in FMA's column order, and how many rows each has (see feature_rows).
 FEATURES = ("chroma_cens", "chroma_cqt", "chroma_stft", "mfcc", "rmse", "spectral_bandwidth",

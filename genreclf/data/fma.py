@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import DataError
-from .fetch import (AUDIO_DIR, VERIFIED_NONE, DirectoryArchive, choose_clips, ignored_summary, is_url,
+from genreclf.errors import DataError
+from genreclf.data.fetch import (AUDIO_DIR, VERIFIED_NONE, DirectoryArchive, choose_clips, ignored_summary, is_url,
                     log_ignored, open_archive, public_source, write_clips_and_report)
-from .io import atomic_dir
-from .logs import get_logger
+from genreclf.io import atomic_dir
+import logging
 
 DATASETS = ("fma_small", "fma_medium", "fma_large")
 METADATA = "fma_metadata"
@@ -33,7 +33,7 @@ GENRE_COLUMN = ("track", "genre_top")
 MEMBER_RE = re.compile(r"^(?P<top>[^/]+)/(?P<folder>\d{3})/(?P<track_id>\d{6})\.mp3$")
 SHOWN_EXAMPLES = 5
 
-log = get_logger("fetch")
+log = logging.getLogger(__name__)
 
 
 def read_tracks(path: str | Path, label: str | None = None) -> pd.DataFrame:

@@ -39,9 +39,9 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
-from .errors import ChecksumError, DataError
-from .io import write_csv, write_json
-from .logs import get_logger
+from genreclf.errors import ChecksumError, DataError
+from genreclf.io import write_csv, write_json
+import logging
 
 CHUNK_SIZE = 1 << 20                # bytes per read while hashing and copying
 DOWNLOAD_CHUNK_SIZE = 1 << 16       # bytes per network read: a broken connection loses at most this
@@ -61,7 +61,7 @@ VERIFIED_SHA1_NOT_CHECKED = "sha1-not-checked"
 VERIFIED_MEMBER_CRC32 = "member-crc32"
 VERIFIED_NONE = "none"
 
-log = get_logger("fetch")
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- sources and URLs

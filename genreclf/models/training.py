@@ -35,9 +35,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import keras_models, spectrograms, tfdata
-from .errors import ParamError
-from .io import reproducible_zip
+from genreclf.models import keras_models
+
+from genreclf.features import spectrograms
+
+from genreclf.models import tfdata
+from genreclf.errors import ParamError
+from genreclf.io import reproducible_zip
 
 MODEL_FILE = "model.keras"
 PREPROCESSING_FILE = "preprocessing.json"

@@ -2,7 +2,7 @@
 
 API::
 
-    from genreclf import keras_inference
+    from genreclf.models import keras_inference
     predictor = keras_inference.load_predictor("models/cnn1d")   # KerasPredictor
     predictor.labels                                             # ordered genre names
     result = keras_inference.predict_split(predictor, "data/shards", "test")
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import tfdata
-from .errors import DataError
-from .io import read_json
-from .training import LABELS_FILE, MODEL_FILE, PREPROCESSING_FILE
+from genreclf.models import tfdata
+from genreclf.errors import DataError
+from genreclf.io import read_json
+from genreclf.models.training import LABELS_FILE, MODEL_FILE, PREPROCESSING_FILE
 
 PREDICT_BATCH_SIZE = 64
 

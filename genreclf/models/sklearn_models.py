@@ -27,8 +27,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from .errors import DataError
-from .io import reproducible_zip, write_bytes
+from genreclf.errors import DataError
+from genreclf.io import reproducible_zip, write_bytes
 
 MODEL_NAMES = ("gnb", "knn", "logreg", "svm")
 MODEL_FILE = "model.skops"

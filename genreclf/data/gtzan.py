@@ -14,11 +14,11 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from .errors import DataError
-from .fetch import (AUDIO_DIR, VERIFIED_NONE, DirectoryArchive, choose_clips, ignored_summary, is_stray,
+from genreclf.errors import DataError
+from genreclf.data.fetch import (AUDIO_DIR, VERIFIED_NONE, DirectoryArchive, choose_clips, ignored_summary, is_stray,
                     is_url, log_ignored, open_archive, public_source, write_clips_and_report)
-from .io import atomic_dir
-from .logs import get_logger
+from genreclf.io import atomic_dir
+import logging
 
 DATASET = "gtzan"
 CHECKSUM_KEY = "gtzan"
@@ -29,7 +29,7 @@ CLIP_NAME_RE = re.compile(r"^(?P<genre>[a-z0-9_-]+)\.(?P<number>\d{5})\.(?:wav|a
 LAYOUT = "<genre>/<genre>.NNNNN.(wav|au|mp3), possibly under a folder such as genres/"
 SHOWN_EXAMPLES = 5
 
-log = get_logger("fetch")
+log = logging.getLogger(__name__)
 
 
 def gtzan_clips(names: list[str], label: str) -> tuple[pd.DataFrame, list[str]]:

@@ -8,9 +8,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .audio import read_wav
-from .errors import DataError
-from .tfrecords import serialize_example, shard_name
+from genreclf.data.audio import read_wav
+from genreclf.errors import DataError
+from genreclf.data.tfrecords import serialize_example, shard_name
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Getting the audio: fetch (FMA, GTZAN), decode, split, and write TFRecord shards."""

@@ -1,0 +1,1 @@
+"""Scoring predictions: accuracy, macro-F1, per-class scores, confusion data."""

@@ -1,0 +1,1 @@
+"""What models see: the FMA feature set (librosa) and log-mel spectrograms (TensorFlow ops)."""

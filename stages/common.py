@@ -1,0 +1,85 @@
+"""What every stage script shares: its logger, the entry point, and the hints that name a stage.
+
+The library (genreclf) raises errors about the data and logs through
+``logging.getLogger(__name__)``; it never installs a handler and never names DVC.
+Here, at the pipeline layer, ``run_stage`` installs one stderr handler, prints a
+GenreError as one clear line (no traceback), and adds what to run when the file
+at fault is the output of another stage (``dvc repro <stage>``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+from genreclf.errors import GenreError
+
+LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%H:%M:%S"
+# Which stage writes what: the first prefix that a path at fault starts with names the stage to rerun.
+PRODUCERS = (
+    ("data/downloads", "fetch"),
+    ("data/raw", "fetch"),
+    ("data/wav", "convert"),
+    ("data/converted.csv", "convert"),
+    ("data/split", "split"),
+    ("data/shards", "shard"),
+    ("data/features", "features"),
+    ("metrics/summary", "summarize"),
+)
+
+
+def stage_logger(name: str) -> logging.Logger:
+    """The logger of one stage script (``stages.<name>``); run_stage gives it a handler."""
+    return logging.getLogger(f"stages.{name}")
+
+
+def setup_logging() -> None:
+    """One handler on the root logger: ``HH:MM:SS name: message`` lines on stderr, INFO and up."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_genreclf", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+        handler._genreclf = True
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def producer_of(path: str) -> str | None:
+    """The stage (as ``dvc repro`` names it) whose output ``path`` is, if any."""
+    path = str(path).replace("\\", "/").lstrip("./")
+    for prefix, stage in PRODUCERS:
+        if path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + "."):
+            return stage
+    parts = path.split("/")
+    if len(parts) >= 2 and parts[0] == "models":
+        return f"train_sklearn@{parts[1]} or train_keras@{parts[1]}"
+    if len(parts) >= 3 and parts[:2] == ["metrics", "models"]:
+        name = parts[2].removesuffix(".json")
+        return f"evaluate_sklearn@{name} or evaluate_keras@{name}"
+    return None
+
+
+def with_hint(error: GenreError) -> str:
+    """The error's message, plus what to run when the file at fault is another stage's output."""
+    message = str(error)
+    path = getattr(error, "path", None)
+    stage = producer_of(path) if path is not None else None
+    if stage is None:
+        return message
+    return f"{message}; run `dvc repro {stage}` to (re)create it"
+
+
+def run_stage(name: str, main: Callable[[], None]) -> None:
+    """Run a stage's ``main``; print a GenreError as one clear line and exit with status 1."""
+    setup_logging()
+    log = stage_logger(name)
+    try:
+        main()
+    except GenreError as e:
+        log.error("error: %s", with_hint(e))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log.error("interrupted; nothing was written in place of the outputs")
+        sys.exit(130)

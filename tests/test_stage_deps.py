@@ -1,0 +1,157 @@
+"""dvc.yaml must list, for every stage, every project module its command runs.
+
+The import closure of a stage is computed from its ``cmd`` with ``ast`` alone (no
+import is executed): the module ``python -m <module>`` runs, then every project
+module it imports, at the top or inside a function, and so on. A module is covered
+when a dep of the stage is that file or a folder above it. Package ``__init__.py``
+files that hold nothing but a docstring cannot change what a stage does and are
+not required.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_PACKAGES = ("genreclf", "stages")
+CMD_MODULE_RE = re.compile(r"\bpython -m ([\w.]+)")
+
+
+def module_file(module: str, root: Path = ROOT) -> Path | None:
+    """The file of a project module (``a.b`` -> a/b.py or a/b/__init__.py), or None if not ours."""
+    if module.split(".")[0] not in PROJECT_PACKAGES:
+        return None
+    base = root.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def package_inits(module: str, root: Path = ROOT) -> list[Path]:
+    """The __init__.py of every package above ``module`` (importing a.b.c runs a and a.b)."""
+    parts = module.split(".")
+    return [f for i in range(1, len(parts)) if (f := root.joinpath(*parts[:i], "__init__.py")).is_file()]
+
+
+def imported_modules(path: Path, module: str) -> set[str]:
+    """Every module named by an import statement anywhere in the file (relative ones resolved)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            found.add(target)
+            # "from pkg import mod" imports the module pkg.mod when there is one
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+    return found
+
+
+def import_closure(module: str, root: Path = ROOT) -> dict[Path, str]:
+    """Every project file the module runs when imported: {file: module name}."""
+    seen: dict[Path, str] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        path = module_file(name, root)
+        if path is None or path in seen:
+            continue
+        seen[path] = name
+        for init in package_inits(name, root):
+            if init not in seen:
+                todo.append(".".join(init.relative_to(root).parent.parts))
+        todo.extend(imported_modules(path, name))
+    return seen
+
+
+def only_docstring(path: Path) -> bool:
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    return all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
+
+
+def covered(path: Path, deps: list[str], root: Path = ROOT) -> bool:
+    relative = path.relative_to(root)
+    return any(relative == Path(dep) or Path(dep) in relative.parents for dep in deps)
+
+
+def expanded_stages(root: Path = ROOT) -> dict[str, dict]:
+    """The stages of dvc.yaml with foreach expanded over the params (as DVC does)."""
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))
+    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    stages = {}
+    for name, stage in dvc["stages"].items():
+        if "foreach" not in stage:
+            stages[name] = stage
+            continue
+        items = stage["foreach"]
+        if isinstance(items, str):
+            match = re.fullmatch(r"\$\{([\w.]+)\}", items)
+            assert match, f"dvc.yaml: {name}.foreach = {items!r}; expected a list or ${{params.key}}"
+            items = params
+            for key in match.group(1).split("."):
+                items = items[key]
+        for item in items:
+            text = yaml.safe_dump(stage["do"]).replace("${item}", str(item)).replace("${key}", str(item))
+            stages[f"{name}@{item}"] = yaml.safe_load(text)
+    return stages
+
+
+def uncovered_modules(stage: dict, root: Path = ROOT) -> list[str]:
+    modules = CMD_MODULE_RE.findall(stage["cmd"])
+    assert modules, f"cmd {stage['cmd']!r} runs no 'python -m <module>'"
+    deps = [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps", [])]
+    missing = []
+    for module in modules:
+        for path, name in sorted(import_closure(module, root).items()):
+            if not covered(path, deps, root) and not (path.name == "__init__.py" and only_docstring(path)):
+                missing.append(f"{name} ({path.relative_to(root)})")
+    return missing
+
+
+STAGES = expanded_stages()
+
+
+@pytest.mark.parametrize("stage_name", sorted(STAGES))
+def test_stage_deps_cover_every_module_its_command_imports(stage_name):
+    missing = uncovered_modules(STAGES[stage_name])
+    assert not missing, f"dvc.yaml stage {stage_name}: deps do not cover {missing}; add them (or their folder)"
+
+
+def test_foreach_lists_are_the_model_lists_of_params():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    trained = {name.split("@", 1)[1] for name in STAGES if name.startswith("train_")}
+    evaluated = {name.split("@", 1)[1] for name in STAGES if name.startswith("evaluate_")}
+    assert trained == evaluated == set(params["models"]["sklearn"]) | set(params["models"]["keras"])
+
+
+def test_a_missing_module_is_reported_with_stage_and_module(tmp_path):
+    """The check itself: a stage whose deps leave out an imported module is caught, by name."""
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "genreclf" / "models").mkdir(parents=True)
+    (tmp_path / "stages" / "__init__.py").write_text("")
+    (tmp_path / "genreclf" / "__init__.py").write_text('"""doc"""\n')
+    (tmp_path / "genreclf" / "models" / "__init__.py").write_text("from . import helper\n")
+    (tmp_path / "genreclf" / "models" / "helper.py").write_text("import numpy\n")
+    (tmp_path / "genreclf" / "io.py").write_text("def late():\n    from genreclf.models import x\n")
+    (tmp_path / "genreclf" / "models" / "x.py").write_text("")
+    (tmp_path / "stages" / "run.py").write_text("from genreclf import io\n")
+    stage = {"cmd": "python -m stages.run", "deps": ["stages/run.py", "genreclf/io.py"]}
+    missing = uncovered_modules(stage, tmp_path)
+    # the lazy import inside late(), the package __init__ that holds code, and what it imports
+    assert missing == ["genreclf.models (genreclf/models/__init__.py)",
+                       "genreclf.models.helper (genreclf/models/helper.py)",
+                       "genreclf.models.x (genreclf/models/x.py)"]
+    stage["deps"].append("genreclf/models")
+    assert uncovered_modules(stage, tmp_path) == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
 from genreclf.errors import GenreError
@@ -69,6 +70,14 @@ def with_hint(error: GenreError) -> str:
     if stage is None:
         return message
     return f"{message}; run `dvc repro {stage}` to (re)create it"
+
+
+def model_folders(models_dir: Path, marker: str) -> list[str]:
+    """The folders under ``models_dir`` that hold a ``marker`` file (a trained model), sorted:
+    the choices of a command-line argument that names a model."""
+    if not models_dir.is_dir():
+        return []
+    return sorted(p.name for p in models_dir.iterdir() if (p / marker).is_file())
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:

@@ -1,20 +1,371 @@
-"""Reading params.yaml and checking values before any heavy work starts."""
+"""The settings of the pipeline: one pydantic model per params.yaml section, all checked at once.
+
+Every stage calls ``load_config()`` first thing. It validates the WHOLE file, so an unknown
+or misspelt key, a wrong type or an out-of-range value in any section stops the first stage
+that runs, within a second and before any heavy work, with one line per problem:
+
+    params.yaml: cnn1d.epoch = 3: unknown key; the keys of cnn1d are [...]
+    params.yaml: svm.C = -1: expected a number > 0, or a non-empty list of them
+
+Types are strict (``true`` is not a number, ``"3"`` is not an integer) and every key is
+required: no setting has a default in the code. A stage then uses only its own section(s)
+and hands the library plain values (``config.cnn1d.model_dump()``); the library knows
+nothing of this file. What only the data can tell (a window longer than the shortest clip,
+more PCA components than features, ...) is checked by the stage once it has read the data.
+"""
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
+from genreclf import catalog
 from genreclf.errors import ParamError
 
 PARAMS_FILE = "params.yaml"
+MISSING_HINT = "add it (see README, 'Params')"
+SHOWN_VALUE_CHARS = 80          # longer values are cut in messages
+SVM_KERNELS = ("linear", "poly", "rbf", "sigmoid")
+SVM_GAMMA_WORDS = ("scale", "auto")
+WEIGHTS_SUFFIX = ".h5"          # a Keras weights file: .h5 or .weights.h5
+SHA1_PATTERN = r"^[0-9a-fA-F]{40}$"
+FRACTIONS_TOLERANCE = 1e-6
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> dict:
-    """Load the whole params file as a dict."""
+@dataclass(frozen=True)
+class Expect:
+    """Annotation metadata: how messages describe a type whose constraints say too little."""
+
+    text: str
+
+
+class Rule(ValueError):
+    """A rule over the keys of a model broken: the message names ``keys`` (dotted, from the model;
+    "" for the model itself) and their values, then says what is wrong."""
+
+    def __init__(self, keys: str | tuple[str, ...], message: str):
+        super().__init__(message)
+        self.keys = (keys,) if isinstance(keys, str) else keys
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveNumber = Annotated[float, Field(gt=0)]
+Seed = NonNegativeInt
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+DropoutRate = Annotated[float, Field(ge=0, lt=1)]
+Sha1 = Annotated[str, Field(pattern=SHA1_PATTERN), Expect("a SHA-1 (40 hexadecimal digits)")]
+PcaComponents = Annotated[PositiveInt | None, Expect("an integer > 0 (components), or null for no PCA")]
+Layers = Annotated[list[PositiveInt], Field(min_length=1)]
+
+
+class Section(BaseModel):
+    """A params.yaml section: exactly its keys, each of its type (no conversion), read-only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# ---- data stages -----------------------------------------------------------------------------
+
+class Checksums(Section):
+    """The SHA-1 of each archive; null: not checked. Only the dataset's own archives must be listed."""
+
+    fma_metadata: Sha1 | None = None
+    fma_small: Sha1 | None = None
+    fma_medium: Sha1 | None = None
+    fma_large: Sha1 | None = None
+    gtzan: Sha1 | None = None
+
+
+class DataSection(Section):
+    dataset: Literal[catalog.DATASETS]
+    source: Annotated[str, Field(min_length=1)]    # checked against the disk by the fetch stage
+    checksums: Checksums
+    clips_per_genre: PositiveInt | None
+    seed: Seed
+
+    @model_validator(mode="after")
+    def _dataset_archives_listed(self) -> DataSection:
+        needed = (catalog.GTZAN,) if self.dataset == catalog.GTZAN else (catalog.FMA_METADATA, self.dataset)
+        for archive in needed:
+            if archive not in self.checksums.model_fields_set:
+                raise Rule(f"checksums.{archive}", f"missing; dataset {self.dataset} needs it: set it to "
+                                                   "the archive's SHA-1, or to null to skip the check")
+        return self
+
+
+class ConvertSection(Section):
+    sample_rate: Annotated[int, Field(ge=8000, le=192000)]
+    min_seconds: Annotated[float, Field(ge=0)]
+
+
+class Fractions(Section):
+    train: Fraction
+    val: Fraction
+    test: Fraction
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> Fractions:
+        total = self.train + self.val + self.test
+        if not math.isclose(total, 1.0, abs_tol=FRACTIONS_TOLERANCE):
+            raise Rule("", f"the fractions sum to {total:g}; they must sum to 1")
+        return self
+
+
+class SplitSection(Section):
+    method: Literal["stratified", "official"]
+    fractions: Fractions
+    seed: Seed
+
+
+class NumShards(Section):
+    train: PositiveInt
+    val: PositiveInt
+    test: PositiveInt
+
+
+class ShardSection(Section):
+    num_shards: NumShards
+    seed: Seed
+
+
+class FeaturesSection(Section):
+    n_fft: Annotated[int, Field(ge=16)]
+    hop_length: PositiveInt
+    n_mfcc: PositiveInt
+    n_chroma: PositiveInt
+    n_octaves: PositiveInt
+    n_bands: PositiveInt
+
+    @model_validator(mode="after")
+    def _frames_and_bands(self) -> FeaturesSection:
+        if self.hop_length > self.n_fft:
+            raise Rule(("hop_length", "n_fft"), "hop_length is more than n_fft; frames would skip samples")
+        if self.n_mfcc > catalog.FEATURES_N_MELS:
+            raise Rule("n_mfcc", f"expected at most the {catalog.FEATURES_N_MELS} mel bands")
+        return self
+
+
+class ModelsSection(Section):
+    sklearn: Annotated[list[Literal[catalog.SKLEARN_MODELS]], Field(min_length=1)]
+    keras: Annotated[list[Literal[catalog.KERAS_MODELS]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _each_once(self) -> ModelsSection:
+        for family in ("sklearn", "keras"):
+            names = getattr(self, family)
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise Rule(family, f"names {show(repeated)} more than once; name each model once")
+        return self
+
+    def family_of(self) -> dict[str, str]:
+        """Every model, in the order of the study (scikit-learn first): its family."""
+        return {name: family for family in ("sklearn", "keras") for name in getattr(self, family)}
+
+
+# ---- scikit-learn models ---------------------------------------------------------------------
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def svm_candidates(value: Any, words: tuple[str, ...] = ()) -> list:
+    """One value or a non-empty list: numbers > 0 (as floats) or one of ``words``."""
+    values = value if isinstance(value, list) else [value]
+    if not values or not all((isinstance(v, str) and v in words) or (is_number(v) and v > 0) for v in values):
+        choices = f" or one of {json.dumps(list(words))}" if words else ""
+        raise ValueError(f"expected a number > 0{choices}, or a non-empty list of them")
+    return [v if isinstance(v, str) else float(v) for v in values]
+
+
+class LogregSection(Section):
+    pca_components: PcaComponents
+    C: PositiveNumber
+    max_iter: PositiveInt
+    seed: Seed
+
+
+class KnnSection(Section):
+    pca_components: PcaComponents
+    n_neighbors: PositiveInt
+    weights: Literal["uniform", "distance"]
+
+
+class GnbSection(Section):
+    pca_components: PcaComponents
+    var_smoothing: Annotated[float, Field(ge=0)]
+
+
+class SvmSection(Section):
+    pca_components: PcaComponents
+    C: list[float]                       # one value in params.yaml: a list of one candidate
+    kernel: Literal[SVM_KERNELS]
+    gamma: list[float | str]
+    cv_folds: Annotated[int, Field(ge=2)]
+    seed: Seed
+
+    @field_validator("C", mode="plain")
+    @classmethod
+    def _c_candidates(cls, value: Any) -> list[float]:
+        return svm_candidates(value)
+
+    @field_validator("gamma", mode="plain")
+    @classmethod
+    def _gamma_candidates(cls, value: Any) -> list[float | str]:
+        return svm_candidates(value, SVM_GAMMA_WORDS)
+
+
+# ---- Keras models ----------------------------------------------------------------------------
+
+class KerasSection(Section):
+    """The training settings every Keras model has."""
+
+    dropout: DropoutRate
+    epochs: PositiveInt
+    batch_size: PositiveInt              # per replica
+    learning_rate: PositiveNumber
+    patience: NonNegativeInt
+    mixed_precision: bool
+    seed: Seed
+
+
+def check_mel_bands(n_mels: int, n_fft: int, mels_key: str) -> None:
+    """A mel filterbank needs at least one STFT frequency bin per band."""
+    if n_mels > n_fft // 2 + 1:
+        raise Rule((mels_key, "n_fft"), f"{n_mels} mel bands need n_fft >= {2 * (n_mels - 1)} ({n_fft} gives "
+                                        f"{n_fft // 2 + 1} frequency bins); lower {mels_key} or raise n_fft")
+
+
+class Cnn1dSection(KerasSection):
+    window_size: PositiveInt             # samples; checked against the shortest clip by train_keras
+    conv_filters: Layers
+    kernel_size: PositiveInt
+    pool_size: PositiveInt
+    dense_units: Layers
+
+    @model_validator(mode="after")
+    def _window_survives_the_convolutions(self) -> Cnn1dSection:
+        length = self.window_size
+        for _ in self.conv_filters:
+            length = (length - self.kernel_size + 1) // self.pool_size
+        if length < 1:
+            raise Rule("window_size", f"too short for {len(self.conv_filters)} convolutions of kernel "
+                                      f"{self.kernel_size} each pooled by {self.pool_size}; use a longer window")
+        return self
+
+
+class MobilenetSection(KerasSection):
+    weights: str | None                  # imagenet, null (train from scratch) or a weights file
+    image_size: Annotated[int, Field(ge=catalog.MOBILENET_MIN_IMAGE_SIZE)]
+    n_mels: PositiveInt
+    n_fft: Annotated[int, Field(ge=2)]
+    hop_length: PositiveInt
+    alpha: PositiveNumber
+    dense_units: PositiveInt
+    fine_tune_layers: NonNegativeInt
+    fine_tune_epochs: NonNegativeInt
+    fine_tune_learning_rate: PositiveNumber
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_file(cls, weights: str | None) -> str | None:
+        if weights in (None, "imagenet"):
+            return weights
+        if not weights.endswith(WEIGHTS_SUFFIX):
+            raise ValueError("expected imagenet, null or the path of a weights file (.h5 or .weights.h5)")
+        if not Path(weights).is_file():
+            raise ValueError("no such file (paths are relative to the repository root); give an existing "
+                             "weights file, imagenet or null")
+        return weights
+
+    @model_validator(mode="after")
+    def _transfer_settings(self) -> MobilenetSection:
+        if self.weights == "imagenet" and self.alpha not in catalog.MOBILENET_IMAGENET_ALPHAS:
+            raise Rule(("alpha", "weights"), f"no ImageNet weights of this alpha; use one of "
+                                             f"{list(catalog.MOBILENET_IMAGENET_ALPHAS)} or weights: null")
+        if (self.fine_tune_layers > 0) != (self.fine_tune_epochs > 0):
+            raise Rule(("fine_tune_layers", "fine_tune_epochs"), "set both > 0 to fine-tune, or both to 0")
+        if self.weights is None and self.fine_tune_layers > 0:
+            raise Rule(("fine_tune_layers", "weights"), "without pretrained weights the whole network trains "
+                                                        "already: set fine_tune_layers and fine_tune_epochs to "
+                                                        "0, or give imagenet or a weights file")
+        check_mel_bands(self.n_mels, self.n_fft, "n_mels")
+        return self
+
+
+class Cnn2dSection(KerasSection):
+    segments_per_clip: PositiveInt
+    image_size: PositiveInt              # mel bands = frames per segment
+    n_fft: Annotated[int, Field(ge=2)]
+    hop_length: PositiveInt
+    filters: Layers
+    pools: Layers
+    dense_units: PositiveInt
+    loss: Literal["softmax", "sigmoid"]
+
+    @model_validator(mode="after")
+    def _layers_and_bands(self) -> Cnn2dSection:
+        if len(self.filters) != len(self.pools):
+            raise Rule(("filters", "pools"), "they must have the same length (one max-pooling after each "
+                                             "convolution)")
+        check_mel_bands(self.image_size, self.n_fft, "image_size")
+        return self
+
+
+# ---- the whole file --------------------------------------------------------------------------
+
+class Config(Section):
+    """Every section of params.yaml. A model's section may be left out when ``models`` does not list it."""
+
+    data: DataSection
+    convert: ConvertSection
+    split: SplitSection
+    shard: ShardSection
+    features: FeaturesSection
+    models: ModelsSection
+    logreg: LogregSection | None = None
+    knn: KnnSection | None = None
+    gnb: GnbSection | None = None
+    svm: SvmSection | None = None
+    cnn1d: Cnn1dSection | None = None
+    mobilenet: MobilenetSection | None = None
+    cnn2d: Cnn2dSection | None = None
+
+    @model_validator(mode="after")
+    def _listed_models_have_sections(self) -> Config:
+        for name, family in self.models.family_of().items():
+            if getattr(self, name) is None:
+                raise Rule(name, f"missing; models.{family} lists {name}, so {MISSING_HINT}")
+        return self
+
+    def model_section(self, name: str) -> Section:
+        """The section of one model (train_sklearn / train_keras <name>)."""
+        section = getattr(self, name, None)
+        if section is None:
+            raise ParamError(f"{PARAMS_FILE}: {name}: missing; {MISSING_HINT}")
+        return section
+
+
+def load_config(path: str | Path = PARAMS_FILE) -> Config:
+    """params.yaml, every section validated; ParamError with one line per problem otherwise."""
+    params = read_params_file(path)
+    try:
+        return Config.model_validate(params)
+    except ValidationError as e:
+        raise ParamError("\n".join(problems(e, str(path)))) from None
+
+
+def read_params_file(path: str | Path) -> dict:
+    """The params file as a dict (not yet validated)."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
@@ -28,63 +379,127 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict:
     return params
 
 
-def section(params: dict, name: str, path: str | Path = PARAMS_FILE) -> dict:
-    """Return one top-level section, or a ParamError naming the file and the section."""
-    value = params.get(name)
-    if not isinstance(value, dict):
-        raise ParamError(f"{path}: section '{name}' is missing or not a mapping; "
-                         f"add it (see README, 'Params')")
-    return value
+# ---- pydantic's errors -> one line per problem -------------------------------------------------
+
+def problems(error: ValidationError, file: str) -> list[str]:
+    """One line per error: ``<file>: <dotted key> = <value>: <what is expected>``."""
+    lines = []
+    for e in error.errors():
+        keys, what = explain(e, file)
+        named = ", ".join(dotted(loc) if value is _ABSENT else f"{dotted(loc)} = {show(value)}" for loc, value in keys)
+        lines.append(f"{file}: {named}: {what}")
+    return list(dict.fromkeys(lines))
 
 
-def get(sec: dict, key: str, where: str, *, types: type | tuple = object,
-        choices: Iterable | None = None, minimum: float | None = None,
-        allow_none: bool = False) -> Any:
-    """Fetch ``sec[key]`` and check its type, choices and minimum.
+_ABSENT = object()
 
-    ``where`` is the dotted prefix used in messages, e.g. ``"params.yaml: convert"``.
-    """
-    if key not in sec:
-        raise ParamError(f"{where}.{key} is missing; add it to params.yaml (see README, 'Params')")
-    value = sec[key]
-    if value is None:
-        if allow_none:
+
+def explain(e: dict, file: str) -> tuple[list[tuple[tuple, Any]], str]:
+    """([(loc, value or _ABSENT) of each key it names], what is wrong or expected) of one of pydantic's errors."""
+    loc, kind = tuple(e["loc"]), e["type"]
+    error = e.get("ctx", {}).get("error")
+    if isinstance(error, Rule):
+        paths = [tuple(part for part in key.split(".") if part) for key in error.keys]
+        return [(loc + path, lookup(e["input"], path)) for path in paths], str(error)
+    if kind == "missing":
+        return [(loc, _ABSENT)], f"missing; {MISSING_HINT}"
+    if kind == "extra_forbidden":
+        holder = model_at(loc[:-1])
+        keys = sorted(holder.model_fields) if holder else []
+        where = dotted(loc[:-1]) if loc[:-1] else file
+        return [(loc, e["input"])], f"unknown key; the keys of {where} are [{', '.join(keys)}]"
+    if error is not None:              # a field validator's ValueError: its message says what is expected
+        return [(loc, e["input"])], str(error)
+    annotation = annotation_at(loc)
+    return [(loc, e["input"])], f"expected {expected(annotation)}" if annotation is not None else e["msg"]
+
+
+def lookup(data: Any, path: tuple) -> Any:
+    """The value at ``path`` in the given params, or _ABSENT."""
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return _ABSENT
+        data = data[part]
+    return data
+
+
+def dotted(loc: tuple) -> str:
+    """("cnn1d", "conv_filters", 1) -> "cnn1d.conv_filters[1]"; () -> "(the file)"."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(the file)"
+
+
+def show(value: Any) -> str:
+    """A value as params.yaml would write it (JSON is YAML), cut when long."""
+    text = json.dumps(value, default=str)
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[:SHOWN_VALUE_CHARS - 3] + "..."
+
+
+def model_at(loc: tuple) -> type[BaseModel] | None:
+    """The model class found at ``loc`` (a section or a mapping inside one), or None."""
+    return model_in(annotation_at(loc))
+
+
+def model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model class an annotation names (``Section``, ``Section | None``), or None."""
+    for candidate in (annotation, *flat_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def annotation_at(loc: tuple) -> Any:
+    """The declared type at ``loc``, with its constraints (Annotated), or None if there is none."""
+    annotation: Any = Config
+    for part in loc:
+        if isinstance(part, int):                   # an item of a list
+            lists = [a for a in (annotation, *flat_args(annotation)) if get_origin(a) is list]
+            if not lists:
+                return None
+            annotation = get_args(lists[0])[0]
+            continue
+        model = model_in(annotation)
+        if model is None or part not in model.model_fields:
             return None
-        raise ParamError(f"{where}.{key} is null; expected {_describe(types, choices)}")
-    if types is not object:
-        # bool is an int in Python; never accept it for a number.
-        if isinstance(value, bool) and bool not in _as_tuple(types):
-            raise ParamError(f"{where}.{key} = {value!r}; expected {_describe(types, choices)}")
-        if not isinstance(value, types):
-            raise ParamError(f"{where}.{key} = {value!r}; expected {_describe(types, choices)}")
-    if choices is not None and value not in list(choices):
-        raise ParamError(f"{where}.{key} = {value!r}; expected one of {sorted(map(str, choices))}")
-    if minimum is not None and value < minimum:
-        raise ParamError(f"{where}.{key} = {value!r}; expected a value >= {minimum}")
-    return value
+        field: FieldInfo = model.model_fields[part]
+        annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+    return annotation
 
 
-def check_fractions(fractions: Any, where: str, names: tuple[str, ...] = ("train", "val", "test")) -> dict:
-    """Check that ``fractions`` maps exactly ``names`` to positive numbers summing to 1."""
-    if not isinstance(fractions, dict) or set(fractions) != set(names):
-        raise ParamError(f"{where} = {fractions!r}; expected a mapping with exactly the keys {list(names)}")
-    for name in names:
-        value = fractions[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-            raise ParamError(f"{where}.{name} = {value!r}; expected a number between 0 and 1")
-    total = sum(fractions[n] for n in names)
-    if not math.isclose(total, 1.0, abs_tol=1e-6):
-        raise ParamError(f"{where} = {dict(fractions)} sums to {total:g}; the fractions must sum to 1")
-    return {n: float(fractions[n]) for n in names}
+def flat_args(annotation: Any) -> list:
+    """The types inside Annotated and unions, recursively."""
+    found = []
+    for arg in get_args(annotation) if get_origin(annotation) in (Annotated, Union, UnionType) else ():
+        found += [arg, *flat_args(arg)]
+    return found
 
 
-def _as_tuple(types) -> tuple:
-    return types if isinstance(types, tuple) else (types,)
-
-
-def _describe(types, choices) -> str:
-    if choices is not None:
-        return f"one of {sorted(map(str, choices))}"
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-             list: "a list", dict: "a mapping"}
-    return " or ".join(names.get(t, t.__name__) for t in _as_tuple(types))
+def expected(annotation: Any, constraints: tuple = ()) -> str:
+    """What a declared type accepts, in words: "an integer > 0", "one of [...] or null", ..."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return expected(args[0], (*constraints, *args[1:]))
+    flat = [c for item in constraints for c in (item.metadata if isinstance(item, FieldInfo) else [item])]
+    for item in flat:
+        if isinstance(item, Expect):
+            return item.text
+    if origin in (Union, UnionType):
+        options = [expected(arg, constraints) for arg in args if arg is not type(None)]
+        return " or ".join(options) + (" or null" if type(None) in args else "")
+    if origin is Literal:
+        return f"one of {json.dumps(list(args))}"
+    if origin is list:
+        size = "a non-empty list" if any(getattr(c, "min_length", 0) for c in flat) else "a list"
+        return f"{size}, each {expected(args[0])}"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return f"a mapping with the keys [{', '.join(annotation.model_fields)}]"
+    if annotation is str:
+        return "a non-empty string" if any(getattr(c, "min_length", 0) for c in flat) else "a string"
+    words = {bool: "true or false", int: "an integer", float: "a number"}
+    bounds = [f"{sign} {getattr(c, attr)}" for c in flat
+              for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+              if getattr(c, attr, None) is not None]
+    return " ".join([words.get(annotation, getattr(annotation, "__name__", str(annotation))), " and ".join(bounds)]
+                    ).strip()

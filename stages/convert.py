@@ -20,10 +20,10 @@ from tqdm import tqdm
 
 from genreclf.data import audio
 from stages.common import run_stage
-from genreclf.errors import DataError, ParamError
+from genreclf.errors import DataError
 from genreclf.io import atomic_dir, read_clip_table, write_csv, write_json
 from stages.common import stage_logger
-from stages.config import get, load_params, section
+from stages.config import load_config
 
 CLIPS_CSV = Path("data/raw/clips.csv")
 WAV_DIR = Path("data/wav")
@@ -32,7 +32,6 @@ SKIPPED_CSV = Path("data/convert_skipped.csv")
 METRICS_JSON = Path("metrics/convert.json")
 
 CLIPS_COLUMNS = ["track_id", "genre", "path", "official_split"]
-SAMPLE_RATE_RANGE = (8000, 192000)
 # A track id becomes a file name: keep it to safe characters.
 TRACK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # One thread per worker process: the pool already uses every core.
@@ -40,17 +39,6 @@ THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SKIPPED_SHOWN_IN_LOG = 20
 
 log = stage_logger("convert")
-
-
-def read_params(params: dict) -> tuple[int, float]:
-    """convert.sample_rate (an integer in SAMPLE_RATE_RANGE) and convert.min_seconds (>= 0)."""
-    sec = section(params, "convert")
-    where = "params.yaml: convert"
-    sample_rate = get(sec, "sample_rate", where, types=int, minimum=SAMPLE_RATE_RANGE[0])
-    if sample_rate > SAMPLE_RATE_RANGE[1]:
-        raise ParamError(f"{where}.sample_rate = {sample_rate}; expected at most {SAMPLE_RATE_RANGE[1]} Hz")
-    min_seconds = get(sec, "min_seconds", where, types=(int, float), minimum=0)
-    return sample_rate, float(min_seconds)
 
 
 def read_clips(path: Path) -> pd.DataFrame:
@@ -89,7 +77,8 @@ def convert_all(sources: list[str], destinations: list[Path], sample_rate: int,
 
 
 def main() -> None:
-    sample_rate, min_seconds = read_params(load_params())
+    params = load_config().convert
+    sample_rate, min_seconds = params.sample_rate, params.min_seconds
     clips = read_clips(CLIPS_CSV)
     extensions = Counter(Path(p).suffix.lower() for p in clips["path"])
     log.info("read %s: %d clips, %d genres, files %s; sample_rate %d Hz, min_seconds %g",

@@ -14,8 +14,8 @@ from pathlib import Path
 from stages.common import run_stage
 from genreclf.evaluation.metrics import evaluation_report
 from genreclf.io import write_csv, write_json
-from stages.common import stage_logger
-from genreclf.models.predictors import load_predictor
+from stages.common import model_folders, stage_logger
+from genreclf.models.predictors import PREPROCESSING_FILE, load_predictor
 
 DATA_DIR = Path("data")
 MODELS_DIR = Path("models")
@@ -27,8 +27,11 @@ log = stage_logger("evaluate")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("model", help="a model folder under models/, e.g. svm or cnn1d")
+    parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__)
+    trained = model_folders(MODELS_DIR, PREPROCESSING_FILE)
+    parser.add_argument("model", metavar="MODEL", choices=trained,
+                        help=f"a trained model (a folder under {MODELS_DIR}/ holding a {PREPROCESSING_FILE}): "
+                             f"{', '.join(trained) or 'none yet'}")
     name = parser.parse_args().model
 
     predictor = load_predictor(MODELS_DIR / name)

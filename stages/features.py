@@ -26,7 +26,7 @@ from stages.common import run_stage
 from genreclf.errors import DataError
 from genreclf.io import atomic_dir, read_json, read_clip_table, write_json
 from stages.common import stage_logger
-from stages.config import load_params, section
+from stages.config import PARAMS_FILE, load_config
 
 SPLIT_DIR = Path("data/split")
 MANIFEST_CSV = SPLIT_DIR / "split_manifest.csv"
@@ -90,10 +90,10 @@ def write_split_table(path: Path, ids: pd.DataFrame, rows: Iterator[np.ndarray],
 
 
 def main() -> None:
-    params = features.params_from_dict(section(load_params(), "features"))
+    params = features.FeatureParams(**load_config().features.model_dump())
     clips, labels = read_manifest(MANIFEST_CSV, LABELS_JSON)
     sample_rate = wav_sample_rate(clips["path"].iloc[0])
-    features.check_params(params, sample_rate)
+    features.check_params(params, sample_rate, where=f"{PARAMS_FILE}: features")
     columns = features.feature_columns(params)
     by_split = {split: clips[clips["split"] == split] for split in SPLITS}
     log.info("read %s: %s clips (%s), %d genres; %d Hz WAVs; params %s; %d feature columns", MANIFEST_CSV,

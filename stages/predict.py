@@ -20,8 +20,8 @@ import numpy as np
 
 from genreclf.data.audio import decode_clip
 from stages.common import run_stage
-from genreclf.errors import DataError, GenreError, ParamError
-from stages.common import stage_logger
+from genreclf.errors import DataError, GenreError
+from stages.common import model_folders, stage_logger
 from genreclf.models.predictors import PREPROCESSING_FILE, load_predictor
 
 MODELS_DIR = Path("models")
@@ -33,9 +33,18 @@ log = stage_logger("predict")
 
 def trained_models(models_dir: Path = MODELS_DIR) -> list[str]:
     """Names of the model folders that hold a preprocessing.json, sorted."""
-    if not models_dir.is_dir():
-        return []
-    return sorted(p.name for p in models_dir.iterdir() if (p / PREPROCESSING_FILE).is_file())
+    return model_folders(models_dir, PREPROCESSING_FILE)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return value
 
 
 def best_model(summary_file: Path = SUMMARY_FILE, models_dir: Path = MODELS_DIR) -> str:
@@ -72,16 +81,16 @@ def format_prediction(path: str, ranked: list[tuple[str, float]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", help="audio files (wav, au, mp3, flac, ogg)")
-    parser.add_argument("--model", help="a model folder under models/ (default: best in metrics/summary.json)")
-    parser.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"genres to print per file ({DEFAULT_TOP})")
+    trained = trained_models()
+    parser.add_argument("--model", metavar="NAME", choices=trained,
+                        help=f"a trained model (a folder under {MODELS_DIR}/ holding a {PREPROCESSING_FILE}): "
+                             f"{', '.join(trained) or 'none yet'}; default: the best in {SUMMARY_FILE}")
+    parser.add_argument("--top", type=positive_int, default=DEFAULT_TOP,
+                        help=f"genres to print per file ({DEFAULT_TOP})")
     args = parser.parse_args()
-    if args.top < 1:
-        raise ParamError(f"--top {args.top}: expected a number of genres >= 1")
-    if args.model is not None and args.model not in trained_models():
-        raise DataError(f"{MODELS_DIR}/{args.model} holds no trained model ({PREPROCESSING_FILE} missing); "
-                        f"models in {MODELS_DIR}/: {', '.join(trained_models()) or 'none'}")
 
     name = args.model or best_model()
     predictor = load_predictor(MODELS_DIR / name)

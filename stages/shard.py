@@ -16,10 +16,10 @@ from tqdm import tqdm
 
 from genreclf.data.audio import read_wav
 from stages.common import run_stage
-from genreclf.errors import DataError, ParamError
+from genreclf.errors import DataError
 from genreclf.io import atomic_dir, read_json, read_clip_table, write_json
 from stages.common import stage_logger
-from stages.config import get, load_params, section
+from stages.config import load_config
 from genreclf.data.sharding import Clip, write_split_shards
 from genreclf.data.splits import SPLITS
 
@@ -31,18 +31,6 @@ DATASET_INFO_NAME = "dataset_info.json"
 MANIFEST_COLUMNS = ["track_id", "path", "genre", "label", "split"]
 
 log = stage_logger("shard")
-
-
-def read_params(params: dict) -> tuple[dict[str, int], int]:
-    """shard.num_shards (a mapping of train/val/test to integers >= 1) and shard.seed."""
-    sec = section(params, "shard")
-    where = "params.yaml: shard"
-    num_shards = get(sec, "num_shards", where, types=dict)
-    if set(num_shards) != set(SPLITS):
-        raise ParamError(f"{where}.num_shards = {num_shards!r}; expected a mapping with exactly the keys {list(SPLITS)}")
-    checked = {split: get(num_shards, split, f"{where}.num_shards", types=int, minimum=1) for split in SPLITS}
-    seed = get(sec, "seed", where, types=int, minimum=0)
-    return checked, seed
 
 
 def read_split(manifest_path: Path, labels_path: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -74,7 +62,8 @@ def read_split(manifest_path: Path, labels_path: Path) -> tuple[pd.DataFrame, li
 
 
 def main() -> None:
-    num_shards, seed = read_params(load_params())
+    params = load_config().shard
+    num_shards, seed = params.num_shards.model_dump(), params.seed
     manifest, labels = read_split(MANIFEST_CSV, LABELS_JSON)
     _, sample_rate = read_wav(manifest["path"].iloc[0])  # every other clip is checked against it
     counts = {split: int((manifest["split"] == split).sum()) for split in SPLITS}

@@ -15,7 +15,7 @@ from stages.common import run_stage
 from genreclf.errors import DataError, ParamError
 from genreclf.io import atomic_dir, read_clip_table, write_csv, write_json
 from stages.common import stage_logger
-from stages.config import check_fractions, get, load_params, section
+from stages.config import PARAMS_FILE, load_config
 from genreclf.data.splits import SPLITS, official_split, stratified_split
 
 CONVERTED_CSV = Path("data/converted.csv")
@@ -25,19 +25,8 @@ LABELS_NAME = "labels.json"
 
 CONVERTED_COLUMNS = ["track_id", "genre", "path", "official_split", "num_samples"]
 MANIFEST_COLUMNS = ["track_id", "path", "genre", "label", "split"]
-METHODS = ("stratified", "official")
 
 log = stage_logger("split")
-
-
-def read_params(params: dict) -> tuple[str, dict[str, float], int]:
-    """split.method, split.fractions (checked to sum to 1) and split.seed."""
-    sec = section(params, "split")
-    where = "params.yaml: split"
-    method = get(sec, "method", where, types=str, choices=METHODS)
-    fractions = check_fractions(get(sec, "fractions", where, types=dict), f"{where}.fractions", SPLITS)
-    seed = get(sec, "seed", where, types=int, minimum=0)
-    return method, fractions, seed
 
 
 def read_converted(path: Path) -> pd.DataFrame:
@@ -53,7 +42,7 @@ def read_converted(path: Path) -> pd.DataFrame:
 def assign_splits(clips: pd.DataFrame, method: str, fractions: dict[str, float], seed: int) -> list[str]:
     if method == "official":
         if (clips["official_split"] == "").all():
-            raise ParamError(f"params.yaml: split.method = 'official', but the dataset has no official split "
+            raise ParamError(f"{PARAMS_FILE}: split.method = 'official', but the dataset has no official split "
                              f"(the official_split column of {CONVERTED_CSV} is empty, as for GTZAN); "
                              "set split.method: stratified")
         return official_split(clips["official_split"], clips["track_id"], str(CONVERTED_CSV))
@@ -61,7 +50,8 @@ def assign_splits(clips: pd.DataFrame, method: str, fractions: dict[str, float],
 
 
 def main() -> None:
-    method, fractions, seed = read_params(load_params())
+    params = load_config().split
+    method, fractions, seed = params.method, params.fractions.model_dump(), params.seed
     clips = read_converted(CONVERTED_CSV)
     log.info("read %s: %d clips, %d genres; method %s, fractions %s, seed %d",
              CONVERTED_CSV, len(clips), clips["genre"].nunique(), method, fractions, seed)

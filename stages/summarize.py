@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 from stages.common import run_stage
-from genreclf.errors import DataError, ParamError
+from genreclf.errors import DataError
 from genreclf.io import write_text
-from stages.config import load_params
+from stages.config import load_config
 from stages.common import stage_logger
 
 METRICS_DIR = Path("metrics")
@@ -74,13 +74,8 @@ def markdown_table(summary: dict) -> str:
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__).parse_args()
-    params = load_params()
-    listed = [*params["models"]["sklearn"], *params["models"]["keras"]]
-    families = {name: family for family in ("sklearn", "keras") for name in params["models"][family]}
+    families = load_config().models.family_of()
     names = list(families)
-    repeated = sorted({name for name in listed if listed.count(name) > 1})
-    if repeated:
-        raise ParamError(f"models named more than once: {repeated}; name each model once")
 
     summary = summarize({name: read_model_metrics(name, families[name]) for name in names})
     log.info("read %s", ", ".join(f"{MODEL_METRICS_DIR}/{name}.json" for name in names))

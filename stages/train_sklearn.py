@@ -21,81 +21,24 @@ from stages.common import run_stage
 from genreclf.errors import DataError, ParamError
 from genreclf.io import atomic_dir, write_json
 from stages.common import stage_logger
-from stages.config import get, load_params, section
+from stages.config import PARAMS_FILE, Section, load_config
 
 FEATURES_DIR = Path("data/features")
 MODELS_DIR = Path("models")
-SVM_KERNELS = ("linear", "poly", "rbf", "sigmoid")
-SVM_GAMMA_WORDS = ("scale", "auto")
-KNN_WEIGHTS = ("uniform", "distance")
-NUMBER = (int, float)
-
-# The keys of each model's section in params.yaml (pca_components: null or an int).
-MODEL_KEYS = {
-    "gnb": ("pca_components", "var_smoothing"),
-    "knn": ("pca_components", "n_neighbors", "weights"),
-    "logreg": ("pca_components", "C", "max_iter", "seed"),
-    "svm": ("pca_components", "C", "kernel", "gamma", "cv_folds", "seed"),
-}
 
 log = stage_logger("train_sklearn")
 
 
-def positive_number(sec: dict, key: str, where: str) -> float:
-    value = get(sec, key, where, types=NUMBER)
-    if not value > 0:
-        raise ParamError(f"{where}.{key} = {value!r}; expected a number > 0")
-    return float(value)
-
-
-def svm_candidates(sec: dict, key: str, where: str, words: tuple[str, ...]) -> list:
-    """svm.C / svm.gamma: one value or a non-empty list of values (numbers > 0, or the given words)."""
-    value = get(sec, key, where, types=(str, int, float, list))
-    values = value if isinstance(value, list) else [value]
-    expected = "a number > 0" + (f" or one of {list(words)}" if words else "") + ", or a list of them"
-    if not values:
-        raise ParamError(f"{where}.{key} = []; expected {expected}")
-    for v in values:
-        ok = (isinstance(v, str) and v in words) or (
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
-        if not ok:
-            raise ParamError(f"{where}.{key} = {value!r}; expected {expected}")
-    return [v if isinstance(v, str) else float(v) for v in values]
-
-
-def read_model_settings(params: dict, name: str) -> tuple[int | None, dict]:
-    """Check params.yaml section ``name``; return (pca_components, the classifier's options)."""
-    if name not in MODEL_KEYS:
-        raise ParamError(f"unknown scikit-learn model '{name}'; known models: {', '.join(MODEL_KEYS)}")
-    sec = section(params, name)
-    where = f"params.yaml: {name}"
-    unknown = sorted(set(sec) - set(MODEL_KEYS[name]))
-    if unknown:
-        raise ParamError(f"{where}: unknown keys {unknown}; the keys of this section are "
-                         f"{list(MODEL_KEYS[name])}")
-    pca_components = get(sec, "pca_components", where, types=int, minimum=1, allow_none=True)
-    if name == "logreg":
-        options = {"C": positive_number(sec, "C", where),
-                   "max_iter": get(sec, "max_iter", where, types=int, minimum=1),
-                   "seed": get(sec, "seed", where, types=int, minimum=0)}
-    elif name == "knn":
-        options = {"n_neighbors": get(sec, "n_neighbors", where, types=int, minimum=1),
-                   "weights": get(sec, "weights", where, types=str, choices=KNN_WEIGHTS)}
-    elif name == "gnb":
-        options = {"var_smoothing": float(get(sec, "var_smoothing", where, types=NUMBER, minimum=0))}
-    else:
-        options = {"C": svm_candidates(sec, "C", where, words=()),
-                   "kernel": get(sec, "kernel", where, types=str, choices=SVM_KERNELS),
-                   "gamma": svm_candidates(sec, "gamma", where, words=SVM_GAMMA_WORDS),
-                   "cv_folds": get(sec, "cv_folds", where, types=int, minimum=2),
-                   "seed": get(sec, "seed", where, types=int, minimum=0)}
-    return pca_components, options
+def model_settings(section: Section) -> tuple[int | None, dict]:
+    """(pca_components, the classifier's options) of a model's validated section."""
+    options = section.model_dump()
+    return options.pop("pca_components"), options
 
 
 def check_settings_fit_data(name: str, pca_components: int | None, options: dict,
                             train: sklearn_models.FeatureSplit, labels: list[str]) -> None:
     """The checks that need the data: sizes the settings must not exceed, genres missing in train."""
-    where = f"params.yaml: {name}"
+    where = f"{PARAMS_FILE}: {name}"
     n_clips, n_features = train.features.shape
     if pca_components is not None and pca_components > min(n_clips, n_features):
         raise ParamError(f"{where}.pca_components = {pca_components} is more than the {n_features} features "
@@ -144,11 +87,11 @@ def accuracy(pipeline, split: sklearn_models.FeatureSplit, n_labels: int) -> flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("model", help=f"one of {', '.join(MODEL_KEYS)}")
+    parser = argparse.ArgumentParser(prog="python -m stages.train_sklearn", description=__doc__)
+    parser.add_argument("model", choices=sklearn_models.MODEL_NAMES, help="the model to train")
     name = parser.parse_args().model
 
-    pca_components, options = read_model_settings(load_params(), name)
+    pca_components, options = model_settings(load_config().model_section(name))
     log.info("%s: pca_components=%s %s", name, pca_components,
              " ".join(f"{key}={value}" for key, value in options.items()))
 

@@ -75,8 +75,11 @@ def write_tiny_shards(shard_dir: Path, seed: int = 0, clips_per_label: dict | No
 
 
 def write_tiny_repo(root: Path, params: dict | None = None, seed: int = 0) -> dict:
-    """A repository-like folder: params.yaml with the tiny sections and data/shards; return the info."""
+    """A repository-like folder: the repository's params.yaml with the tiny Keras sections (or
+    ``params``' sections) and data/shards; return the info."""
     import yaml
 
-    (root / "params.yaml").write_text(yaml.safe_dump(params or TINY_PARAMS, sort_keys=True))
+    full = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    full.update(params or TINY_PARAMS)
+    (root / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=True))
     return write_tiny_shards(root / "data" / "shards", seed)

@@ -30,8 +30,10 @@ SKLEARN_PARAMS = {
 
 
 def write_params(project: Path, overrides: dict | None = None) -> None:
-    """params.yaml holding the scikit-learn sections (``overrides`` replaces whole keys of a section)."""
-    params = json.loads(json.dumps(SKLEARN_PARAMS))
+    """The repository's params.yaml with the scikit-learn sections of SKLEARN_PARAMS (every stage
+    validates the whole file); ``overrides`` replaces whole keys of a section."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params.update(json.loads(json.dumps(SKLEARN_PARAMS)))
     for name, values in (overrides or {}).items():
         params.setdefault(name, {}).update(values)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

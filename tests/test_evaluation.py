@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from genreclf.errors import DataError
 from genreclf.evaluation.metrics import classification_metrics, evaluation_report, predictions_table
@@ -172,10 +171,12 @@ def test_evaluate_stage_predictions_csv(evaluated_knn):
     assert table[["prob_blues", "prob_jazz", "prob_rock"]].sum(axis=1).tolist() == [1.0] * 10
 
 
-def test_evaluate_stage_names_a_missing_model(evaluated_knn):
+def test_evaluate_stage_takes_only_a_trained_model(evaluated_knn):
+    """The model argument's choices are the folders of models/ that hold a trained model."""
     proc = run_stage(evaluated_knn, "evaluate", "svm", check=False)
-    assert proc.returncode == 1
-    assert "models/svm" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2           # argparse's status for a bad argument
+    assert "argument MODEL: invalid choice: 'svm' (choose from 'knn')" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (evaluated_knn / "metrics/models/svm.json").exists()
 
 
 # ---- the summarize stage
@@ -190,8 +191,8 @@ def write_metrics(project, name, accuracy, macro_f1, family, supports=(4, 3, 3))
 
 
 def write_model_lists(project, sklearn, keras):
-    """The params summarize reads: the model lists, in the order of the table."""
-    (project / "params.yaml").write_text(yaml.safe_dump({"models": {"sklearn": sklearn, "keras": keras}}))
+    """The repository's params with the model lists (the order of the table) that summarize reads."""
+    write_params(project, {"models": {"sklearn": sklearn, "keras": keras}})
 
 
 def test_summarize_keeps_the_given_order_and_rounds_to_3_decimals(tmp_path):
@@ -228,7 +229,7 @@ def test_summarize_refuses_metrics_of_different_genres(tmp_path):
     write_metrics(tmp_path, "svm", 0.8, 0.79, "sklearn")
     metrics = json.loads((tmp_path / "metrics/models/svm.json").read_text())
     metrics["per_class"]["pop"] = metrics["per_class"].pop("rock")
-    (tmp_path / "metrics/models/knn.json").write_text(json.dumps(metrics))
-    write_model_lists(tmp_path, ["svm", "knn"], [])
+    (tmp_path / "metrics/models/cnn1d.json").write_text(json.dumps(metrics))
+    write_model_lists(tmp_path, ["svm"], ["cnn1d"])
     proc = run_stage(tmp_path, "summarize", check=False)
     assert proc.returncode == 1 and "different genres" in proc.stderr

@@ -27,6 +27,7 @@ import yaml
 
 from genreclf.features import fma_features as features
 from genreclf.errors import DataError, ParamError
+from stages.config import load_config
 from genreclf.io import write_csv
 
 SR = 22050
@@ -93,30 +94,53 @@ def test_params_yaml_section_gives_the_fma_defaults(repo_root):
     section = yaml.safe_load((repo_root / "params.yaml").read_text())["features"]
     assert features.params_from_dict(section) == features.DEFAULT_PARAMS
     assert features.params_from_dict(features.params_to_dict(PARAMS)) == PARAMS
+    # as the stage builds them from the validated section
+    validated = load_config(repo_root / "params.yaml").features.model_dump()
+    assert features.FeatureParams(**validated) == features.DEFAULT_PARAMS
+
+
+@pytest.mark.parametrize("key", ["n_fft", "hop_length", "n_mfcc", "n_chroma", "n_octaves", "n_bands"])
+def test_the_library_and_the_config_take_the_same_smallest_values(repo_root, tmp_path, key):
+    """Both check feature settings (the config params.yaml's, the library a model's): the same limits."""
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    smallest = {"n_fft": 16}.get(key, 1)
+    for value, ok in ((smallest, True), (smallest - 1, False)):
+        params["features"] = {**params["features"], "hop_length": 16, key: value}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        for check in (lambda: load_config(tmp_path / "params.yaml"),
+                      lambda: features.params_from_dict(params["features"])):
+            if ok:
+                check()
+            else:
+                with pytest.raises(ParamError, match=key):
+                    check()
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"n_fft": None}, "features.n_fft is null"),
-    ({"n_fft": "2048"}, "features.n_fft = '2048'"),
-    ({"hop_length": True}, "features.hop_length = True"),
-    ({"n_mfcc": 0}, "features.n_mfcc = 0"),
-    ({"n_bands": -1}, "features.n_bands = -1"),
-    ({"n_octaves": 7.0}, "features.n_octaves = 7.0"),
+    ({"n_fft": None}, "feature settings: n_fft = None; expected an integer >= 16"),
+    ({"n_fft": "2048"}, "feature settings: n_fft = '2048'; expected an integer >= 16"),
+    ({"hop_length": True}, "feature settings: hop_length = True; expected an integer >= 1"),
+    ({"n_mfcc": 0}, "feature settings: n_mfcc = 0; expected an integer >= 1"),
+    ({"n_bands": -1}, "feature settings: n_bands = -1"),
+    ({"n_octaves": 7.0}, "feature settings: n_octaves = 7.0"),
     ({"hop_length": 4096}, "hop_length = 4096 is more than n_fft = 2048"),
     ({"n_mfcc": 200}, "n_mfcc = 200; expected at most the 128 mel bands"),
-    ({"n_mel": 128}, "unknown keys ['n_mel']"),
+    ({"n_mel": 128}, "feature settings: unknown keys ['n_mel']; expected exactly the keys ['n_fft', "),
 ])
 def test_bad_params_are_refused(changes, message):
+    """The library's own check of feature settings (a model's preprocessing.json); params.yaml's
+    features section is checked by stages/config.py (tests/test_config.py)."""
     section = {**features.params_to_dict(PARAMS), **changes}
-    with pytest.raises(ParamError, match=re.escape(message)):
+    with pytest.raises(ParamError, match=re.escape(message)) as error:
         features.params_from_dict(section)
+    assert "params.yaml" not in str(error.value)
 
 
 def test_missing_param_is_named():
     section = features.params_to_dict(PARAMS)
     del section["n_chroma"]
-    with pytest.raises(ParamError, match=r"features\.n_chroma is missing"):
-        features.params_from_dict(section)
+    with pytest.raises(ParamError, match=r"models/x/preprocessing.json: missing keys \['n_chroma'\]"):
+        features.params_from_dict(section, where="models/x/preprocessing.json")
 
 
 @pytest.mark.parametrize("sample_rate", [8000, 11025])
@@ -420,7 +444,7 @@ def test_streamed_table_has_the_bytes_of_write_csv(tmp_path, monkeypatch):
     ("no_wav", "WAV files listed in data/split/split_manifest.csv are missing, e.g. ['data/wav/blues.00000.wav']; "
                "run the convert stage"),
     ("bad_label", "do not match data/split/labels.json"),
-    ("bad_param", "params.yaml: features.n_mfcc = 0; expected a value >= 1"),
+    ("bad_param", "params.yaml: features.n_mfcc = 0: expected an integer > 0"),
 ])
 def test_stage_refuses_bad_inputs_before_any_work(repo_root, gtzan_mini, tmp_path, breakage, message):
     manifest = make_project(repo_root, gtzan_mini, tmp_path)

@@ -22,6 +22,7 @@ from genreclf.data.fetch import (DOWNLOAD_CHUNK_SIZE, VERIFIED_MEMBER_CRC32, VER
 from genreclf.data.fma import fetch_fma, read_tracks, subset_clips
 from genreclf.data.gtzan import fetch_gtzan
 from stages import fetch as fetch_stage
+from stages.config import load_config
 from tests.fma_fixture import NO_AUDIO_ID, SHORT_ID, ZIP_EPOCH, build_fma_fixture, corrupt_member
 from tests.http_range_server import RangeServer
 
@@ -454,33 +455,51 @@ GOOD_DATA = {"dataset": "fma_small", "source": "https://os.unil.cloud.switch.ch/
              "clips_per_genre": None, "seed": 0}
 
 
+def read_data_params(tmp_path: Path, data: dict):
+    """The data section as the fetch stage reads it: params.yaml validated, then the source checked."""
+    params = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    params["data"] = data
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    section = load_config(tmp_path / "params.yaml").data
+    fetch_stage.check_source(section)
+    return section
+
+
 @pytest.mark.parametrize("change, message", [
-    ({"dataset": "fma_tiny"}, "data.dataset"),
-    ({"source": "ftp://example.org/fma/"}, "data.source"),
-    ({"source": "/no/such/folder"}, "data.source"),
-    ({"clips_per_genre": 0}, "data.clips_per_genre"),
-    ({"clips_per_genre": -3}, "data.clips_per_genre"),
-    ({"clips_per_genre": 2.5}, "data.clips_per_genre"),
-    ({"clips_per_genre": "20"}, "data.clips_per_genre"),
-    ({"clips_per_genre": True}, "data.clips_per_genre"),
-    ({"seed": -1}, "data.seed"),
-    ({"checksums": dict(GOOD_DATA["checksums"], fma_small="abc")}, "data.checksums.fma_small"),
-    ({"checksums": dict(GOOD_DATA["checksums"], fma_small="g" * 40)}, "data.checksums.fma_small"),
-    ({"checksums": dict(GOOD_DATA["checksums"], fma_metadata=1234)}, "data.checksums.fma_metadata"),
-    ({"checksums": dict(GOOD_DATA["checksums"], fma_smal=None)}, "fma_smal"),
-    ({"checksums": {"fma_small": None}}, "data.checksums.fma_metadata"),
-    ({"checksums": None}, "data.checksums"),
+    ({"dataset": "fma_tiny"}, 'data.dataset = "fma_tiny": expected one of'),
+    ({"source": "ftp://example.org/fma/"}, "data.source = 'ftp://example.org/fma/' is not an http(s) URL prefix or "
+                                           "an existing folder"),
+    ({"source": "/no/such/folder"}, "data.source = '/no/such/folder' is not"),
+    ({"dataset": "gtzan", "source": "/no/such/genres.tar.gz"}, "is not an http(s) URL prefix or an existing "
+                                                               "folder or archive file"),
+    ({"clips_per_genre": 0}, "data.clips_per_genre = 0: expected an integer > 0 or null"),
+    ({"clips_per_genre": -3}, "data.clips_per_genre = -3"),
+    ({"clips_per_genre": 2.5}, "data.clips_per_genre = 2.5"),
+    ({"clips_per_genre": "20"}, 'data.clips_per_genre = "20"'),
+    ({"clips_per_genre": True}, "data.clips_per_genre = true"),
+    ({"seed": -1}, "data.seed = -1: expected an integer >= 0"),
+    ({"checksums": dict(GOOD_DATA["checksums"], fma_small="abc")},
+     'data.checksums.fma_small = "abc": expected a SHA-1'),
+    ({"checksums": dict(GOOD_DATA["checksums"], fma_small="g" * 40)}, "data.checksums.fma_small = \"ggg"),
+    ({"checksums": dict(GOOD_DATA["checksums"], fma_metadata=1234)}, "data.checksums.fma_metadata = 1234"),
+    ({"checksums": dict(GOOD_DATA["checksums"], fma_smal=None)}, "data.checksums.fma_smal = null: unknown key"),
+    ({"checksums": {"fma_small": None}}, "data.checksums.fma_metadata: missing; dataset fma_small needs it"),
+    ({"checksums": None}, "data.checksums = null: expected a mapping"),
 ])
-def test_bad_data_params(change, message):
-    with pytest.raises(ParamError, match=message.replace(".", r"\.")):
-        fetch_stage.read_data_params({"data": dict(GOOD_DATA, **change)})
+def test_bad_data_params(tmp_path, change, message):
+    with pytest.raises(ParamError) as error:
+        read_data_params(tmp_path, dict(GOOD_DATA, **change))
+    assert message in str(error.value)
 
 
-def test_good_data_params():
-    data = fetch_stage.read_data_params({"data": dict(GOOD_DATA, checksums=dict(
-        GOOD_DATA["checksums"], fma_small=GOOD_DATA["checksums"]["fma_small"].upper()), clips_per_genre=20)})
-    assert data["checksums"]["fma_small"] == "ade154f733639d52e35e32f5593efe5be76c6d70"
-    assert data["clips_per_genre"] == 20
+def test_good_data_params(tmp_path):
+    data = read_data_params(tmp_path, dict(GOOD_DATA, checksums=dict(
+        GOOD_DATA["checksums"], fma_small=GOOD_DATA["checksums"]["fma_small"].upper()), clips_per_genre=20))
+    assert fetch_stage.checksums(data)["fma_small"] == "ade154f733639d52e35e32f5593efe5be76c6d70"
+    assert data.clips_per_genre == 20
+    # the archives a dataset does not use may be left out; only those listed are passed on
+    data = read_data_params(tmp_path, dict(GOOD_DATA, checksums={"fma_metadata": None, "fma_small": None}))
+    assert fetch_stage.checksums(data) == {"fma_metadata": None, "fma_small": None}
 
 
 def test_stage_checks_params_before_any_download(fma, server, tmp_path, monkeypatch):

@@ -117,11 +117,17 @@ def test_no_summary_and_no_model_is_a_clear_error_listing_the_models(project, gt
     proc = run_stage(project, "predict", str(clip_path(gtzan_mini, "metal", 0)), check=False)
     assert proc.returncode == 1
     assert "metrics/summary.json is missing" in proc.stderr and "models in models/: logreg" in proc.stderr
-    proc = run_stage(project, "predict", "x.wav", "--model", "cnn2d", check=False)
-    assert proc.returncode == 1 and "models/cnn2d holds no trained model" in proc.stderr
-    assert "models in models/: logreg" in proc.stderr
-    proc = run_stage(project, "predict", "x.wav", "--model", "logreg", "--top", "0", check=False)
-    assert proc.returncode == 1 and "--top 0" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "cnn2d"], "argument --model: invalid choice: 'cnn2d' (choose from 'logreg')"),
+    (["--model", "logreg", "--top", "0"], "argument --top: '0' is not an integer >= 1"),
+    (["--model", "logreg", "--top", "two"], "argument --top: 'two' is not an integer >= 1"),
+])
+def test_bad_arguments_are_refused_by_the_parser(project, args, message):
+    proc = run_stage(project, "predict", "x.wav", *args, check=False)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("probs, k, expected", [

@@ -141,11 +141,13 @@ def test_rerun_is_byte_identical_and_the_seed_matters(sharded_project):
 
 
 @pytest.mark.parametrize("shard_params, message", [
-    ({"num_shards": {"train": 0, "val": 1, "test": 1}}, "shard.num_shards.train = 0; expected a value >= 1"),
-    ({"num_shards": {"train": 2, "val": 1}}, "expected a mapping with exactly the keys ['train', 'val', 'test']"),
-    ({"num_shards": {"train": 2.5, "val": 1, "test": 1}}, "shard.num_shards.train = 2.5; expected an integer"),
-    ({"num_shards": 4}, "shard.num_shards = 4; expected a mapping"),
-    ({"seed": "zero"}, "shard.seed = 'zero'; expected an integer"),
+    ({"num_shards": {"train": 0, "val": 1, "test": 1}},
+     "params.yaml: shard.num_shards.train = 0: expected an integer > 0"),
+    ({"num_shards": {"train": 2, "val": 1}}, "params.yaml: shard.num_shards.test: missing; add it"),
+    ({"num_shards": {"train": 2.5, "val": 1, "test": 1}},
+     "params.yaml: shard.num_shards.train = 2.5: expected an integer > 0"),
+    ({"num_shards": 4}, "params.yaml: shard.num_shards = 4: expected a mapping with the keys [train, val, test]"),
+    ({"seed": "zero"}, 'params.yaml: shard.seed = "zero": expected an integer >= 0'),
 ])
 def test_bad_params_are_a_clear_error(tmp_path, shard_params, message):
     project = make_project(tmp_path, shard=shard_params)

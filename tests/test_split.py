@@ -174,10 +174,12 @@ def test_stage_official(tmp_path):
 
 @pytest.mark.parametrize("split_params, clips_per_genre, message", [
     ({"method": "official"}, 10, "the dataset has no official split"),
-    ({"method": "random"}, 10, "split.method = 'random'; expected one of ['official', 'stratified']"),
-    ({"fractions": {"train": 0.7, "val": 0.2, "test": 0.2}}, 10, "the fractions must sum to 1"),
-    ({"fractions": {"train": 0.8, "test": 0.2}}, 10, "expected a mapping with exactly the keys"),
-    ({"seed": -1}, 10, "split.seed = -1; expected a value >= 0"),
+    ({"method": "random"}, 10, 'params.yaml: split.method = "random": expected one of ["stratified", "official"]'),
+    ({"fractions": {"train": 0.7, "val": 0.2, "test": 0.2}}, 10,
+     'params.yaml: split.fractions = {"train": 0.7, "val": 0.2, "test": 0.2}: the fractions sum to 1.1; '
+     "they must sum to 1"),
+    ({"fractions": {"train": 0.8, "test": 0.2}}, 10, "params.yaml: split.fractions.val: missing; add it"),
+    ({"seed": -1}, 10, "params.yaml: split.seed = -1: expected an integer >= 0"),
     ({}, 0, "data/converted.csv lists no clips; run `dvc repro convert`"),
 ])
 def test_stage_bad_input_is_a_clear_error(tmp_path, split_params, clips_per_genre, message):

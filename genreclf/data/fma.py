@@ -17,14 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from genreclf import catalog
 from genreclf.errors import DataError
 from genreclf.data.fetch import (AUDIO_DIR, VERIFIED_NONE, DirectoryArchive, choose_clips, ignored_summary, is_url,
                     log_ignored, open_archive, public_source, write_clips_and_report)
 from genreclf.io import atomic_dir
 import logging
 
-DATASETS = ("fma_small", "fma_medium", "fma_large")
-METADATA = "fma_metadata"
+DATASETS = catalog.FMA_DATASETS
+METADATA = catalog.FMA_METADATA
 TRACKS_MEMBER = "fma_metadata/tracks.csv"
 SUBSETS = {"fma_small": ("small",), "fma_medium": ("small", "medium"), "fma_large": ("small", "medium", "large")}
 SUBSET_COLUMN = ("set", "subset")

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from genreclf import catalog
 from genreclf.errors import DataError
 from genreclf.data.fetch import (AUDIO_DIR, VERIFIED_NONE, DirectoryArchive, choose_clips, ignored_summary, is_stray,
                     is_url, log_ignored, open_archive, public_source, write_clips_and_report)
@@ -21,7 +22,7 @@ from genreclf.io import atomic_dir
 import logging
 
 DATASET = "gtzan"
-CHECKSUM_KEY = "gtzan"
+CHECKSUM_KEY = catalog.GTZAN
 ARCHIVE = "genres.tar.gz"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 AUDIO_SUFFIXES = (".wav", ".au", ".mp3")

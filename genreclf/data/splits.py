@@ -12,9 +12,10 @@ from typing import Sequence
 
 import numpy as np
 
+from genreclf import catalog
 from genreclf.errors import DataError
 
-SPLITS = ("train", "val", "test")
+SPLITS = catalog.SPLITS
 # FMA's tracks.csv ('set', 'split') values.
 OFFICIAL_SPLIT_NAMES = {"training": "train", "validation": "val", "test": "test"}
 

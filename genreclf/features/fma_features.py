@@ -61,9 +61,9 @@ import scipy.stats
 from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
 
+from genreclf import catalog
 from genreclf.data.audio import read_wav
 from genreclf.errors import DataError, ParamError
-from stages.config import get
 
 # The features in FMA's column order, and how many rows each has (see feature_rows).
 FEATURES = ("chroma_cens", "chroma_cqt", "chroma_stft", "mfcc", "rmse", "spectral_bandwidth",
@@ -72,7 +72,7 @@ STATISTICS = ("kurtosis", "max", "mean", "median", "min", "skew", "std")
 TONNETZ_ROWS = 6
 
 # librosa's defaults that the features rely on.
-N_MELS = 128                 # mel bands under the MFCCs
+N_MELS = catalog.FEATURES_N_MELS   # mel bands under the MFCCs
 ROLL_PERCENT = 0.85          # spectral rolloff
 TUNING_FMIN = 150.0          # piptrack's search range for the tuning estimate
 TUNING_FMAX = 4000.0
@@ -82,12 +82,12 @@ INT16_SCALE = 32768.0        # int16 PCM -> float32 in [-1, 1)
 WARMUP_SECONDS = 2.0         # the synthetic clip that checks params and compiles numba code
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 IN_FLIGHT_PER_WORKER = 4     # clips queued per worker process: bounds memory, keeps workers busy
-PARAMS_WHERE = "params.yaml: features"
+SETTINGS_WHERE = "feature settings"   # how messages name the settings unless told otherwise
 
 
 @dataclass(frozen=True)
 class FeatureParams:
-    """The settings of the features section of params.yaml (defaults: FMA's)."""
+    """The settings of the feature set (defaults: FMA's)."""
 
     n_fft: int = 2048        # STFT frame length (and rms / zcr frame length)
     hop_length: int = 512    # between frames, for every feature
@@ -101,20 +101,25 @@ class FeatureParams:
 PARAM_MINIMUMS = {"n_fft": 16, "hop_length": 1, "n_mfcc": 1, "n_chroma": 1, "n_octaves": 1, "n_bands": 1}
 
 
-def params_from_dict(section, where: str = PARAMS_WHERE) -> FeatureParams:
-    """Build FeatureParams from the features section (a mapping), or raise ParamError."""
-    if not isinstance(section, dict):
-        raise ParamError(f"{where} is {section!r}; expected a mapping with the keys {list(PARAM_MINIMUMS)}")
-    unknown = sorted(set(section) - set(PARAM_MINIMUMS))
-    if unknown:
-        raise ParamError(f"{where}: unknown keys {unknown}; expected only {list(PARAM_MINIMUMS)}")
-    values = {key: get(section, key, where, types=int, minimum=minimum)
-              for key, minimum in PARAM_MINIMUMS.items()}
+def params_from_dict(values, where: str = SETTINGS_WHERE) -> FeatureParams:
+    """FeatureParams from a mapping of exactly its fields (e.g. a model's preprocessing.json),
+    checked; ParamError naming ``where`` and the key otherwise."""
+    if not isinstance(values, dict):
+        raise ParamError(f"{where} = {values!r}; expected a mapping with the keys {list(PARAM_MINIMUMS)}")
+    missing = [key for key in PARAM_MINIMUMS if key not in values]
+    unknown = sorted(set(values) - set(PARAM_MINIMUMS))
+    wrong = ([f"missing keys {missing}"] if missing else []) + ([f"unknown keys {unknown}"] if unknown else [])
+    if wrong:
+        raise ParamError(f"{where}: {'; '.join(wrong)}; expected exactly the keys {list(PARAM_MINIMUMS)}")
+    for key, minimum in PARAM_MINIMUMS.items():
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ParamError(f"{where}: {key} = {value!r}; expected an integer >= {minimum}")
     if values["hop_length"] > values["n_fft"]:
-        raise ParamError(f"{where}.hop_length = {values['hop_length']} is more than n_fft = {values['n_fft']}; "
+        raise ParamError(f"{where}: hop_length = {values['hop_length']} is more than n_fft = {values['n_fft']}; "
                          "frames would skip samples")
     if values["n_mfcc"] > N_MELS:
-        raise ParamError(f"{where}.n_mfcc = {values['n_mfcc']}; expected at most the {N_MELS} mel bands")
+        raise ParamError(f"{where}: n_mfcc = {values['n_mfcc']}; expected at most the {N_MELS} mel bands")
     return FeatureParams(**values)
 
 
@@ -328,7 +333,7 @@ def warmup_clip(sample_rate: int) -> np.ndarray:
     return (chord + noise).astype(np.float32)
 
 
-def check_params(params: FeatureParams, sample_rate: int, where: str = PARAMS_WHERE) -> None:
+def check_params(params: FeatureParams, sample_rate: int, where: str = SETTINGS_WHERE) -> None:
     """Compute the features of a short test signal: ParamError if the settings do not fit
     the sample rate (e.g. a CQT or contrast band above the Nyquist frequency)."""
     try:

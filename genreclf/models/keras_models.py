@@ -14,13 +14,15 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-MODEL_NAMES = ("cnn1d", "mobilenet", "cnn2d")
+from genreclf import catalog
+
+MODEL_NAMES = catalog.KERAS_MODELS
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 # batch-norm momentum of a MobileNetV2 trained from scratch (weights: null); see build_mobilenet
 SCRATCH_BATCHNORM_MOMENTUM = 0.9
 # alpha values for which keras.applications has ImageNet weights of MobileNetV2
-MOBILENET_IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-MOBILENET_MIN_IMAGE_SIZE = 32
+MOBILENET_IMAGENET_ALPHAS = catalog.MOBILENET_IMAGENET_ALPHAS
+MOBILENET_MIN_IMAGE_SIZE = catalog.MOBILENET_MIN_IMAGE_SIZE
 
 
 def build_cnn1d(window_size: int, num_classes: int, conv_filters=(128, 64), kernel_size: int = 3,

@@ -27,10 +27,11 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from genreclf import catalog
 from genreclf.errors import DataError
 from genreclf.io import reproducible_zip, write_bytes
 
-MODEL_NAMES = ("gnb", "knn", "logreg", "svm")
+MODEL_NAMES = catalog.SKLEARN_MODELS
 MODEL_FILE = "model.skops"
 FEATURE_INFO_FILE = "feature_info.json"
 ID_COLUMNS = ("track_id", "label", "genre")

@@ -268,7 +268,7 @@ def train_model(model_name: str, settings: dict, shard_dir: str | Path, dataset_
             keras_models.compile_model(model, settings["learning_rate"], preprocessing["output_activation"])
         fine_tune_layers = settings.get("fine_tune_layers", 0) if model_name == "mobilenet" else 0
         if fine_tune_layers and fine_tune_layers > len(keras_models.mobilenet_base(model).layers):
-            raise ParamError(f"params.yaml: mobilenet.fine_tune_layers = {fine_tune_layers}, but the MobileNetV2 "
+            raise ParamError(f"mobilenet fine_tune_layers = {fine_tune_layers}, but the MobileNetV2 "
                              f"base has only {len(keras_models.mobilenet_base(model).layers)} layers; lower it")
         best = BestWeights()
         callbacks_common = [best]

@@ -25,30 +25,41 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 from dvclive import Live
+from dvclive.keras import DVCLiveCallback
 
-from genreclf.models import keras_inference
-
-from genreclf.models import keras_models
-
-from genreclf.models import tfdata
-
-from genreclf.models import training
+from genreclf.artifacts import (DATA_DIR, DATASET_INFO_FILE, LABELS_FILE, MODEL_FILES, MODELS_DIR, PREPROCESSING_FILE,
+                                SHARD_DIR, read_dataset_info, write_model_folder)
+from genreclf.models import keras_models, training
+from genreclf.models.predictors import KerasPredictor
 from stages.common import run_stage
 from genreclf.errors import ParamError
-from genreclf.io import atomic_dir, write_json
 from stages.common import stage_logger
 from stages.config import get, load_params, section
 
-SHARD_DIR = Path("data/shards")
-MODELS_DIR = Path("models")
 DVCLIVE_DIR = Path("dvclive")
 MODEL_NAMES = keras_models.MODEL_NAMES
 N_FFT_DEFAULT = 2048            # optional keys mobilenet.n_fft, mobilenet.hop_length and cnn2d.n_fft
 MOBILENET_HOP_DEFAULT = 512
 
 log = stage_logger("train_keras")
+
+
+class DVCLiveSteps(DVCLiveCallback):
+    """dvclive's Keras callback, its steps continued over several fits (MobileNetV2's fine-tuning):
+    ``live.end()`` at the end of a fit rewinds the step to the last epoch logged."""
+
+    def __init__(self, live: Live):
+        super().__init__(live=live)
+        self.epochs_logged = 0
+
+    def on_train_begin(self, logs=None):
+        if self.epochs_logged:
+            self.live.step = self.epochs_logged
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        self.epochs_logged += 1
 
 
 def positive_int_list(sec: dict, key: str, where: str) -> list[int]:
@@ -201,10 +212,10 @@ def parse_model_name(argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> None:
     model_name = parse_model_name(sys.argv[1:] if argv is None else argv)
     params = load_params()
-    dataset_info = tfdata.read_dataset_info(SHARD_DIR)
+    dataset_info = read_dataset_info(SHARD_DIR)
     settings = read_settings(model_name, params, dataset_info)
     log.info("read params.yaml section %s: %s", model_name, settings)
-    log.info("read %s: sample rate %d Hz, %d labels, clips %s", SHARD_DIR / tfdata.DATASET_INFO,
+    log.info("read %s: sample rate %d Hz, %d labels, clips %s", SHARD_DIR / DATASET_INFO_FILE,
              dataset_info["sample_rate"], len(dataset_info["labels"]),
              {split: sizes["clips"] for split, sizes in sorted(dataset_info["splits"].items())})
 
@@ -213,35 +224,30 @@ def main(argv: list[str] | None = None) -> None:
         # dvclive writes live_dir epoch by epoch (so a running experiment can be followed);
         # it is removed below if the stage fails, so no partial training curves remain.
         live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None, monitor_system=False)
-        result = training.train_model(model_name, settings, SHARD_DIR, dataset_info, live=live, log=log.info)
+        result = training.train_model(model_name, settings, SHARD_DIR, dataset_info, callbacks=[DVCLiveSteps(live)],
+                                      log=log.info)
         log.info("training time: %.1f s for %d epoch(s) (log only)", result.seconds, result.epochs_run)
 
-        predictor = keras_inference.KerasPredictor(result.model, result.preprocessing, dataset_info["labels"])
-        val = keras_inference.predict_split(predictor, SHARD_DIR, "val")
-        clip_accuracy = float(np.mean(val.probabilities.argmax(axis=1) == val.y_true))
+        val = KerasPredictor(result.model, result.preprocessing, dataset_info["labels"]).predict_split(DATA_DIR, "val")
         unit = "" if val.unit_name == "clip" else f"val {val.unit_name} accuracy {val.unit_accuracy:.4f}, "
         log.info("kept epoch %s: val loss %.4f, %sval clip accuracy %.4f",
-                 result.best_epoch, result.best_logs.get("val_loss", float("nan")), unit, clip_accuracy)
+                 result.best_epoch, result.best_logs.get("val_loss", float("nan")), unit, val.clip_accuracy)
         logs = result.best_logs
         live.summary["best"] = {
             "step": result.best_epoch,
             "train": {"loss": logs.get("loss"), "accuracy": logs.get("accuracy")},
             "eval": {"loss": logs.get("val_loss"), "accuracy": logs.get("val_accuracy"),
-                     "clip_accuracy": clip_accuracy},
+                     "clip_accuracy": val.clip_accuracy},
         }
         live.make_summary()
-
-        with atomic_dir(model_dir) as model_tmp:
-            training.save_model(result.model, model_tmp / training.MODEL_FILE)
-            write_json(model_tmp / training.PREPROCESSING_FILE, result.preprocessing)
-            write_json(model_tmp / training.LABELS_FILE, dataset_info["labels"])
+        write_model_folder(model_dir, result.preprocessing, dataset_info["labels"],
+                           lambda path: training.save_model(result.model, path))
     except BaseException:
         shutil.rmtree(live_dir, ignore_errors=True)
         log.error("removed %s: the run did not finish", live_dir)
         raise
-    log.info("wrote %s/{%s,%s,%s} and %s/{metrics.json,plots/metrics}", model_dir, training.MODEL_FILE,
-             training.PREPROCESSING_FILE, training.LABELS_FILE, live_dir)
-
+    log.info("wrote %s/{%s,%s,%s} and %s/{metrics.json,plots/metrics}", model_dir, MODEL_FILES["keras"],
+             PREPROCESSING_FILE, LABELS_FILE, live_dir)
 
 if __name__ == "__main__":
     run_stage("train_keras", main)

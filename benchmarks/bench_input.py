@@ -1,6 +1,6 @@
 """Input speed: the TFRecord tf.data pipeline vs reading WAV files one by one.
 
-    python -m benchmarks.bench_input [--shards data/shards] [--manifest data/split/split_manifest.csv]
+    python -m benchmarks.bench_input [--shards data/shards] [--split-dir data/split]
 
 Prints examples (clips) per second of, in one run:
 
@@ -34,7 +34,7 @@ SPLIT = "train"
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shards", default="data/shards", help="folder of the TFRecord shards")
-    parser.add_argument("--manifest", default="data/split/split_manifest.csv", help="the split stage's manifest")
+    parser.add_argument("--split-dir", default="data/split", help="the split manifest's folder")
     parser.add_argument("--root", default=".", help="folder the manifest's paths are relative to")
     parser.add_argument("--split", default=SPLIT)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -90,23 +90,22 @@ def time_one_by_one(rows, manifest, root: Path, sample_rate: int) -> float:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    import pandas as pd
     import tensorflow as tf
 
-    from genreclf.features import spectrograms
-
-    from genreclf.models import tfdata
+    from genreclf.artifacts import read_dataset_info, read_split
     from genreclf.data.tfrecords import count_records
+    from genreclf.features import spectrograms
+    from genreclf.models import tfdata
 
-    info = tfdata.read_dataset_info(args.shards)
+    info = read_dataset_info(args.shards)
     sample_rate = info["sample_rate"]
     files = tfdata.shard_files(args.shards, args.split)
     clips = count_records(args.shards, args.split)
-    manifest = pd.read_csv(args.manifest, dtype={"track_id": str})
+    manifest, _ = read_split(args.split_dir, check_wavs=False)     # paths relative to --root
     rows = list(manifest.loc[manifest["split"] == args.split, ["track_id", "path"]]
                 .itertuples(index=False, name=None))[:args.max_files]
     if not rows:
-        sys.exit(f"{args.manifest}: no '{args.split}' rows")
+        sys.exit(f"{args.split_dir}: no '{args.split}' rows")
     root = Path(args.root)
     warm_page_cache(files)
     warm_page_cache(root / path for _, path in rows)

@@ -1,4 +1,5 @@
-"""Writing outputs atomically and reproducibly.
+"""Writing outputs atomically and reproducibly (what is written, and how it is read back and
+checked, is the contract of ``genreclf.artifacts``).
 
 Every output is first written under a temporary name beside its final path and
 renamed into place only once complete, so a failed or interrupted stage never
@@ -17,11 +18,11 @@ import zipfile
 from pathlib import Path
 from typing import Iterator
 
-from genreclf.errors import DataError
-
 # Fixed timestamp for zip members (the earliest a zip can hold), so that the same
 # content always gives the same bytes.
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+# Floats in CSV files: 9 significant digits, enough for float32 features and stable across platforms.
+CSV_FLOAT_FORMAT = "%.9g"
 
 
 @contextlib.contextmanager
@@ -82,39 +83,10 @@ def write_json(path: str | Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
-def read_json(path: str | Path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def write_csv(path: str | Path, frame, float_format: str = "%.9g") -> None:
+def write_csv(path: str | Path, frame, float_format: str = CSV_FLOAT_FORMAT) -> None:
     """Write a pandas DataFrame as CSV, without its index, atomically and reproducibly."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format=float_format, lineterminator="\n")
-
-
-def read_clip_table(path: str | Path, columns: list[str], fix: str, dtype=str):
-    """Read a clip table (CSV) written by an earlier stage, and check it.
-
-    It must exist, have ``columns``, list at least one clip and no track id twice;
-    otherwise a DataError names the file, what is wrong, and ``fix`` (what to run).
-    Empty cells stay empty strings.
-    """
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; {fix}")
-    table = pd.read_csv(path, dtype=dtype, keep_default_na=False)
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise DataError(f"{path}: missing columns {missing}; expected {columns}; {fix}")
-    if table.empty:
-        raise DataError(f"{path} lists no clips; {fix}")
-    duplicated = sorted(set(table["track_id"][table["track_id"].duplicated()]))
-    if duplicated:
-        raise DataError(f"{path}: track ids listed more than once: {duplicated[:5]}; {fix}")
-    return table
 
 
 def reproducible_zip(data: bytes, drop_json_keys: dict[str, list[str]] | None = None) -> bytes:

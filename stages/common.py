@@ -14,21 +14,23 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from genreclf import artifacts
 from genreclf.errors import GenreError
 
 LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
 LOG_DATE_FORMAT = "%H:%M:%S"
 # Which stage writes what: the first prefix that a path at fault starts with names the stage to rerun.
-PRODUCERS = (
+PRODUCERS = tuple((Path(prefix).as_posix(), stage) for prefix, stage in (
     ("data/downloads", "fetch"),
-    ("data/raw", "fetch"),
-    ("data/wav", "convert"),
-    ("data/converted.csv", "convert"),
-    ("data/split", "split"),
-    ("data/shards", "shard"),
-    ("data/features", "features"),
-    ("metrics/summary", "summarize"),
-)
+    (artifacts.RAW_DIR, "fetch"),
+    (artifacts.WAV_DIR, "convert"),
+    (artifacts.CONVERTED_CSV, "convert"),
+    (artifacts.SKIPPED_CSV, "convert"),
+    (artifacts.SPLIT_DIR, "split"),
+    (artifacts.SHARD_DIR, "shard"),
+    (artifacts.FEATURES_DIR, "features"),
+    (artifacts.SUMMARY_JSON.with_suffix(""), "summarize"),
+))
 
 
 def stage_logger(name: str) -> logging.Logger:
@@ -54,20 +56,23 @@ def producer_of(path: str) -> str | None:
         if path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + "."):
             return stage
     parts = path.split("/")
-    if len(parts) >= 2 and parts[0] == "models":
-        return f"train_sklearn@{parts[1]} or train_keras@{parts[1]}"
-    if len(parts) >= 3 and parts[:2] == ["metrics", "models"]:
-        name = parts[2].removesuffix(".json")
+    models, metrics = artifacts.MODELS_DIR.parts, artifacts.MODEL_METRICS_DIR.parts
+    if len(parts) > len(models) and tuple(parts[:len(models)]) == models:
+        name = parts[len(models)]
+        return f"train_sklearn@{name} or train_keras@{name}"
+    if len(parts) > len(metrics) and tuple(parts[:len(metrics)]) == metrics:
+        name = parts[len(metrics)].removesuffix(".json")
         return f"evaluate_sklearn@{name} or evaluate_keras@{name}"
     return None
 
 
-def with_hint(error: GenreError) -> str:
-    """The error's message, plus what to run when the file at fault is another stage's output."""
+def with_hint(error: GenreError, running: str | None = None) -> str:
+    """The error's message, plus what to run when the file at fault is the output of a stage
+    other than the one ``running``."""
     message = str(error)
     path = getattr(error, "path", None)
     stage = producer_of(path) if path is not None else None
-    if stage is None:
+    if stage is None or stage == running:
         return message
     return f"{message}; run `dvc repro {stage}` to (re)create it"
 
@@ -87,7 +92,7 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     try:
         main()
     except GenreError as e:
-        log.error("error: %s", with_hint(e))
+        log.error("error: %s", with_hint(e, running=name))
         sys.exit(1)
     except KeyboardInterrupt:
         log.error("interrupted; nothing was written in place of the outputs")

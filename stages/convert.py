@@ -9,7 +9,6 @@ and reported, never fatal. Every core decodes; the outputs do not depend on sche
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -18,22 +17,17 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from genreclf.artifacts import (CLIPS_CSV, CONVERTED_CSV, SKIPPED_COLUMNS, SKIPPED_CSV, WAV_DIR, read_clips,
+                                write_converted, write_skipped)
 from genreclf.data import audio
 from stages.common import run_stage
 from genreclf.errors import DataError
-from genreclf.io import atomic_dir, read_clip_table, write_csv, write_json
+from genreclf.io import atomic_dir, write_json
 from stages.common import stage_logger
 from stages.config import load_config
 
-CLIPS_CSV = Path("data/raw/clips.csv")
-WAV_DIR = Path("data/wav")
-CONVERTED_CSV = Path("data/converted.csv")
-SKIPPED_CSV = Path("data/convert_skipped.csv")
 METRICS_JSON = Path("metrics/convert.json")
 
-CLIPS_COLUMNS = ["track_id", "genre", "path", "official_split"]
-# A track id becomes a file name: keep it to safe characters.
-TRACK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # One thread per worker process: the pool already uses every core.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SKIPPED_SHOWN_IN_LOG = 20
@@ -41,17 +35,6 @@ SKIPPED_SHOWN_IN_LOG = 20
 log = stage_logger("convert")
 
 
-def read_clips(path: Path) -> pd.DataFrame:
-    """The clip list written by fetch, checked, sorted by track id."""
-    fix = "run `dvc repro fetch` to (re)create it"
-    clips = read_clip_table(path, CLIPS_COLUMNS, fix)
-    bad_ids = [t for t in clips["track_id"] if not TRACK_ID_RE.match(t)]
-    if bad_ids:
-        raise DataError(f"{path}: track ids must be letters, digits, '.', '_' or '-', got {bad_ids[:5]}; {fix}")
-    absent = [p for p in clips["path"] if not Path(p).is_file()]
-    if absent:
-        raise DataError(f"{path} lists {len(absent)} files that do not exist (e.g. {absent[:3]}); {fix}")
-    return clips[CLIPS_COLUMNS].sort_values("track_id", kind="stable").reset_index(drop=True)
 
 
 def limit_threads() -> None:
@@ -94,23 +77,21 @@ def main() -> None:
             kinds = Counter(r.kind for r in results)
             raise DataError(f"none of the {len(clips)} clips in {CLIPS_CSV} could be converted "
                             f"({dict(sorted(kinds.items()))}; first: {clips['path'][0]}: {results[0].reason}); "
-                            "check the files and run `dvc repro fetch`")
+                            "check the files", path=CLIPS_CSV)
     elapsed = time.perf_counter() - started
     log.info("decoded %d clips in %.1f s (%.2f clips/s)", len(clips), elapsed, len(clips) / elapsed)
 
     converted = clips[ok].copy()
     converted["path"] = [f"{WAV_DIR.as_posix()}/{t}.wav" for t in converted["track_id"]]
     converted["num_samples"] = [r.num_samples for r in results if r.ok]
-    skipped = pd.DataFrame({
-        "track_id": [t for t, r in zip(clips["track_id"], results) if not r.ok],
-        "source_path": [p for p, r in zip(clips["path"], results) if not r.ok],
-        "reason": [r.reason for r in results if not r.ok],
-    })
+    skipped = pd.DataFrame(
+        [(t, p, r.reason) for t, p, r in zip(clips["track_id"], clips["path"], results) if not r.ok],
+        columns=SKIPPED_COLUMNS)
     kinds = Counter(r.kind for r in results if not r.ok)
     metrics = {"clips_in": len(clips), "converted": len(converted), "skipped": len(skipped),
                **{kind: kinds.get(kind, 0) for kind in audio.SKIP_KINDS}}
-    write_csv(CONVERTED_CSV, converted)
-    write_csv(SKIPPED_CSV, skipped)
+    write_converted(CONVERTED_CSV, converted)
+    write_skipped(SKIPPED_CSV, skipped)
     write_json(METRICS_JSON, metrics)
 
     for row in skipped.head(SKIPPED_SHOWN_IN_LOG).itertuples():

@@ -11,15 +11,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import run_stage
+from genreclf.artifacts import DATA_DIR, MODEL_METRICS_DIR, MODELS_DIR, PREPROCESSING_FILE, write_model_metrics
 from genreclf.evaluation.metrics import evaluation_report
-from genreclf.io import write_csv, write_json
-from stages.common import model_folders, stage_logger
-from genreclf.models.predictors import PREPROCESSING_FILE, load_predictor
+from genreclf.io import write_csv
+from genreclf.models.predictors import load_predictor
+from stages.common import model_folders, run_stage, stage_logger
 
-DATA_DIR = Path("data")
-MODELS_DIR = Path("models")
-METRICS_DIR = Path("metrics/models")
 EVALUATION_DIR = Path("evaluation")
 SPLIT = "test"
 
@@ -37,17 +34,18 @@ def main() -> None:
     predictor = load_predictor(MODELS_DIR / name)
     log.info("loaded %s (%s, %d genres, %d Hz)", MODELS_DIR / name, predictor.family,
              len(predictor.labels), predictor.sample_rate)
-    track_ids, y_true, probs, extra = predictor.predict_split(DATA_DIR, SPLIT)
-    metrics, predictions = evaluation_report(track_ids, y_true, probs, predictor.labels,
-                                             family=predictor.family, extra_metrics=extra,
+    result = predictor.predict_split(DATA_DIR, SPLIT)
+    extra = result.extra_metrics
+    metrics, predictions = evaluation_report(result.track_ids, result.y_true, result.probabilities,
+                                             predictor.labels, family=predictor.family, extra_metrics=extra,
                                              source=f"{name} on the {SPLIT} split")
     log.info("%s on %d %s clips: accuracy %.3f, macro-F1 %.3f%s", name, metrics["n_test"], SPLIT,
              metrics["accuracy"], metrics["macro_f1"],
              "".join(f", {key} {value:.3f}" for key, value in sorted(extra.items())))
 
-    metrics_path = METRICS_DIR / f"{name}.json"
+    metrics_path = MODEL_METRICS_DIR / f"{name}.json"
     predictions_path = EVALUATION_DIR / name / f"{SPLIT}_predictions.csv"
-    write_json(metrics_path, metrics)
+    write_model_metrics(metrics_path, metrics)
     write_csv(predictions_path, predictions)
     log.info("wrote %s and %s", metrics_path, predictions_path)
 

@@ -13,60 +13,19 @@ memory stays flat and the same inputs give the same bytes.
 from __future__ import annotations
 
 import time
-from itertools import islice
-from pathlib import Path
-from typing import Iterator
 
-import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from genreclf.artifacts import (FEATURE_ID_COLUMNS, FEATURE_INFO_FILE, FEATURES_DIR, MANIFEST_FILE, SPLIT_DIR,
+                                SPLITS, read_split, write_features)
 from genreclf.features import fma_features as features
 from stages.common import run_stage
 from genreclf.errors import DataError
-from genreclf.io import atomic_dir, read_json, read_clip_table, write_json
 from stages.common import stage_logger
 from stages.config import PARAMS_FILE, load_config
 
-SPLIT_DIR = Path("data/split")
-MANIFEST_CSV = SPLIT_DIR / "split_manifest.csv"
-LABELS_JSON = SPLIT_DIR / "labels.json"
-FEATURES_DIR = Path("data/features")
-FEATURE_INFO_NAME = "feature_info.json"
-
-SPLITS = ("train", "val", "test")
-MANIFEST_COLUMNS = ["track_id", "path", "genre", "label", "split"]
-ID_COLUMNS = ["track_id", "label", "genre"]
-FLOAT_FORMAT = "%.9g"        # as genreclf.io.write_csv: the same table gives the same bytes
-ROWS_PER_WRITE = 256         # rows buffered before they are appended to the CSV
-SHOWN_IN_ERRORS = 5
-
 log = stage_logger("features")
-
-
-def read_manifest(manifest_path: Path, labels_path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """The split manifest and the genre labels, checked against each other and the WAVs."""
-    fix = "run the split stage (dvc repro split) to (re)create it"
-    for path in (manifest_path, labels_path):
-        if not path.is_file():
-            raise DataError(f"{path} does not exist; {fix}")
-    labels = read_json(labels_path)
-    if not (isinstance(labels, list) and labels and all(isinstance(g, str) for g in labels)):
-        raise DataError(f"{labels_path}: expected a non-empty list of genre names; {fix}")
-    clips = read_clip_table(manifest_path, MANIFEST_COLUMNS, fix)
-    bad_split = sorted(set(clips["split"]) - set(SPLITS))
-    if bad_split:
-        raise DataError(f"{manifest_path}: unknown split values {bad_split}; expected {list(SPLITS)}; {fix}")
-    label_of = {genre: str(i) for i, genre in enumerate(labels)}
-    wrong = clips[clips["genre"].map(label_of) != clips["label"]]
-    if not wrong.empty:
-        examples = list(zip(wrong["track_id"], wrong["genre"], wrong["label"]))[:SHOWN_IN_ERRORS]
-        raise DataError(f"{manifest_path}: (track_id, genre, label) {examples} do not match {labels_path}; {fix}")
-    absent = [p for p in clips["path"] if not Path(p).is_file()]
-    if absent:
-        raise DataError(f"{len(absent)} WAV files listed in {manifest_path} are missing, e.g. "
-                        f"{absent[:SHOWN_IN_ERRORS]}; run the convert stage (dvc repro convert)")
-    return clips.assign(label=clips["label"].astype(int)), labels
 
 
 def wav_sample_rate(path: str) -> int:
@@ -74,47 +33,32 @@ def wav_sample_rate(path: str) -> int:
     try:
         return sf.info(path).samplerate
     except sf.LibsndfileError as e:
-        raise DataError(f"{path}: cannot read it as WAV ({e.error_string.rstrip('.')}); "
-                        "run the convert stage again (dvc repro convert)") from None
-
-
-def write_split_table(path: Path, ids: pd.DataFrame, rows: Iterator[np.ndarray], columns: list[str]) -> None:
-    """Write ``ids`` (track_id, label, genre) with the next len(ids) feature rows as CSV,
-    ROWS_PER_WRITE rows at a time: the bytes of write_csv on the whole table."""
-    with open(path, "w", encoding="utf-8", newline="") as out:
-        for start in range(0, max(len(ids), 1), ROWS_PER_WRITE):
-            chunk_ids = ids.iloc[start:start + ROWS_PER_WRITE].reset_index(drop=True)
-            values = np.array(list(islice(rows, len(chunk_ids))), dtype=np.float64).reshape(-1, len(columns))
-            chunk = pd.concat([chunk_ids, pd.DataFrame(values, columns=columns)], axis=1)
-            chunk.to_csv(out, header=start == 0, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
+        raise DataError(f"{path}: cannot read it as WAV ({e.error_string.rstrip('.')})", path=path) from None
 
 
 def main() -> None:
     params = features.FeatureParams(**load_config().features.model_dump())
-    clips, labels = read_manifest(MANIFEST_CSV, LABELS_JSON)
+    clips, labels = read_split(SPLIT_DIR)
     sample_rate = wav_sample_rate(clips["path"].iloc[0])
     features.check_params(params, sample_rate, where=f"{PARAMS_FILE}: features")
     columns = features.feature_columns(params)
     by_split = {split: clips[clips["split"] == split] for split in SPLITS}
-    log.info("read %s: %s clips (%s), %d genres; %d Hz WAVs; params %s; %d feature columns", MANIFEST_CSV,
-             len(clips), ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS), len(labels), sample_rate,
-             features.params_to_dict(params), len(columns))
+    log.info("read %s/%s: %s clips (%s), %d genres; %d Hz WAVs; params %s; %d feature columns",
+             SPLIT_DIR, MANIFEST_FILE, len(clips), ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS),
+             len(labels), sample_rate, features.params_to_dict(params), len(columns))
 
     ordered = pd.concat([by_split[split] for split in SPLITS])
     started = time.perf_counter()
     rows = features.iter_wav_features(ordered["path"].tolist(), sample_rate, params)
     try:
-        with atomic_dir(FEATURES_DIR) as tmp:
-            for split in SPLITS:
-                write_split_table(tmp / f"{split}.csv", by_split[split][ID_COLUMNS], rows, columns)
-            write_json(tmp / FEATURE_INFO_NAME, {"sample_rate": sample_rate,
-                                                 "params": features.params_to_dict(params), "columns": columns})
+        write_features(FEATURES_DIR, {split: by_split[split][FEATURE_ID_COLUMNS] for split in SPLITS}, rows,
+                       columns, sample_rate, features.params_to_dict(params))
     finally:
         rows.close()   # stops the worker processes (at once if a clip failed)
     seconds = time.perf_counter() - started
     log.info("computed %d clips in %.1f s (%.1f clips/s)", len(ordered), seconds, len(ordered) / seconds)
     log.info("wrote %s/{%s}.csv (%s rows, %d feature columns) and %s/%s", FEATURES_DIR, ",".join(SPLITS),
-             ", ".join(str(len(by_split[s])) for s in SPLITS), len(columns), FEATURES_DIR, FEATURE_INFO_NAME)
+             ", ".join(str(len(by_split[s])) for s in SPLITS), len(columns), FEATURES_DIR, FEATURE_INFO_FILE)
 
 
 if __name__ == "__main__":

@@ -12,20 +12,17 @@ The default model is the one of best test accuracy in metrics/summary.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from genreclf.artifacts import MODELS_DIR, PREPROCESSING_FILE, SUMMARY_JSON, read_summary
 from genreclf.data.audio import decode_clip
-from stages.common import run_stage
 from genreclf.errors import DataError, GenreError
-from stages.common import model_folders, stage_logger
-from genreclf.models.predictors import PREPROCESSING_FILE, load_predictor
+from genreclf.models.predictors import load_predictor
+from stages.common import model_folders, run_stage, stage_logger
 
-MODELS_DIR = Path("models")
-SUMMARY_FILE = Path("metrics/summary.json")
 DEFAULT_TOP = 3
 
 log = stage_logger("predict")
@@ -47,7 +44,7 @@ def positive_int(text: str) -> int:
     return value
 
 
-def best_model(summary_file: Path = SUMMARY_FILE, models_dir: Path = MODELS_DIR) -> str:
+def best_model(summary_file: Path = SUMMARY_JSON, models_dir: Path = MODELS_DIR) -> str:
     """The model of best test accuracy in the summary (the first listed on a tie)."""
     available = trained_models(models_dir)
     listing = ", ".join(available) if available else "none (train one: dvc repro)"
@@ -55,12 +52,10 @@ def best_model(summary_file: Path = SUMMARY_FILE, models_dir: Path = MODELS_DIR)
         raise DataError(f"{summary_file} is missing, so there is no best model to default to; "
                         f"pass --model NAME (models in {models_dir}/: {listing})")
     try:
-        models = json.loads(summary_file.read_text(encoding="utf-8"))["models"]
-        best = max(models, key=lambda name: models[name]["accuracy"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise DataError(f"{summary_file}: expected {{\"models\": {{name: {{\"accuracy\": ...}}}}}} "
-                        f"({type(e).__name__}: {e}); run the summarize stage again, "
-                        f"or pass --model NAME (models in {models_dir}/: {listing})") from None
+        models = read_summary(summary_file)["models"]
+    except DataError as e:
+        raise DataError(f"{e}; or pass --model NAME (models in {models_dir}/: {listing})", path=e.path) from None
+    best = max(models, key=lambda name: models[name]["accuracy"])
     if best not in available:
         raise DataError(f"{summary_file} names {best} as the best model, but {models_dir}/{best} holds no "
                         f"trained model; run dvc pull or dvc repro, or pass --model NAME "
@@ -87,7 +82,7 @@ def main() -> None:
     trained = trained_models()
     parser.add_argument("--model", metavar="NAME", choices=trained,
                         help=f"a trained model (a folder under {MODELS_DIR}/ holding a {PREPROCESSING_FILE}): "
-                             f"{', '.join(trained) or 'none yet'}; default: the best in {SUMMARY_FILE}")
+                             f"{', '.join(trained) or 'none yet'}; default: the best in {SUMMARY_JSON}")
     parser.add_argument("--top", type=positive_int, default=DEFAULT_TOP,
                         help=f"genres to print per file ({DEFAULT_TOP})")
     args = parser.parse_args()
@@ -95,7 +90,7 @@ def main() -> None:
     name = args.model or best_model()
     predictor = load_predictor(MODELS_DIR / name)
     log.info("model %s (%s%s), %d genres, audio decoded at %d Hz", name, predictor.family,
-             "" if args.model else ", best accuracy in " + str(SUMMARY_FILE),
+             "" if args.model else ", best accuracy in " + str(SUMMARY_JSON),
              len(predictor.labels), predictor.sample_rate)
 
     failed = []

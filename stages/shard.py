@@ -8,67 +8,29 @@ Writes  data/shards/{split}-{i:05d}-of-{n:05d}.n{records}.tfrecord (format: genr
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
+from genreclf.artifacts import MANIFEST_FILE, SHARD_DIR, SPLIT_DIR, SPLITS, read_split, write_dataset_info
 from genreclf.data.audio import read_wav
 from stages.common import run_stage
-from genreclf.errors import DataError
-from genreclf.io import atomic_dir, read_json, read_clip_table, write_json
+from genreclf.io import atomic_dir
 from stages.common import stage_logger
 from stages.config import load_config
 from genreclf.data.sharding import Clip, write_split_shards
-from genreclf.data.splits import SPLITS
-
-SPLIT_DIR = Path("data/split")
-MANIFEST_CSV = SPLIT_DIR / "split_manifest.csv"
-LABELS_JSON = SPLIT_DIR / "labels.json"
-SHARD_DIR = Path("data/shards")
-DATASET_INFO_NAME = "dataset_info.json"
-MANIFEST_COLUMNS = ["track_id", "path", "genre", "label", "split"]
 
 log = stage_logger("shard")
-
-
-def read_split(manifest_path: Path, labels_path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """The split manifest and labels, checked against each other and against the WAV files."""
-    fix = "run `dvc repro split` to (re)create it"
-    for path in (manifest_path, labels_path):
-        if not path.is_file():
-            raise DataError(f"{path} does not exist; {fix}")
-    labels = read_json(labels_path)
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise DataError(f"{labels_path}: expected a non-empty list of genre names; {fix}")
-    manifest = read_clip_table(manifest_path, MANIFEST_COLUMNS, fix,
-                             dtype={"track_id": str, "path": str, "genre": str, "split": str})
-    bad_split = sorted(set(manifest["split"]) - set(SPLITS))
-    if bad_split:
-        raise DataError(f"{manifest_path}: split values {bad_split} are none of {list(SPLITS)}; {fix}")
-    if not pd.api.types.is_integer_dtype(manifest["label"]) or \
-            not manifest["label"].between(0, len(labels) - 1).all() or \
-            (manifest["genre"] != [labels[i] for i in manifest["label"]]).any():
-        raise DataError(f"{manifest_path}: labels do not match the genres of {labels_path}; {fix}")
-    for split in SPLITS:
-        if not (manifest["split"] == split).any():
-            raise DataError(f"{manifest_path}: the {split} split has no clips; {fix}")
-    absent = [p for p in manifest["path"] if not Path(p).is_file()]
-    if absent:
-        raise DataError(f"{manifest_path} lists {len(absent)} WAV files that do not exist "
-                        f"(e.g. {absent[:3]}); run `dvc repro convert split`")
-    return manifest.sort_values("track_id", kind="stable").reset_index(drop=True), labels
 
 
 def main() -> None:
     params = load_config().shard
     num_shards, seed = params.num_shards.model_dump(), params.seed
-    manifest, labels = read_split(MANIFEST_CSV, LABELS_JSON)
+    manifest, labels = read_split(SPLIT_DIR)
     _, sample_rate = read_wav(manifest["path"].iloc[0])  # every other clip is checked against it
     counts = {split: int((manifest["split"] == split).sum()) for split in SPLITS}
-    log.info("read %s: %s clips, %d labels, %d Hz; num_shards %s, seed %d",
-             MANIFEST_CSV, counts, len(labels), sample_rate, num_shards, seed)
+    log.info("read %s/%s: %s clips, %d labels, %d Hz; num_shards %s, seed %d",
+             SPLIT_DIR, MANIFEST_FILE, counts, len(labels), sample_rate, num_shards, seed)
     for split in SPLITS:
         if num_shards[split] > counts[split]:
             log.info("%s: %d shards asked for but only %d clips; writing one shard per clip",
@@ -87,8 +49,7 @@ def main() -> None:
                                              progress)
             splits_info[split] = {"clips": len(clips), "min_samples": min(num_samples),
                                   "max_samples": max(num_samples)}
-        info = {"sample_rate": sample_rate, "labels": labels, "splits": splits_info}
-        write_json(tmp / DATASET_INFO_NAME, info)
+        write_dataset_info(tmp, sample_rate, labels, splits_info)
         files = sorted(p.name for p in tmp.iterdir())
     log.info("wrote %d files to %s/ in %.1f s: %s", len(files), SHARD_DIR, time.perf_counter() - started,
              ", ".join(files) if len(files) <= 8 else f"{files[0]} ... {files[-1]}")

@@ -7,36 +7,16 @@ Writes  data/split/split_manifest.csv (track_id, path, genre, label, split; sort
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
-from stages.common import run_stage
+from genreclf.artifacts import (CONVERTED_CSV, LABELS_FILE, MANIFEST_COLUMNS, MANIFEST_FILE, SPLIT_DIR, SPLITS,
+                                read_converted, write_split)
+from genreclf.data.splits import official_split, stratified_split
 from genreclf.errors import DataError, ParamError
-from genreclf.io import atomic_dir, read_clip_table, write_csv, write_json
-from stages.common import stage_logger
+from stages.common import run_stage, stage_logger
 from stages.config import PARAMS_FILE, load_config
-from genreclf.data.splits import SPLITS, official_split, stratified_split
-
-CONVERTED_CSV = Path("data/converted.csv")
-SPLIT_DIR = Path("data/split")
-MANIFEST_NAME = "split_manifest.csv"
-LABELS_NAME = "labels.json"
-
-CONVERTED_COLUMNS = ["track_id", "genre", "path", "official_split", "num_samples"]
-MANIFEST_COLUMNS = ["track_id", "path", "genre", "label", "split"]
 
 log = stage_logger("split")
-
-
-def read_converted(path: Path) -> pd.DataFrame:
-    """The converted clips, checked, sorted by track id."""
-    fix = "run `dvc repro convert` to (re)create it"
-    clips = read_clip_table(path, CONVERTED_COLUMNS, fix)
-    no_genre = clips["track_id"][clips["genre"] == ""].tolist()
-    if no_genre:
-        raise DataError(f"{path}: clips without a genre: {no_genre[:5]}; {fix}")
-    return clips.sort_values("track_id", kind="stable").reset_index(drop=True)
 
 
 def assign_splits(clips: pd.DataFrame, method: str, fractions: dict[str, float], seed: int) -> list[str]:
@@ -65,15 +45,13 @@ def main() -> None:
         raise DataError(f"{CONVERTED_CSV}: with {len(clips)} clips and method {method!r} the split(s) {empty} "
                         "would be empty; add clips (data.clips_per_genre) or change split.fractions")
 
-    with atomic_dir(SPLIT_DIR) as tmp:
-        write_csv(tmp / MANIFEST_NAME, manifest)
-        write_json(tmp / LABELS_NAME, labels)
+    write_split(SPLIT_DIR, manifest, labels)
     log.info("clips per genre and split:\n%s", table.to_string())
     for genre in table.index[(table == 0).any(axis=1)]:
         log.info("genre %s is missing from split(s) %s (too few clips)", genre,
                  [s for s in SPLITS if table.loc[genre, s] == 0])
-    log.info("wrote %s/%s (train %d, val %d, test %d) and %s/%s (%d labels)", SPLIT_DIR, MANIFEST_NAME,
-             *(table[s].sum() for s in SPLITS), SPLIT_DIR, LABELS_NAME, len(labels))
+    log.info("wrote %s/%s (train %d, val %d, test %d) and %s/%s (%d labels)", SPLIT_DIR, MANIFEST_FILE,
+             *(table[s].sum() for s in SPLITS), SPLIT_DIR, LABELS_FILE, len(labels))
 
 
 if __name__ == "__main__":

@@ -9,36 +9,19 @@ and metrics/summary.md (a Markdown table, one row per model, plus the chance lev
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from genreclf.artifacts import MODEL_METRICS_DIR, SUMMARY_JSON, read_model_metrics, write_summary
 from stages.common import run_stage
 from genreclf.errors import DataError
 from genreclf.io import write_text
 from stages.config import load_config
 from stages.common import stage_logger
 
-METRICS_DIR = Path("metrics")
-MODEL_METRICS_DIR = METRICS_DIR / "models"
+SUMMARY_MD = Path("metrics/summary.md")
 SUMMARY_KEYS = ("accuracy", "family", "macro_f1", "n_test")
 
 log = stage_logger("summarize")
-
-
-def read_model_metrics(name: str, family: str, metrics_dir: Path = MODEL_METRICS_DIR) -> dict:
-    """metrics/<name>.json, checked to hold what the summary needs."""
-    path = metrics_dir / f"{name}.json"
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing; evaluate the model first: "
-                        f"dvc repro evaluate_{family}@{name} (or python -m stages.evaluate {name})") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e}); run python -m stages.evaluate {name} again") from None
-    missing = [key for key in (*SUMMARY_KEYS, "per_class") if key not in metrics]
-    if missing:
-        raise DataError(f"{path}: the keys {missing} are missing; run python -m stages.evaluate {name} again")
-    return metrics
 
 
 def summarize(all_metrics: dict[str, dict]) -> dict:
@@ -47,8 +30,8 @@ def summarize(all_metrics: dict[str, dict]) -> dict:
     first = next(iter(all_metrics))
     for name, names in genres.items():
         if names != genres[first]:
-            raise DataError(f"{MODEL_METRICS_DIR}/{name}.json and {MODEL_METRICS_DIR}/{first}.json score different genres; "
-                            "re-run the pipeline so that every model is evaluated on the same test split")
+            raise DataError(f"{MODEL_METRICS_DIR}/{name}.json and {MODEL_METRICS_DIR}/{first}.json score different "
+                            "genres; re-run the pipeline so that every model is evaluated on the same test split")
     supports = [counts["support"] for counts in all_metrics[first]["per_class"].values()]
     # Keys sorted everywhere except the models, which keep the order given.
     return {
@@ -77,14 +60,13 @@ def main() -> None:
     families = load_config().models.family_of()
     names = list(families)
 
-    summary = summarize({name: read_model_metrics(name, families[name]) for name in names})
+    summary = summarize({name: read_model_metrics(MODEL_METRICS_DIR / f"{name}.json") for name in names})
     log.info("read %s", ", ".join(f"{MODEL_METRICS_DIR}/{name}.json" for name in names))
-    # Not genreclf.io.write_json: its sorted keys would lose the order of the models.
-    write_text(METRICS_DIR / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    write_text(METRICS_DIR / "summary.md", markdown_table(summary))
+    write_summary(SUMMARY_JSON, summary)
+    write_text(SUMMARY_MD, markdown_table(summary))
     best = max(names, key=lambda name: summary["models"][name]["accuracy"])
-    log.info("wrote %s/summary.json and summary.md; best accuracy: %s (%.3f)",
-             METRICS_DIR, best, summary["models"][best]["accuracy"])
+    log.info("wrote %s and %s; best accuracy: %s (%.3f)", SUMMARY_JSON, SUMMARY_MD, best,
+             summary["models"][best]["accuracy"])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python -m stages.train_keras <cnn1d|mobilenet|cnn2d>
 
-Reads params.yaml section <name>, data/shards (train and val splits; never test) and
+Reads params.yaml section <name> (checked first, before TensorFlow loads), data/shards (train and val splits; never test) and
 data/shards/dataset_info.json. Writes:
 
 - models/<name>/model.keras (byte-stable), preprocessing.json (how a raw clip becomes
@@ -25,16 +25,13 @@ import argparse
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from genreclf import catalog
+from genreclf.artifacts import (DATA_DIR, DATASET_INFO_FILE, LABELS_FILE, MODEL_FILES, MODELS_DIR, PREPROCESSING_FILE,
+                                SHARD_DIR, read_dataset_info, write_model_folder)
 from genreclf.errors import ParamError
-from genreclf.io import atomic_dir, write_json
 from stages.common import run_stage, stage_logger
 from stages.config import PARAMS_FILE, load_config
 
-SHARD_DIR = Path("data/shards")
-MODELS_DIR = Path("models")
 DVCLIVE_DIR = Path("dvclive")
 
 log = stage_logger("train_keras")
@@ -50,7 +47,7 @@ def check_settings_fit_data(model_name: str, settings: dict, dataset_info: dict)
     """The checks that need the data: a cnn1d window or a cnn2d segment must fit in the shortest clip."""
     where = f"{PARAMS_FILE}: {model_name}"
     samples, split = shortest_clip(dataset_info)
-    source = f"split '{split}', {SHARD_DIR / 'dataset_info.json'}"
+    source = f"split '{split}', {SHARD_DIR / DATASET_INFO_FILE}"
     if model_name == "cnn1d" and settings["window_size"] > samples:
         raise ParamError(f"{where}.window_size = {settings['window_size']} samples is longer than the shortest "
                          f"clip ({samples} samples, {source}); use at most {samples}")
@@ -70,21 +67,44 @@ def parse_model_name(argv: list[str] | None) -> str:
     return parser.parse_args(argv).model
 
 
+def dvclive_callback(live):
+    """dvclive's Keras callback, its steps continued over several fits (MobileNetV2's fine-tuning):
+    ``live.end()`` at the end of a fit rewinds the step to the last epoch logged.
+    Built here so that TensorFlow is imported only once the params are known to be good."""
+    from dvclive.keras import DVCLiveCallback
+
+    class DVCLiveSteps(DVCLiveCallback):
+        def __init__(self):
+            super().__init__(live=live)
+            self.epochs_logged = 0
+
+        def on_train_begin(self, logs=None):
+            if self.epochs_logged:
+                self.live.step = self.epochs_logged
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            self.epochs_logged += 1
+
+    return DVCLiveSteps()
+
+
 def main(argv: list[str] | None = None) -> None:
     model_name = parse_model_name(argv)
     settings = load_config().model_section(model_name).model_dump()
+    dataset_info = read_dataset_info(SHARD_DIR)
+    check_settings_fit_data(model_name, settings, dataset_info)
     # TensorFlow takes seconds to load: only once the params are known to be good.
     from dvclive import Live
 
-    from genreclf.models import keras_inference, tfdata, training
+    from genreclf.models import training
+    from genreclf.models.predictors import KerasPredictor
 
-    dataset_info = tfdata.read_dataset_info(SHARD_DIR)
-    check_settings_fit_data(model_name, settings, dataset_info)
     log.info("read %s section %s: %s", PARAMS_FILE, model_name, settings)
     if model_name == "mobilenet" and settings["weights"] is None:
         log.warning("mobilenet.weights is null: nothing to transfer, so the whole MobileNetV2 is trained from "
                     "scratch (use imagenet or a weights file for transfer learning)")
-    log.info("read %s: sample rate %d Hz, %d labels, clips %s", SHARD_DIR / tfdata.DATASET_INFO,
+    log.info("read %s: sample rate %d Hz, %d labels, clips %s", SHARD_DIR / DATASET_INFO_FILE,
              dataset_info["sample_rate"], len(dataset_info["labels"]),
              {split: sizes["clips"] for split, sizes in sorted(dataset_info["splits"].items())})
 
@@ -93,34 +113,30 @@ def main(argv: list[str] | None = None) -> None:
         # dvclive writes live_dir epoch by epoch (so a running experiment can be followed);
         # it is removed below if the stage fails, so no partial training curves remain.
         live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None, monitor_system=False)
-        result = training.train_model(model_name, settings, SHARD_DIR, dataset_info, live=live, log=log.info)
+        result = training.train_model(model_name, settings, SHARD_DIR, dataset_info,
+                                      callbacks=[dvclive_callback(live)], log=log.info)
         log.info("training time: %.1f s for %d epoch(s) (log only)", result.seconds, result.epochs_run)
 
-        predictor = keras_inference.KerasPredictor(result.model, result.preprocessing, dataset_info["labels"])
-        val = keras_inference.predict_split(predictor, SHARD_DIR, "val")
-        clip_accuracy = float(np.mean(val.probabilities.argmax(axis=1) == val.y_true))
+        val = KerasPredictor(result.model, result.preprocessing, dataset_info["labels"]).predict_split(DATA_DIR, "val")
         unit = "" if val.unit_name == "clip" else f"val {val.unit_name} accuracy {val.unit_accuracy:.4f}, "
         log.info("kept epoch %s: val loss %.4f, %sval clip accuracy %.4f",
-                 result.best_epoch, result.best_logs.get("val_loss", float("nan")), unit, clip_accuracy)
+                 result.best_epoch, result.best_logs.get("val_loss", float("nan")), unit, val.clip_accuracy)
         logs = result.best_logs
         live.summary["best"] = {
             "step": result.best_epoch,
             "train": {"loss": logs.get("loss"), "accuracy": logs.get("accuracy")},
             "eval": {"loss": logs.get("val_loss"), "accuracy": logs.get("val_accuracy"),
-                     "clip_accuracy": clip_accuracy},
+                     "clip_accuracy": val.clip_accuracy},
         }
         live.make_summary()
-
-        with atomic_dir(model_dir) as model_tmp:
-            training.save_model(result.model, model_tmp / training.MODEL_FILE)
-            write_json(model_tmp / training.PREPROCESSING_FILE, result.preprocessing)
-            write_json(model_tmp / training.LABELS_FILE, dataset_info["labels"])
+        write_model_folder(model_dir, result.preprocessing, dataset_info["labels"],
+                           lambda path: training.save_model(result.model, path))
     except BaseException:
         shutil.rmtree(live_dir, ignore_errors=True)
         log.error("removed %s: the run did not finish", live_dir)
         raise
-    log.info("wrote %s/{%s,%s,%s} and %s/{metrics.json,plots/metrics}", model_dir, training.MODEL_FILE,
-             training.PREPROCESSING_FILE, training.LABELS_FILE, live_dir)
+    log.info("wrote %s/{%s,%s,%s} and %s/{metrics.json,plots/metrics}", model_dir, MODEL_FILES["keras"],
+             PREPROCESSING_FILE, LABELS_FILE, live_dir)
 
 
 if __name__ == "__main__":

@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 
+from genreclf.artifacts import (FEATURES_DIR, LABELS_FILE, MODEL_FILES, MODELS_DIR, PREPROCESSING_FILE, FeatureSplit,
+                                genre_labels, read_feature_info, read_feature_split, write_model_folder)
 from genreclf.models import sklearn_models
 from stages.common import run_stage
 from genreclf.errors import DataError, ParamError
-from genreclf.io import atomic_dir, write_json
 from stages.common import stage_logger
 from stages.config import PARAMS_FILE, Section, load_config
 
-FEATURES_DIR = Path("data/features")
-MODELS_DIR = Path("models")
+TRAIN_CSV = FEATURES_DIR / "train.csv"
 
 log = stage_logger("train_sklearn")
 
@@ -36,7 +35,7 @@ def model_settings(section: Section) -> tuple[int | None, dict]:
 
 
 def check_settings_fit_data(name: str, pca_components: int | None, options: dict,
-                            train: sklearn_models.FeatureSplit, labels: list[str]) -> None:
+                            train: FeatureSplit, labels: list[str]) -> None:
     """The checks that need the data: sizes the settings must not exceed, genres missing in train."""
     where = f"{PARAMS_FILE}: {name}"
     n_clips, n_features = train.features.shape
@@ -50,21 +49,21 @@ def check_settings_fit_data(name: str, pca_components: int | None, options: dict
     counts = np.bincount(train.labels, minlength=len(labels))
     missing = [genre for genre, count in zip(labels, counts) if count == 0]
     if missing:
-        raise DataError(f"{FEATURES_DIR / 'train.csv'}: no training clip of the genres {missing}; "
+        raise DataError(f"{TRAIN_CSV}: no training clip of the genres {missing}; "
                         "a model cannot learn them (use more clips per genre, data.clips_per_genre)")
     if name == "svm" and counts.min() < options["cv_folds"]:
         few = [genre for genre, count in zip(labels, counts) if count < options["cv_folds"]]
-        raise DataError(f"{FEATURES_DIR / 'train.csv'}: svm.cv_folds = {options['cv_folds']} needs at least "
+        raise DataError(f"{TRAIN_CSV}: svm.cv_folds = {options['cv_folds']} needs at least "
                         f"{options['cv_folds']} training clips per genre; {few} have fewer (lower svm.cv_folds)")
     if name == "svm" and counts.min() < sklearn_models.CALIBRATION_FOLDS:
         few = [genre for genre, count in zip(labels, counts) if count < sklearn_models.CALIBRATION_FOLDS]
-        raise DataError(f"{FEATURES_DIR / 'train.csv'}: the svm calibrates its probabilities on "
+        raise DataError(f"{TRAIN_CSV}: the svm calibrates its probabilities on "
                         f"{sklearn_models.CALIBRATION_FOLDS} cross-validation folds and needs at least "
                         f"{sklearn_models.CALIBRATION_FOLDS} training clips per genre; {few} have fewer")
 
 
 def choose_svm_settings(pca_components: int | None, options: dict,
-                        train: sklearn_models.FeatureSplit) -> tuple[dict, dict]:
+                        train: FeatureSplit) -> tuple[dict, dict]:
     """Resolve svm.C / svm.gamma lists by cross-validation on the train split; log the scores."""
     Cs, gammas = options["C"], options["gamma"]
     final = {key: options[key] for key in ("kernel", "seed")}
@@ -81,7 +80,7 @@ def choose_svm_settings(pca_components: int | None, options: dict,
                                              "cv_folds": options["cv_folds"]}}
 
 
-def accuracy(pipeline, split: sklearn_models.FeatureSplit, n_labels: int) -> float:
+def accuracy(pipeline, split: FeatureSplit, n_labels: int) -> float:
     probs = sklearn_models.class_probabilities(pipeline, split.features, n_labels)
     return float(np.mean(probs.argmax(axis=1) == split.labels))
 
@@ -95,10 +94,9 @@ def main() -> None:
     log.info("%s: pca_components=%s %s", name, pca_components,
              " ".join(f"{key}={value}" for key, value in options.items()))
 
-    info = sklearn_models.read_feature_info(FEATURES_DIR)
-    splits = {split: sklearn_models.read_feature_split(FEATURES_DIR, split, info["columns"])
-              for split in ("train", "val")}
-    labels = sklearn_models.genre_labels(splits, str(FEATURES_DIR))
+    info = read_feature_info(FEATURES_DIR)
+    splits = {split: read_feature_split(FEATURES_DIR, split, info["columns"]) for split in ("train", "val")}
+    labels = genre_labels(splits, FEATURES_DIR)
     train, val = splits["train"], splits["val"]
     log.info("read %s: %d train and %d val clips, %d features, %d genres",
              FEATURES_DIR, len(train.labels), len(val.labels), len(info["columns"]), len(labels))
@@ -117,11 +115,8 @@ def main() -> None:
     preprocessing = {"family": "sklearn", "model": name, "sample_rate": info["sample_rate"],
                      "features": info["params"], "columns": info["columns"], **selected}
     model_dir = MODELS_DIR / name
-    with atomic_dir(model_dir) as tmp:
-        sklearn_models.save_pipeline(pipeline, tmp / sklearn_models.MODEL_FILE)
-        write_json(tmp / "preprocessing.json", preprocessing)
-        write_json(tmp / "labels.json", labels)
-    log.info("wrote %s/ (%s, preprocessing.json, labels.json)", model_dir, sklearn_models.MODEL_FILE)
+    write_model_folder(model_dir, preprocessing, labels, lambda path: sklearn_models.save_pipeline(pipeline, path))
+    log.info("wrote %s/ (%s, %s, %s)", model_dir, MODEL_FILES["sklearn"], PREPROCESSING_FILE, LABELS_FILE)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from genreclf.artifacts import FEATURE_ID_COLUMNS, write_features
 from genreclf.features import fma_features as features
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,15 +43,13 @@ def write_params(project: Path, overrides: dict | None = None) -> None:
 def write_feature_tables(project: Path, tables: dict[str, pd.DataFrame], columns: list[str] = FEATURE_COLUMNS,
                          sample_rate: int = 22050, feature_params: dict | None = None) -> None:
     """data/features/<split>.csv from frames with track_id, label, genre and ``columns``, plus
-    feature_info.json (by default the 518 FMA columns and the default feature params)."""
-    features_dir = project / "data" / "features"
-    features_dir.mkdir(parents=True, exist_ok=True)
-    for split, table in tables.items():
-        table[["track_id", "label", "genre", *columns]].to_csv(features_dir / f"{split}.csv", index=False)
+    feature_info.json (by default the 518 FMA columns and the default feature params), written
+    by the features stage's writer."""
     if feature_params is None:
         feature_params = features.params_to_dict(features.DEFAULT_PARAMS)
-    info = {"sample_rate": sample_rate, "params": feature_params, "columns": columns}
-    (features_dir / "feature_info.json").write_text(json.dumps(info))
+    rows = (row for table in tables.values() for row in table[columns].to_numpy(dtype=np.float64))
+    write_features(project / "data" / "features", {split: table[FEATURE_ID_COLUMNS] for split, table in tables.items()},
+                   rows, columns, sample_rate, feature_params)
 
 
 def feature_frame(track_ids: list[str], labels: list[int], genres: list[str], features: np.ndarray,

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
+from genreclf.artifacts import CLIP_COLUMNS, read_clips, read_converted, read_skipped, write_clips
+from genreclf.errors import DataError
 from genreclf.data.audio import decode_clip
 from tests.dataprep_project import directory_bytes, make_project, run_stage, tone, write_audio
 
@@ -47,8 +49,7 @@ def write_raw_data(project, shared_data):
     (audio / "000" / "000400.txt").write_text("liner notes\n")
     (audio / "000" / "stray.txt").write_text("not listed in clips.csv\n")
     rows = [(t, g, f"data/raw/audio/{f}", s) for t, g, f, s in CLIPS]
-    pd.DataFrame(rows, columns=["track_id", "genre", "path", "official_split"]).to_csv(
-        project / "data" / "raw" / "clips.csv", index=False)
+    write_clips(project / "data" / "raw" / "clips.csv", pd.DataFrame(rows, columns=CLIP_COLUMNS))
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,8 @@ def test_converted_csv(converted_project):
     assert list(converted["official_split"]) == ["training", "validation", "test"]
     assert list(converted["path"]) == [f"data/wav/{t}.wav" for t in CONVERTED]
     assert list(converted["num_samples"].astype(int)) == [661560, 11 * 22050, 12 * 22050]
+    checked = read_converted(project / "data" / "converted.csv")          # the contract's reader accepts it
+    assert checked["track_id"].tolist() == CONVERTED and checked["num_samples"].tolist() == [661560, 242550, 264600]
 
 
 def test_wav_files_match_decode_clip(converted_project):
@@ -88,6 +91,7 @@ def test_skipped_clips_are_reported(converted_project):
     skipped = pd.read_csv(project / "data" / "convert_skipped.csv", dtype=str, keep_default_na=False)
     assert list(skipped.columns) == ["track_id", "source_path", "reason"]
     assert sorted(skipped["track_id"]) == sorted(SKIPPED)
+    assert read_skipped(project / "data" / "convert_skipped.csv").equals(skipped)
     for row in skipped.itertuples():
         assert row.reason.startswith(SKIPPED[row.track_id])
         assert row.source_path.startswith(f"data/raw/audio/{row.track_id[:3]}/{row.track_id}.")
@@ -145,3 +149,19 @@ def test_bad_input_is_a_clear_error(tmp_path, breakage, message):
     assert "Traceback" not in result.stderr
     assert not (project / "data" / "wav").exists()
     assert not (project / "data" / "converted.csv").exists()
+
+
+def test_the_clip_table_reader_names_the_file_and_no_stage(tmp_path):
+    path = tmp_path / "clips.csv"
+    with pytest.raises(DataError, match="clips.csv does not exist") as e:
+        read_clips(path)
+    assert e.value.path == str(path) and "dvc repro" not in str(e.value)
+    write_audio(tmp_path / "a.wav", tone(1.0, 8000), 8000)
+    clips = pd.DataFrame({"track_id": ["b", "a"], "genre": ["Rock", "Pop"], "path": [str(tmp_path / "a.wav")] * 2,
+                          "official_split": ""})
+    write_clips(path, clips)
+    assert read_clips(path)["track_id"].tolist() == ["a", "b"]
+    write_clips(path, clips.assign(track_id=["../b", "a"]))
+    with pytest.raises(DataError, match=r"track ids must be letters, digits, '.', '_' or '-', got \['\.\./b'\]") as e:
+        read_clips(path)
+    assert e.value.path == str(path) and "dvc repro" not in str(e.value)

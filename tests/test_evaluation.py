@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from genreclf.artifacts import read_model_metrics, read_summary, write_model_metrics
 from genreclf.errors import DataError
 from genreclf.evaluation.metrics import classification_metrics, evaluation_report, predictions_table
 from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, run_stage, write_feature_tables, write_params
@@ -146,7 +147,7 @@ def evaluated_knn(tmp_path_factory):
 
 
 def test_evaluate_stage_scores_match_the_hand_computed_ones(evaluated_knn):
-    metrics = json.loads((evaluated_knn / "metrics/models/knn.json").read_text())
+    metrics = read_model_metrics(evaluated_knn / "metrics/models/knn.json")
     assert_metrics_equal(metrics, EXPECTED)
     assert metrics["family"] == "sklearn"
 
@@ -186,8 +187,7 @@ def write_metrics(project, name, accuracy, macro_f1, family, supports=(4, 3, 3))
                  for genre, s in zip(LABELS, supports)}
     metrics = {"accuracy": accuracy, "macro_f1": macro_f1, "n_test": sum(supports), "family": family,
                "per_class": per_class}
-    (project / "metrics" / "models").mkdir(parents=True, exist_ok=True)
-    (project / "metrics" / "models" / f"{name}.json").write_text(json.dumps(metrics))
+    write_model_metrics(project / "metrics" / "models" / f"{name}.json", metrics)
 
 
 def write_model_lists(project, sklearn, keras):
@@ -201,7 +201,7 @@ def test_summarize_keeps_the_given_order_and_rounds_to_3_decimals(tmp_path):
     write_metrics(tmp_path, "logreg", 0.75, 0.7456, "sklearn")
     write_model_lists(tmp_path, ["svm", "logreg"], ["cnn1d"])
     run_stage(tmp_path, "summarize")
-    summary = json.loads((tmp_path / "metrics/summary.json").read_text())
+    summary = read_summary(tmp_path / "metrics/summary.json")
     assert list(summary["models"]) == ["svm", "logreg", "cnn1d"]
     assert summary["models"]["cnn1d"] == {"accuracy": 0.4, "family": "keras", "macro_f1": 0.35, "n_test": 10}
     # 3 genres: a uniform guess is right 1/3 of the time; always "blues" 4/10
@@ -221,15 +221,16 @@ def test_summarize_names_a_missing_metrics_file_and_the_stage_to_run(tmp_path):
     write_model_lists(tmp_path, ["svm"], ["cnn2d"])
     proc = run_stage(tmp_path, "summarize", check=False)
     assert proc.returncode == 1
-    assert "metrics/models/cnn2d.json is missing" in proc.stderr and "evaluate_keras@cnn2d" in proc.stderr
+    assert "metrics/models/cnn2d.json does not exist; run `dvc repro evaluate_sklearn@cnn2d or evaluate_keras@cnn2d`" \
+        in proc.stderr
     assert not (tmp_path / "metrics/summary.json").exists()
 
 
 def test_summarize_refuses_metrics_of_different_genres(tmp_path):
     write_metrics(tmp_path, "svm", 0.8, 0.79, "sklearn")
-    metrics = json.loads((tmp_path / "metrics/models/svm.json").read_text())
+    metrics = read_model_metrics(tmp_path / "metrics/models/svm.json")
     metrics["per_class"]["pop"] = metrics["per_class"].pop("rock")
-    (tmp_path / "metrics/models/cnn1d.json").write_text(json.dumps(metrics))
+    write_model_metrics(tmp_path / "metrics/models/cnn1d.json", metrics)
     write_model_lists(tmp_path, ["svm"], ["cnn1d"])
     proc = run_stage(tmp_path, "summarize", check=False)
     assert proc.returncode == 1 and "different genres" in proc.stderr

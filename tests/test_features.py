@@ -25,6 +25,8 @@ import scipy.stats
 import soundfile as sf
 import yaml
 
+from genreclf import artifacts
+from genreclf.artifacts import read_feature_info, read_feature_split, write_split
 from genreclf.features import fma_features as features
 from genreclf.errors import DataError, ParamError
 from stages.config import load_config
@@ -377,8 +379,7 @@ def make_project(repo_root: Path, gtzan_mini: Path, root: Path) -> pd.DataFrame:
             sf.write(root / path, samples[:STAGE_SECONDS * sr], sr, subtype="PCM_16")
             rows.append({"track_id": source.stem, "path": path, "genre": genre, "label": label, "split": split})
     manifest = pd.DataFrame(rows)
-    manifest.to_csv(root / "data" / "split" / "split_manifest.csv", index=False)
-    (root / "data" / "split" / "labels.json").write_text(json.dumps(STAGE_GENRES))
+    write_split(root / "data" / "split", manifest, STAGE_GENRES)
     return manifest
 
 
@@ -403,6 +404,7 @@ def test_stage_writes_the_tables(stage_project):
     info = json.loads((out / "feature_info.json").read_text())
     assert info == {"sample_rate": SR, "params": features.params_to_dict(PARAMS),
                     "columns": list(features.FEATURE_COLUMNS)}
+    assert read_feature_info(out) == info
     for split in ("train", "val", "test"):
         table = pd.read_csv(out / f"{split}.csv", dtype={"track_id": str})
         expected = manifest[manifest["split"] == split]
@@ -413,6 +415,8 @@ def test_stage_writes_the_tables(stage_project):
         # The very features of each clip, as written with 9 significant digits.
         computed = np.array([features.wav_features(root / p, SR, PARAMS) for p in expected["path"]])
         np.testing.assert_allclose(table[list(features.FEATURE_COLUMNS)].to_numpy(), computed, rtol=1e-8, atol=1e-12)
+        checked = read_feature_split(out, split, info["columns"])            # the contract's reader accepts it
+        assert checked.track_ids == table["track_id"].tolist() and checked.genres == table["genre"].tolist()
     assert "computed 8 clips" in result.stderr and "wrote data/features" in result.stderr
 
 
@@ -425,25 +429,23 @@ def test_stage_output_is_byte_identical_on_a_rerun(stage_project):
 
 
 def test_streamed_table_has_the_bytes_of_write_csv(tmp_path, monkeypatch):
-    from stages import features as stage
-
-    monkeypatch.setattr(stage, "ROWS_PER_WRITE", 2)
+    monkeypatch.setattr(artifacts, "ROWS_PER_WRITE", 2)
     columns = ["a_mean_01", "b_std_01"]
     ids = pd.DataFrame({"track_id": ["000002", "000005", "000140", "000141", "000190"],
                         "label": [0, 1, 1, 0, 2], "genre": ["Rock", "Pop", "Pop", "Rock", "Folk"]})
     values = np.random.default_rng(0).normal(size=(5, 2)) * [1e-7, 1e5]
     for n in (5, 4, 0):
         rows = iter(list(values[:n]))
-        stage.write_split_table(tmp_path / "streamed.csv", ids.iloc[:n], rows, columns)
+        artifacts.write_feature_table(tmp_path / "streamed.csv", ids.iloc[:n], rows, columns)
         write_csv(tmp_path / "whole.csv", pd.concat([ids.iloc[:n], pd.DataFrame(values[:n], columns=columns)], axis=1))
         assert (tmp_path / "streamed.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
 
 
 @pytest.mark.parametrize("breakage, message", [
-    ("no_manifest", "data/split/split_manifest.csv does not exist; run the split stage"),
-    ("no_wav", "WAV files listed in data/split/split_manifest.csv are missing, e.g. ['data/wav/blues.00000.wav']; "
-               "run the convert stage"),
-    ("bad_label", "do not match data/split/labels.json"),
+    ("no_manifest", "data/split/split_manifest.csv does not exist; run `dvc repro split`"),
+    ("no_wav", "data/split/split_manifest.csv lists 1 WAV files that do not exist (e.g. "
+               "['data/wav/blues.00000.wav']); run `dvc repro convert`"),
+    ("bad_label", "labels do not match the genres of data/split/labels.json"),
     ("bad_param", "params.yaml: features.n_mfcc = 0: expected an integer > 0"),
 ])
 def test_stage_refuses_bad_inputs_before_any_work(repo_root, gtzan_mini, tmp_path, breakage, message):

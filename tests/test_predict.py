@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -93,12 +96,26 @@ def test_predict_audio_uses_the_training_preprocessing(project, gtzan_mini):
     predictor = load_predictor(project / "models" / "logreg")
     assert predictor.family == "sklearn" and predictor.labels == GENRES
     assert predictor.sample_rate == SAMPLE_RATE
-    track_ids, y_true, split_probs, extra = predictor.predict_split(project / "data", "val")
-    assert extra == {} and track_ids == ["classical.00004", "metal.00004"] and y_true.tolist() == [0, 1]
-    for row, track_id in enumerate(track_ids):
+    result = predictor.predict_split(project / "data", "val")
+    assert result.extra_metrics == {} and result.unit_name == "clip" and result.num_units == 2
+    assert result.track_ids == ["classical.00004", "metal.00004"] and result.y_true.tolist() == [0, 1]
+    for row, track_id in enumerate(result.track_ids):
         genre, index = track_id.split(".")
         clip = audio.decode_clip(clip_path(gtzan_mini, genre, int(index)), predictor.sample_rate)
-        np.testing.assert_allclose(predictor.predict_audio(clip), split_probs[row], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(predictor.predict_audio(clip), result.probabilities[row], rtol=1e-6, atol=1e-9)
+    assert result.unit_accuracy == result.clip_accuracy == np.mean(result.probabilities.argmax(axis=1) == [0, 1])
+
+
+def test_a_scikit_learn_model_does_not_import_tensorflow(project, gtzan_mini, repo_root):
+    """Evaluating or predicting with a scikit-learn model never loads TensorFlow (seconds and memory)."""
+    code = ("import sys; from genreclf.data.audio import decode_clip; "
+            "from genreclf.models.predictors import load_predictor; "
+            "p = load_predictor('models/logreg'); p.predict_split('data', 'val'); "
+            f"p.predict_audio(decode_clip({str(clip_path(gtzan_mini, 'metal', HELD_OUT_CLIP))!r}, p.sample_rate)); "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
+    done = subprocess.run([sys.executable, "-c", code], cwd=project, env={**os.environ, "PYTHONPATH": str(repo_root)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_default_model_is_the_best_in_the_summary(project, gtzan_mini):

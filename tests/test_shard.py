@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from genreclf.artifacts import MANIFEST_COLUMNS, read_dataset_info, read_split, write_split
 from genreclf.data.sharding import shard_chunks
 from genreclf.data.tfrecords import SHARD_RE, count_records, list_shards, parse_example, shard_name
 from tests.dataprep_project import directory_bytes, make_project, run_stage, set_params, write_audio
@@ -45,14 +45,11 @@ def write_split_data(project) -> dict[str, np.ndarray]:
             audio[track_id] = rng.integers(-32768, 32768, int(rng.integers(50, 3000))).astype(np.int16)
             write_audio(project / "data" / "wav" / f"{track_id}.wav", audio[track_id], SAMPLE_RATE)
             rows.append((track_id, f"data/wav/{track_id}.wav", LABELS[label], label, split))
-    (project / "data" / "split").mkdir(parents=True)
-    pd.DataFrame(rows, columns=["track_id", "path", "genre", "label", "split"]).to_csv(
-        project / "data" / "split" / "split_manifest.csv", index=False)
-    (project / "data" / "split" / "labels.json").write_text(json.dumps(LABELS))
+    write_split(project / "data" / "split", pd.DataFrame(rows, columns=MANIFEST_COLUMNS), LABELS)
     return audio
 
 
-def read_split(shard_dir, split):
+def read_shards(shard_dir, split):
     import tensorflow as tf
 
     files = [str(p) for p in list_shards(shard_dir, split)]
@@ -95,9 +92,9 @@ def read_split_file(path):
 
 def test_round_trip_gives_back_exact_clips(sharded_project):
     project, audio, _ = sharded_project
-    manifest = pd.read_csv(project / "data" / "split" / "split_manifest.csv", dtype={"track_id": str})
+    manifest, _ = read_split(project / "data" / "split", check_wavs=False)
     for split in SPLIT_SIZES:
-        records = read_split(project / "data" / "shards", split)
+        records = read_shards(project / "data" / "shards", split)
         expected = manifest[manifest["split"] == split]
         assert sorted(t for t, _, _ in records) == sorted(expected["track_id"])
         labels = dict(zip(expected["track_id"], expected["label"]))
@@ -111,8 +108,8 @@ def test_round_trip_gives_back_exact_clips(sharded_project):
 
 def test_dataset_info(sharded_project):
     project, audio, _ = sharded_project
-    info = json.loads((project / "data" / "shards" / "dataset_info.json").read_text())
-    manifest = pd.read_csv(project / "data" / "split" / "split_manifest.csv", dtype={"track_id": str})
+    info = read_dataset_info(project / "data" / "shards")
+    manifest, _ = read_split(project / "data" / "split", check_wavs=False)
     lengths = {split: [len(audio[t]) for t in manifest["track_id"][manifest["split"] == split]]
                for split in SPLIT_SIZES}
     assert info == {
@@ -129,14 +126,14 @@ def test_rerun_is_byte_identical_and_the_seed_matters(sharded_project):
     first = directory_bytes(shard_dir)
     assert run_stage(project, "shard").returncode == 0
     assert directory_bytes(shard_dir) == first
-    first_order = [t for t, _, _ in read_split(shard_dir, "train")]
+    first_order = [t for t, _, _ in read_shards(shard_dir, "train")]
 
     set_params(project, shard={"seed": 1})
     assert run_stage(project, "shard").returncode == 0
     second = directory_bytes(shard_dir)
     assert second["dataset_info.json"] == first["dataset_info.json"]
     assert second != first
-    second_order = [t for t, _, _ in read_split(shard_dir, "train")]
+    second_order = [t for t, _, _ in read_shards(shard_dir, "train")]
     assert second_order != first_order and sorted(second_order) == sorted(first_order)
 
 
@@ -161,9 +158,10 @@ def test_bad_params_are_a_clear_error(tmp_path, shard_params, message):
 
 @pytest.mark.parametrize("breakage, message", [
     ("no split dir", "data/split/split_manifest.csv does not exist; run `dvc repro split`"),
-    ("missing wav", "WAV files that do not exist (e.g. ['data/wav/000003.wav']); run `dvc repro convert split`"),
+    ("missing wav", "data/split/split_manifest.csv lists 1 WAV files that do not exist (e.g. "
+                    "['data/wav/000003.wav']); run `dvc repro convert`"),
     ("wrong label", "labels do not match the genres of data/split/labels.json"),
-    ("stereo wav", "data/wav/000005.wav: expected mono 16-bit PCM, got 2 channels"),
+    ("stereo wav", "data/wav/000005.wav: expected mono 16-bit PCM, got 2 channels of PCM_16; run `dvc repro convert`"),
 ])
 def test_bad_data_is_a_clear_error(tmp_path, breakage, message):
     project = make_project(tmp_path, shard={"num_shards": NUM_SHARDS})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import zipfile
 
 import numpy as np
@@ -16,6 +15,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from genreclf import artifacts
 from genreclf.models import sklearn_models
 from genreclf.errors import DataError, ParamError
 from stages.config import load_config
@@ -127,8 +127,9 @@ def test_a_broken_or_missing_model_file_is_a_clear_error(tmp_path):
     (tmp_path / "model.skops").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a readable skops model file"):
         sklearn_models.load_pipeline(tmp_path / "model.skops")
-    with pytest.raises(DataError, match="missing"):
+    with pytest.raises(DataError, match="absent.skops does not exist") as missing:
         sklearn_models.load_pipeline(tmp_path / "absent.skops")
+    assert missing.value.path == str(tmp_path / "absent.skops") and "dvc repro" not in str(missing.value)
 
 
 # ---- the feature table
@@ -137,11 +138,14 @@ def test_feature_split_keeps_zero_padded_track_ids_and_checks_columns(tmp_path):
     columns = ["a", "b"]
     frame = feature_frame(["000182", "000002"], [0, 1], GENRES, np.ones((2, 2)), columns)
     write_feature_tables(tmp_path, {"train": frame}, columns)
-    split = sklearn_models.read_feature_split(tmp_path / "data/features", "train", columns)
+    split = artifacts.read_feature_split(tmp_path / "data/features", "train", columns)
     assert split.track_ids == ["000182", "000002"]
     assert split.genres == ["blues", "classical"] and split.labels.tolist() == [0, 1]
-    with pytest.raises(DataError, match="expected the columns"):
-        sklearn_models.read_feature_split(tmp_path / "data/features", "train", ["b", "a"])
+    with pytest.raises(DataError, match="expected the columns") as wrong:
+        artifacts.read_feature_split(tmp_path / "data/features", "train", ["b", "a"])
+    assert wrong.value.path == str(tmp_path / "data/features/train.csv") and "dvc repro" not in str(wrong.value)
+    with pytest.raises(DataError, match="val.csv does not exist"):
+        artifacts.read_feature_split(tmp_path / "data/features", "val", columns)
 
 
 def test_feature_split_with_nan_is_refused(tmp_path):
@@ -149,20 +153,19 @@ def test_feature_split_with_nan_is_refused(tmp_path):
     frame = feature_frame(["x", "y"], [0, 1], GENRES, np.array([[1.0, np.nan], [0.0, 1.0]]), columns)
     write_feature_tables(tmp_path, {"train": frame}, columns)
     with pytest.raises(DataError, match=r"NaN.*\['x'\]"):
-        sklearn_models.read_feature_split(tmp_path / "data/features", "train", columns)
+        artifacts.read_feature_split(tmp_path / "data/features", "train", columns)
 
 
 def test_genre_labels_come_from_the_tables_and_must_agree(tmp_path):
     def split(labels, genres):
-        return sklearn_models.FeatureSplit([str(i) for i in labels], np.zeros((len(labels), 1)),
-                                           np.array(labels), genres)
+        return artifacts.FeatureSplit([str(i) for i in labels], np.zeros((len(labels), 1)), np.array(labels), genres)
 
     good = {"train": split([1, 0], ["jazz", "blues"]), "val": split([2], ["rock"])}
-    assert sklearn_models.genre_labels(good, "here") == ["blues", "jazz", "rock"]
+    assert artifacts.genre_labels(good, "here") == ["blues", "jazz", "rock"]
     with pytest.raises(DataError, match="label 0 is both 'blues' and 'rock'"):
-        sklearn_models.genre_labels({"train": split([0, 0], ["blues", "rock"])}, "here")
+        artifacts.genre_labels({"train": split([0, 0], ["blues", "rock"])}, "here")
     with pytest.raises(DataError, match="not 0..1"):
-        sklearn_models.genre_labels({"train": split([0, 2], ["blues", "rock"])}, "here")
+        artifacts.genre_labels({"train": split([0, 2], ["blues", "rock"])}, "here")
 
 
 # ---- params (their checks: tests/test_config.py)
@@ -206,7 +209,7 @@ def test_stage_records_the_svm_settings_it_chose(tmp_path):
     write_params(tmp_path, {"svm": {"C": [1, 10], "gamma": [1000.0, "scale"]}})
     write_blob_features(tmp_path)
     run_stage(tmp_path, "train_sklearn", "svm")
-    preprocessing = json.loads((tmp_path / "models/svm/preprocessing.json").read_text())
+    preprocessing = artifacts.read_model_folder(tmp_path / "models/svm").preprocessing
     assert preprocessing["selected"] == {"C": 1.0, "gamma": "scale", "cv_accuracy": 1.0, "cv_folds": 5}
     svc = sklearn_models.load_pipeline(tmp_path / "models/svm/model.skops").named_steps["classifier"].estimator
     assert (svc.C, svc.gamma) == (1.0, "scale")
@@ -214,7 +217,7 @@ def test_stage_records_the_svm_settings_it_chose(tmp_path):
 
 def small_split(n_per_class: int, n_features: int = 4):
     x, y = blobs(n_per_class, n_features=n_features)
-    return sklearn_models.FeatureSplit([str(i) for i in range(len(y))], x, y, [GENRES[i] for i in y])
+    return artifacts.FeatureSplit([str(i) for i in range(len(y))], x, y, [GENRES[i] for i in y])
 
 
 @pytest.mark.parametrize("name, pca, options, error, message", [
@@ -260,8 +263,9 @@ def test_stage_writes_the_model_folder(trained_svm):
     project, proc = trained_svm
     model_dir = project / "models/svm"
     assert sorted(p.name for p in model_dir.iterdir()) == ["labels.json", "model.skops", "preprocessing.json"]
-    assert json.loads((model_dir / "labels.json").read_text()) == GENRES
-    assert json.loads((model_dir / "preprocessing.json").read_text()) == {
+    folder = artifacts.read_model_folder(model_dir)
+    assert folder.labels == GENRES and folder.model_file == model_dir / "model.skops"
+    assert folder.preprocessing == {
         "family": "sklearn", "model": "svm", "sample_rate": 22050,
         "features": {"n_fft": 2048}, "columns": COLUMNS}
     assert "train accuracy 1.000, val accuracy 1.000" in proc.stderr

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from genreclf.artifacts import read_split, write_split
 from genreclf.errors import DataError
 from genreclf.data.splits import SPLITS, allocate_counts, official_split, split_totals, stratified_split
 from tests.dataprep_project import make_project, run_stage
@@ -109,6 +110,7 @@ def test_official_split():
 # ---- the stage
 
 def write_converted(project, track_ids, genres, official=None):
+    """data/converted.csv in a shuffled order (the stage must sort it), written directly."""
     frame = pd.DataFrame({"track_id": track_ids, "genre": genres,
                           "path": [f"data/wav/{t}.wav" for t in track_ids],
                           "official_split": official or [""] * len(track_ids),
@@ -118,10 +120,7 @@ def write_converted(project, track_ids, genres, official=None):
 
 
 def read_outputs(project):
-    manifest = pd.read_csv(project / "data" / "split" / "split_manifest.csv", dtype={"track_id": str},
-                           keep_default_na=False)
-    labels = json.loads((project / "data" / "split" / "labels.json").read_text())
-    return manifest, labels
+    return read_split(project / "data" / "split", check_wavs=False)
 
 
 def test_stage_stratified(tmp_path):
@@ -134,7 +133,9 @@ def test_stage_stratified(tmp_path):
     assert result.returncode == 0, result.stderr
     manifest, labels = read_outputs(project)
     assert labels == GENRES
-    assert list(manifest.columns) == ["track_id", "path", "genre", "label", "split"]
+    header = (project / "data" / "split" / "split_manifest.csv").read_text().splitlines()[0]
+    assert header == "track_id,path,genre,label,split"
+    assert json.loads((project / "data" / "split" / "labels.json").read_text()) == GENRES
     assert list(manifest["track_id"]) == sorted(track_ids)
     assert list(manifest["path"]) == [f"data/wav/{t}.wav" for t in sorted(track_ids)]
     assert [labels[i] for i in manifest["label"]] == list(manifest["genre"])
@@ -207,3 +208,40 @@ def test_stage_needs_converted_csv(tmp_path):
     result = run_stage(project, "split")
     assert result.returncode == 1
     assert "data/converted.csv does not exist; run `dvc repro convert`" in result.stderr
+
+
+# ---- the split artifact's reader (library level: it names the file at fault, never a stage)
+
+def test_read_split_checks_the_manifest_against_labels_and_wavs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    split_dir = "data/split"
+    manifest = pd.DataFrame({"track_id": ["b", "a", "c"], "path": [f"data/wav/{t}.wav" for t in "bac"],
+                             "genre": ["pop", "rock", "rock"], "label": [0, 1, 1], "split": ["val", "train", "test"]})
+    write_split(split_dir, manifest, ["pop", "rock"])
+    with pytest.raises(DataError, match=r"split_manifest.csv lists 3 WAV files that do not exist") as caught:
+        read_split(split_dir)
+    assert caught.value.path == "data/wav/a.wav" and "dvc repro" not in str(caught.value)
+    got, labels = read_split(split_dir, check_wavs=False)
+    assert labels == ["pop", "rock"] and got["track_id"].tolist() == ["a", "b", "c"]     # sorted by track id
+    assert got["label"].tolist() == [1, 0, 1] and got["label"].dtype == np.int64
+
+    def refused(changed: pd.DataFrame, message: str, labels=("pop", "rock"), at="split_manifest.csv"):
+        write_split(split_dir, changed, list(labels))
+        with pytest.raises(DataError, match=message) as caught:
+            read_split(split_dir, check_wavs=False)
+        assert caught.value.path == f"{split_dir}/{at}" and "dvc repro" not in str(caught.value)
+
+    refused(manifest.assign(label=[0, 0, 1]), r"labels do not match the genres of data/split/labels.json "
+                                              r"\(\(track_id, genre, label\): \[\('a', 'rock', 0\)\]\)")
+    refused(manifest.assign(label=[0, 1, 2]), r"\('c', 'rock', 2\)")
+    refused(manifest.assign(label=["0", "x", "1"]), r"label must be a non-negative integer; it is not for the "
+                                                    r"clips \['a'\]")
+    refused(manifest.assign(split=["train", "train", "test"]), r"the split\(s\) \['val'\] have no clips")
+    refused(manifest.assign(split=["val", "training", "test"]), r"split values \['training'\] are none of")
+    refused(manifest.assign(track_id=["b", "b", "c"]), r"track ids listed more than once: \['b'\]")
+    refused(manifest.assign(genre=["pop", "", "rock"]), r"\('a', '', 1\)")
+    refused(manifest, "expected a non-empty list of genre names", labels=(), at="labels.json")
+    refused(manifest, r"genres listed more than once", labels=("pop", "rock", "pop"), at="labels.json")
+    (tmp_path / split_dir / "split_manifest.csv").write_text("track_id,path,label,split\na,data/wav/a.wav,1,train\n")
+    with pytest.raises(DataError, match=r"missing columns \['genre'\]"):
+        read_split(split_dir, check_wavs=False)

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 import tensorflow as tf
 
+from genreclf.artifacts import read_dataset_info, write_dataset_info
 from genreclf.features import spectrograms
-
 from genreclf.models import tfdata
 from genreclf.errors import DataError
 from tests.keras_fixture import LABELS, SAMPLE_RATE, tone, write_tiny_shards
@@ -131,14 +131,19 @@ def test_mel_image_and_mobilenet_pixels_ranges():
 
 def test_read_dataset_info_and_errors(shards, tmp_path):
     shard_dir, info = shards
-    assert tfdata.read_dataset_info(shard_dir) == info
-    with pytest.raises(DataError, match="run the shard stage"):
-        tfdata.read_dataset_info(tmp_path)
+    assert read_dataset_info(shard_dir) == info
+    with pytest.raises(DataError, match="dataset_info.json does not exist") as missing:
+        read_dataset_info(tmp_path)
+    assert missing.value.path == str(tmp_path / "dataset_info.json") and "dvc repro" not in str(missing.value)
     (tmp_path / "dataset_info.json").write_text(json.dumps({"sample_rate": 4000}))
-    with pytest.raises(DataError, match="dataset_info.json"):
-        tfdata.read_dataset_info(tmp_path)
-    with pytest.raises(DataError, match="no 'train-\\*.tfrecord' shards"):
+    with pytest.raises(DataError, match="dataset_info.json: expected"):
+        read_dataset_info(tmp_path)
+    write_dataset_info(tmp_path, 4000, ["a", "b"], {"train": {"clips": 2, "min_samples": 9, "max_samples": "10"}})
+    with pytest.raises(DataError, match="split 'train' needs integer clips, min_samples, max_samples"):
+        read_dataset_info(tmp_path)
+    with pytest.raises(DataError, match="no 'train-\\*.tfrecord' shards") as no_shards:
         tfdata.shard_files(tmp_path, "train")
+    assert no_shards.value.path == str(tmp_path) and "dvc repro" not in str(no_shards.value)
 
 
 def test_read_clips_gives_every_clip_once(shards):

@@ -1,7 +1,8 @@
-"""The train_keras stage and keras_inference on tiny synthetic shards: files, determinism, params, learning."""
+"""The train_keras stage and the Keras predictor on tiny synthetic shards: files, determinism, params, learning."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import csv
 import json
@@ -15,13 +16,8 @@ import keras
 import numpy as np
 import pytest
 
-from genreclf.models import keras_inference
-
-from genreclf.models import keras_models
-
-from genreclf.models import tfdata
-
-from genreclf.models import training
+from genreclf.artifacts import read_model_folder
+from genreclf.models import keras_models, predictors, tfdata, training
 from genreclf.errors import DataError, ParamError
 from stages import train_keras
 from stages.config import load_config
@@ -161,10 +157,10 @@ def test_cnn1d_stage_writes_exactly_its_outputs(cnn1d_repo):
         assert all(math.isfinite(float(r[Path(name).stem])) for r in rows)
     eval_loss = [float(r["loss"]) for r in read_tsv(cnn1d_repo / "dvclive/cnn1d/plots/metrics/eval/loss.tsv")]
     assert best["eval"]["loss"] == min(eval_loss) == eval_loss[best["step"]]
-    preprocessing = json.loads((cnn1d_repo / "models/cnn1d/preprocessing.json").read_text())
+    folder = read_model_folder(cnn1d_repo / "models/cnn1d")
     assert {"family": "keras", "model": "cnn1d", "sample_rate": 4000, "labels": LABELS, "window_size": 256,
-            "input": "waveform_windows", "unit": "window"}.items() <= preprocessing.items()
-    assert json.loads((cnn1d_repo / "models/cnn1d/labels.json").read_text()) == LABELS
+            "input": "waveform_windows", "unit": "window"}.items() <= folder.preprocessing.items()
+    assert folder.labels == LABELS and folder.model_file == cnn1d_repo / "models/cnn1d/model.keras"
 
 
 def test_same_params_and_data_give_the_same_bytes(cnn1d_repo, tmp_path, repo_root):
@@ -192,9 +188,10 @@ def test_another_seed_gives_another_model(cnn1d_repo, tmp_path):
 # ---- inference --------------------------------------------------------------------------
 
 def test_predict_split_averages_the_windows_of_each_clip(cnn1d_repo):
-    predictor = keras_inference.load_predictor(cnn1d_repo / "models/cnn1d")
+    predictor = predictors.load_predictor(cnn1d_repo / "models/cnn1d")
+    assert predictor.family == "keras" and predictor.labels == LABELS and predictor.sample_rate == 4000
     shard_dir = cnn1d_repo / "data/shards"
-    result = keras_inference.predict_split(predictor, shard_dir, "test")
+    result = predictor.predict_split(cnn1d_repo / "data", "test")
     clips = {c["track_id"].decode(): c for c in tfdata.read_clips(shard_dir, "test").as_numpy_iterator()}
     assert sorted(result.track_ids) == sorted(clips) and result.probabilities.shape == (len(clips), 3)
     assert result.unit_name == "window"
@@ -206,27 +203,30 @@ def test_predict_split_averages_the_windows_of_each_clip(cnn1d_repo):
         windows = clip["audio"][:len(clip["audio"]) // 256 * 256].reshape(-1, 256, 1) / 32768.0
         window_probs = predictor.model.predict_on_batch(windows.astype("float32"))
         np.testing.assert_allclose(probabilities, window_probs.mean(axis=0), rtol=1e-5)
-        np.testing.assert_allclose(keras_inference.predict_clip(predictor, clip["audio"]), probabilities, rtol=1e-5)
+        np.testing.assert_allclose(predictor.predict_audio(clip["audio"]), probabilities, rtol=1e-5)
         correct_windows += int((window_probs.argmax(axis=1) == label).sum())
     assert result.num_units == sum(len(c["audio"]) // 256 for c in clips.values())
     assert result.unit_accuracy == pytest.approx(correct_windows / result.num_units)
+    assert result.extra_metrics == {"window_accuracy": result.unit_accuracy}
 
 
 def test_predict_clip_refuses_bad_audio(cnn1d_repo):
-    predictor = keras_inference.load_predictor(cnn1d_repo / "models/cnn1d")
+    predictor = predictors.load_predictor(cnn1d_repo / "models/cnn1d")
     with pytest.raises(DataError, match="too short for model 'cnn1d': it needs at least 256 samples"):
-        keras_inference.predict_clip(predictor, np.zeros(255, np.int16))
+        predictor.predict_audio(np.zeros(255, np.int16))
     with pytest.raises(DataError, match="expected mono int16 samples at 4000 Hz"):
-        keras_inference.predict_clip(predictor, np.zeros(1000, np.float32))
-    with pytest.raises(DataError, match="model.keras: not found"):
-        keras_inference.load_predictor(cnn1d_repo / "models/none")
+        predictor.predict_audio(np.zeros(1000, np.float32))
+    with pytest.raises(DataError, match="models/none/preprocessing.json does not exist") as missing:
+        predictors.load_predictor(cnn1d_repo / "models/none")
+    assert "dvc repro" not in str(missing.value)
+    assert missing.value.path == str(cnn1d_repo / "models/none/preprocessing.json")
 
 
 def test_clip_probabilities_mean_and_sigmoid_normalisation():
     units = np.array([[0.2, 0.4], [0.4, 0.8], [0.9, 0.3]])
-    np.testing.assert_allclose(keras_inference.clip_probabilities(units, np.array([0, 0, 1]), 2),
+    np.testing.assert_allclose(predictors.clip_probabilities(units, np.array([0, 0, 1]), 2),
                                [[0.3, 0.6], [0.9, 0.3]])
-    np.testing.assert_allclose(keras_inference.clip_probabilities(units, np.array([0, 0, 1]), 2, "sigmoid"),
+    np.testing.assert_allclose(predictors.clip_probabilities(units, np.array([0, 0, 1]), 2, "sigmoid"),
                                [[1 / 3, 2 / 3], [0.75, 0.25]])
 
 
@@ -237,9 +237,9 @@ def test_cnn2d_with_sigmoid_loss(tmp_path):
     assert sorted(files_under(tmp_path / "dvclive/cnn2d")) == DVCLIVE_FILES
     model = keras.models.load_model(tmp_path / "models/cnn2d/model.keras")
     assert model.get_layer("genre").activation.__name__ == "sigmoid"
-    assert json.loads((tmp_path / "models/cnn2d/preprocessing.json").read_text())["output_activation"] == "sigmoid"
-    predictor = keras_inference.load_predictor(tmp_path / "models/cnn2d")
-    result = keras_inference.predict_split(predictor, tmp_path / "data/shards", "val")
+    assert read_model_folder(tmp_path / "models/cnn2d").preprocessing["output_activation"] == "sigmoid"
+    predictor = predictors.load_predictor(tmp_path / "models/cnn2d")
+    result = predictor.predict_split(tmp_path / "data", "val")
     assert result.unit_name == "segment" and result.num_units == 2 * len(result.track_ids)
     np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, rtol=1e-6)
     clip = next(c for c in tfdata.read_clips(tmp_path / "data/shards", "val").as_numpy_iterator()
@@ -270,8 +270,8 @@ def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
                     fine_tune_epochs=1, mixed_precision=True)
     messages = []
     live = Live(dir=str(tmp_path / "live"), dvcyaml=False, save_dvc_exp=False)
-    result = training.train_model("mobilenet", settings, tmp_path / "shards", info, live=live,
-                                  log=messages.append)
+    result = training.train_model("mobilenet", settings, tmp_path / "shards", info,
+                                  callbacks=[train_keras.DVCLiveSteps(live)], log=messages.append)
     assert any("mixed_precision: true is ignored" in m for m in messages)
     assert any("fine-tuning the top 3 layers" in m for m in messages)
     assert result.epochs_run == 2
@@ -291,11 +291,12 @@ def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
 def test_mobilenet_stage_without_weights(tmp_path):
     run_stage_in(tmp_path, "mobilenet", TINY_PARAMS)
     assert sorted(files_under(tmp_path / "models/mobilenet")) == MODEL_FILES
-    predictor = keras_inference.load_predictor(tmp_path / "models/mobilenet")
+    predictor = predictors.load_predictor(tmp_path / "models/mobilenet")
     assert predictor.preprocessing["input"] == "mel_image" and predictor.preprocessing["image_size"] == 32
-    result = keras_inference.predict_split(predictor, tmp_path / "data/shards", "test")
+    result = predictor.predict_split(tmp_path / "data", "test")
     assert result.probabilities.shape == (6, 3) and result.num_units == 6 and result.unit_name == "clip"
     assert result.unit_accuracy == np.mean(result.probabilities.argmax(axis=1) == result.y_true)
+    assert result.extra_metrics == {}
 
 
 def test_fine_tune_layers_beyond_the_base_are_refused(tmp_path):
@@ -312,9 +313,9 @@ def test_cnn1d_learns_to_tell_tones_apart(tmp_path):
     settings = dict(TINY_PARAMS["cnn1d"], conv_filters=[16, 8], epochs=30, patience=30, learning_rate=0.003,
                     batch_size=16, dropout=0.2)
     result = training.train_model("cnn1d", settings, tmp_path / "shards", info, log=lambda m: None)
-    predictor = keras_inference.KerasPredictor(result.model, result.preprocessing, LABELS)
-    val = keras_inference.predict_split(predictor, tmp_path / "shards", "val")
+    val = predictors.KerasPredictor(result.model, result.preprocessing, LABELS).predict_split(tmp_path, "val")
     clip_accuracy = np.mean(val.probabilities.argmax(axis=1) == val.y_true)
+    assert val.clip_accuracy == clip_accuracy
     assert clip_accuracy >= 0.9 and val.unit_accuracy >= 0.9          # chance: 1/3
     assert result.best_logs["val_accuracy"] == pytest.approx(val.unit_accuracy, abs=1e-6)
 
@@ -327,3 +328,12 @@ def test_a_failed_run_leaves_no_outputs(tmp_path):
         run_stage_in(tmp_path, "cnn1d")
     assert not (tmp_path / "dvclive" / "cnn1d").exists()
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_the_library_does_not_import_dvclive(repo_root):
+    """dvclive is the stage's business: train_model takes its callback from the caller."""
+    for path in (repo_root / "genreclf").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(name.split(".")[0] == "dvclive" for name in names), path

@@ -102,10 +102,11 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         with sf.SoundFile(path) as wav:
             if wav.channels != 1 or wav.subtype != "PCM_16":
-                raise DataError(f"{path}: expected mono 16-bit PCM, got {wav.channels} channels of {wav.subtype}")
+                raise DataError(f"{path}: expected mono 16-bit PCM, got {wav.channels} channels of {wav.subtype}",
+                                path=path)
             return wav.read(dtype="int16"), wav.samplerate
     except sf.LibsndfileError as e:
-        raise DataError(f"{path}: cannot read it as WAV ({e.error_string.rstrip('.')})") from None
+        raise DataError(f"{path}: cannot read it as WAV ({e.error_string.rstrip('.')})", path=path) from None
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:

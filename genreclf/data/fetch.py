@@ -39,8 +39,9 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
+from genreclf.artifacts import CLIPS_FILE, write_clips
 from genreclf.errors import ChecksumError, DataError
-from genreclf.io import write_csv, write_json
+from genreclf.io import write_json
 import logging
 
 CHUNK_SIZE = 1 << 20                # bytes per read while hashing and copying
@@ -48,10 +49,8 @@ DOWNLOAD_CHUNK_SIZE = 1 << 16       # bytes per network read: a broken connectio
 HTTP_TIMEOUT = (30, 120)            # seconds: connect, and between two reads
 USER_AGENT = "genreclf-fetch"
 PART_SUFFIX = ".part"
-CLIPS_FILE = "clips.csv"
 REPORT_FILE = "fetch_report.json"
 AUDIO_DIR = "audio"
-CLIP_COLUMNS = ["track_id", "genre", "path", "official_split"]
 SHOWN_EXAMPLES = 5                  # names quoted in a log line or a report
 # Files that operating systems and dataset tools leave beside the audio.
 STRAY_NAME_RE = re.compile(r"(^\.DS_Store$)|(^\._)|(\.mf$)|(^Thumbs\.db$)|(^desktop\.ini$)", re.IGNORECASE)
@@ -114,7 +113,7 @@ def sha1_file(path: str | Path) -> str:
 def _checksum_message(path: Path, checksum_key: str, expected: str, actual: str, remedy: str) -> str:
     return (f"{path}: SHA-1 is {actual} but data.checksums.{checksum_key} expects {expected}. "
             f"{remedy} If you knowingly use a different archive, set data.checksums.{checksum_key} "
-            f"to {actual} (or to null to skip the check) in params.yaml.")
+            f"to {actual} (or to null to skip the check).")
 
 
 def _record_sha1(path: Path, actual: str, expected: str | None, checksum_key: str) -> str:
@@ -157,7 +156,7 @@ def download(url: str, dest: str | Path, expected_sha1: str | None, checksum_key
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + PART_SUFFIX)
-    remedy = "The file was deleted: run the stage again to download it anew."
+    remedy = "The file was deleted: run again to download it anew."
     if dest.exists():
         actual = sha1_file(dest)
         if expected_sha1 is not None and actual != expected_sha1:
@@ -180,7 +179,7 @@ def download(url: str, dest: str | Path, expected_sha1: str | None, checksum_key
 
 def _fetch_into_part(url: str, part: Path, session: requests.Session):
     """Bring ``part`` up to the whole file at ``url``; return a SHA-1 hasher fed with all of it."""
-    what_to_do = "check data.source and the network; run the stage again to resume"
+    what_to_do = "check data.source and the network; run again to resume"
     for _attempt in range(2):  # a second attempt only after a stale .part was discarded
         offset = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -296,13 +295,13 @@ class ZipArchive(_Archive):
                     yield chunk
         except (RemoteZipError, requests.RequestException, Urllib3Error, TimeoutError, ConnectionError) as e:
             raise DataError(f"{self.label}: reading member '{info.filename}' failed ({e}); check the "
-                            "network and run the stage again") from None
+                            "network and run again") from None
         except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as e:
             # zipfile raises BadZipFile on a CRC-32 mismatch; bz2 and zlib raise on a broken stream.
             raise ChecksumError(f"{self.label}: member '{info.filename}' is corrupt: its data fails to "
                                 f"decompress or to match its CRC-32 ({e}). Delete the "
-                                "archive (under data/downloads/ if it was downloaded) and run the stage "
-                                "again to get a good copy.") from None
+                                "archive (under data/downloads/ if it was downloaded) and run again "
+                                "to get a good copy.") from None
 
     def close(self) -> None:
         self.zip_file.close()
@@ -470,8 +469,7 @@ def write_clips_and_report(out_dir: Path, clips: pd.DataFrame, report: dict) -> 
 
     The report gets the number of clips, in all and per genre; it is returned.
     """
-    clips = clips[CLIP_COLUMNS].sort_values("track_id").reset_index(drop=True)
-    write_csv(Path(out_dir) / CLIPS_FILE, clips)
+    clips = write_clips(Path(out_dir) / CLIPS_FILE, clips)
     counts = clips.groupby("genre").size()
     report = dict(report, clips=len(clips), clips_per_genre={str(g): int(n) for g, n in counts.items()})
     write_json(Path(out_dir) / REPORT_FILE, report)

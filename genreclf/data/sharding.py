@@ -49,7 +49,7 @@ def write_split_shards(out_dir: str | Path, split: str, clips: Sequence[Clip], n
                 samples, rate = read_wav(clip.wav_path)
                 if rate != sample_rate:
                     raise DataError(f"{clip.wav_path}: sample rate {rate} Hz, but the other clips have "
-                                    f"{sample_rate} Hz; rerun `dvc repro convert`")
+                                    f"{sample_rate} Hz", path=clip.wav_path)
                 writer.write(serialize_example(samples, clip.label, clip.track_id))
                 num_samples[i] = len(samples)
                 if progress is not None:

@@ -12,10 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from genreclf import catalog
+from genreclf.artifacts import SPLITS
 from genreclf.errors import DataError
-
-SPLITS = catalog.SPLITS
 # FMA's tracks.csv ('set', 'split') values.
 OFFICIAL_SPLIT_NAMES = {"training": "train", "validation": "val", "test": "test"}
 
@@ -100,6 +98,6 @@ def official_split(values: Sequence[str], track_ids: Sequence[str], source: str)
     bad = [(t, v) for t, v in zip(track_ids, values) if v not in OFFICIAL_SPLIT_NAMES]
     if bad:
         raise DataError(f"{source}: official_split must be one of {sorted(OFFICIAL_SPLIT_NAMES)} for every clip; "
-                        f"{len(bad)} clips have other values, e.g. {bad[:3]}; rerun `dvc repro fetch convert` "
-                        "or use split.method: stratified")
+                        f"{len(bad)} clips have other values, e.g. {bad[:3]}; without an official split, "
+                        "split the clips stratified by genre instead", path=source)
     return [OFFICIAL_SPLIT_NAMES[v] for v in values]

@@ -317,12 +317,12 @@ def wav_features(path: str | Path, sample_rate: int, params: FeatureParams) -> n
     """The features of one mono 16-bit WAV written by the convert stage."""
     samples, file_rate = read_wav(path)
     if file_rate != sample_rate:
-        raise DataError(f"{path}: sample rate {file_rate} Hz, expected {sample_rate} Hz like the other clips; "
-                        "run the convert stage again")
+        raise DataError(f"{path}: sample rate {file_rate} Hz, expected {sample_rate} Hz like the other clips",
+                        path=path)
     try:
         return clip_features(int16_to_float(samples), sample_rate, params)
     except DataError as e:
-        raise DataError(f"{path}: {e}") from None
+        raise DataError(f"{path}: {e}", path=path) from None
 
 
 def warmup_clip(sample_rate: int) -> np.ndarray:

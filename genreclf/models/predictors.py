@@ -1,99 +1,116 @@
-"""One interface to a trained model of either family, for the evaluate and predict commands.
+"""One interface to a trained model of either family: evaluate, predict and train_keras use it.
 
-``load_predictor(models/<name>)`` reads the model's preprocessing.json and returns an
-object with
+``load_predictor("models/<name>")`` checks the model folder (``genreclf.artifacts.read_model_folder``)
+and returns a predictor with
 
+- ``family``: "sklearn" or "keras";
 - ``labels``: the genre names, label i = labels[i];
 - ``sample_rate``: the rate at which audio must be decoded for this model;
-- ``predict_split(data_dir, split)`` -> (track_ids, y_true, clip probabilities
-  [clips, genres], extra metrics such as ``{"window_accuracy": ...}``);
-- ``predict_audio(int16 clip)`` -> probabilities [genres].
+- ``preprocessing``: the folder's preprocessing.json (how a clip becomes the model's input);
+- ``predict_split(data_dir, split)`` -> ``SplitPredictions``: track ids, true labels and clip
+  probabilities [clips, genres] of one split of ``<data_dir>/features`` (scikit-learn) or
+  ``<data_dir>/shards`` (Keras), with the accuracy over the units the model scores;
+- ``predict_audio(clip)`` -> probabilities [genres] of one mono int16 clip at ``sample_rate``.
 
-A scikit-learn model reads the feature table (data/features/<split>.csv) and computes
-the features of new audio with genreclf.features and the very parameters it was
-trained with; a Keras model is handled by genreclf.keras_inference.
+A scikit-learn model reads the feature table, and computes the features of new audio with
+``genreclf.features.fma_features`` and the very parameters it was trained with.
+
+A Keras model classifies *units* (cnn1d: consecutive windows; cnn2d: segments; mobilenet:
+the whole clip as one image). A clip's probabilities are the mean of its units'
+probabilities; for sigmoid outputs (cnn2d with loss: sigmoid) that mean is then
+normalised to sum to 1 (the arg-max is unchanged). Inputs are computed from the audio by
+the same TensorFlow ops as in training (``genreclf.models.tfdata``), with the settings of
+the folder's preprocessing.json. Loading turns on TensorFlow's deterministic ops so that
+the same model and data give the same probabilities. TensorFlow is imported only for a
+Keras model.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from genreclf.models import sklearn_models
+from genreclf import artifacts
 from genreclf.errors import DataError, ParamError
+from genreclf.models import sklearn_models
 
-PREPROCESSING_FILE = "preprocessing.json"
-LABELS_FILE = "labels.json"
-FAMILIES = ("keras", "sklearn")
-FEATURES_SUBDIR = "features"
-SHARDS_SUBDIR = "shards"
+PREDICT_BATCH_SIZE = 64
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing: {path.parent} is not a trained model; train it first "
-                        f"(dvc repro train_sklearn@{path.parent.name} or train_keras@{path.parent.name})") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e}); train the model again") from None
+@dataclass
+class SplitPredictions:
+    """The predictions of a model on every clip of a split."""
+
+    track_ids: list[str]
+    y_true: np.ndarray           # int64 [clips]: label indices
+    probabilities: np.ndarray    # float64 [clips, genres]: clip probabilities (rows sum to 1)
+    unit_name: str               # what the model scores: "clip", "window" or "segment"
+    unit_accuracy: float         # accuracy over those units (= the clip accuracy when a unit is a clip)
+    num_units: int
+
+    @property
+    def clip_accuracy(self) -> float:
+        return float(np.mean(self.probabilities.argmax(axis=1) == self.y_true))
+
+    @property
+    def extra_metrics(self) -> dict:
+        """``{"<unit>_accuracy": ...}`` when a clip has several units, else nothing."""
+        return {} if self.unit_name == "clip" else {f"{self.unit_name}_accuracy": self.unit_accuracy}
 
 
-def read_model_description(model_dir: str | Path) -> tuple[dict, list[str]]:
-    """models/<name>/preprocessing.json and labels.json, checked."""
-    model_dir = Path(model_dir)
-    preprocessing = _read_json(model_dir / PREPROCESSING_FILE)
-    labels = _read_json(model_dir / LABELS_FILE)
-    if not isinstance(preprocessing, dict) or preprocessing.get("family") not in FAMILIES:
-        raise DataError(f"{model_dir / PREPROCESSING_FILE}: expected a 'family' of {list(FAMILIES)}; "
-                        "train the model again")
-    sample_rate = preprocessing.get("sample_rate")
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
-        raise DataError(f"{model_dir / PREPROCESSING_FILE}: sample_rate = {sample_rate!r}; expected a "
-                        "positive integer; train the model again")
-    if not (isinstance(labels, list) and labels and all(isinstance(g, str) for g in labels)):
-        raise DataError(f"{model_dir / LABELS_FILE}: expected a non-empty list of genre names")
-    return preprocessing, labels
+def clip_probabilities(unit_probabilities: np.ndarray, clip_index: np.ndarray, num_clips: int,
+                       output_activation: str = "softmax") -> np.ndarray:
+    """Mean of the units' probabilities per clip [num_clips, C] (sigmoid: then normalised to sum 1)."""
+    counts = np.bincount(clip_index, minlength=num_clips)
+    sums = np.zeros((num_clips, unit_probabilities.shape[1]), dtype=np.float64)
+    np.add.at(sums, clip_index, unit_probabilities.astype(np.float64))
+    means = sums / counts[:, np.newaxis]
+    if output_activation == "sigmoid":
+        means = means / means.sum(axis=1, keepdims=True)
+    return means
 
+
+# ---- scikit-learn ---------------------------------------------------------------------
 
 class SklearnPredictor:
     """A scikit-learn pipeline on the FMA feature set."""
 
     family = "sklearn"
 
-    def __init__(self, model_dir: str | Path, preprocessing: dict, labels: list[str]):
-        from genreclf.features import fma_features as features  # librosa is only needed to predict new audio
+    def __init__(self, folder: artifacts.ModelFolder):
+        from genreclf.features import fma_features  # librosa is only needed to predict new audio
 
-        self.model_dir = Path(model_dir)
-        self.labels = labels
-        self.sample_rate = preprocessing["sample_rate"]
-        self.columns = preprocessing.get("columns")
-        self.pipeline = sklearn_models.load_pipeline(self.model_dir / sklearn_models.MODEL_FILE)
+        where = folder.path / artifacts.PREPROCESSING_FILE
+        self.model_dir, self.preprocessing = folder.path, folder.preprocessing
+        self.labels, self.sample_rate = folder.labels, folder.sample_rate
+        self.columns = folder.preprocessing.get("columns")
+        self.pipeline = sklearn_models.load_pipeline(folder.model_file)
         if not isinstance(self.columns, list) or self.pipeline.n_features_in_ != len(self.columns):
-            raise DataError(f"{self.model_dir / PREPROCESSING_FILE}: its columns do not match the "
-                            f"{self.pipeline.n_features_in_} features of the model; train the model again")
+            raise DataError(f"{where}: its columns do not match the {self.pipeline.n_features_in_} features of "
+                            "the model", path=where)
         try:
-            self.feature_params = features.params_from_dict(
-                preprocessing.get("features"), where=f"{self.model_dir / PREPROCESSING_FILE}: features")
+            self.feature_params = fma_features.params_from_dict(folder.preprocessing.get("features"),
+                                                                where=f"{where}: features")
         except ParamError as e:
-            raise DataError(f"{e} (the feature settings the model was trained with); train the model again") from None
-        if features.feature_columns(self.feature_params) != self.columns:
-            raise DataError(f"{self.model_dir / PREPROCESSING_FILE}: its columns are not those of its feature "
-                            "params; train the model again")
-        self._features = features
+            raise DataError(f"{e} (the feature settings the model was trained with)", path=where) from None
+        if fma_features.feature_columns(self.feature_params) != self.columns:
+            raise DataError(f"{where}: its columns are not those of its feature params", path=where)
+        self._features = fma_features
 
-    def predict_split(self, data_dir: str | Path, split: str):
-        features_dir = Path(data_dir) / FEATURES_SUBDIR
-        table = sklearn_models.read_feature_split(features_dir, split, self.columns)
+    def predict_split(self, data_dir: str | Path, split: str) -> SplitPredictions:
+        features_dir = Path(data_dir) / artifacts.FEATURES_DIR.name
+        table = artifacts.read_feature_split(features_dir, split, self.columns)
         wrong = sorted({(int(label), genre) for label, genre in zip(table.labels, table.genres)
                         if not 0 <= label < len(self.labels) or self.labels[label] != genre})
         if wrong:
             raise DataError(f"{features_dir / split}.csv: the labels {wrong[:3]} do not match the model's genres "
-                            f"{self.labels} ({self.model_dir / LABELS_FILE}); retrain the model on these features")
+                            f"{self.labels} ({self.model_dir / artifacts.LABELS_FILE}); retrain the model on "
+                            "these features", path=self.model_dir)
         probs = sklearn_models.class_probabilities(self.pipeline, table.features, len(self.labels))
-        return table.track_ids, table.labels, probs, {}
+        accuracy = float(np.mean(probs.argmax(axis=1) == table.labels))
+        return SplitPredictions(table.track_ids, table.labels, probs, "clip", accuracy, len(table.track_ids))
 
     def predict_audio(self, clip: np.ndarray) -> np.ndarray:
         """Probabilities of the genres for one int16 clip decoded at ``sample_rate``."""
@@ -102,33 +119,98 @@ class SklearnPredictor:
         return sklearn_models.class_probabilities(self.pipeline, row, len(self.labels))[0]
 
 
-class KerasModelPredictor:
-    """A Keras model on the TFRecord shards (cnn1d, mobilenet, cnn2d), via genreclf.keras_inference."""
+# ---- Keras ------------------------------------------------------------------------------
+
+class KerasPredictor:
+    """A Keras model on the TFRecord shards (cnn1d, mobilenet, cnn2d); ``model_dir`` None for one
+    just trained and not yet saved."""
 
     family = "keras"
 
-    def __init__(self, model_dir: str | Path, preprocessing: dict, labels: list[str]):
-        from genreclf.models import keras_inference  # imports TensorFlow: only for Keras models
-
-        self.model_dir = Path(model_dir)
-        self._inference = keras_inference
-        self._predictor = keras_inference.load_predictor(self.model_dir)
-        self.labels = self._predictor.labels
+    def __init__(self, model, preprocessing: dict, labels: list[str], batch_size: int = PREDICT_BATCH_SIZE,
+                 model_dir: Path | None = None):
+        self.model, self.preprocessing, self.labels = model, preprocessing, labels
         self.sample_rate = preprocessing["sample_rate"]
+        self.batch_size, self.model_dir = batch_size, model_dir
 
-    def predict_split(self, data_dir: str | Path, split: str):
-        """Clip probabilities, plus the accuracy over the units (windows, segments) when a clip has several."""
-        result = self._inference.predict_split(self._predictor, Path(data_dir) / SHARDS_SUBDIR, split)
-        extra = {} if result.unit_name == "clip" else {f"{result.unit_name}_accuracy": result.unit_accuracy}
-        return result.track_ids, result.y_true, result.probabilities, extra
+    @classmethod
+    def load(cls, folder: artifacts.ModelFolder, batch_size: int = PREDICT_BATCH_SIZE) -> KerasPredictor:
+        import keras
+        import tensorflow as tf
+
+        from genreclf.models import tfdata
+
+        where = folder.path / artifacts.PREPROCESSING_FILE
+        if folder.preprocessing.get("input") not in tfdata.INPUT_KINDS:
+            raise DataError(f"{where}: not the preprocessing of a Keras model of this project (input one of "
+                            f"{list(tfdata.INPUT_KINDS)})", path=where)
+        tf.config.experimental.enable_op_determinism()
+        model = keras.models.load_model(folder.model_file, compile=False)
+        return cls(model, folder.preprocessing, folder.labels, batch_size, folder.path)
+
+    def predict_split(self, data_dir: str | Path, split: str) -> SplitPredictions:
+        """Clip probabilities of every clip of a split of the shards, and the accuracy over the units."""
+        from genreclf.models import tfdata
+
+        prep, shard_dir = self.preprocessing, Path(data_dir) / artifacts.SHARD_DIR.name
+        info = artifacts.read_dataset_info(shard_dir)
+        if info["sample_rate"] != prep["sample_rate"] or info["labels"] != self.labels:
+            raise DataError(f"{shard_dir / artifacts.DATASET_INFO_FILE}: sample rate {info['sample_rate']} and "
+                            f"labels {info['labels']} differ from the model's ({prep['sample_rate']}, "
+                            f"{self.labels}); retrain the model on these shards", path=self.model_dir)
+        unit_name = tfdata.UNIT_NAMES[prep["input"]]
+        probs, clip_index, labels, track_ids = self._predict_units(
+            tfdata.evaluation_dataset(shard_dir, split, prep, self.batch_size), split)
+        if probs is None:
+            raise DataError(f"{shard_dir}: split '{split}' gives no {unit_name}s to predict", path=shard_dir)
+        num_clips = int(clip_index.max()) + 1
+        present = np.bincount(clip_index, minlength=num_clips) > 0
+        expected_clips = info["splits"].get(split, {}).get("clips")
+        if not present.all() or (expected_clips is not None and num_clips != expected_clips):
+            raise DataError(f"{shard_dir}: {int((~present).sum())} clip(s) of split '{split}' are too short for "
+                            f"one {unit_name} ({tfdata.min_clip_samples(prep)} samples); reshard with longer "
+                            f"clips (convert.min_seconds) or use a smaller window")
+        first = np.unique(clip_index, return_index=True)[1]
+        return SplitPredictions(track_ids=[t.decode("utf-8") for t in track_ids[first]],
+                                y_true=labels[first].astype(np.int64),
+                                probabilities=clip_probabilities(probs, clip_index, num_clips,
+                                                                 prep["output_activation"]),
+                                unit_name=unit_name, unit_accuracy=float(np.mean(probs.argmax(axis=1) == labels)),
+                                num_units=int(len(labels)))
+
+    def _predict_units(self, dataset, split: str):
+        """(unit probabilities, clip index, label, track id) of every unit of ``dataset``, or Nones if empty."""
+        from tqdm import tqdm
+
+        parts = [], [], [], []
+        for units, index, label, track_id in tqdm(dataset, desc=f"predict {split}", unit="batch"):
+            parts[0].append(np.asarray(self.model.predict_on_batch(units), dtype=np.float64))
+            for part, tensor in zip(parts[1:], (index, label, track_id)):
+                part.append(tensor.numpy())
+        if not parts[0]:
+            return None, None, None, None
+        return tuple(np.concatenate(part) for part in parts)
 
     def predict_audio(self, clip: np.ndarray) -> np.ndarray:
-        return self._inference.predict_clip(self._predictor, clip)
+        """Clip probabilities [C] of one clip: mono int16 samples at the model's sample rate."""
+        from genreclf.models import tfdata
+
+        audio, prep = np.asarray(clip), self.preprocessing
+        if audio.dtype != np.int16 or audio.ndim != 1:
+            raise DataError(f"expected mono int16 samples at {prep['sample_rate']} Hz (1-D int16 array), got "
+                            f"{audio.dtype} with shape {audio.shape}; decode the clip at the model's sample rate")
+        if len(audio) < tfdata.min_clip_samples(prep):
+            raise DataError(f"clip of {len(audio)} samples is too short for model '{prep['model']}': it needs at "
+                            f"least {tfdata.min_clip_samples(prep)} samples at {prep['sample_rate']} Hz")
+        units = tfdata.units_of_clip(audio, prep).numpy()
+        probs = np.concatenate([np.asarray(self.model.predict_on_batch(units[i:i + self.batch_size]), dtype=np.float64)
+                                for i in range(0, len(units), self.batch_size)])
+        return clip_probabilities(probs, np.zeros(len(probs), dtype=np.int64), 1, prep["output_activation"])[0]
 
 
-def load_predictor(model_dir: str | Path) -> SklearnPredictor | KerasModelPredictor:
+def load_predictor(model_dir: str | Path) -> SklearnPredictor | KerasPredictor:
     """The predictor of the trained model in ``model_dir`` (models/<name>)."""
-    preprocessing, labels = read_model_description(model_dir)
-    if preprocessing["family"] == "sklearn":
-        return SklearnPredictor(model_dir, preprocessing, labels)
-    return KerasModelPredictor(model_dir, preprocessing, labels)
+    folder = artifacts.read_model_folder(model_dir)
+    if folder.family == "sklearn":
+        return SklearnPredictor(folder)
+    return KerasPredictor.load(folder)

@@ -11,11 +11,9 @@ import io
 import json
 import re
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import skops.io as sio
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
@@ -32,9 +30,6 @@ from genreclf.errors import DataError
 from genreclf.io import reproducible_zip, write_bytes
 
 MODEL_NAMES = catalog.SKLEARN_MODELS
-MODEL_FILE = "model.skops"
-FEATURE_INFO_FILE = "feature_info.json"
-ID_COLUMNS = ("track_id", "label", "genre")
 
 # The SVM's probabilities: temperature scaling (a softmax of the decision values over a
 # temperature) fitted on cross-validated decision values. scikit-learn 1.9 deprecates
@@ -56,75 +51,6 @@ TRUSTED_TYPES = (
 
 # skops names the arrays of a file after id() of the objects at saving time.
 SKOPS_ARRAY_FILE = re.compile(r"^(\d+)(\.npy|\.npz)$")
-
-
-# ---- the feature table written by the features stage
-
-@dataclass(frozen=True)
-class FeatureSplit:
-    """One split of the feature table: a row of features per clip, its label index and genre."""
-
-    track_ids: list[str]
-    features: np.ndarray   # float64 [clips, columns]
-    labels: np.ndarray     # int64 [clips]
-    genres: list[str]
-
-
-def read_feature_info(features_dir: str | Path) -> dict:
-    """data/features/feature_info.json: {"sample_rate", "params", "columns"}."""
-    path = Path(features_dir) / FEATURE_INFO_FILE
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing; run the features stage (dvc repro features)") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e}); run the features stage again") from None
-    missing = [key for key in ("sample_rate", "params", "columns") if key not in info]
-    if missing or not isinstance(info.get("columns"), list) or not info["columns"]:
-        raise DataError(f"{path}: expected the keys sample_rate, params and a non-empty list columns "
-                        f"(missing: {missing}); run the features stage again")
-    return info
-
-
-def read_feature_split(features_dir: str | Path, split: str, columns: list[str]) -> FeatureSplit:
-    """Read data/features/<split>.csv, checking it has exactly the expected columns and no NaN."""
-    path = Path(features_dir) / f"{split}.csv"
-    try:
-        table = pd.read_csv(path, dtype={"track_id": str, "genre": str})
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing; run the features stage (dvc repro features)") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not a readable CSV ({e}); run the features stage again") from None
-    expected = [*ID_COLUMNS, *columns]
-    if list(table.columns) != expected:
-        unexpected = sorted(set(table.columns) - set(expected))
-        missing = sorted(set(expected) - set(table.columns))
-        raise DataError(f"{path}: expected the columns {list(ID_COLUMNS)} then the {len(columns)} feature "
-                        f"columns of feature_info.json in order (missing: {missing[:5]}, unexpected: "
-                        f"{unexpected[:5]}); run the features stage again")
-    if table.empty:
-        raise DataError(f"{path}: no clips; check the split (data/split/split_manifest.csv)")
-    features = table[columns].to_numpy(dtype=np.float64)
-    bad_rows = ~np.isfinite(features).all(axis=1)
-    if bad_rows.any():
-        raise DataError(f"{path}: NaN or infinite features for the clips "
-                        f"{table.loc[bad_rows, 'track_id'].tolist()[:5]}; run the features stage again")
-    return FeatureSplit(track_ids=table["track_id"].tolist(), features=features,
-                        labels=table["label"].to_numpy(dtype=np.int64), genres=table["genre"].tolist())
-
-
-def genre_labels(splits: dict[str, FeatureSplit], source: str) -> list[str]:
-    """The ordered genre list (label i = labels[i]) read off the splits' (label, genre) pairs."""
-    names: dict[int, str] = {}
-    for split in splits.values():
-        for label, genre in zip(split.labels.tolist(), split.genres):
-            if names.setdefault(label, genre) != genre:
-                raise DataError(f"{source}: label {label} is both '{names[label]}' and '{genre}'; "
-                                "run the split and features stages again")
-    if sorted(names) != list(range(len(names))):
-        raise DataError(f"{source}: labels {sorted(names)} are not 0..{len(names) - 1}; "
-                        "run the split and features stages again")
-    return [names[i] for i in range(len(names))]
 
 
 # ---- the models
@@ -248,17 +174,16 @@ def load_pipeline(path: str | Path) -> Pipeline:
     """Load a model file, refusing it if it holds any type outside skops' defaults and TRUSTED_TYPES."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path} is missing; train the model first (dvc repro train_sklearn)")
+        raise DataError(f"{path} does not exist", path=path)
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as e:
-        raise DataError(f"{path}: not a readable skops model file ({e}); train the model again") from None
+        raise DataError(f"{path}: not a readable skops model file ({e})", path=path) from None
     refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if refused:
         raise DataError(f"{path}: refused to load, it holds types that are not on the allow-list "
-                        f"of genreclf.sklearn_models.TRUSTED_TYPES: {refused}; "
-                        "retrain the model with stages.train_sklearn")
+                        f"of genreclf.models.sklearn_models.TRUSTED_TYPES: {refused}", path=path)
     model = sio.load(path, trusted=list(TRUSTED_TYPES))
     if not isinstance(model, Pipeline):
-        raise DataError(f"{path}: expected a scikit-learn Pipeline, got {type(model).__name__}")
+        raise DataError(f"{path}: expected a scikit-learn Pipeline, got {type(model).__name__}", path=path)
     return model

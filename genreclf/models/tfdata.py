@@ -31,11 +31,9 @@ import tensorflow as tf
 
 from genreclf.features import spectrograms
 from genreclf.errors import DataError
-from genreclf.io import read_json
 from genreclf.data.tfrecords import list_shards, parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE
-DATASET_INFO = "dataset_info.json"
 INPUT_KINDS = ("waveform_windows", "mel_image", "mel_segments")
 UNIT_NAMES = {"waveform_windows": "window", "mel_image": "clip", "mel_segments": "segment"}
 SHUFFLE_BUFFER_CLIPS = 256      # clips in the shuffle buffer when a split is not cached
@@ -45,32 +43,14 @@ CACHE_MEMORY_FRACTION = 0.5     # cache only what fits in this share of the avai
 
 # ---- the shards ---------------------------------------------------------------------
 
-def read_dataset_info(shard_dir: str | Path) -> dict:
-    """``<shard_dir>/dataset_info.json``, checked: sample_rate, labels, per-split sizes."""
-    path = Path(shard_dir) / DATASET_INFO
-    if not path.is_file():
-        raise DataError(f"{path}: not found; run the shard stage first (dvc repro shard)")
-    info = read_json(path)
-    splits = info.get("splits") if isinstance(info, dict) else None
-    if not (isinstance(info, dict) and isinstance(info.get("sample_rate"), int)
-            and isinstance(info.get("labels"), list) and info["labels"] and isinstance(splits, dict)):
-        raise DataError(f"{path}: expected {{'sample_rate': int, 'labels': [...], 'splits': {{...}}}}; "
-                        f"rerun the shard stage")
-    for split, sizes in splits.items():
-        if not all(isinstance(sizes.get(k), int) for k in ("clips", "min_samples", "max_samples")):
-            raise DataError(f"{path}: split '{split}' needs integer clips, min_samples and max_samples; "
-                            f"rerun the shard stage")
-    return info
-
-
 def shard_files(shard_dir: str | Path, split: str) -> list[str]:
     """The shard files of a split as strings, or a DataError if there are none."""
     shard_dir = Path(shard_dir)
     if not shard_dir.is_dir():
-        raise DataError(f"{shard_dir}: no such directory; run the shard stage first (dvc repro shard)")
+        raise DataError(f"{shard_dir}: no such directory", path=shard_dir)
     files = [str(p) for p in list_shards(shard_dir, split)]
     if not files:
-        raise DataError(f"{shard_dir}: no '{split}-*.tfrecord' shards; run the shard stage first")
+        raise DataError(f"{shard_dir}: no '{split}-*.tfrecord' shards", path=shard_dir)
     return files
 
 

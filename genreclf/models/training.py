@@ -1,7 +1,6 @@
 """Training the Keras models: devices, seeds, precision, input pipelines, early stopping, saving.
 
-``train_model`` does the whole run for one model given plain settings (the stage
-``stages/train_keras.py`` reads them from params.yaml and checks them):
+``train_model`` does the whole run for one model given plain, checked settings, in steps:
 
 1. seeds (``keras.utils.set_random_seed``) and deterministic ops
    (``tf.config.experimental.enable_op_determinism``): same settings and data give
@@ -15,12 +14,15 @@
 5. ``fit`` with early stopping on the validation loss and the weights of the best
    validation epoch restored at the end (across both phases for MobileNetV2
    fine-tuning). The test split is never read here.
+
+Callbacks other than those (progress logging such as dvclive's) come from the caller.
 """
 
 from __future__ import annotations
 
 import io as _io
 import json
+import logging
 import math
 import os
 import tempfile
@@ -29,24 +31,20 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from genreclf.models import keras_models
-
-from genreclf.features import spectrograms
-
-from genreclf.models import tfdata
+from genreclf.artifacts import MODEL_FILES
 from genreclf.errors import ParamError
+from genreclf.features import spectrograms
 from genreclf.io import reproducible_zip
+from genreclf.models import keras_models, tfdata
 
-MODEL_FILE = "model.keras"
-PREPROCESSING_FILE = "preprocessing.json"
-LABELS_FILE = "labels.json"
 MONITOR = "val_loss"
+logger = logging.getLogger(__name__)
 # what keras writes into metadata.json at save time and must not reach the model file
 UNSTABLE_ZIP_KEYS = {"metadata.json": ["date_saved"]}
 
@@ -87,7 +85,7 @@ def preprocessing_for(model_name: str, sample_rate: int, labels: list[str], sett
 
 
 def build_model(model_name: str, settings: dict, num_classes: int) -> keras.Model:
-    """The uncompiled model for validated settings (a params.yaml section)."""
+    """The uncompiled model for the validated settings of one model."""
     if model_name == "cnn1d":
         return keras_models.build_cnn1d(settings["window_size"], num_classes, settings["conv_filters"],
                                         settings["kernel_size"], settings["pool_size"],
@@ -202,7 +200,22 @@ class BestWeights(keras.callbacks.Callback):
             variable.assign(value)
 
 
-# ---- training -------------------------------------------------------------------------
+# ---- training, step by step ------------------------------------------------------------
+
+@dataclass
+class Devices:
+    kind: str                           # choose_strategy_kind: "tpu", "mirrored" or "default"
+    strategy: tf.distribute.Strategy
+    gpus: list
+    global_batch: int                   # the settings' batch size per replica x the replicas
+
+
+@dataclass
+class Datasets:
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    units_per_epoch: int
+
 
 @dataclass
 class TrainingResult:
@@ -214,35 +227,30 @@ class TrainingResult:
     seconds: float                      # wall time of the fits (for the log only)
 
 
-def train_model(model_name: str, settings: dict, shard_dir: str | Path, dataset_info: dict,
-                live=None, log: Callable[[str], None] = print) -> TrainingResult:
-    """Train one model on the train split, early-stopped on the val split; return it with its best epoch.
-
-    ``settings``: the validated params section of the model. ``live``: a
-    ``dvclive.Live`` receiving per-epoch train/val loss and accuracy (one step per
-    epoch, continued across the fine-tuning phase), or None.
-    """
-    from tqdm.keras import TqdmCallback
-
-    set_seeds(settings["seed"])
-    labels = dataset_info["labels"]
-    preprocessing = preprocessing_for(model_name, dataset_info["sample_rate"], labels, settings)
-
+def set_up_devices(batch_size: int, log: Callable[[str], None]) -> Devices:
+    """The distribution strategy of the devices here, and the global batch size."""
     tpus, gpus = detect_devices()
     kind = choose_strategy_kind(tpus, gpus)
     strategy = make_strategy(kind)
     replicas = strategy.num_replicas_in_sync
-    batch = global_batch_size(settings["batch_size"], replicas)
+    batch = global_batch_size(batch_size, replicas)
     log(f"strategy: {kind} ({replicas} replica(s), {len(gpus)} GPU(s), {len(tpus)} TPU(s)); "
-        f"global batch {batch} = {settings['batch_size']} per replica x {replicas}")
+        f"global batch {batch} = {batch_size} per replica x {replicas}")
+    return Devices(kind, strategy, gpus, batch)
 
-    policy = precision_policy(settings["mixed_precision"], kind, gpus)
-    if settings["mixed_precision"] and policy == "float32":
+
+def set_up_precision(mixed_precision: bool, devices: Devices, log: Callable[[str], None]) -> None:
+    """Set Keras' global dtype policy (see ``precision_policy``)."""
+    policy = precision_policy(mixed_precision, devices.kind, devices.gpus)
+    if mixed_precision and policy == "float32":
         log("mixed_precision: true is ignored: no GPU or TPU here (training in float32)")
-    previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     log(f"dtype policy: {policy}")
 
+
+def make_datasets(shard_dir: str | Path, dataset_info: dict, preprocessing: dict, settings: dict,
+                  devices: Devices, log: Callable[[str], None]) -> Datasets:
+    """The train and val pipelines, each cached in memory when it fits (``cache_plan``)."""
     splits = dataset_info["splits"]
     needed = {split: splits[split]["clips"] * tfdata.feature_bytes_per_clip(preprocessing,
                                                                             splits[split]["max_samples"])
@@ -253,58 +261,94 @@ def train_model(model_name: str, settings: dict, shard_dir: str | Path, dataset_
         log(f"cache {split}: {'yes' if plan[split] else 'no'} (needs about {needed[split] / 2**20:.0f} MiB; "
             f"available {'unknown' if available is None else f'{available / 2**20:.0f} MiB'}, "
             f"cache limit {tfdata.CACHE_MEMORY_FRACTION:.0%} of it)")
+    num_classes, train_clips = len(dataset_info["labels"]), splits["train"]["clips"]
+    train = tfdata.training_dataset(shard_dir, "train", preprocessing, num_classes, devices.global_batch,
+                                    settings["seed"], train_clips, cache=plan["train"],
+                                    drop_remainder=devices.kind == "tpu")
+    val = tfdata.validation_dataset(shard_dir, "val", preprocessing, num_classes, devices.global_batch,
+                                    cache=plan["val"])
+    return Datasets(train, val, train_clips * tfdata.training_unit_count(preprocessing))
 
-    num_classes = len(labels)
-    train_clips = splits["train"]["clips"]
-    train_data = tfdata.training_dataset(shard_dir, "train", preprocessing, num_classes, batch,
-                                         settings["seed"], train_clips, cache=plan["train"],
-                                         drop_remainder=kind == "tpu")
-    val_data = tfdata.validation_dataset(shard_dir, "val", preprocessing, num_classes, batch, cache=plan["val"])
-    units_per_epoch = train_clips * tfdata.training_unit_count(preprocessing)
 
+def build_and_compile(model_name: str, settings: dict, preprocessing: dict, num_classes: int,
+                      strategy: tf.distribute.Strategy) -> keras.Model:
+    with strategy.scope():
+        model = build_model(model_name, settings, num_classes)
+        keras_models.compile_model(model, settings["learning_rate"], preprocessing["output_activation"])
+    return model
+
+
+def fine_tune_layer_count(model_name: str, settings: dict, model: keras.Model) -> int:
+    """The layers of MobileNetV2's base to fine-tune after the first fit (0: no fine-tuning)."""
+    fine_tune_layers = settings.get("fine_tune_layers", 0) if model_name == "mobilenet" else 0
+    if fine_tune_layers and fine_tune_layers > len(keras_models.mobilenet_base(model).layers):
+        raise ParamError(f"mobilenet fine_tune_layers = {fine_tune_layers}, but the MobileNetV2 "
+                         f"base has only {len(keras_models.mobilenet_base(model).layers)} layers; lower it")
+    return fine_tune_layers
+
+
+def fit(model: keras.Model, data: Datasets, epochs: int, patience: int, batch: int, callbacks: list) -> None:
+    """One ``fit``, early-stopped on the validation loss, with a progress bar over the training units."""
+    from tqdm.keras import TqdmCallback
+
+    stopper = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=patience)
+    progress = TqdmCallback(epochs=epochs, data_size=data.units_per_epoch, batch_size=batch, verbose=1)
+    with warnings.catch_warnings():
+        # the validation set's size (windows per clip) is unknown until read once; Keras
+        # warns when it first runs out. The training set's size is asserted in tfdata.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(data.train, validation_data=data.val, epochs=epochs, verbose=0, shuffle=False,
+                  callbacks=[*callbacks, stopper, progress])
+
+
+def fine_tune(model: keras.Model, layers: int, settings: dict, data: Datasets, devices: Devices,
+              callbacks: list, log: Callable[[str], None]) -> None:
+    """The second phase of MobileNetV2: unfreeze the top ``layers`` of the base and fit again."""
+    with devices.strategy.scope():
+        keras_models.unfreeze_top_layers(model, layers)
+        keras_models.compile_model(model, settings["fine_tune_learning_rate"])
+    log(f"fine-tuning the top {layers} layers of the base for {settings['fine_tune_epochs']} epoch(s) at "
+        f"learning rate {settings['fine_tune_learning_rate']}")
+    fit(model, data, settings["fine_tune_epochs"], settings["patience"], devices.global_batch, callbacks)
+
+
+def restore_best_weights(best: BestWeights, log: Callable[[str], None]) -> None:
+    """Put back the weights of the epoch of lowest validation loss (the last ones if none was finite)."""
+    if best.best_weights is None:
+        log("warning: the validation loss was never finite; keeping the last weights")
+    best.restore()
+
+
+def train_model(model_name: str, settings: dict, shard_dir: str | Path, dataset_info: dict,
+                callbacks: Sequence[keras.callbacks.Callback] = (),
+                log: Callable[[str], None] | None = None) -> TrainingResult:
+    """Train one model on the train split, early-stopped on the val split; return it with its best epoch.
+
+    ``settings``: the validated settings of the model. ``callbacks``: more Keras callbacks
+    for every fit (the stage's dvclive logger, for one), after the one that keeps the best
+    weights. With MobileNetV2 fine-tuning there are two fits; the best epoch is taken over both.
+    ``log`` receives the progress lines (default: this module's logger, at INFO).
+    """
+    log = log or logger.info
+    set_seeds(settings["seed"])
+    preprocessing = preprocessing_for(model_name, dataset_info["sample_rate"], dataset_info["labels"], settings)
+    devices = set_up_devices(settings["batch_size"], log)
+    previous_policy = keras.mixed_precision.global_policy()
+    set_up_precision(settings["mixed_precision"], devices, log)
     try:
-        with strategy.scope():
-            model = build_model(model_name, settings, num_classes)
-            keras_models.compile_model(model, settings["learning_rate"], preprocessing["output_activation"])
-        fine_tune_layers = settings.get("fine_tune_layers", 0) if model_name == "mobilenet" else 0
-        if fine_tune_layers and fine_tune_layers > len(keras_models.mobilenet_base(model).layers):
-            raise ParamError(f"mobilenet fine_tune_layers = {fine_tune_layers}, but the MobileNetV2 "
-                             f"base has only {len(keras_models.mobilenet_base(model).layers)} layers; lower it")
+        data = make_datasets(shard_dir, dataset_info, preprocessing, settings, devices, log)
+        model = build_and_compile(model_name, settings, preprocessing, len(dataset_info["labels"]), devices.strategy)
+        fine_tune_layers = fine_tune_layer_count(model_name, settings, model)
         best = BestWeights()
-        callbacks_common = [best]
-        if live is not None:
-            from dvclive.keras import DVCLiveCallback
-            callbacks_common.append(DVCLiveCallback(live=live))
-
-        def fit(epochs: int) -> None:
-            stopper = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=settings["patience"])
-            progress = TqdmCallback(epochs=epochs, data_size=units_per_epoch, batch_size=batch, verbose=1)
-            if live is not None and best.epochs_done:
-                # a second fit (fine-tuning): DVCLiveCallback.on_train_end rewound the step to the
-                # last epoch logged; continue after it
-                live.step = best.epochs_done
-            with warnings.catch_warnings():
-                # the validation set's size (windows per clip) is unknown until read once; Keras
-                # warns when it first runs out. The training set's size is asserted in tfdata.
-                warnings.filterwarnings("ignore", message="Your input ran out of data")
-                model.fit(train_data, validation_data=val_data, epochs=epochs, verbose=0, shuffle=False,
-                          callbacks=[*callbacks_common, stopper, progress])
-
+        callbacks = [best, *callbacks]
         start = time.perf_counter()
-        fit(settings["epochs"])
+        fit(model, data, settings["epochs"], settings["patience"], devices.global_batch, callbacks)
         log(f"trained {best.epochs_done} epoch(s); best val_loss {best.best_value:.4f} at epoch {best.best_epoch}")
         if fine_tune_layers > 0:
             best.restore()
-            with strategy.scope():
-                keras_models.unfreeze_top_layers(model, fine_tune_layers)
-                keras_models.compile_model(model, settings["fine_tune_learning_rate"])
-            log(f"fine-tuning the top {fine_tune_layers} layers of the base for "
-                f"{settings['fine_tune_epochs']} epoch(s) at learning rate {settings['fine_tune_learning_rate']}")
-            fit(settings["fine_tune_epochs"])
+            fine_tune(model, fine_tune_layers, settings, data, devices, callbacks, log)
         seconds = time.perf_counter() - start
-        if best.best_weights is None:
-            log("warning: the validation loss was never finite; keeping the last weights")
-        best.restore()
+        restore_best_weights(best, log)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     return TrainingResult(model, preprocessing, best.best_epoch, best.best_logs, best.epochs_done, seconds)
@@ -340,7 +384,7 @@ def save_model(model: keras.Model, path: str | Path) -> None:
     inference_model = model.__class__.from_config(model.get_config())     # same layers, not compiled
     inference_model.set_weights(model.get_weights())
     with tempfile.TemporaryDirectory() as tmp:
-        saved = Path(tmp) / MODEL_FILE
+        saved = Path(tmp) / MODEL_FILES["keras"]
         inference_model.save(saved)
         members = keras_zip_members(saved)
     config = renumber_shared_objects(json.loads(members["config.json"]))

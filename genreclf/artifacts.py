@@ -1,0 +1,435 @@
+"""The contract of what crosses a stage boundary: each artifact, once, with its writer and its reader.
+
+For each artifact this module holds where it lives (a path relative to the repository
+root, which the stages pass in), what it holds (its columns or keys), the writer that
+makes it and the reader that checks it. A reader checks that the artifact exists and
+holds what it should (columns, types, agreement with its companion files) and raises a
+DataError whose ``path`` is the file at fault; it never says which stage makes that file
+(``stages.common`` adds that hint).
+
+=================================  =====================  ==================================
+artifact                           writer (stage)         reader (stages)
+=================================  =====================  ==================================
+data/raw/clips.csv                 write_clips (fetch)    read_clips (convert)
+data/converted.csv                 write_converted        read_converted (split)
+data/convert_skipped.csv           write_skipped          read_skipped (tests, people)
+data/split/{split_manifest.csv,    write_split (split)    read_split (shard, features)
+  labels.json}
+data/shards/dataset_info.json      write_dataset_info     read_dataset_info (train_keras,
+                                   (shard)                evaluate of a Keras model)
+data/features/{train,val,test}.csv write_features         read_feature_info, read_feature_split
+  + feature_info.json              (features)             (train_sklearn, evaluate of a
+                                                          scikit-learn model)
+models/<name>/{preprocessing.json, write_model_folder     read_model_folder (evaluate,
+  labels.json, model.skops|.keras} (train_sklearn/keras)  predict)
+metrics/models/<name>.json         write_model_metrics    read_model_metrics (summarize)
+                                   (evaluate)
+metrics/summary.json               write_summary          read_summary (predict)
+                                   (summarize)
+=================================  =====================  ==================================
+
+The TFRecord shards themselves are written and read by ``genreclf.data.tfrecords``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from genreclf import catalog
+from genreclf.errors import DataError
+from genreclf.io import CSV_FLOAT_FORMAT, atomic_dir, write_csv, write_json, write_text
+
+SPLITS = catalog.SPLITS
+
+# ---- where each artifact lives (relative to the repository root)
+DATA_DIR = Path("data")
+RAW_DIR = DATA_DIR / "raw"
+CLIPS_FILE = "clips.csv"
+CLIPS_CSV = RAW_DIR / CLIPS_FILE
+WAV_DIR = DATA_DIR / "wav"
+CONVERTED_CSV = DATA_DIR / "converted.csv"
+SKIPPED_CSV = DATA_DIR / "convert_skipped.csv"
+SPLIT_DIR = DATA_DIR / "split"
+MANIFEST_FILE = "split_manifest.csv"
+LABELS_FILE = "labels.json"                 # in data/split/ and in every model folder
+SHARD_DIR = DATA_DIR / "shards"
+DATASET_INFO_FILE = "dataset_info.json"
+FEATURES_DIR = DATA_DIR / "features"
+FEATURE_INFO_FILE = "feature_info.json"
+MODELS_DIR = Path("models")
+PREPROCESSING_FILE = "preprocessing.json"
+MODEL_FILES = {"keras": "model.keras", "sklearn": "model.skops"}
+FAMILIES = tuple(MODEL_FILES)
+MODEL_METRICS_DIR = Path("metrics/models")
+SUMMARY_JSON = Path("metrics/summary.json")
+
+# ---- what they hold
+CLIP_COLUMNS = ["track_id", "genre", "path", "official_split"]
+CONVERTED_COLUMNS = [*CLIP_COLUMNS, "num_samples"]
+SKIPPED_COLUMNS = ["track_id", "source_path", "reason"]
+MANIFEST_COLUMNS = ["track_id", "path", "genre", "label", "split"]
+FEATURE_ID_COLUMNS = ["track_id", "label", "genre"]
+DATASET_INFO_SIZES = ("clips", "min_samples", "max_samples")
+FEATURE_INFO_KEYS = ("sample_rate", "params", "columns")
+MODEL_METRICS_KEYS = ("accuracy", "family", "macro_f1", "n_test", "per_class")
+# A track id becomes a file name (data/wav/<track_id>.wav): safe characters only.
+TRACK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+INTEGER_RE = r"\d+"
+
+ROWS_PER_WRITE = 256       # feature rows buffered before they are appended to the CSV
+SHOWN = 5                  # examples quoted in a message
+
+
+# ---- generic readers -----------------------------------------------------------------
+
+def read_json(path: str | Path):
+    """The content of a JSON file; a DataError naming the file if it is missing or not JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        raise DataError(f"{path} does not exist", path=path) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e})", path=path) from None
+
+
+def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
+    """A CSV file with at least ``columns``, every cell a string (empty cells stay empty strings)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist", path=path)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CSV ({e})", path=path) from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: missing columns {missing}; expected {columns}", path=path)
+    return table
+
+
+def read_clip_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
+    """A table of clips: ``columns``, at least one clip, each track id once and made of safe characters."""
+    table = read_table(path, columns)
+    if table.empty:
+        raise DataError(f"{path} lists no clips", path=path)
+    duplicated = sorted(set(table["track_id"][table["track_id"].duplicated()]))
+    if duplicated:
+        raise DataError(f"{path}: track ids listed more than once: {duplicated[:SHOWN]}", path=path)
+    bad_ids = [t for t in table["track_id"] if not TRACK_ID_RE.match(t)]
+    if bad_ids:
+        raise DataError(f"{path}: track ids must be letters, digits, '.', '_' or '-', got {bad_ids[:SHOWN]}",
+                        path=path)
+    return table
+
+
+def integer_column(table: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
+    """A column of non-negative integers written as digits, as int64."""
+    bad = table["track_id"][~table[column].str.fullmatch(INTEGER_RE)].tolist()
+    if bad:
+        raise DataError(f"{path}: {column} must be a non-negative integer; it is not for the clips "
+                        f"{bad[:SHOWN]}", path=path)
+    return table[column].astype(np.int64)
+
+
+def check_genre_list(labels, path: str | Path) -> list[str]:
+    """labels.json: the genre names, label i = labels[i]; non-empty, strings, each once."""
+    if not (isinstance(labels, list) and labels and all(isinstance(g, str) and g for g in labels)):
+        raise DataError(f"{path}: expected a non-empty list of genre names, got {labels!r:.200}", path=path)
+    if len(set(labels)) != len(labels):
+        raise DataError(f"{path}: genres listed more than once in {labels}", path=path)
+    return labels
+
+
+def by_track_id(table: pd.DataFrame) -> pd.DataFrame:
+    return table.sort_values("track_id", kind="stable").reset_index(drop=True)
+
+
+# ---- the clip tables: data/raw/clips.csv, data/converted.csv, data/convert_skipped.csv
+
+def write_clips(path: str | Path, clips: pd.DataFrame) -> pd.DataFrame:
+    """data/raw/clips.csv: track_id, genre, path (of the audio file), official_split ('' when none);
+    rows sorted by track id. Returns the table written."""
+    clips = by_track_id(clips[CLIP_COLUMNS])
+    write_csv(path, clips)
+    return clips
+
+
+def read_clips(path: str | Path) -> pd.DataFrame:
+    """data/raw/clips.csv, checked (every audio file it lists exists), sorted by track id."""
+    clips = read_clip_table(path, CLIP_COLUMNS)
+    absent = [p for p in clips["path"] if not Path(p).is_file()]
+    if absent:
+        raise DataError(f"{path} lists {len(absent)} files that do not exist (e.g. {absent[:3]})", path=path)
+    return by_track_id(clips[CLIP_COLUMNS])
+
+
+def write_converted(path: str | Path, converted: pd.DataFrame) -> None:
+    """data/converted.csv: the clips of clips.csv that were converted, with path = their WAV
+    (data/wav/<track_id>.wav) and num_samples; sorted by track id."""
+    write_csv(path, by_track_id(converted[CONVERTED_COLUMNS]))
+
+
+def read_converted(path: str | Path) -> pd.DataFrame:
+    """data/converted.csv, checked (every clip has a genre; num_samples are integers), sorted by track id."""
+    clips = read_clip_table(path, CONVERTED_COLUMNS)
+    no_genre = clips["track_id"][clips["genre"] == ""].tolist()
+    if no_genre:
+        raise DataError(f"{path}: clips without a genre: {no_genre[:SHOWN]}", path=path)
+    clips["num_samples"] = integer_column(clips, "num_samples", path)
+    return by_track_id(clips[CONVERTED_COLUMNS])
+
+
+def write_skipped(path: str | Path, skipped: pd.DataFrame) -> None:
+    """data/convert_skipped.csv: track_id, source_path, reason of each clip that was not converted."""
+    write_csv(path, skipped[SKIPPED_COLUMNS])
+
+
+def read_skipped(path: str | Path) -> pd.DataFrame:
+    """data/convert_skipped.csv (it may list no clip)."""
+    return read_table(path, SKIPPED_COLUMNS)[SKIPPED_COLUMNS]
+
+
+# ---- the split: data/split/split_manifest.csv and data/split/labels.json
+
+def write_split(split_dir: str | Path, manifest: pd.DataFrame, labels: list[str]) -> None:
+    """The folder data/split, written whole: split_manifest.csv (MANIFEST_COLUMNS, label i is
+    labels[i], rows sorted by track id) and labels.json (the genre names)."""
+    with atomic_dir(split_dir) as tmp:
+        write_csv(tmp / MANIFEST_FILE, by_track_id(manifest[MANIFEST_COLUMNS]))
+        write_json(tmp / LABELS_FILE, labels)
+
+
+def read_split(split_dir: str | Path, check_wavs: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """(manifest, labels) of data/split, checked against each other (and the WAVs they list, unless
+    ``check_wavs`` is False); the manifest sorted by track id, its label column int64."""
+    manifest_path, labels_path = Path(split_dir) / MANIFEST_FILE, Path(split_dir) / LABELS_FILE
+    manifest = read_clip_table(manifest_path, MANIFEST_COLUMNS)
+    labels = check_genre_list(read_json(labels_path), labels_path)
+    bad_split = sorted(set(manifest["split"]) - set(SPLITS))
+    if bad_split:
+        raise DataError(f"{manifest_path}: split values {bad_split} are none of {list(SPLITS)}", path=manifest_path)
+    manifest["label"] = integer_column(manifest, "label", manifest_path)
+    wrong = manifest["label"].map(dict(enumerate(labels))) != manifest["genre"]    # NaN for a label out of range
+    if wrong.any():
+        examples = list(zip(*(manifest.loc[wrong, c] for c in ("track_id", "genre", "label"))))[:SHOWN]
+        raise DataError(f"{manifest_path}: labels do not match the genres of {labels_path} "
+                        f"((track_id, genre, label): {examples})", path=manifest_path)
+    empty = [split for split in SPLITS if not (manifest["split"] == split).any()]
+    if empty:
+        raise DataError(f"{manifest_path}: the split(s) {empty} have no clips", path=manifest_path)
+    if check_wavs:
+        absent = [p for p in manifest["path"] if not Path(p).is_file()]
+        if absent:
+            raise DataError(f"{manifest_path} lists {len(absent)} WAV files that do not exist "
+                            f"(e.g. {absent[:3]})", path=absent[0])
+    return by_track_id(manifest[MANIFEST_COLUMNS]), labels
+
+
+# ---- the shards' description: data/shards/dataset_info.json
+
+def write_dataset_info(shard_dir: str | Path, sample_rate: int, labels: list[str], splits: dict) -> dict:
+    """<shard_dir>/dataset_info.json: sample_rate, labels and, per split, clips, min_samples and
+    max_samples. Returns what it wrote."""
+    info = {"sample_rate": sample_rate, "labels": labels, "splits": splits}
+    write_json(Path(shard_dir) / DATASET_INFO_FILE, info)
+    return info
+
+
+def read_dataset_info(shard_dir: str | Path) -> dict:
+    """<shard_dir>/dataset_info.json, checked: sample_rate, labels, per-split sizes."""
+    path = Path(shard_dir) / DATASET_INFO_FILE
+    info = read_json(path)
+    splits = info.get("splits") if isinstance(info, dict) else None
+    if not (isinstance(info, dict) and isinstance(info.get("sample_rate"), int) and info["sample_rate"] > 0
+            and isinstance(info.get("labels"), list) and info["labels"] and isinstance(splits, dict)):
+        raise DataError(f"{path}: expected {{'sample_rate': int, 'labels': [...], 'splits': {{...}}}}", path=path)
+    check_genre_list(info["labels"], path)
+    for split, sizes in splits.items():
+        if not (isinstance(sizes, dict) and all(isinstance(sizes.get(k), int) for k in DATASET_INFO_SIZES)):
+            raise DataError(f"{path}: split '{split}' needs integer {', '.join(DATASET_INFO_SIZES)}", path=path)
+    return info
+
+
+# ---- the feature tables: data/features/{train,val,test}.csv and feature_info.json
+
+@dataclass(frozen=True)
+class FeatureSplit:
+    """One split of the feature table: a row of features per clip, its label index and genre."""
+
+    track_ids: list[str]
+    features: np.ndarray   # float64 [clips, columns]
+    labels: np.ndarray     # int64 [clips]
+    genres: list[str]
+
+
+def write_feature_table(path: str | Path, ids: pd.DataFrame, rows: Iterator[np.ndarray], columns: list[str]) -> None:
+    """Write ``ids`` (track_id, label, genre) with the next len(ids) rows of ``rows`` as CSV,
+    ROWS_PER_WRITE rows at a time (memory stays flat): the bytes of genreclf.io.write_csv on
+    the whole table. Writes ``path`` directly: call it inside an atomic_dir."""
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        for start in range(0, max(len(ids), 1), ROWS_PER_WRITE):
+            chunk_ids = ids[FEATURE_ID_COLUMNS].iloc[start:start + ROWS_PER_WRITE].reset_index(drop=True)
+            values = np.array(list(islice(rows, len(chunk_ids))), dtype=np.float64).reshape(-1, len(columns))
+            chunk = pd.concat([chunk_ids, pd.DataFrame(values, columns=columns)], axis=1)
+            chunk.to_csv(out, header=start == 0, index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n")
+
+
+def write_features(features_dir: str | Path, ids: dict[str, pd.DataFrame], rows: Iterator[np.ndarray],
+                   columns: list[str], sample_rate: int, params: dict) -> None:
+    """The folder data/features, written whole: <split>.csv for each split of ``ids`` (in its order)
+    with the feature rows that ``rows`` gives split after split, and feature_info.json
+    ({"sample_rate", "params", "columns"}: how to compute the same features of new audio)."""
+    with atomic_dir(features_dir) as tmp:
+        for split, split_ids in ids.items():
+            write_feature_table(tmp / f"{split}.csv", split_ids, rows, columns)
+        write_json(tmp / FEATURE_INFO_FILE, {"sample_rate": sample_rate, "params": params, "columns": columns})
+
+
+def read_feature_info(features_dir: str | Path) -> dict:
+    """data/features/feature_info.json: {"sample_rate", "params", "columns"}, checked."""
+    path = Path(features_dir) / FEATURE_INFO_FILE
+    info = read_json(path)
+    missing = [key for key in FEATURE_INFO_KEYS if key not in info] if isinstance(info, dict) else FEATURE_INFO_KEYS
+    if missing or not isinstance(info.get("columns"), list) or not info["columns"]:
+        raise DataError(f"{path}: expected the keys sample_rate, params and a non-empty list columns "
+                        f"(missing: {list(missing)})", path=path)
+    return info
+
+
+def read_feature_split(features_dir: str | Path, split: str, columns: list[str]) -> FeatureSplit:
+    """data/features/<split>.csv, checked: exactly the id columns then ``columns``, clips, no NaN."""
+    path = Path(features_dir) / f"{split}.csv"
+    if not path.is_file():
+        raise DataError(f"{path} does not exist", path=path)
+    try:
+        table = pd.read_csv(path, dtype={"track_id": str, "genre": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CSV ({e})", path=path) from None
+    expected = [*FEATURE_ID_COLUMNS, *columns]
+    if list(table.columns) != expected:
+        unexpected = sorted(set(table.columns) - set(expected))
+        missing = sorted(set(expected) - set(table.columns))
+        raise DataError(f"{path}: expected the columns {FEATURE_ID_COLUMNS} then the {len(columns)} feature "
+                        f"columns of {FEATURE_INFO_FILE} in order (missing: {missing[:SHOWN]}, unexpected: "
+                        f"{unexpected[:SHOWN]})", path=path)
+    if table.empty:
+        raise DataError(f"{path}: no clips", path=path)
+    if not pd.api.types.is_integer_dtype(table["label"]) or (table["label"] < 0).any():
+        raise DataError(f"{path}: the label column must hold non-negative integers", path=path)
+    features = table[columns].to_numpy(dtype=np.float64)
+    bad_rows = ~np.isfinite(features).all(axis=1)
+    if bad_rows.any():
+        raise DataError(f"{path}: NaN or infinite features for the clips "
+                        f"{table.loc[bad_rows, 'track_id'].tolist()[:SHOWN]}", path=path)
+    return FeatureSplit(track_ids=table["track_id"].tolist(), features=features,
+                        labels=table["label"].to_numpy(dtype=np.int64), genres=table["genre"].tolist())
+
+
+def genre_labels(splits: dict[str, FeatureSplit], source: str | Path) -> list[str]:
+    """The ordered genre list (label i = labels[i]) read off the splits' (label, genre) pairs."""
+    names: dict[int, str] = {}
+    for split in splits.values():
+        for label, genre in zip(split.labels.tolist(), split.genres):
+            if names.setdefault(label, genre) != genre:
+                raise DataError(f"{source}: label {label} is both '{names[label]}' and '{genre}'", path=source)
+    if sorted(names) != list(range(len(names))):
+        raise DataError(f"{source}: labels {sorted(names)} are not 0..{len(names) - 1}", path=source)
+    return [names[i] for i in range(len(names))]
+
+
+# ---- a model folder: models/<name>/{preprocessing.json, labels.json, model file}
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """A trained model's folder, checked: its preprocessing (how audio becomes its input), its genres."""
+
+    path: Path
+    preprocessing: dict
+    labels: list[str]
+
+    @property
+    def family(self) -> str:
+        return self.preprocessing["family"]
+
+    @property
+    def sample_rate(self) -> int:
+        return self.preprocessing["sample_rate"]
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILES[self.family]
+
+
+def write_model_folder(model_dir: str | Path, preprocessing: dict, labels: list[str],
+                       save_model: Callable[[Path], None]) -> None:
+    """models/<name>, written whole: preprocessing.json ("family" is one of FAMILIES, "sample_rate"
+    and the settings of the model's input), labels.json and the model file that ``save_model(path)``
+    writes (MODEL_FILES[family])."""
+    family = preprocessing["family"]
+    with atomic_dir(model_dir) as tmp:
+        save_model(tmp / MODEL_FILES[family])
+        write_json(tmp / PREPROCESSING_FILE, preprocessing)
+        write_json(tmp / LABELS_FILE, labels)
+
+
+def read_model_folder(model_dir: str | Path) -> ModelFolder:
+    """models/<name>: preprocessing.json, labels.json and the model file of its family, checked."""
+    model_dir = Path(model_dir)
+    path = model_dir / PREPROCESSING_FILE
+    preprocessing = read_json(path)
+    if not isinstance(preprocessing, dict) or preprocessing.get("family") not in FAMILIES:
+        raise DataError(f"{path}: expected a 'family' of {list(FAMILIES)}", path=path)
+    sample_rate = preprocessing.get("sample_rate")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
+        raise DataError(f"{path}: sample_rate = {sample_rate!r}; expected a positive integer", path=path)
+    labels = check_genre_list(read_json(model_dir / LABELS_FILE), model_dir / LABELS_FILE)
+    if "labels" in preprocessing and preprocessing["labels"] != labels:
+        raise DataError(f"{model_dir}: {LABELS_FILE} and {PREPROCESSING_FILE} disagree on the labels", path=path)
+    folder = ModelFolder(model_dir, preprocessing, labels)
+    if not folder.model_file.is_file():
+        raise DataError(f"{folder.model_file} does not exist", path=folder.model_file)
+    return folder
+
+
+# ---- the scores of one model: metrics/models/<name>.json; of them all: metrics/summary.json
+
+def write_model_metrics(path: str | Path, metrics: dict) -> None:
+    """metrics/models/<name>.json: accuracy, family, macro_f1, n_test, per_class (and unit accuracies)."""
+    write_json(path, metrics)
+
+
+def read_model_metrics(path: str | Path) -> dict:
+    """metrics/models/<name>.json, checked to hold MODEL_METRICS_KEYS."""
+    metrics = read_json(path)
+    missing = [key for key in MODEL_METRICS_KEYS if key not in metrics] if isinstance(metrics, dict) \
+        else list(MODEL_METRICS_KEYS)
+    if missing:
+        raise DataError(f"{path}: the keys {missing} are missing", path=path)
+    return metrics
+
+
+def write_summary(path: str | Path, summary: dict) -> None:
+    """metrics/summary.json: {"chance": {...}, "models": {name: {accuracy, family, macro_f1, n_test}}};
+    the models keep their order (the keys are not sorted)."""
+    write_text(path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_summary(path: str | Path) -> dict:
+    """metrics/summary.json, checked to give each model a numeric accuracy."""
+    summary = read_json(path)
+    models = summary.get("models") if isinstance(summary, dict) else None
+    if not (isinstance(models, dict) and models and all(isinstance(scores, dict) and isinstance(
+            scores.get("accuracy"), (int, float)) for scores in models.values())):
+        raise DataError(f"{path}: expected {{\"models\": {{name: {{\"accuracy\": number, ...}}}}}}", path=path)
+    return summary

@@ -93,10 +93,9 @@ def main(argv=None) -> None:
     import pandas as pd
     import tensorflow as tf
 
-    from genreclf.features import spectrograms
-
-    from genreclf.models import tfdata
     from genreclf.data.tfrecords import count_records
+    from genreclf.features import spectrograms
+    from genreclf.models import tfdata
 
     info = tfdata.read_dataset_info(args.shards)
     sample_rate = info["sample_rate"]

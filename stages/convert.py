@@ -19,10 +19,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from genreclf.data import audio
-from stages.common import run_stage
 from genreclf.errors import DataError, ParamError
 from genreclf.io import atomic_dir, read_clip_table, write_csv, write_json
-from stages.common import stage_logger
+from stages.common import run_stage, stage_logger
 from stages.config import get, load_params, section
 
 CLIPS_CSV = Path("data/raw/clips.csv")

@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stages.common import run_stage
 from genreclf.evaluation.metrics import evaluation_report
 from genreclf.io import write_csv, write_json
-from stages.common import stage_logger
 from genreclf.models.predictors import load_predictor
+from stages.common import run_stage, stage_logger
 
 DATA_DIR = Path("data")
 MODELS_DIR = Path("models")

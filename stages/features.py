@@ -13,19 +13,18 @@ memory stays flat and the same inputs give the same bytes.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from genreclf.features import fma_features as features
-from stages.common import run_stage
 from genreclf.errors import DataError
-from genreclf.io import atomic_dir, read_json, read_clip_table, write_json
-from stages.common import stage_logger
+from genreclf.features import fma_features as features
+from genreclf.io import atomic_dir, read_clip_table, read_json, write_json
+from stages.common import run_stage, stage_logger
 from stages.config import load_params, section
 
 SPLIT_DIR = Path("data/split")

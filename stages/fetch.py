@@ -10,14 +10,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from stages.common import run_stage
-from genreclf.errors import ParamError
 from genreclf.data.fetch import is_url, public_source
 from genreclf.data.fma import DATASETS as FMA_DATASETS
 from genreclf.data.fma import METADATA, fetch_fma
 from genreclf.data.gtzan import CHECKSUM_KEY as GTZAN_KEY
 from genreclf.data.gtzan import fetch_gtzan
-from stages.common import stage_logger
+from genreclf.errors import ParamError
+from stages.common import run_stage, stage_logger
 from stages.config import get, load_params, section
 
 RAW_DIR = Path("data/raw")

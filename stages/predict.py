@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from genreclf.data.audio import decode_clip
-from stages.common import run_stage
 from genreclf.errors import DataError, GenreError, ParamError
-from stages.common import stage_logger
 from genreclf.models.predictors import PREPROCESSING_FILE, load_predictor
+from stages.common import run_stage, stage_logger
 
 MODELS_DIR = Path("models")
 SUMMARY_FILE = Path("metrics/summary.json")

@@ -15,13 +15,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from genreclf.data.audio import read_wav
-from stages.common import run_stage
-from genreclf.errors import DataError, ParamError
-from genreclf.io import atomic_dir, read_json, read_clip_table, write_json
-from stages.common import stage_logger
-from stages.config import get, load_params, section
 from genreclf.data.sharding import Clip, write_split_shards
 from genreclf.data.splits import SPLITS
+from genreclf.errors import DataError, ParamError
+from genreclf.io import atomic_dir, read_clip_table, read_json, write_json
+from stages.common import run_stage, stage_logger
+from stages.config import get, load_params, section
 
 SPLIT_DIR = Path("data/split")
 MANIFEST_CSV = SPLIT_DIR / "split_manifest.csv"
@@ -39,7 +38,8 @@ def read_params(params: dict) -> tuple[dict[str, int], int]:
     where = "params.yaml: shard"
     num_shards = get(sec, "num_shards", where, types=dict)
     if set(num_shards) != set(SPLITS):
-        raise ParamError(f"{where}.num_shards = {num_shards!r}; expected a mapping with exactly the keys {list(SPLITS)}")
+        raise ParamError(f"{where}.num_shards = {num_shards!r}; "
+                         f"expected a mapping with exactly the keys {list(SPLITS)}")
     checked = {split: get(num_shards, split, f"{where}.num_shards", types=int, minimum=1) for split in SPLITS}
     seed = get(sec, "seed", where, types=int, minimum=0)
     return checked, seed

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.common import run_stage
+from genreclf.data.splits import SPLITS, official_split, stratified_split
 from genreclf.errors import DataError, ParamError
 from genreclf.io import atomic_dir, read_clip_table, write_csv, write_json
-from stages.common import stage_logger
+from stages.common import run_stage, stage_logger
 from stages.config import check_fractions, get, load_params, section
-from genreclf.data.splits import SPLITS, official_split, stratified_split
 
 CONVERTED_CSV = Path("data/converted.csv")
 SPLIT_DIR = Path("data/split")

@@ -12,11 +12,10 @@ import argparse
 import json
 from pathlib import Path
 
-from stages.common import run_stage
 from genreclf.errors import DataError, ParamError
 from genreclf.io import write_text
+from stages.common import run_stage, stage_logger
 from stages.config import load_params
-from stages.common import stage_logger
 
 METRICS_DIR = Path("metrics")
 MODEL_METRICS_DIR = METRICS_DIR / "models"
@@ -47,8 +46,9 @@ def summarize(all_metrics: dict[str, dict]) -> dict:
     first = next(iter(all_metrics))
     for name, names in genres.items():
         if names != genres[first]:
-            raise DataError(f"{MODEL_METRICS_DIR}/{name}.json and {MODEL_METRICS_DIR}/{first}.json score different genres; "
-                            "re-run the pipeline so that every model is evaluated on the same test split")
+            raise DataError(f"{MODEL_METRICS_DIR}/{name}.json and {MODEL_METRICS_DIR}/{first}.json score "
+                            "different genres; re-run the pipeline so that every model is evaluated on the same "
+                            "test split")
     supports = [counts["support"] for counts in all_metrics[first]["per_class"].values()]
     # Keys sorted everywhere except the models, which keep the order given.
     return {

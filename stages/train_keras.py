@@ -26,19 +26,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from dvclive import Live
-
-from genreclf.models import keras_inference
-
-from genreclf.models import keras_models
-
-from genreclf.models import tfdata
-
-from genreclf.models import training
-from stages.common import run_stage
 from genreclf.errors import ParamError
 from genreclf.io import atomic_dir, write_json
-from stages.common import stage_logger
+from genreclf.models import keras_inference, keras_models, tfdata, training
+from stages.common import run_stage, stage_logger
 from stages.config import get, load_params, section
 
 SHARD_DIR = Path("data/shards")

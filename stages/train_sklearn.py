@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from genreclf.models import sklearn_models
-from stages.common import run_stage
 from genreclf.errors import DataError, ParamError
 from genreclf.io import atomic_dir, write_json
-from stages.common import stage_logger
+from genreclf.models import sklearn_models
+from stages.common import run_stage, stage_logger
 from stages.config import get, load_params, section
 
 FEATURES_DIR = Path("data/features")

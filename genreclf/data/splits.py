@@ -8,7 +8,7 @@ spread over the splits as close to the fractions as whole clips allow.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from genreclf.models import tfdata
 from genreclf.errors import DataError
 from genreclf.io import read_json
+from genreclf.models import tfdata
 from genreclf.models.training import LABELS_FILE, MODEL_FILE, PREPROCESSING_FILE
 
 PREDICT_BATCH_SIZE = 64

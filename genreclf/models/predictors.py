@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from genreclf.models import sklearn_models
 from genreclf.errors import DataError, ParamError
+from genreclf.models import sklearn_models
 
 PREPROCESSING_FILE = "preprocessing.json"
 LABELS_FILE = "labels.json"

@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from genreclf.features import spectrograms
-from genreclf.errors import DataError
-from genreclf.io import read_json
 from genreclf.data.tfrecords import list_shards, parse_example
+from genreclf.errors import DataError
+from genreclf.features import spectrograms
+from genreclf.io import read_json
 
 AUTOTUNE = tf.data.AUTOTUNE
 DATASET_INFO = "dataset_info.json"

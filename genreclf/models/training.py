@@ -27,21 +27,18 @@ import tempfile
 import time
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from genreclf.models import keras_models
-
-from genreclf.features import spectrograms
-
-from genreclf.models import tfdata
 from genreclf.errors import ParamError
+from genreclf.features import spectrograms
 from genreclf.io import reproducible_zip
+from genreclf.models import keras_models, tfdata
 
 MODEL_FILE = "model.keras"
 PREPROCESSING_FILE = "preprocessing.json"

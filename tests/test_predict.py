@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from genreclf.data import audio
-
 from genreclf.features import fma_features as features
 from genreclf.models.predictors import load_predictor
 from stages.predict import format_prediction, top_genres
-from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, run_stage, write_feature_tables, write_params
+from tests.helpers import call_stage, run_stage
+from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
 
 GENRES = ["classical", "metal"]          # label order (sorted)
 TRAIN_CLIPS = range(0, 4)                # <genre>.00000 ... 00003 train, 00004 val
@@ -48,7 +48,7 @@ def project(tmp_path_factory, gtzan_mini):
         tables[split] = feature_frame(ids, labels, GENRES, np.stack(rows), FEATURE_COLUMNS)
     tables["test"] = tables["val"]
     write_feature_tables(root, tables, FEATURE_COLUMNS, SAMPLE_RATE, features.params_to_dict(params))
-    run_stage(root, "train_sklearn", "logreg")
+    call_stage(root, "train_sklearn", "logreg")
     (root / "unreadable.wav").write_bytes(b"RIFF but not really audio" * 10)
     return root
 
@@ -66,6 +66,7 @@ def parse_output(stdout: str) -> dict[str, list[tuple[str, float]]]:
     return predictions
 
 
+@pytest.mark.slow
 def test_predict_real_clips_and_report_an_unreadable_file(project, gtzan_mini, shared_data):
     classical = clip_path(gtzan_mini, "classical", HELD_OUT_CLIP)
     metal = clip_path(gtzan_mini, "metal", HELD_OUT_CLIP)
@@ -101,6 +102,7 @@ def test_predict_audio_uses_the_training_preprocessing(project, gtzan_mini):
         np.testing.assert_allclose(predictor.predict_audio(clip), split_probs[row], rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.slow
 def test_default_model_is_the_best_in_the_summary(project, gtzan_mini):
     summary = {"models": {"svm": {"accuracy": 0.5}, "logreg": {"accuracy": 0.9}}}
     (project / "metrics").mkdir(exist_ok=True)

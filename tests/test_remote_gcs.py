@@ -22,9 +22,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.gcs_emulator import (EMULATOR_STORAGE_DIR, REMOTE_NAME, UP_TO_DATE, GcsEmulator,
-                                cache_dir, count_pushed, dvc, dvc_env, file_digests, fresh_clone,
-                                point_remote_at, split_lf_multipart)
+from tests.gcs_emulator import (
+    EMULATOR_STORAGE_DIR,
+    REMOTE_NAME,
+    UP_TO_DATE,
+    GcsEmulator,
+    cache_dir,
+    count_pushed,
+    dvc,
+    dvc_env,
+    file_digests,
+    fresh_clone,
+    point_remote_at,
+    split_lf_multipart,
+)
 from tests.pipeline_project import clone_with_shared_cache
 
 BUCKET = "genreclf-test"
@@ -147,6 +158,7 @@ def test_repository_declares_gcs_default_remote(repo_root):
     assert "/config.local" in (repo_root / ".dvc" / ".gitignore").read_text().splitlines()
 
 
+@pytest.mark.slow   # dvc push/pull, from the end-to-end project
 def test_push_then_pull_in_fresh_clone_gives_identical_outputs(pipeline_project, source_repo,
                                                                pushed_remote, tmp_path, command_log):
     remote = pushed_remote
@@ -173,6 +185,7 @@ def test_push_then_pull_in_fresh_clone_gives_identical_outputs(pipeline_project,
     assert UP_TO_DATE in dvc(clone, "status").stdout
 
 
+@pytest.mark.slow   # dvc push/pull, from the end-to-end project
 def test_run_cache_restores_a_stage_missing_from_dvc_lock(pipeline_project, source_repo,
                                                           pushed_remote, tmp_path, command_log):
     remote = pushed_remote
@@ -209,6 +222,7 @@ def test_run_cache_restores_a_stage_missing_from_dvc_lock(pipeline_project, sour
     assert UP_TO_DATE in dvc(clone, "status").stdout
 
 
+@pytest.mark.slow   # dvc push/pull, from the end-to-end project
 def test_changing_one_param_reruns_only_its_model(pipeline_project, pushed_remote, tmp_path,
                                                   command_log):
     remote = pushed_remote
@@ -230,6 +244,7 @@ def test_changing_one_param_reruns_only_its_model(pipeline_project, pushed_remot
     assert UP_TO_DATE in dvc(clone, "status").stdout
 
 
+@pytest.mark.slow   # dvc push/pull, from the end-to-end project
 def test_pull_refuses_an_object_corrupted_on_the_remote(pipeline_project, source_repo,
                                                         pushed_remote, tmp_path):
     remote = pushed_remote

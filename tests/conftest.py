@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # gcsfs otherwise waits 60 s on a gRPC probe at every call (see README, 'Remote').

@@ -138,5 +138,5 @@ def reused_project(project: Path, root: Path = ROOT) -> Path:
         shown = "; ".join(changes[:NAMED_CHANGES]) + (f"; and {len(changes) - NAMED_CHANGES} more"
                                                       if len(changes) > NAMED_CHANGES else "")
         pytest.fail(f"{REUSE_VARIABLE}={project} was built from other code than this checkout "
-                    f"({len(changes)} files differ: {shown}); {rebuild}")
+                    f"({len(changes)} file(s) differ: {shown}); {rebuild}")
     return project

@@ -60,6 +60,7 @@ def converted_project(tmp_path_factory, shared_data):
     return project, result
 
 
+@pytest.mark.slow
 def test_converted_csv(converted_project):
     project, _ = converted_project
     converted = pd.read_csv(project / "data" / "converted.csv", dtype=str, keep_default_na=False)
@@ -71,6 +72,7 @@ def test_converted_csv(converted_project):
     assert list(converted["num_samples"].astype(int)) == [661560, 11 * 22050, 12 * 22050]
 
 
+@pytest.mark.slow
 def test_wav_files_match_decode_clip(converted_project):
     project, _ = converted_project
     assert sorted(p.name for p in (project / "data" / "wav").iterdir()) == [f"{t}.wav" for t in CONVERTED]
@@ -83,6 +85,7 @@ def test_wav_files_match_decode_clip(converted_project):
         np.testing.assert_array_equal(samples, decode_clip(sources[track_id], 22050))
 
 
+@pytest.mark.slow
 def test_skipped_clips_are_reported(converted_project):
     project, result = converted_project
     skipped = pd.read_csv(project / "data" / "convert_skipped.csv", dtype=str, keep_default_na=False)
@@ -97,6 +100,7 @@ def test_skipped_clips_are_reported(converted_project):
                        "decode_error": 1, "not_audio": 1}
 
 
+@pytest.mark.slow
 def test_rerun_is_byte_identical(converted_project):
     project, _ = converted_project
     outputs = ["data/wav", "data/converted.csv", "data/convert_skipped.csv", "metrics/convert.json"]

@@ -147,6 +147,7 @@ def pushed_remote(source_repo, emulator) -> PushedRemote:
     return remote
 
 
+@pytest.mark.slow   # runs dvc (config, remote list)
 def test_repository_declares_gcs_default_remote(repo_root):
     default = dvc(repo_root, "config", "core.remote").stdout.strip()
     remotes = dict(line.split(None, 1) for line in dvc(repo_root, "remote", "list").stdout.splitlines())

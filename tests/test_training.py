@@ -240,6 +240,7 @@ def test_cnn2d_with_sigmoid_loss(tmp_path):
     assert math.isfinite(metrics["train"]["loss"])
 
 
+@pytest.mark.slow   # trains MobileNetV2 twice (fit, then fine-tuning): half a minute of graph building
 def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
     from dvclive import Live
 

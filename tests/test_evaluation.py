@@ -173,6 +173,7 @@ def test_evaluate_stage_predictions_csv(evaluated_knn):
     assert table[["prob_blues", "prob_jazz", "prob_rock"]].sum(axis=1).tolist() == [1.0] * 10
 
 
+@pytest.mark.slow   # its process loads scikit-learn and librosa (seconds) before the stage refuses
 def test_evaluate_stage_names_a_missing_model(evaluated_knn):
     proc = run_stage(evaluated_knn, "evaluate", "svm", check=False)
     assert proc.returncode == 1

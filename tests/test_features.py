@@ -413,6 +413,7 @@ def test_streamed_table_has_the_bytes_of_write_csv(tmp_path, monkeypatch):
     ("bad_label", "do not match data/split/labels.json"),
     ("bad_param", "params.yaml: features.n_mfcc = 0; expected a value >= 1"),
 ])
+@pytest.mark.slow   # the stage loads librosa in its own process before it refuses
 def test_stage_refuses_bad_inputs_before_any_work(gtzan_mini, tmp_path, breakage, message):
     params = {"features": {"n_mfcc": 0}} if breakage == "bad_param" else None
     manifest = make_features_project(gtzan_mini, tmp_path, params)

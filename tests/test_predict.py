@@ -115,6 +115,7 @@ def test_default_model_is_the_best_in_the_summary(project, gtzan_mini):
     assert len(parse_output(proc.stdout)[str(clip_path(gtzan_mini, "metal", HELD_OUT_CLIP))]) == 2
 
 
+@pytest.mark.slow   # its process loads scikit-learn and librosa (seconds) before the stage refuses
 def test_no_summary_and_no_model_is_a_clear_error_listing_the_models(project, gtzan_mini):
     proc = run_stage(project, "predict", str(clip_path(gtzan_mini, "metal", 0)), check=False)
     assert proc.returncode == 1

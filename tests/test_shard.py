@@ -165,7 +165,8 @@ def test_bad_params_are_a_clear_error(tmp_path, shard_params, message):
     ("no split dir", "data/split/split_manifest.csv does not exist; run `dvc repro split`"),
     ("missing wav", "WAV files that do not exist (e.g. ['data/wav/000003.wav']); run `dvc repro convert split`"),
     ("wrong label", "labels do not match the genres of data/split/labels.json"),
-    ("stereo wav", "data/wav/000005.wav: expected mono 16-bit PCM, got 2 channels"),
+    pytest.param("stereo wav", "data/wav/000005.wav: expected mono 16-bit PCM, got 2 channels",
+                 marks=pytest.mark.slow),      # found while sharding: TensorFlow is loaded by then
 ])
 def test_bad_data_is_a_clear_error(tmp_path, breakage, message):
     project = make_project(tmp_path, {"shard": {"num_shards": NUM_SHARDS}})

@@ -332,6 +332,7 @@ def test_stage_rerun_is_byte_identical(trained_svm):
     assert after == before
 
 
+@pytest.mark.slow   # its process loads scikit-learn and librosa (seconds) before the stage refuses
 def test_stage_with_bad_params_fails_clearly_and_writes_nothing(tmp_path):
     write_params(tmp_path, {"logreg": {"pca_components": 50}})
     write_blob_features(tmp_path)

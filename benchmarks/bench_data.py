@@ -35,8 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from genreclf.data import audio  # noqa: E402
-
-from genreclf.features import fma_features as features
+from genreclf.features import fma_features as features  # noqa: E402
 from stages.config import get, load_params, section  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "gtzan_mini"
@@ -72,7 +71,7 @@ class MemorySampler:
         self.peak_worker = max([self.peak_worker, *workers])
         self.peak_tree = max(self.peak_tree, parent + sum(workers))
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         self._thread.start()
         return self
 
@@ -93,8 +92,10 @@ class Measurement:
 
     def line(self) -> str:
         m = self.memory
-        text = (f"{self.phase:9s} {self.clips:6d} clips {self.seconds:7.1f} s {self.clips / self.seconds:6.2f} clips/s "
-                f"{self.cpu_seconds / max(self.clips, 1):6.3f} CPU s/clip | peak RSS: tree {m.peak_tree / MIB:5.0f} MiB, "
+        text = (f"{self.phase:9s} {self.clips:6d} clips {self.seconds:7.1f} s "
+                f"{self.clips / self.seconds:6.2f} clips/s "
+                f"{self.cpu_seconds / max(self.clips, 1):6.3f} CPU s/clip | "
+                f"peak RSS: tree {m.peak_tree / MIB:5.0f} MiB, "
                 f"largest worker {m.peak_worker / MIB:4.0f} MiB, this process {m.peak_parent / MIB:4.0f} MiB")
         if self.first_result is not None and self.clips > 1:
             steady = (self.clips - 1) / (self.seconds - self.first_result)
@@ -153,7 +154,8 @@ def run(n_clips: int, source_files: list[Path], sample_rate: int, min_seconds: f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, nargs="+", default=[50], help="numbers of clips to time (each run apart)")
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="folder of audio files (searched recursively)")
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE,
+                        help="folder of audio files (searched recursively)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes per phase (default: every core)")
     args = parser.parse_args()
 

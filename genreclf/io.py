@@ -15,8 +15,8 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 # Fixed timestamp for zip members (the earliest a zip can hold), so that the same
 # content always gives the same bytes.

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from genreclf import artifacts
 from genreclf.errors import GenreError

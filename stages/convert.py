@@ -17,13 +17,20 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from genreclf.artifacts import (CLIPS_CSV, CONVERTED_CSV, SKIPPED_COLUMNS, SKIPPED_CSV, WAV_DIR, read_clips,
-                                write_converted, write_skipped)
+from genreclf.artifacts import (
+    CLIPS_CSV,
+    CONVERTED_CSV,
+    SKIPPED_COLUMNS,
+    SKIPPED_CSV,
+    WAV_DIR,
+    read_clips,
+    write_converted,
+    write_skipped,
+)
 from genreclf.data import audio
-from stages.common import run_stage
 from genreclf.errors import DataError
 from genreclf.io import atomic_dir, write_json
-from stages.common import stage_logger
+from stages.common import run_stage, stage_logger
 from stages.config import load_config
 
 METRICS_JSON = Path("metrics/convert.json")

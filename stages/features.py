@@ -17,12 +17,19 @@ import time
 import pandas as pd
 import soundfile as sf
 
-from genreclf.artifacts import (FEATURE_ID_COLUMNS, FEATURE_INFO_FILE, FEATURES_DIR, MANIFEST_FILE, SPLIT_DIR,
-                                SPLITS, read_split, write_features)
-from genreclf.features import fma_features as features
-from stages.common import run_stage
+from genreclf.artifacts import (
+    FEATURE_ID_COLUMNS,
+    FEATURE_INFO_FILE,
+    FEATURES_DIR,
+    MANIFEST_FILE,
+    SPLIT_DIR,
+    SPLITS,
+    read_split,
+    write_features,
+)
 from genreclf.errors import DataError
-from stages.common import stage_logger
+from genreclf.features import fma_features as features
+from stages.common import run_stage, stage_logger
 from stages.config import PARAMS_FILE, load_config
 
 log = stage_logger("features")

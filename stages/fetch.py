@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.common import run_stage
 from genreclf import catalog
-from genreclf.errors import ParamError
 from genreclf.data.fetch import is_url, public_source
 from genreclf.data.fma import fetch_fma
 from genreclf.data.gtzan import fetch_gtzan
-from stages.common import stage_logger
+from genreclf.errors import ParamError
+from stages.common import run_stage, stage_logger
 from stages.config import PARAMS_FILE, DataSection, load_config
 
 RAW_DIR = Path("data/raw")

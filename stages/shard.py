@@ -14,11 +14,10 @@ from tqdm import tqdm
 
 from genreclf.artifacts import MANIFEST_FILE, SHARD_DIR, SPLIT_DIR, SPLITS, read_split, write_dataset_info
 from genreclf.data.audio import read_wav
-from stages.common import run_stage
-from genreclf.io import atomic_dir
-from stages.common import stage_logger
-from stages.config import load_config
 from genreclf.data.sharding import Clip, write_split_shards
+from genreclf.io import atomic_dir
+from stages.common import run_stage, stage_logger
+from stages.config import load_config
 
 log = stage_logger("shard")
 

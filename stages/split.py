@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import pandas as pd
 
-from genreclf.artifacts import (CONVERTED_CSV, LABELS_FILE, MANIFEST_COLUMNS, MANIFEST_FILE, SPLIT_DIR, SPLITS,
-                                read_converted, write_split)
+from genreclf.artifacts import (
+    CONVERTED_CSV,
+    LABELS_FILE,
+    MANIFEST_COLUMNS,
+    MANIFEST_FILE,
+    SPLIT_DIR,
+    SPLITS,
+    read_converted,
+    write_split,
+)
 from genreclf.data.splits import official_split, stratified_split
 from genreclf.errors import DataError, ParamError
 from stages.common import run_stage, stage_logger

@@ -12,11 +12,10 @@ import argparse
 from pathlib import Path
 
 from genreclf.artifacts import MODEL_METRICS_DIR, SUMMARY_JSON, read_model_metrics, write_summary
-from stages.common import run_stage
 from genreclf.errors import DataError
 from genreclf.io import write_text
+from stages.common import run_stage, stage_logger
 from stages.config import load_config
-from stages.common import stage_logger
 
 SUMMARY_MD = Path("metrics/summary.md")
 SUMMARY_KEYS = ("accuracy", "family", "macro_f1", "n_test")

@@ -2,8 +2,8 @@
 
     python -m stages.train_keras <cnn1d|mobilenet|cnn2d>
 
-Reads params.yaml section <name> (checked first, before TensorFlow loads), data/shards (train and val splits; never test) and
-data/shards/dataset_info.json. Writes:
+Reads params.yaml section <name> (checked first, before TensorFlow loads), data/shards (train
+and val splits; never test) and data/shards/dataset_info.json. Writes:
 
 - models/<name>/model.keras (byte-stable), preprocessing.json (how a raw clip becomes
   the model's input: "family": "keras", "model", "sample_rate", "labels" and every
@@ -26,8 +26,17 @@ import shutil
 from pathlib import Path
 
 from genreclf import catalog
-from genreclf.artifacts import (DATA_DIR, DATASET_INFO_FILE, LABELS_FILE, MODEL_FILES, MODELS_DIR, PREPROCESSING_FILE,
-                                SHARD_DIR, read_dataset_info, write_model_folder)
+from genreclf.artifacts import (
+    DATA_DIR,
+    DATASET_INFO_FILE,
+    LABELS_FILE,
+    MODEL_FILES,
+    MODELS_DIR,
+    PREPROCESSING_FILE,
+    SHARD_DIR,
+    read_dataset_info,
+    write_model_folder,
+)
 from genreclf.errors import ParamError
 from stages.common import run_stage, stage_logger
 from stages.config import PARAMS_FILE, load_config
@@ -96,7 +105,6 @@ def main(argv: list[str] | None = None) -> None:
     check_settings_fit_data(model_name, settings, dataset_info)
     # TensorFlow takes seconds to load: only once the params are known to be good.
     from dvclive import Live
-
     from genreclf.models import training
     from genreclf.models.predictors import KerasPredictor
 

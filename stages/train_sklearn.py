@@ -15,12 +15,21 @@ import time
 
 import numpy as np
 
-from genreclf.artifacts import (FEATURES_DIR, LABELS_FILE, MODEL_FILES, MODELS_DIR, PREPROCESSING_FILE, FeatureSplit,
-                                genre_labels, read_feature_info, read_feature_split, write_model_folder)
-from genreclf.models import sklearn_models
-from stages.common import run_stage
+from genreclf.artifacts import (
+    FEATURES_DIR,
+    LABELS_FILE,
+    MODEL_FILES,
+    MODELS_DIR,
+    PREPROCESSING_FILE,
+    FeatureSplit,
+    genre_labels,
+    read_feature_info,
+    read_feature_split,
+    write_model_folder,
+)
 from genreclf.errors import DataError, ParamError
-from stages.common import stage_logger
+from genreclf.models import sklearn_models
+from stages.common import run_stage, stage_logger
 from stages.config import PARAMS_FILE, Section, load_config
 
 TRAIN_CSV = FEATURES_DIR / "train.csv"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # gcsfs otherwise waits 60 s on a gRPC probe at every call (see README, 'Remote').
@@ -41,17 +42,11 @@ def pipeline_project(tmp_path_factory, gtzan_mini) -> Path:
     `dvc repro` ran once with small settings (tests/pipeline_project.py, SMALL_PARAMS) and
     dvc.lock is committed. What it printed is in ``first_repro.log`` beside the project.
     Tests must not modify it: clone it (tests.pipeline_project.clone_with_shared_cache).
+    GENRECLF_TEST_PROJECT reuses a project built by an earlier run, if built from this code.
     """
-    from tests.pipeline_project import dvc, git, make_project
+    from tests.pipeline_project import REUSE_VARIABLE, build_pipeline_project, reused_project
 
-    reuse = os.environ.get("GENRECLF_TEST_PROJECT")   # a project built by an earlier run, for iterating
+    reuse = os.environ.get(REUSE_VARIABLE)
     if reuse:
-        return Path(reuse)
-    project = make_project(tmp_path_factory.mktemp("pipeline") / "project", gtzan_mini)
-    result = dvc(["repro"], project, timeout=2400)
-    (project.parent / "first_repro.log").write_text(result.stdout)
-    (project.parent / "first_repro_git_status.txt").write_text(
-        git(["status", "--porcelain", "--untracked-files=all"], project).stdout)
-    git(["add", "-A"], project)
-    git(["commit", "-q", "-m", "dvc repro"], project)
-    return project
+        return reused_project(Path(reuse))
+    return build_pipeline_project(tmp_path_factory.mktemp("pipeline") / "project", gtzan_mini)

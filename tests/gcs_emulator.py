@@ -219,11 +219,11 @@ class GcsEmulator:
             try:
                 self._get(f"/storage/v1/b/{self.bucket}")
                 return
-            except OSError:
+            except OSError as error:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"the emulator did not answer on {self.endpoint} "
-                                       f"within {START_TIMEOUT_S:.0f} s; see {log.name}")
+                                       f"within {START_TIMEOUT_S:.0f} s; see {log.name}") from error
                 time.sleep(0.1)
 
     def stop(self) -> None:

@@ -26,7 +26,7 @@ COPY_CHUNK = 64 * 1024
 
 
 class RangeRequestHandler(http.server.BaseHTTPRequestHandler):
-    server: "RangeServer._Server"
+    server: RangeServer._Server
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format, *args):  # keep test output quiet
@@ -106,7 +106,7 @@ class RangeServer:
 
     class _Server(http.server.ThreadingHTTPServer):
         daemon_threads = True
-        owner: "RangeServer"
+        owner: RangeServer
 
         def handle_error(self, request, client_address):
             """A client that hangs up mid-transfer (tests of broken downloads) is expected: stay quiet."""
@@ -143,7 +143,7 @@ class RangeServer:
             self.bytes_served.clear()
             self.requests.clear()
 
-    def __enter__(self) -> "RangeServer":
+    def __enter__(self) -> RangeServer:
         self._thread.start()
         return self
 

@@ -2,18 +2,23 @@
 
 Genre i is a noisy sine at one of ``TONE_HZ[i]`` (plus a little jitter), so a model
 that learns anything separates them; clip lengths vary so that dataset_info.json has
-different min/max sizes.
+different min/max sizes. The shards and dataset_info.json are written by the real shard
+stage (``stages.shard``, ``genreclf.data.sharding``) from WAVs and a split manifest, in a
+scratch project.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
+import pandas as pd
+import yaml
 
-from genreclf.data.tfrecords import serialize_example, shard_name
+from tests.helpers import call_stage, make_project, to_int16, tone, write_audio
 
 SAMPLE_RATE = 4000
 LABELS = ["bass", "middle", "treble"]
@@ -37,49 +42,64 @@ TINY_PARAMS = {
 }
 
 
-def tone(label: int, num_samples: int, rng: np.random.Generator) -> np.ndarray:
-    """A noisy sine of genre ``label`` as int16."""
-    t = np.arange(num_samples) / SAMPLE_RATE
-    freq = TONE_HZ[label] * rng.uniform(0.97, 1.03)
-    signal = rng.uniform(0.3, 0.8) * np.sin(2 * np.pi * freq * t + rng.uniform(0, 2 * np.pi))
-    signal += 0.05 * rng.standard_normal(num_samples)
-    return np.clip(np.round(signal * 32767), -32768, 32767).astype(np.int16)
+def genre_clip(label: int, num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """A noisy sine of genre ``label`` as int16: jittered frequency, random amplitude and phase."""
+    frequency = TONE_HZ[label] * rng.uniform(0.97, 1.03)
+    amplitude = rng.uniform(0.3, 0.8)
+    signal = tone(num_samples / SAMPLE_RATE, SAMPLE_RATE, frequency, amplitude, phase=rng.uniform(0, 2 * np.pi))
+    return to_int16(signal + 0.05 * rng.standard_normal(num_samples))
 
 
-def write_tiny_shards(shard_dir: Path, seed: int = 0, clips_per_label: dict | None = None) -> dict:
-    """Write shards + dataset_info.json into ``shard_dir``; return the dataset info."""
-    clips_per_label = clips_per_label or CLIPS_PER_LABEL
+def write_split_inputs(project: Path, seed: int, clips_per_label: dict) -> dict:
+    """data/wav/*.wav, data/split/split_manifest.csv and labels.json of the tones; return the
+    dataset info they must give (clips and min/max samples per split)."""
     rng = np.random.default_rng(seed)
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    info = {"sample_rate": SAMPLE_RATE, "labels": LABELS, "splits": {}}
+    rows, splits = [], {}
     for split, per_label in clips_per_label.items():
-        examples = []
-        for label in range(len(LABELS)):
+        lengths = []
+        for label, genre in enumerate(LABELS):
             for i in range(per_label):
                 length = int(rng.integers(MIN_SAMPLES, MAX_SAMPLES + 1))
                 if split == "train" and label == 0 and i == 0:
                     length = MIN_SAMPLES          # the sizes in dataset_info are exact
-                examples.append((tone(label, length, rng), label, f"{split}.{LABELS[label]}.{i:03d}"))
-        order = rng.permutation(len(examples))
-        examples = [examples[i] for i in order]
-        count = SHARDS[split]
-        for index in range(count):
-            part = examples[index::count]
-            with tf.io.TFRecordWriter(str(shard_dir / shard_name(split, index, count, len(part)))) as writer:
-                for audio, label, track_id in part:
-                    writer.write(serialize_example(audio, label, track_id))
-        lengths = [len(e[0]) for e in examples]
-        info["splits"][split] = {"clips": len(examples), "min_samples": min(lengths), "max_samples": max(lengths)}
-    (shard_dir / "dataset_info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+                track_id = f"{split}.{genre}.{i:03d}"
+                path = f"data/wav/{track_id}.wav"
+                write_audio(project / path, genre_clip(label, length, rng), SAMPLE_RATE)
+                rows.append({"track_id": track_id, "path": path, "genre": genre, "label": label, "split": split})
+                lengths.append(length)
+        splits[split] = {"clips": len(lengths), "min_samples": min(lengths), "max_samples": max(lengths)}
+    (project / "data" / "split").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(project / "data" / "split" / "split_manifest.csv", index=False)
+    (project / "data" / "split" / "labels.json").write_text(json.dumps(LABELS))
+    return {"sample_rate": SAMPLE_RATE, "labels": LABELS, "splits": splits}
+
+
+def shard_tiny_project(project: Path, seed: int, clips_per_label: dict) -> dict:
+    """In ``project`` (a new folder): params.yaml, the tones as WAVs and their split, then the shard
+    stage (in this process): data/shards/ holds its output. Returns the expected dataset info."""
+    make_project(project, {"shard": {"num_shards": SHARDS, "seed": seed}}, contents="params")
+    info = write_split_inputs(project, seed, clips_per_label)
+    call_stage(project, "shard")
+    return info
+
+
+def write_tiny_shards(shard_dir: Path, seed: int = 0, clips_per_label: dict | None = None) -> dict:
+    """Shards + dataset_info.json of the tones in ``shard_dir``, made by the shard stage; return the
+    expected dataset info."""
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=shard_dir.parent) as scratch:
+        project = Path(scratch) / "project"
+        info = shard_tiny_project(project, seed, clips_per_label or CLIPS_PER_LABEL)
+        for path in (project / "data" / "shards").iterdir():
+            shutil.move(path, shard_dir / path.name)
     return info
 
 
 def write_tiny_repo(root: Path, params: dict | None = None, seed: int = 0) -> dict:
-    """A repository-like folder: the repository's params.yaml with the tiny Keras sections (or
-    ``params``' sections) and data/shards; return the info."""
-    import yaml
-
-    full = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
-    full.update(params or TINY_PARAMS)
-    (root / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=True))
-    return write_tiny_shards(root / "data" / "shards", seed)
+    """A project in ``root`` (a new folder): data/shards from the shard stage and params.yaml whose
+    model sections are ``params`` (default TINY_PARAMS); return the expected dataset info."""
+    info = shard_tiny_project(root, seed, CLIPS_PER_LABEL)
+    sections = yaml.safe_load((root / "params.yaml").read_text())
+    sections.update(params or TINY_PARAMS)               # whole sections, as given
+    (root / "params.yaml").write_text(yaml.safe_dump(sections, sort_keys=False))
+    return info

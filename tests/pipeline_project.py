@@ -1,21 +1,23 @@
-"""Build a throw-away copy of this repository as its own git + DVC project, and run DVC in it.
+"""The end-to-end project: a copy of this repository as its own git + DVC project, and DVC run in it.
 
 The end-to-end tests (pipeline, experiments, GCS remote) run the real `dvc repro`
 of this repository on ../shared/data/gtzan_mini with small settings, in such a copy.
+Building it takes minutes, so ``GENRECLF_TEST_PROJECT`` may name one that an earlier run
+built; it is refused if the code has changed since (its fingerprint, written beside it).
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, make_project, set_params, subprocess_env
 
 # Small settings: every model trains for real, on 100 clips, in a few minutes on 2 cores.
 SMALL_PARAMS = {
@@ -26,28 +28,19 @@ SMALL_PARAMS = {
     "cnn2d": {"image_size": 64, "segments_per_clip": 4, "hop_length": 512,
               "epochs": 8, "patience": 8, "batch_size": 32},
 }
-
+REPRO_TIMEOUT_S = 2400
 STAGE_RAN = re.compile(r"Running stage '([^']+)'")
-STAGE_FROM_RUN_CACHE = re.compile(r"Stage '([^']+)' is cached - skipping run, checking out outputs")
 
-
-def env() -> dict:
-    """The environment for DVC and the stages: this interpreter's bin first on PATH."""
-    e = dict(os.environ)
-    e["PATH"] = str(Path(sys.executable).parent) + os.pathsep + e.get("PATH", "")
-    e["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
-    e["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    e["PYTHONUNBUFFERED"] = "1"
-    e.setdefault("GIT_AUTHOR_NAME", "test")
-    e.setdefault("GIT_AUTHOR_EMAIL", "test@example.invalid")
-    e.setdefault("GIT_COMMITTER_NAME", "test")
-    e.setdefault("GIT_COMMITTER_EMAIL", "test@example.invalid")
-    return e
+REUSE_VARIABLE = "GENRECLF_TEST_PROJECT"
+# What decides the built project's outputs: the code, the pipeline, the params and how the project is made.
+FINGERPRINTED = ("genreclf", "stages", "dvc.yaml", "params.yaml", "tests/helpers.py", "tests/pipeline_project.py")
+FINGERPRINT_NAME = "code_fingerprint.json"   # beside the project folder, with first_repro.log
+NAMED_CHANGES = 10
 
 
 def run(args: list[str], cwd: Path, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command, capturing stdout+stderr together; raise with the output if it fails."""
-    proc = subprocess.run(args, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.run(args, cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}) in {cwd}:\n{proc.stdout[-6000:]}")
@@ -66,36 +59,10 @@ def stages_ran(output: str) -> set[str]:
     return set(STAGE_RAN.findall(output))
 
 
-def repository_files() -> list[str]:
-    """Files of this repository as git sees them: tracked, plus untracked files not ignored."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                         cwd=ROOT, stdout=subprocess.PIPE, check=True).stdout.decode()
-    return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
-
-
-def deep_update(base: dict, update: dict) -> dict:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            deep_update(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def set_params(project: Path, update: dict) -> None:
-    path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    path.write_text(yaml.safe_dump(deep_update(params, update), sort_keys=False))
-
-
-def make_project(dest: Path, gtzan_dir: Path, params: dict | None = None) -> Path:
-    """Copy the repository into ``dest``, point it at ``gtzan_dir``, commit. Returns ``dest``."""
-    dest.mkdir(parents=True)
-    for rel in repository_files():
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / rel, target)
-    set_params(dest, {"data": {"dataset": "gtzan", "source": str(gtzan_dir), "clips_per_genre": None}})
+def make_dvc_project(dest: Path, gtzan_dir: Path, params: dict | None = None) -> Path:
+    """Copy the repository into ``dest`` with SMALL_PARAMS, pointed at ``gtzan_dir``; git init and commit."""
+    make_project(dest, {"data": {"dataset": "gtzan", "source": str(gtzan_dir), "clips_per_genre": None}},
+                 contents="repository")
     set_params(dest, SMALL_PARAMS)
     if params:
         set_params(dest, params)
@@ -111,3 +78,65 @@ def clone_with_shared_cache(project: Path, dest: Path) -> Path:
     dvc(["cache", "dir", "--local", str(project / ".dvc" / "cache")], dest)
     dvc(["checkout", "-q"], dest)
     return dest
+
+
+# ---- the project the end-to-end tests share
+
+def build_pipeline_project(dest: Path, gtzan_dir: Path) -> Path:
+    """make_dvc_project, `dvc repro` once, then commit dvc.lock; the log and the code fingerprint beside it."""
+    project = make_dvc_project(dest, gtzan_dir)
+    result = dvc(["repro"], project, timeout=REPRO_TIMEOUT_S)
+    (project.parent / "first_repro.log").write_text(result.stdout)
+    (project.parent / "first_repro_git_status.txt").write_text(
+        git(["status", "--porcelain", "--untracked-files=all"], project).stdout)
+    git(["add", "-A"], project)
+    git(["commit", "-q", "-m", "dvc repro"], project)
+    record_fingerprint(project)
+    return project
+
+
+def code_fingerprint(root: Path = ROOT) -> dict[str, str]:
+    """SHA-256 of each file under FINGERPRINTED in ``root`` (relative path -> digest; no __pycache__)."""
+    digests = {}
+    for name in FINGERPRINTED:
+        path = root / name
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for file in files:
+            if "__pycache__" not in file.parts and file.suffix != ".pyc":
+                digests[file.relative_to(root).as_posix()] = hashlib.sha256(file.read_bytes()).hexdigest()
+    return dict(sorted(digests.items()))
+
+
+def record_fingerprint(project: Path, root: Path = ROOT) -> None:
+    files = code_fingerprint(root)
+    total = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    (project.parent / FINGERPRINT_NAME).write_text(json.dumps({"sha256": total, "files": files}, indent=1) + "\n")
+
+
+def fingerprint_changes(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
+    """What differs between two fingerprints, one 'changed|added|removed: path' line per file."""
+    changes = [f"changed: {p}" for p in sorted(set(recorded) & set(current)) if recorded[p] != current[p]]
+    changes += [f"added: {p}" for p in sorted(set(current) - set(recorded))]
+    changes += [f"removed: {p}" for p in sorted(set(recorded) - set(current))]
+    return changes
+
+
+def reused_project(project: Path, root: Path = ROOT) -> Path:
+    """``project`` (from GENRECLF_TEST_PROJECT) if it was built from the code in ``root``; else pytest.fail."""
+    rebuild = (f"build a new one from this code: without {REUSE_VARIABLE}, run `python -m pytest "
+               f"tests/test_pipeline.py --basetemp=DIR`, then set {REUSE_VARIABLE}=DIR/pipeline0/project "
+               f"(and give later runs another --basetemp, or none: pytest empties it)")
+    if not (project / "dvc.lock").is_file():
+        pytest.fail(f"{REUSE_VARIABLE}={project}: not a built pipeline project (no dvc.lock); {rebuild}")
+    fingerprint_file = project.parent / FINGERPRINT_NAME
+    if not fingerprint_file.is_file():
+        pytest.fail(f"{REUSE_VARIABLE}={project}: {fingerprint_file} is missing, so nothing tells which code "
+                    f"built it; {rebuild}")
+    recorded = json.loads(fingerprint_file.read_text())["files"]
+    changes = fingerprint_changes(recorded, code_fingerprint(root))
+    if changes:
+        shown = "; ".join(changes[:NAMED_CHANGES]) + (f"; and {len(changes) - NAMED_CHANGES} more"
+                                                      if len(changes) > NAMED_CHANGES else "")
+        pytest.fail(f"{REUSE_VARIABLE}={project} was built from other code than this checkout "
+                    f"({len(changes)} file(s) differ: {shown}); {rebuild}")
+    return project

@@ -1,15 +1,12 @@
 """Helpers for the scikit-learn, evaluate, summarize and predict tests.
 
-They build a scratch project folder (params.yaml + data/features/...) and run the
-real stage scripts in it, as DVC would: ``python -m stages.<name>`` from that folder.
+They build a scratch project folder (params.yaml + data/features/...) in which the tests run
+the real stage scripts with tests.helpers.run_stage, as DVC would.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +15,8 @@ import yaml
 
 from genreclf.artifacts import FEATURE_ID_COLUMNS, write_features
 from genreclf.features import fma_features as features
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 FEATURE_COLUMNS = list(features.FEATURE_COLUMNS)
 
 SKLEARN_PARAMS = {
@@ -59,14 +56,3 @@ def feature_frame(track_ids: list[str], labels: list[int], genres: list[str], fe
     frame.insert(0, "label", labels)
     frame.insert(0, "track_id", track_ids)
     return frame
-
-
-def run_stage(project: Path, module: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python -m stages.<module> args`` in ``project`` with this repository on the path."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-    proc = subprocess.run([sys.executable, "-m", f"stages.{module}", *args], cwd=project, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"stages.{module} {' '.join(args)} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc

@@ -14,7 +14,8 @@ import pytest
 from genreclf.artifacts import read_model_metrics, read_summary, write_model_metrics
 from genreclf.errors import DataError
 from genreclf.evaluation.metrics import classification_metrics, evaluation_report, predictions_table
-from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, run_stage, write_feature_tables, write_params
+from tests.helpers import call_stage, run_stage
+from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
 
 LABELS = ["blues", "jazz", "rock"]
 B, J, R = 0, 1, 2
@@ -141,8 +142,8 @@ def evaluated_knn(tmp_path_factory):
                               np.stack([prototype(p, 0.01 * i) for i, (_, p) in enumerate(PAIRS)]), COLUMNS),
     }
     write_feature_tables(project, tables, COLUMNS)
-    run_stage(project, "train_sklearn", "knn")
-    run_stage(project, "evaluate", "knn")
+    call_stage(project, "train_sklearn", "knn")
+    call_stage(project, "evaluate", "knn")
     return project
 
 
@@ -172,6 +173,7 @@ def test_evaluate_stage_predictions_csv(evaluated_knn):
     assert table[["prob_blues", "prob_jazz", "prob_rock"]].sum(axis=1).tolist() == [1.0] * 10
 
 
+@pytest.mark.slow   # its process loads scikit-learn and librosa (seconds) before the stage refuses
 def test_evaluate_stage_takes_only_a_trained_model(evaluated_knn):
     """The model argument's choices are the folders of models/ that hold a trained model."""
     proc = run_stage(evaluated_knn, "evaluate", "svm", check=False)

@@ -11,9 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -27,10 +24,11 @@ import yaml
 
 from genreclf import artifacts
 from genreclf.artifacts import read_feature_info, read_feature_split, write_split
-from genreclf.features import fma_features as features
 from genreclf.errors import DataError, ParamError
-from stages.config import load_config
+from genreclf.features import fma_features as features
 from genreclf.io import write_csv
+from stages.config import load_config
+from tests.helpers import make_project, run_stage, tone
 
 SR = 22050
 PARAMS = features.DEFAULT_PARAMS
@@ -41,11 +39,6 @@ FMA_SIZES = {"chroma_stft": 12, "chroma_cqt": 12, "chroma_cens": 12, "tonnetz": 
              "zcr": 1, "spectral_centroid": 1, "spectral_bandwidth": 1, "spectral_contrast": 7,
              "spectral_rolloff": 1}
 FMA_MOMENTS = ("mean", "std", "skew", "kurtosis", "median", "min", "max")
-
-
-def tone(freq: float, seconds: float = 5.0, amplitude: float = 0.5, sr: int = SR) -> np.ndarray:
-    t = np.arange(int(seconds * sr)) / sr
-    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 def noise(seconds: float = 5.0, scale: float = 0.1, seed: int = 0) -> np.ndarray:
@@ -88,7 +81,7 @@ def test_columns_are_fma_sorted_triples():
 def test_columns_follow_params(changes, n_columns):
     params = features.FeatureParams(**changes)
     assert len(features.feature_columns(params)) == n_columns
-    vector = features.clip_features(tone(440.0, seconds=2.0), SR, params)
+    vector = features.clip_features(tone(2.0, SR, 440.0, dtype=np.float32), SR, params)
     assert vector.shape == (n_columns,) and np.isfinite(vector).all()
 
 
@@ -158,7 +151,7 @@ def test_params_that_exceed_the_nyquist_frequency_are_refused(sample_rate):
 @pytest.mark.parametrize("note, pitch_class", [("A3", 9), ("A4", 9), ("C5", 0), ("E4", 4), ("G#5", 8), ("D6", 2)])
 def test_sine(note, pitch_class):
     freq = float(librosa.note_to_hz(note))
-    values = named(features.clip_features(tone(freq, amplitude=0.5), SR, PARAMS))
+    values = named(features.clip_features(tone(5.0, SR, freq, amplitude=0.5, dtype=np.float32), SR, PARAMS))
     bin_hz = SR / PARAMS.n_fft
     assert abs(values["spectral_centroid_mean_01"] - freq) < 2 * bin_hz       # the window's leakage
     assert abs(values["spectral_centroid_median_01"] - freq) < bin_hz          # away from the clip's edges
@@ -243,11 +236,12 @@ def test_frame_statistics_of_known_rows():
 # ---- the fast paths agree with librosa
 
 def signals(gtzan_mini) -> dict[str, np.ndarray]:
+    detuned_hz = float(librosa.note_to_hz("A4")) * 2 ** (30 / 1200)   # +30 cents
     return {
-        "detuned_tone": tone(float(librosa.note_to_hz("A4")) * 2 ** (30 / 1200)),   # +30 cents
-        "chord": tone(261.63) + tone(329.63) + tone(392.0),
+        "detuned_tone": tone(5.0, SR, detuned_hz, dtype=np.float32),
+        "chord": sum(tone(5.0, SR, f, dtype=np.float32) for f in (261.63, 329.63, 392.0)),
         "noise": noise(),
-        "silence_then_tone": np.concatenate([np.zeros(SR, np.float32), tone(880.0, seconds=2)]),
+        "silence_then_tone": np.concatenate([np.zeros(SR, np.float32), tone(2.0, SR, 880.0, dtype=np.float32)]),
         "real_clip": read_clip(gtzan_mini / "jazz" / "jazz.00000.wav"),
     }
 
@@ -337,12 +331,16 @@ TABLE_COLUMNS = {  # GTZAN table column -> feature column (chroma_stft: mean ove
 }
 
 
-def test_features_match_the_public_gtzan_table(shared_data, gtzan_mini):
+# The fast tier checks the first clip of each genre; the full suite all 100 clips of gtzan_mini.
+@pytest.mark.parametrize("clips_per_genre", [1, pytest.param(10, marks=pytest.mark.slow)])
+def test_features_match_the_public_gtzan_table(shared_data, gtzan_mini, clips_per_genre):
     table = pd.read_csv(shared_data / "gtzan_features_30_sec.csv").set_index("filename")
-    paths = sorted(gtzan_mini.glob("*/*.wav"))
-    assert len(paths) == 100 and all(p.name in table.index for p in paths)
-    # The stage's own path: int16 WAV -> float32, every core.
-    rows = list(features.iter_wav_features(paths, SR, PARAMS, progress=False))
+    genres = sorted(p for p in gtzan_mini.iterdir() if p.is_dir())
+    paths = [p for genre in genres for p in sorted(genre.glob("*.wav"))[:clips_per_genre]]
+    assert len(genres) == 10 and len(paths) == 10 * clips_per_genre and all(p.name in table.index for p in paths)
+    # The stage's path: int16 WAV -> float32 (in this process: the worker processes give the same bytes,
+    # test_parallel_rows_equal_serial_rows_and_repeat).
+    rows = [features.wav_features(path, SR, PARAMS) for path in paths]
     failures = []
     for path, row in zip(paths, rows):
         ours = {table_column: row[COLUMN_INDEX[column]] for table_column, column in TABLE_COLUMNS.items()}
@@ -364,11 +362,9 @@ STAGE_SPLITS = ["train", "train", "val", "test"]
 STAGE_SECONDS = 6
 
 
-def make_project(repo_root: Path, gtzan_mini: Path, root: Path) -> pd.DataFrame:
+def make_features_project(gtzan_mini: Path, root: Path, params: dict | None = None) -> pd.DataFrame:
     """A scratch project: the code, params.yaml, short WAVs of real clips and a split."""
-    for folder in ("genreclf", "stages"):
-        shutil.copytree(repo_root / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(repo_root / "params.yaml", root / "params.yaml")
+    make_project(root, params)
     (root / "data" / "wav").mkdir(parents=True)
     (root / "data" / "split").mkdir()
     rows = []
@@ -383,20 +379,14 @@ def make_project(repo_root: Path, gtzan_mini: Path, root: Path) -> pd.DataFrame:
     return manifest
 
 
-def run_features_stage(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stages.features"], cwd=root, capture_output=True, text=True,
-                          timeout=600)
-
-
 @pytest.fixture(scope="module")
-def stage_project(repo_root, gtzan_mini, tmp_path_factory):
+def stage_project(gtzan_mini, tmp_path_factory):
     root = tmp_path_factory.mktemp("features_project")
-    manifest = make_project(repo_root, gtzan_mini, root)
-    result = run_features_stage(root)
-    assert result.returncode == 0, result.stderr
-    return root, manifest, result
+    manifest = make_features_project(gtzan_mini, root)
+    return root, manifest, run_stage(root, "features")
 
 
+@pytest.mark.slow
 def test_stage_writes_the_tables(stage_project):
     root, manifest, result = stage_project
     out = root / "data" / "features"
@@ -420,11 +410,12 @@ def test_stage_writes_the_tables(stage_project):
     assert "computed 8 clips" in result.stderr and "wrote data/features" in result.stderr
 
 
+@pytest.mark.slow
 def test_stage_output_is_byte_identical_on_a_rerun(stage_project):
     root, _, _ = stage_project
     out = root / "data" / "features"
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert run_features_stage(root).returncode == 0
+    run_stage(root, "features")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
@@ -448,30 +439,29 @@ def test_streamed_table_has_the_bytes_of_write_csv(tmp_path, monkeypatch):
     ("bad_label", "labels do not match the genres of data/split/labels.json"),
     ("bad_param", "params.yaml: features.n_mfcc = 0: expected an integer > 0"),
 ])
-def test_stage_refuses_bad_inputs_before_any_work(repo_root, gtzan_mini, tmp_path, breakage, message):
-    manifest = make_project(repo_root, gtzan_mini, tmp_path)
+@pytest.mark.slow   # the stage loads librosa in its own process before it refuses
+def test_stage_refuses_bad_inputs_before_any_work(gtzan_mini, tmp_path, breakage, message):
+    params = {"features": {"n_mfcc": 0}} if breakage == "bad_param" else None
+    manifest = make_features_project(gtzan_mini, tmp_path, params)
     if breakage == "no_manifest":
         (tmp_path / "data" / "split" / "split_manifest.csv").unlink()
     elif breakage == "no_wav":
         (tmp_path / manifest["path"][0]).unlink()
     elif breakage == "bad_label":
         (tmp_path / "data" / "split" / "labels.json").write_text(json.dumps(STAGE_GENRES[::-1]))
-    else:
-        params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-        params["features"]["n_mfcc"] = 0
-        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = run_features_stage(tmp_path)
+    result = run_stage(tmp_path, "features", check=False)
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data" / "features").exists()
 
 
-def test_stage_names_a_clip_it_cannot_read(repo_root, gtzan_mini, tmp_path):
-    manifest = make_project(repo_root, gtzan_mini, tmp_path)
+@pytest.mark.slow
+def test_stage_names_a_clip_it_cannot_read(gtzan_mini, tmp_path):
+    manifest = make_features_project(gtzan_mini, tmp_path)
     broken = manifest["path"].iloc[-1]
     (tmp_path / broken).write_bytes(b"RIFF but not really a WAV file")
-    result = run_features_stage(tmp_path)
+    result = run_stage(tmp_path, "features", check=False)
     assert result.returncode == 1
     assert f"error: {broken}: cannot read it as WAV" in result.stderr
     assert "Traceback" not in result.stderr

@@ -15,12 +15,22 @@ import pandas as pd
 import pytest
 import yaml
 
-from genreclf.errors import ChecksumError, DataError, ParamError
-from genreclf.data.fetch import (DOWNLOAD_CHUNK_SIZE, VERIFIED_MEMBER_CRC32, VERIFIED_NONE, VERIFIED_SHA1,
-                            VERIFIED_SHA1_NOT_CHECKED, choose_clips, download, join_url, open_archive,
-                            public_source, sha1_file)
+from genreclf.data.fetch import (
+    DOWNLOAD_CHUNK_SIZE,
+    VERIFIED_MEMBER_CRC32,
+    VERIFIED_NONE,
+    VERIFIED_SHA1,
+    VERIFIED_SHA1_NOT_CHECKED,
+    choose_clips,
+    download,
+    join_url,
+    open_archive,
+    public_source,
+    sha1_file,
+)
 from genreclf.data.fma import fetch_fma, read_tracks, subset_clips
 from genreclf.data.gtzan import fetch_gtzan
+from genreclf.errors import ChecksumError, DataError, ParamError
 from stages import fetch as fetch_stage
 from stages.config import load_config
 from tests.fma_fixture import NO_AUDIO_ID, SHORT_ID, ZIP_EPOCH, build_fma_fixture, corrupt_member

@@ -8,11 +8,6 @@ The fixture's clip without audio and its ~1 s clip must come out as skipped clip
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,21 +16,14 @@ import yaml
 from genreclf.data.fetch import VERIFIED_MEMBER_CRC32
 from genreclf.data.tfrecords import SHARD_RE
 from tests.fma_fixture import NO_AUDIO_ID, SHORT_ID, build_fma_fixture
+from tests.helpers import ROOT, make_project, run_stage
 from tests.http_range_server import RangeServer
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow   # the FMA end-to-end run: five stages as subprocesses, real mp3s decoded
+
 STAGES = ("fetch", "convert", "split", "shard", "features")
-STAGE_TIMEOUT_S = 300
 CLIPS_PER_GENRE = 3
 FEATURE_COLUMNS = 518
-
-
-def run_stage(project: Path, name: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=project, env=env,
-                            capture_output=True, text=True, timeout=STAGE_TIMEOUT_S)
-    assert result.returncode == 0, f"stage {name} failed:\n{result.stdout}\n{result.stderr[-4000:]}"
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +31,14 @@ def fma_run(shared_data, tmp_path_factory):
     """The fixture served on 127.0.0.1, and a project where the five stages ran on it."""
     base = tmp_path_factory.mktemp("fma_pipeline")
     fixture = build_fma_fixture(shared_data, base / "mirror")
-    project = base / "project"
-    for name in ("stages", "genreclf"):
-        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    checksums = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["checksums"]
     with RangeServer(fixture.directory) as server:
         assert server.url.endswith("/")
-        params["data"].update(source=server.url, clips_per_genre=CLIPS_PER_GENRE, seed=0,
-                              checksums=dict(params["data"]["checksums"], **fixture.sha1))
-        params["split"]["method"] = "stratified"
-        params["shard"]["num_shards"] = {"train": 2, "val": 1, "test": 1}
-        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        project = make_project(base / "project", {
+            "data": {"source": server.url, "clips_per_genre": CLIPS_PER_GENRE, "seed": 0,
+                     "checksums": dict(checksums, **fixture.sha1)},
+            "split": {"method": "stratified"},
+            "shard": {"num_shards": {"train": 2, "val": 1, "test": 1}}})
         logs = {name: run_stage(project, name).stderr for name in STAGES}
         served = dict(server.bytes_served)
     return fixture, project, logs, served

@@ -10,14 +10,23 @@ import numpy as np
 import pytest
 import yaml
 
-from genreclf.models import keras_models
-
-from genreclf.models import training
+from genreclf.models import keras_models, training
 
 
 @pytest.fixture(scope="module")
 def params(repo_root):
     return yaml.safe_load((repo_root / "params.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def base_weights(tmp_path_factory):
+    """A MobileNetV2 base (alpha 0.35, 32x32) with seeded random weights, saved once: (file, its weights)."""
+    keras.utils.set_random_seed(3)
+    source = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False,
+                                            weights=None, pooling="avg")
+    path = tmp_path_factory.mktemp("mobilenet") / "base.weights.h5"
+    source.save_weights(path)
+    return path, [variable.numpy() for variable in source.weights]
 
 
 def layer_summary(model):
@@ -92,23 +101,17 @@ def test_mobilenet_without_weights_trains_the_whole_network():
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_mobilenet_loads_a_local_weights_file(tmp_path):
-    keras.utils.set_random_seed(3)
-    source = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False,
-                                            weights=None, pooling="avg")
-    path = tmp_path / "base.weights.h5"
-    source.save_weights(path)
+def test_mobilenet_loads_a_local_weights_file(base_weights):
+    path, saved_weights = base_weights
     keras.utils.set_random_seed(4)            # another seed: the base's own initialisation differs
     model = keras_models.build_mobilenet(32, 3, weights=str(path), alpha=0.35, dense_units=8)
     base = keras_models.mobilenet_base(model)
-    for loaded, saved in zip(base.weights, source.weights, strict=True):
-        np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
+    for loaded, saved in zip(base.weights, saved_weights, strict=True):
+        np.testing.assert_array_equal(loaded.numpy(), saved)
 
 
-def test_mobilenet_with_weights_has_a_frozen_base_and_a_new_head(tmp_path):
-    path = tmp_path / "base.weights.h5"
-    keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False,
-                                   weights=None, pooling="avg").save_weights(path)
+def test_mobilenet_with_weights_has_a_frozen_base_and_a_new_head(base_weights):
+    path, _ = base_weights
     model = keras_models.build_mobilenet(32, 4, weights=str(path), alpha=0.35, dense_units=8)
     base = keras_models.mobilenet_base(model)
     assert not base.trainable and not any(layer.trainable for layer in base.layers)
@@ -117,10 +120,8 @@ def test_mobilenet_with_weights_has_a_frozen_base_and_a_new_head(tmp_path):
 
 
 @pytest.mark.parametrize("count", [1, 10])
-def test_unfreeze_top_layers(count, tmp_path):
-    path = tmp_path / "base.weights.h5"
-    keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False,
-                                   weights=None, pooling="avg").save_weights(path)
+def test_unfreeze_top_layers(count, base_weights):
+    path, _ = base_weights
     model = keras_models.build_mobilenet(32, 3, weights=str(path), alpha=0.35, dense_units=8)
     keras_models.unfreeze_top_layers(model, count)
     base = keras_models.mobilenet_base(model)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from tests.pipeline_project import clone_with_shared_cache, dvc, git, set_params, stages_ran
+from tests.helpers import set_params
+from tests.pipeline_project import clone_with_shared_cache, dvc, git, stages_ran
 
 pytestmark = pytest.mark.slow
 

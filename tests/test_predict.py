@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from genreclf.data import audio
-
 from genreclf.features import fma_features as features
 from genreclf.models.predictors import load_predictor
 from stages.predict import format_prediction, top_genres
-from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, run_stage, write_feature_tables, write_params
+from tests.helpers import call_stage, run_stage
+from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
 
 GENRES = ["classical", "metal"]          # label order (sorted)
 TRAIN_CLIPS = range(0, 4)                # <genre>.00000 ... 00003 train, 00004 val
@@ -51,7 +51,7 @@ def project(tmp_path_factory, gtzan_mini):
         tables[split] = feature_frame(ids, labels, GENRES, np.stack(rows), FEATURE_COLUMNS)
     tables["test"] = tables["val"]
     write_feature_tables(root, tables, FEATURE_COLUMNS, SAMPLE_RATE, features.params_to_dict(params))
-    run_stage(root, "train_sklearn", "logreg")
+    call_stage(root, "train_sklearn", "logreg")
     (root / "unreadable.wav").write_bytes(b"RIFF but not really audio" * 10)
     return root
 
@@ -69,6 +69,7 @@ def parse_output(stdout: str) -> dict[str, list[tuple[str, float]]]:
     return predictions
 
 
+@pytest.mark.slow
 def test_predict_real_clips_and_report_an_unreadable_file(project, gtzan_mini, shared_data):
     classical = clip_path(gtzan_mini, "classical", HELD_OUT_CLIP)
     metal = clip_path(gtzan_mini, "metal", HELD_OUT_CLIP)
@@ -118,6 +119,7 @@ def test_a_scikit_learn_model_does_not_import_tensorflow(project, gtzan_mini, re
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_default_model_is_the_best_in_the_summary(project, gtzan_mini):
     summary = {"models": {"svm": {"accuracy": 0.5}, "logreg": {"accuracy": 0.9}}}
     (project / "metrics").mkdir(exist_ok=True)
@@ -130,6 +132,7 @@ def test_default_model_is_the_best_in_the_summary(project, gtzan_mini):
     assert len(parse_output(proc.stdout)[str(clip_path(gtzan_mini, "metal", HELD_OUT_CLIP))]) == 2
 
 
+@pytest.mark.slow   # its process loads scikit-learn and librosa (seconds) before the stage refuses
 def test_no_summary_and_no_model_is_a_clear_error_listing_the_models(project, gtzan_mini):
     proc = run_stage(project, "predict", str(clip_path(gtzan_mini, "metal", 0)), check=False)
     assert proc.returncode == 1

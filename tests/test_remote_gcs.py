@@ -22,9 +22,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.gcs_emulator import (EMULATOR_STORAGE_DIR, REMOTE_NAME, UP_TO_DATE, GcsEmulator,
-                                cache_dir, count_pushed, dvc, dvc_env, file_digests, fresh_clone,
-                                point_remote_at, split_lf_multipart)
+from tests.gcs_emulator import (
+    EMULATOR_STORAGE_DIR,
+    REMOTE_NAME,
+    UP_TO_DATE,
+    GcsEmulator,
+    cache_dir,
+    count_pushed,
+    dvc,
+    dvc_env,
+    file_digests,
+    fresh_clone,
+    point_remote_at,
+    split_lf_multipart,
+)
 from tests.pipeline_project import clone_with_shared_cache
 
 BUCKET = "genreclf-test"
@@ -136,6 +147,7 @@ def pushed_remote(source_repo, emulator) -> PushedRemote:
     return remote
 
 
+@pytest.mark.slow   # runs dvc (config, remote list)
 def test_repository_declares_gcs_default_remote(repo_root):
     default = dvc(repo_root, "config", "core.remote").stdout.strip()
     remotes = dict(line.split(None, 1) for line in dvc(repo_root, "remote", "list").stdout.splitlines())
@@ -147,6 +159,7 @@ def test_repository_declares_gcs_default_remote(repo_root):
     assert "/config.local" in (repo_root / ".dvc" / ".gitignore").read_text().splitlines()
 
 
+@pytest.mark.slow   # dvc push/pull, from the end-to-end project
 def test_push_then_pull_in_fresh_clone_gives_identical_outputs(pipeline_project, source_repo,
                                                                pushed_remote, tmp_path, command_log):
     remote = pushed_remote
@@ -173,6 +186,7 @@ def test_push_then_pull_in_fresh_clone_gives_identical_outputs(pipeline_project,
     assert UP_TO_DATE in dvc(clone, "status").stdout
 
 
+@pytest.mark.slow   # dvc push/pull, from the end-to-end project
 def test_run_cache_restores_a_stage_missing_from_dvc_lock(pipeline_project, source_repo,
                                                           pushed_remote, tmp_path, command_log):
     remote = pushed_remote
@@ -209,6 +223,7 @@ def test_run_cache_restores_a_stage_missing_from_dvc_lock(pipeline_project, sour
     assert UP_TO_DATE in dvc(clone, "status").stdout
 
 
+@pytest.mark.slow   # dvc push/pull, from the end-to-end project
 def test_changing_one_param_reruns_only_its_model(pipeline_project, pushed_remote, tmp_path,
                                                   command_log):
     remote = pushed_remote
@@ -230,6 +245,7 @@ def test_changing_one_param_reruns_only_its_model(pipeline_project, pushed_remot
     assert UP_TO_DATE in dvc(clone, "status").stdout
 
 
+@pytest.mark.slow   # dvc push/pull, from the end-to-end project
 def test_pull_refuses_an_object_corrupted_on_the_remote(pipeline_project, source_repo,
                                                         pushed_remote, tmp_path):
     remote = pushed_remote

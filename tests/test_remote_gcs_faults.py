@@ -16,10 +16,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.gcs_emulator import (HOST, IN_SYNC, UP_TO_DATE, GcsEmulator, cache_dir, count_pushed,
-                                dvc, error_lines, file_digests, finish, free_port, fresh_clone,
-                                point_remote_at, start_dvc)
+from tests.gcs_emulator import (
+    HOST,
+    IN_SYNC,
+    UP_TO_DATE,
+    GcsEmulator,
+    cache_dir,
+    count_pushed,
+    dvc,
+    error_lines,
+    file_digests,
+    finish,
+    free_port,
+    fresh_clone,
+    point_remote_at,
+    start_dvc,
+)
 from tests.pipeline_project import clone_with_shared_cache
+
+pytestmark = pytest.mark.slow   # dvc push/pull against a GCS emulator, from the end-to-end project
 
 BUCKET = "genreclf-test"
 # The push that is cut short: stop the remote once this many objects have landed.

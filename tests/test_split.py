@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from genreclf.artifacts import read_split, write_split
-from genreclf.errors import DataError
 from genreclf.data.splits import SPLITS, allocate_counts, official_split, split_totals, stratified_split
-from tests.dataprep_project import make_project, run_stage
+from genreclf.errors import DataError
+from tests.helpers import make_project, run_stage
 
 FRACTIONS = {"train": 0.64, "val": 0.16, "test": 0.20}
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
@@ -149,7 +149,7 @@ def test_stage_stratified(tmp_path):
 
 
 def test_stage_seed_changes_the_split(tmp_path):
-    project = make_project(tmp_path, split={"seed": 7})
+    project = make_project(tmp_path, {"split": {"seed": 7}})
     track_ids, genres = gtzan_like()
     write_converted(project, track_ids, genres)
     assert run_stage(project, "split").returncode == 0
@@ -159,7 +159,7 @@ def test_stage_seed_changes_the_split(tmp_path):
 
 
 def test_stage_official(tmp_path):
-    project = make_project(tmp_path, split={"method": "official"})
+    project = make_project(tmp_path, {"split": {"method": "official"}})
     track_ids = ["000002", "000005", "000010", "000140", "000141", "000190"]
     official = ["training", "training", "validation", "test", "training", "test"]
     write_converted(project, track_ids, ["Hip-Hop", "Hip-Hop", "Pop", "Folk", "Folk", "Folk"], official)
@@ -184,10 +184,10 @@ def test_stage_official(tmp_path):
     ({}, 0, "data/converted.csv lists no clips; run `dvc repro convert`"),
 ])
 def test_stage_bad_input_is_a_clear_error(tmp_path, split_params, clips_per_genre, message):
-    project = make_project(tmp_path, split=split_params)
+    project = make_project(tmp_path, {"split": split_params})
     write_converted(project, *gtzan_like(clips_per_genre))
 
-    result = run_stage(project, "split")
+    result = run_stage(project, "split", check=False)
 
     assert result.returncode == 1
     assert message in result.stderr
@@ -198,14 +198,14 @@ def test_stage_bad_input_is_a_clear_error(tmp_path, split_params, clips_per_genr
 def test_stage_refuses_an_empty_split(tmp_path):
     project = make_project(tmp_path)
     write_converted(project, ["a", "b", "c"], ["rock"] * 3)  # 3 clips: 0.48 val clips round to 0
-    result = run_stage(project, "split")
+    result = run_stage(project, "split", check=False)
     assert result.returncode == 1
     assert "the split(s) ['val'] would be empty" in result.stderr
 
 
 def test_stage_needs_converted_csv(tmp_path):
     project = make_project(tmp_path)
-    result = run_stage(project, "split")
+    result = run_stage(project, "split", check=False)
     assert result.returncode == 1
     assert "data/converted.csv does not exist; run `dvc repro convert`" in result.stderr
 

@@ -11,10 +11,10 @@ import soundfile as sf
 import tensorflow as tf
 
 from genreclf.artifacts import read_dataset_info, write_dataset_info
+from genreclf.errors import DataError
 from genreclf.features import spectrograms
 from genreclf.models import tfdata
-from genreclf.errors import DataError
-from tests.keras_fixture import LABELS, SAMPLE_RATE, tone, write_tiny_shards
+from tests.keras_fixture import LABELS, SAMPLE_RATE, genre_clip, write_tiny_shards
 
 
 def librosa_log_mel(audio, sr, n_fft, hop, n_mels):
@@ -105,7 +105,7 @@ def test_segment_starts_are_evenly_spaced(frames, size, count, expected):
 
 
 def test_mel_segments_are_slices_of_the_clip_spectrogram():
-    audio = tone(1, 4000, np.random.default_rng(1))
+    audio = genre_clip(1, 4000, np.random.default_rng(1))
     segments = spectrograms.mel_segments(audio, SAMPLE_RATE, 256, 64, 32, 3).numpy()
     whole = spectrograms.scale_decibels(spectrograms.log_mel_spectrogram(
         spectrograms.audio_to_float(audio), SAMPLE_RATE, 256, 64, 32))
@@ -117,7 +117,7 @@ def test_mel_segments_are_slices_of_the_clip_spectrogram():
 
 
 def test_mel_image_and_mobilenet_pixels_ranges():
-    audio = tone(2, 3500, np.random.default_rng(2))
+    audio = genre_clip(2, 3500, np.random.default_rng(2))
     image = spectrograms.mel_image(audio, SAMPLE_RATE, 256, 64, 16, 32)
     assert image.shape == (32, 32, 1)
     assert 0.0 <= float(tf.reduce_min(image)) and float(tf.reduce_max(image)) <= 1.0
@@ -167,17 +167,19 @@ def test_training_dataset_is_seeded_and_reshuffled(shards, preprocessing, unit_s
         return [[(x.numpy(), y.numpy()) for x, y in dataset] for _ in range(2)]
     first, again, other = epochs(0, True), epochs(0, False), epochs(1, True)
     batches = first[0]
-    assert len(batches) == -(-clips * units_per_clip // 5)
+    assert clips == 18 and len(batches) == {1: 4, 3: 11}[units_per_clip]       # 18 or 54 units in batches of 5
     assert batches[0][0].shape == (5, *unit_shape) and batches[0][1].shape == (5, 3)
     labels = np.concatenate([y for _, y in batches])
     assert labels.shape == (clips * units_per_clip, 3) and set(labels.sum(axis=1)) == {1.0}
     assert np.bincount(labels.argmax(axis=1)).tolist() == [clips * units_per_clip // 3] * 3
-    same = lambda a, b: all(np.array_equal(x1, x2) and np.array_equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
+    def same(a, b):
+        return all(np.array_equal(x1, x2) and np.array_equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
     assert same(first[0], epochs(0, True)[0]) and same(first[1], epochs(0, True)[1])   # seeded
     assert not same(first[0], first[1])                                                 # new order each epoch
     assert not same(first[0], other[0])
     if preprocessing is not WAVEFORM:        # cache or not: same clips' features (in another order)
-        key = lambda batches_: sorted(float(x.sum()) for b, _ in batches_ for x in b)
+        def key(batches_):
+            return sorted(float(x.sum()) for b, _ in batches_ for x in b)
         np.testing.assert_allclose(key(first[0]), key(again[0]), rtol=1e-6)
 
 
@@ -202,14 +204,26 @@ def test_evaluation_dataset_units_belong_to_their_clip(shards, preprocessing):
     np.testing.assert_array_equal(np.concatenate([y for _, y in validation]).argmax(axis=1), labels)
 
 
-def test_sizes_for_caching_and_minimum_clip():
-    assert tfdata.feature_bytes_per_clip(WAVEFORM, 1000) == 2000
-    assert tfdata.feature_bytes_per_clip(IMAGE, 1000) == 4 * 32 * 32
-    assert tfdata.feature_bytes_per_clip(SEGMENTS, 1000) == 3 * 4 * 32 * 32
-    assert tfdata.min_clip_samples(WAVEFORM) == 256
-    assert tfdata.min_clip_samples(SEGMENTS) == 31 * 64
-    audio = np.zeros(31 * 64, dtype=np.int16)           # exactly 32 frames: one segment position
-    assert tfdata.units_of_clip(audio, SEGMENTS).shape == (3, 32, 32, 1)
+@pytest.mark.parametrize("preprocessing", [WAVEFORM, IMAGE, SEGMENTS])
+def test_bytes_per_clip_are_those_of_the_cached_features(preprocessing):
+    audio = genre_clip(0, 3000, np.random.default_rng(3))
+    cached = tfdata.clip_features(tf.constant(audio), preprocessing).numpy()     # what cache() keeps
+    assert tfdata.feature_bytes_per_clip(preprocessing, len(audio)) == cached.nbytes
+
+
+def test_minimum_clip_is_the_shortest_that_gives_a_unit():
+    shortest = tfdata.min_clip_samples(WAVEFORM)
+    assert tfdata.units_of_clip(np.zeros(shortest - 1, np.int16), WAVEFORM).shape[0] == 0
+    assert tfdata.units_of_clip(np.zeros(shortest, np.int16), WAVEFORM).shape == (1, 256, 1)
+    # a segment is 32 frames wide: librosa's centred STFT gives 32 frames from the shortest clip, 31 from less
+    shortest = tfdata.min_clip_samples(SEGMENTS)
+    frames = [librosa.feature.melspectrogram(y=np.zeros(n), sr=SAMPLE_RATE, n_fft=256, hop_length=64,
+                                             n_mels=32).shape[1] for n in (shortest - 1, shortest)]
+    assert frames == [31, 32]
+    assert tfdata.units_of_clip(np.zeros(shortest, np.int16), SEGMENTS).shape == (3, 32, 32, 1)
+
+
+def test_cache_decision_and_memory():
     assert tfdata.should_cache(100, 200) and not tfdata.should_cache(101, 200)
     assert not tfdata.should_cache(1, None)
     assert tfdata.available_memory_bytes() > 0

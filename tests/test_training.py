@@ -7,9 +7,6 @@ import copy
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -17,27 +14,16 @@ import numpy as np
 import pytest
 
 from genreclf.artifacts import read_model_folder
-from genreclf.models import keras_models, predictors, tfdata, training
 from genreclf.errors import DataError, ParamError
+from genreclf.models import keras_models, predictors, tfdata, training
 from stages import train_keras
 from stages.config import load_config
+from tests.helpers import call_stage, directory_bytes, run_stage
 from tests.keras_fixture import LABELS, TINY_PARAMS, write_tiny_repo, write_tiny_shards
 
 DVCLIVE_FILES = ["metrics.json", "plots/metrics/eval/accuracy.tsv", "plots/metrics/eval/loss.tsv",
                  "plots/metrics/train/accuracy.tsv", "plots/metrics/train/loss.tsv"]
 MODEL_FILES = ["labels.json", "model.keras", "preprocessing.json"]
-
-
-def run_stage_in(root: Path, model_name: str, params: dict | None = None) -> None:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        if params is not None:
-            write_tiny_repo(root, params)
-        train_keras.main([model_name])
-
-
-def files_under(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def read_tsv(path: Path) -> list[dict]:
@@ -50,7 +36,7 @@ def cnn1d_repo(tmp_path_factory):
     """A tiny repository in which the cnn1d stage has run once."""
     root = tmp_path_factory.mktemp("repo_a")
     write_tiny_repo(root)
-    run_stage_in(root, "cnn1d")
+    call_stage(root, "train_keras", "cnn1d")
     return root
 
 
@@ -139,8 +125,8 @@ def test_a_tiny_params_file_gives_the_stage_its_section(tmp_path):
 # ---- the stage, end to end ---------------------------------------------------------------
 
 def test_cnn1d_stage_writes_exactly_its_outputs(cnn1d_repo):
-    assert sorted(files_under(cnn1d_repo / "dvclive" / "cnn1d")) == DVCLIVE_FILES
-    assert sorted(files_under(cnn1d_repo / "models" / "cnn1d")) == MODEL_FILES
+    assert sorted(directory_bytes(cnn1d_repo / "dvclive" / "cnn1d")) == DVCLIVE_FILES
+    assert sorted(directory_bytes(cnn1d_repo / "models" / "cnn1d")) == MODEL_FILES
     assert sorted(p.name for p in (cnn1d_repo / "dvclive").iterdir()) == ["cnn1d"]     # no temp folders left
     assert sorted(p.name for p in (cnn1d_repo / "models").iterdir()) == ["cnn1d"]
     metrics = json.loads((cnn1d_repo / "dvclive/cnn1d/metrics.json").read_text())
@@ -163,16 +149,14 @@ def test_cnn1d_stage_writes_exactly_its_outputs(cnn1d_repo):
     assert folder.labels == LABELS and folder.model_file == cnn1d_repo / "models/cnn1d/model.keras"
 
 
-def test_same_params_and_data_give_the_same_bytes(cnn1d_repo, tmp_path, repo_root):
+@pytest.mark.slow
+def test_same_params_and_data_give_the_same_bytes(cnn1d_repo, tmp_path):
     """Run again in another process, as DVC would: every output byte is the same."""
     write_tiny_repo(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(repo_root)}
-    done = subprocess.run([sys.executable, "-m", "stages.train_keras", "cnn1d"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_stage(tmp_path, "train_keras", "cnn1d", timeout=300)
     assert "training time:" in done.stderr
     for folder in ("models/cnn1d", "dvclive/cnn1d"):
-        assert files_under(tmp_path / folder) == files_under(cnn1d_repo / folder), folder
+        assert directory_bytes(tmp_path / folder) == directory_bytes(cnn1d_repo / folder), folder
     weights = training.keras_zip_members(tmp_path / "models/cnn1d/model.keras")["model.weights.h5"]
     assert weights == training.keras_zip_members(cnn1d_repo / "models/cnn1d/model.keras")["model.weights.h5"]
 
@@ -180,7 +164,8 @@ def test_same_params_and_data_give_the_same_bytes(cnn1d_repo, tmp_path, repo_roo
 def test_another_seed_gives_another_model(cnn1d_repo, tmp_path):
     params = copy.deepcopy(TINY_PARAMS)
     params["cnn1d"]["seed"] = 1
-    run_stage_in(tmp_path, "cnn1d", params)
+    write_tiny_repo(tmp_path, params)
+    call_stage(tmp_path, "train_keras", "cnn1d")
     assert (tmp_path / "models/cnn1d/model.keras").read_bytes() != \
         (cnn1d_repo / "models/cnn1d/model.keras").read_bytes()
 
@@ -233,8 +218,9 @@ def test_clip_probabilities_mean_and_sigmoid_normalisation():
 def test_cnn2d_with_sigmoid_loss(tmp_path):
     params = copy.deepcopy(TINY_PARAMS)
     params["cnn2d"]["loss"] = "sigmoid"
-    run_stage_in(tmp_path, "cnn2d", params)
-    assert sorted(files_under(tmp_path / "dvclive/cnn2d")) == DVCLIVE_FILES
+    write_tiny_repo(tmp_path, params)
+    call_stage(tmp_path, "train_keras", "cnn2d")
+    assert sorted(directory_bytes(tmp_path / "dvclive/cnn2d")) == DVCLIVE_FILES
     model = keras.models.load_model(tmp_path / "models/cnn2d/model.keras")
     assert model.get_layer("genre").activation.__name__ == "sigmoid"
     assert read_model_folder(tmp_path / "models/cnn2d").preprocessing["output_activation"] == "sigmoid"
@@ -257,6 +243,7 @@ def test_cnn2d_with_sigmoid_loss(tmp_path):
     assert math.isfinite(metrics["train"]["loss"])
 
 
+@pytest.mark.slow   # trains MobileNetV2 twice (fit, then fine-tuning): half a minute of graph building
 def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
     from dvclive import Live
 
@@ -288,9 +275,11 @@ def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
     assert all(math.isfinite(float(r["loss"])) for r in rows)
 
 
+@pytest.mark.slow   # a minute of graph building for MobileNetV2; test_pipeline trains it too
 def test_mobilenet_stage_without_weights(tmp_path):
-    run_stage_in(tmp_path, "mobilenet", TINY_PARAMS)
-    assert sorted(files_under(tmp_path / "models/mobilenet")) == MODEL_FILES
+    write_tiny_repo(tmp_path)
+    call_stage(tmp_path, "train_keras", "mobilenet")
+    assert sorted(directory_bytes(tmp_path / "models/mobilenet")) == MODEL_FILES
     predictor = predictors.load_predictor(tmp_path / "models/mobilenet")
     assert predictor.preprocessing["input"] == "mel_image" and predictor.preprocessing["image_size"] == 32
     result = predictor.predict_split(tmp_path / "data", "test")
@@ -325,7 +314,7 @@ def test_a_failed_run_leaves_no_outputs(tmp_path):
     for shard in (tmp_path / "data/shards").glob("val-*"):
         shard.unlink()
     with pytest.raises(DataError, match="no 'val-\\*.tfrecord' shards"):
-        run_stage_in(tmp_path, "cnn1d")
+        call_stage(tmp_path, "train_keras", "cnn1d")
     assert not (tmp_path / "dvclive" / "cnn1d").exists()
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
 

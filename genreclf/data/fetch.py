@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -31,8 +32,8 @@ import tarfile
 import urllib.parse
 import zipfile
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,6 @@ from tqdm import tqdm
 from genreclf.artifacts import CLIPS_FILE, write_clips
 from genreclf.errors import ChecksumError, DataError
 from genreclf.io import write_json
-import logging
 
 CHUNK_SIZE = 1 << 20                # bytes per read while hashing and copying
 DOWNLOAD_CHUNK_SIZE = 1 << 16       # bytes per network read: a broken connection loses at most this

@@ -11,6 +11,7 @@ both), ('set', 'split') = training | validation | test, and ('track', 'genre_top
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import tempfile
 from pathlib import Path
@@ -18,11 +19,20 @@ from pathlib import Path
 import pandas as pd
 
 from genreclf import catalog
+from genreclf.data.fetch import (
+    AUDIO_DIR,
+    VERIFIED_NONE,
+    DirectoryArchive,
+    choose_clips,
+    ignored_summary,
+    is_url,
+    log_ignored,
+    open_archive,
+    public_source,
+    write_clips_and_report,
+)
 from genreclf.errors import DataError
-from genreclf.data.fetch import (AUDIO_DIR, VERIFIED_NONE, DirectoryArchive, choose_clips, ignored_summary, is_url,
-                    log_ignored, open_archive, public_source, write_clips_and_report)
 from genreclf.io import atomic_dir
-import logging
 
 DATASETS = catalog.FMA_DATASETS
 METADATA = catalog.FMA_METADATA

@@ -9,17 +9,28 @@ the dataset's tools left beside the audio (.DS_Store, ._*, *.mf, images, tables)
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
 from genreclf import catalog
+from genreclf.data.fetch import (
+    AUDIO_DIR,
+    VERIFIED_NONE,
+    DirectoryArchive,
+    choose_clips,
+    ignored_summary,
+    is_stray,
+    is_url,
+    log_ignored,
+    open_archive,
+    public_source,
+    write_clips_and_report,
+)
 from genreclf.errors import DataError
-from genreclf.data.fetch import (AUDIO_DIR, VERIFIED_NONE, DirectoryArchive, choose_clips, ignored_summary, is_stray,
-                    is_url, log_ignored, open_archive, public_source, write_clips_and_report)
 from genreclf.io import atomic_dir
-import logging
 
 DATASET = "gtzan"
 CHECKSUM_KEY = catalog.GTZAN

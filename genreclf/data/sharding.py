@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from genreclf.data.audio import read_wav
-from genreclf.errors import DataError
 from genreclf.data.tfrecords import serialize_example, shard_name
+from genreclf.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,13 @@ spread over the splits as close to the fractions as whole clips allow.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from genreclf.artifacts import SPLITS
 from genreclf.errors import DataError
+
 # FMA's tracks.csv ('set', 'split') values.
 OFFICIAL_SPLIT_NAMES = {"training": "train", "validation": "val", "test": "test"}
 

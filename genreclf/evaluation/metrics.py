@@ -7,7 +7,7 @@ predictions and the true genres, with scikit-learn's metrics.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -48,12 +48,12 @@ import os
 import sys
 import warnings
 from collections import deque
-from itertools import islice
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import librosa
 import numpy as np

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from genreclf.features import spectrograms
-from genreclf.errors import DataError
 from genreclf.data.tfrecords import list_shards, parse_example
+from genreclf.errors import DataError
+from genreclf.features import spectrograms
 
 AUTOTUNE = tf.data.AUTOTUNE
 INPUT_KINDS = ("waveform_windows", "mel_image", "mel_segments")

@@ -29,9 +29,9 @@ import tempfile
 import time
 import warnings
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import keras
 import numpy as np

@@ -12,9 +12,7 @@ import argparse
 from pathlib import Path
 
 from genreclf.artifacts import DATA_DIR, MODEL_METRICS_DIR, MODELS_DIR, PREPROCESSING_FILE, write_model_metrics
-from genreclf.evaluation.metrics import evaluation_report
 from genreclf.io import write_csv
-from genreclf.models.predictors import load_predictor
 from stages.common import model_folders, run_stage, stage_logger
 
 EVALUATION_DIR = Path("evaluation")
@@ -30,6 +28,9 @@ def main() -> None:
                         help=f"a trained model (a folder under {MODELS_DIR}/ holding a {PREPROCESSING_FILE}): "
                              f"{', '.join(trained) or 'none yet'}")
     name = parser.parse_args().model
+    # the models load scikit-learn or TensorFlow (seconds): only once the argument is good
+    from genreclf.evaluation.metrics import evaluation_report
+    from genreclf.models.predictors import load_predictor
 
     predictor = load_predictor(MODELS_DIR / name)
     log.info("loaded %s (%s, %d genres, %d Hz)", MODELS_DIR / name, predictor.family,

@@ -18,9 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from genreclf.artifacts import MODELS_DIR, PREPROCESSING_FILE, SUMMARY_JSON, read_summary
-from genreclf.data.audio import decode_clip
 from genreclf.errors import DataError, GenreError
-from genreclf.models.predictors import load_predictor
 from stages.common import model_folders, run_stage, stage_logger
 
 DEFAULT_TOP = 3
@@ -86,6 +84,9 @@ def main() -> None:
     parser.add_argument("--top", type=positive_int, default=DEFAULT_TOP,
                         help=f"genres to print per file ({DEFAULT_TOP})")
     args = parser.parse_args()
+    # decoding and the models load scikit-learn and librosa (seconds): only once the arguments are good
+    from genreclf.data.audio import decode_clip
+    from genreclf.models.predictors import load_predictor
 
     name = args.model or best_model()
     predictor = load_predictor(MODELS_DIR / name)

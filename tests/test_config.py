@@ -195,57 +195,43 @@ def test_a_wrong_type_is_named_with_its_value_and_what_is_expected(dotted, value
     assert message == f"params.yaml: {dotted} = {shown}: {expected}"
 
 
-@pytest.mark.parametrize("dotted, value, expected", [
-    ("convert.sample_rate", 7999, "expected an integer >= 8000 and <= 192000"),
-    ("convert.sample_rate", 192001, "expected an integer >= 8000 and <= 192000"),
-    ("convert.min_seconds", -1, "expected a number >= 0"),
-    ("split.fractions.train", 0, "expected a number > 0 and < 1"),
-    ("split.fractions.val", 1, "expected a number > 0 and < 1"),
-    ("split.seed", -1, "expected an integer >= 0"),
-    ("shard.num_shards.val", 0, "expected an integer > 0"),
-    ("features.n_fft", 15, "expected an integer >= 16"),
-    ("features.n_mfcc", 0, "expected an integer > 0"),
-    ("features.n_bands", -1, "expected an integer > 0"),
-    ("data.clips_per_genre", 0, "expected an integer > 0 or null"),
-    ("data.seed", -1, "expected an integer >= 0"),
-    ("logreg.C", 0, "expected a number > 0"),
-    ("logreg.max_iter", 0, "expected an integer > 0"),
-    ("knn.n_neighbors", 0, "expected an integer > 0"),
-    ("knn.pca_components", 0, "expected an integer > 0 (components), or null for no PCA"),
-    ("gnb.var_smoothing", -1.0, "expected a number >= 0"),
-    ("svm.cv_folds", 1, "expected an integer >= 2"),
-    ("cnn1d.epochs", 0, "expected an integer > 0"),
-    ("cnn1d.batch_size", -4, "expected an integer > 0"),
-    ("cnn1d.learning_rate", 0, "expected a number > 0"),
-    ("cnn1d.dropout", 1.0, "expected a number >= 0 and < 1"),
-    ("cnn1d.dropout", -0.1, "expected a number >= 0 and < 1"),
-    ("cnn1d.patience", -1, "expected an integer >= 0"),
-    ("cnn1d.conv_filters", [], "expected a non-empty list, each an integer > 0"),
-    ("cnn2d.segments_per_clip", 0, "expected an integer > 0"),
-    ("mobilenet.image_size", 16, "expected an integer >= 32"),
-    ("mobilenet.n_fft", 1, "expected an integer >= 2"),
-    ("mobilenet.fine_tune_layers", -1, "expected an integer >= 0"),
-    ("mobilenet.fine_tune_learning_rate", 0, "expected a number > 0"),
-    ("mobilenet.alpha", -1, "expected a number > 0"),
-    ("data.source", "", "expected a non-empty string"),
-    # choices
-    ("data.dataset", "fma_tiny", 'expected one of ["fma_small", "fma_medium", "fma_large", "gtzan"]'),
-    ("split.method", "random", 'expected one of ["stratified", "official"]'),
-    ("knn.weights", "closest", 'expected one of ["uniform", "distance"]'),
-    ("svm.kernel", "cubic", 'expected one of ["linear", "poly", "rbf", "sigmoid"]'),
-    ("cnn2d.loss", "hinge", 'expected one of ["softmax", "sigmoid"]'),
-    ("models.keras", [], 'expected a non-empty list, each one of ["cnn1d", "mobilenet", "cnn2d"]'),
-    ("data.checksums.fma_small", "abc", "expected a SHA-1 (40 hexadecimal digits) or null"),
-    ("data.checksums.fma_small", "g" * 40, "expected a SHA-1 (40 hexadecimal digits) or null"),
-    # svm.C and svm.gamma: one value or a list of candidates
-    ("svm.C", -1, "expected a number > 0, or a non-empty list of them"),
-    ("svm.C", [], "expected a number > 0, or a non-empty list of them"),
-    ("svm.C", [1, -2], "expected a number > 0, or a non-empty list of them"),
-    ("svm.gamma", "wide", 'expected a number > 0 or one of ["scale", "auto"], or a non-empty list of them'),
-    ("svm.gamma", 0.0, 'expected a number > 0 or one of ["scale", "auto"], or a non-empty list of them'),
-    ("svm.gamma", ["scale", "wide"],
-     'expected a number > 0 or one of ["scale", "auto"], or a non-empty list of them'),
-])
+# What is expected, and the (key, value) pairs that must be refused with that message.
+OUT_OF_RANGE = {
+    "expected an integer >= 8000 and <= 192000": [("convert.sample_rate", 7999), ("convert.sample_rate", 192001)],
+    "expected a number >= 0": [("convert.min_seconds", -1), ("gnb.var_smoothing", -1.0)],
+    "expected a number > 0 and < 1": [("split.fractions.train", 0), ("split.fractions.val", 1)],
+    "expected an integer >= 0":
+        [("split.seed", -1), ("data.seed", -1), ("cnn1d.patience", -1), ("mobilenet.fine_tune_layers", -1)],
+    "expected an integer > 0":
+        [("shard.num_shards.val", 0), ("features.n_mfcc", 0), ("features.n_bands", -1), ("logreg.max_iter", 0),
+         ("knn.n_neighbors", 0), ("cnn1d.epochs", 0), ("cnn1d.batch_size", -4), ("cnn2d.segments_per_clip", 0)],
+    "expected an integer >= 16": [("features.n_fft", 15)],
+    "expected an integer > 0 or null": [("data.clips_per_genre", 0)],
+    "expected a number > 0":
+        [("logreg.C", 0), ("cnn1d.learning_rate", 0), ("mobilenet.fine_tune_learning_rate", 0),
+         ("mobilenet.alpha", -1)],
+    "expected an integer > 0 (components), or null for no PCA": [("knn.pca_components", 0)],
+    "expected an integer >= 2": [("svm.cv_folds", 1), ("mobilenet.n_fft", 1)],
+    "expected a number >= 0 and < 1": [("cnn1d.dropout", 1.0), ("cnn1d.dropout", -0.1)],
+    "expected a non-empty list, each an integer > 0": [("cnn1d.conv_filters", [])],
+    "expected an integer >= 32": [("mobilenet.image_size", 16)],
+    "expected a non-empty string": [("data.source", "")],
+    'expected one of ["fma_small", "fma_medium", "fma_large", "gtzan"]': [("data.dataset", "fma_tiny")],
+    'expected one of ["stratified", "official"]': [("split.method", "random")],
+    'expected one of ["uniform", "distance"]': [("knn.weights", "closest")],
+    'expected one of ["linear", "poly", "rbf", "sigmoid"]': [("svm.kernel", "cubic")],
+    'expected one of ["softmax", "sigmoid"]': [("cnn2d.loss", "hinge")],
+    'expected a non-empty list, each one of ["cnn1d", "mobilenet", "cnn2d"]': [("models.keras", [])],
+    "expected a SHA-1 (40 hexadecimal digits) or null":
+        [("data.checksums.fma_small", "abc"), ("data.checksums.fma_small", "g" * 40)],
+    "expected a number > 0, or a non-empty list of them": [("svm.C", -1), ("svm.C", []), ("svm.C", [1, -2])],
+    'expected a number > 0 or one of ["scale", "auto"], or a non-empty list of them':
+        [("svm.gamma", "wide"), ("svm.gamma", 0.0), ("svm.gamma", ["scale", "wide"])],
+}
+
+
+@pytest.mark.parametrize("dotted, value, expected",
+                         [(d, v, e) for e, pairs in OUT_OF_RANGE.items() for d, v in pairs])
 def test_an_out_of_range_value_is_named_with_what_is_expected(dotted, value, expected):
     assert refused({dotted: value}) == f"params.yaml: {dotted} = {json.dumps(value)}: {expected}"
 

@@ -17,12 +17,20 @@ models/<name> is written under a temporary name and swapped in when complete;
 dvclive/<name> is written by dvclive epoch by epoch (so a run can be followed live)
 and removed if the stage fails. dvclive is told to write nothing else (no dvc.yaml,
 no report, no params, no timestamps). The training time goes to the log only.
+
+Benchmarks only: with the environment variable GENRECLF_MAX_TRAIN_STEPS=N the stage stops
+training after N batches (over as many epochs as that takes, each validated on at most N
+batches) and logs the step times, to time the steps at full size (benchmarks/rehearsal.py).
+The model it writes is not a trained model and DVC does not see the variable: never set it
+in a real run. Unset, nothing changes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import time
 from pathlib import Path
 
 from genreclf import catalog
@@ -42,6 +50,7 @@ from stages.common import run_stage, stage_logger
 from stages.config import PARAMS_FILE, load_config
 
 DVCLIVE_DIR = Path("dvclive")
+MAX_STEPS_ENV = "GENRECLF_MAX_TRAIN_STEPS"      # benchmarks only: stop after this many training batches
 
 log = stage_logger("train_keras")
 
@@ -76,6 +85,59 @@ def parse_model_name(argv: list[str] | None) -> str:
     return parser.parse_args(argv).model
 
 
+def read_step_limit(environ=os.environ) -> int | None:
+    """GENRECLF_MAX_TRAIN_STEPS as a positive integer, or None when unset or empty."""
+    value = environ.get(MAX_STEPS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ParamError(f"environment variable {MAX_STEPS_ENV} = {value!r}; expected a positive number of "
+                         f"training batches (benchmarks only), or unset it")
+    return int(value)
+
+
+def step_times_summary(seconds: list[float]) -> str:
+    """'N training step(s): the first X s ..., then Y s/step over N-1 step(s)' (benchmarks parse it)."""
+    if not seconds:
+        return "0 training step(s)"
+    text = f"{len(seconds)} training step(s): the first {seconds[0]:.2f} s (tracing, input start-up)"
+    if len(seconds) > 1:
+        text += f", then {sum(seconds[1:]) / (len(seconds) - 1):.3f} s/step over {len(seconds) - 1} step(s)"
+    return text
+
+
+def step_limit_callback(max_steps: int, log):
+    """A Keras callback that ends the fit after ``max_steps`` training batches, ends each validation
+    after as many, and logs the wall time of each step (input included) when the fit ends.
+    Built here so that TensorFlow is imported only once the params are known to be good."""
+    import keras
+
+    class StepLimit(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.seconds, self.evaluated = [], 0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+            if len(self.seconds) >= max_steps:
+                self.model.stop_training = True
+
+        def on_test_begin(self, logs=None):
+            self.evaluated = 0
+
+        def on_test_batch_end(self, batch, logs=None):
+            self.evaluated += 1
+            if self.evaluated >= max_steps:
+                self.model.stop_evaluating = True
+
+        def on_train_end(self, logs=None):
+            log(f"step times: {step_times_summary(self.seconds)}")
+
+    return StepLimit()
+
+
 def dvclive_callback(live):
     """dvclive's Keras callback, its steps continued over several fits (MobileNetV2's fine-tuning):
     ``live.end()`` at the end of a fit rewinds the step to the last epoch logged.
@@ -103,12 +165,16 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_config().model_section(model_name).model_dump()
     dataset_info = read_dataset_info(SHARD_DIR)
     check_settings_fit_data(model_name, settings, dataset_info)
+    max_steps = read_step_limit()
     # TensorFlow takes seconds to load: only once the params are known to be good.
     from dvclive import Live
     from genreclf.models import training
     from genreclf.models.predictors import KerasPredictor
 
     log.info("read %s section %s: %s", PARAMS_FILE, model_name, settings)
+    if max_steps is not None:
+        log.warning("%s=%d: a benchmark run that stops after %d training batches; the model written is NOT "
+                    "a trained model", MAX_STEPS_ENV, max_steps, max_steps)
     if model_name == "mobilenet" and settings["weights"] is None:
         log.warning("mobilenet.weights is null: nothing to transfer, so the whole MobileNetV2 is trained from "
                     "scratch (use imagenet or a weights file for transfer learning)")
@@ -121,8 +187,11 @@ def main(argv: list[str] | None = None) -> None:
         # dvclive writes live_dir epoch by epoch (so a running experiment can be followed);
         # it is removed below if the stage fails, so no partial training curves remain.
         live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None, monitor_system=False)
-        result = training.train_model(model_name, settings, SHARD_DIR, dataset_info,
-                                      callbacks=[dvclive_callback(live)], log=log.info)
+        callbacks = [dvclive_callback(live)]
+        if max_steps is not None:
+            callbacks.append(step_limit_callback(max_steps, log.info))
+        result = training.train_model(model_name, settings, SHARD_DIR, dataset_info, callbacks=callbacks,
+                                      log=log.info)
         log.info("training time: %.1f s for %d epoch(s) (log only)", result.seconds, result.epochs_run)
 
         val = KerasPredictor(result.model, result.preprocessing, dataset_info["labels"]).predict_split(DATA_DIR, "val")

@@ -682,6 +682,10 @@ def _mib(value: float) -> str:
     return f"{value / MIB:,.0f}"
 
 
+def _hours(value: float) -> str:
+    return f"{value:.2f}" if value < 1 else f"{value:,.1f}"
+
+
 def _gb(value: float) -> str:
     return f"{value / 1e9:,.2f}"
 
@@ -721,15 +725,15 @@ def keras_table(results: list[StageResult]) -> str:
 def projection_table(p: dict) -> str:
     cores, ref = p["measured_cores"], p["reference_cores"]
     lines = [f"| fma_large, {p['clips']:,} clips | {cores} cores | {ref} cores |", "| --- | ---: | ---: |",
-             (f"| fetch … features (h) | {p['data_half_hours']['measured_cores']:.1f} "
-             f"| {p['data_half_hours']['reference_cores']:.1f} |"),
-             (f"| sklearn models (h) | {p['sklearn_hours']['measured_cores']:.1f} "
-             f"| {p['sklearn_hours']['reference_cores']:.1f} |")]
+             (f"| fetch … features (h) | {_hours(p['data_half_hours']['measured_cores'])} "
+              f"| {_hours(p['data_half_hours']['reference_cores'])} |"),
+             (f"| sklearn models (h) | {_hours(p['sklearn_hours']['measured_cores'])} "
+              f"| {_hours(p['sklearn_hours']['reference_cores'])} |")]
     for stage, k in p["keras"].items():
         bound = " (upper bound: one step measured)" if k["upper_bound"] else ""
         hours = k["hours_per_epoch"]
         lines.append(f"| `{stage}`, one epoch of {k['steps_per_epoch']:,} steps (h){bound} "
-                     f"| {hours['measured_cores']:.1f} | {hours['reference_cores']:.1f} |")
+                     f"| {_hours(hours['measured_cores'])} | {_hours(hours['reference_cores'])} |")
     lines += [f"| workspace (GB) | {_gb(p['workspace_bytes'])} | {_gb(p['workspace_bytes'])} |",
               f"| DVC cache (GB) | {_gb(p['cache_bytes'])} | {_gb(p['cache_bytes'])} |",
               (f"| peak RSS of a stage (GiB) | {p['peak_rss']['measured_cores'] / GIB:.1f} "

@@ -22,63 +22,24 @@ import os
 import resource
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-import psutil
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.process_tree import TreePeak, peak_rss  # noqa: E402
 from genreclf.data import audio  # noqa: E402
 from genreclf.features import fma_features as features  # noqa: E402
-from stages.config import get, load_params, section  # noqa: E402
+from stages.config import load_config  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "gtzan_mini"
 SAMPLE_SECONDS = 0.05
 CONVERT_CHUNKSIZE = 4
 MIB = 2 ** 20
-
-
-class MemorySampler:
-    """Peak RSS of this process and its descendants, sampled in a background thread."""
-
-    def __init__(self, interval: float = SAMPLE_SECONDS):
-        self.interval = interval
-        self.process = psutil.Process()
-        self.peak_tree = self.peak_worker = self.peak_parent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-
-    def sample(self) -> None:
-        parent = self.process.memory_info().rss
-        workers = []
-        for child in self.process.children(recursive=True):
-            try:
-                workers.append(child.memory_info().rss)
-            except psutil.Error:      # a worker that just ended
-                pass
-        self.peak_parent = max(self.peak_parent, parent)
-        self.peak_worker = max([self.peak_worker, *workers])
-        self.peak_tree = max(self.peak_tree, parent + sum(workers))
-
-    def __enter__(self) -> MemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sample()
 
 
 @dataclass
@@ -87,7 +48,7 @@ class Measurement:
     clips: int
     seconds: float
     cpu_seconds: float
-    memory: MemorySampler
+    memory: TreePeak
     first_result: float | None = None   # seconds until the first clip was done (start-up + one clip)
 
     def line(self) -> str:
@@ -95,8 +56,8 @@ class Measurement:
         text = (f"{self.phase:9s} {self.clips:6d} clips {self.seconds:7.1f} s "
                 f"{self.clips / self.seconds:6.2f} clips/s "
                 f"{self.cpu_seconds / max(self.clips, 1):6.3f} CPU s/clip | "
-                f"peak RSS: tree {m.peak_tree / MIB:5.0f} MiB, "
-                f"largest worker {m.peak_worker / MIB:4.0f} MiB, this process {m.peak_parent / MIB:4.0f} MiB")
+                f"peak RSS: tree {m.tree_rss / MIB:5.0f} MiB, "
+                f"largest worker {m.leaf_rss / MIB:4.0f} MiB, this process {m.root_rss / MIB:4.0f} MiB")
         if self.first_result is not None and self.clips > 1:
             steady = (self.clips - 1) / (self.seconds - self.first_result)
             text += f" | first clip after {self.first_result:.1f} s, then {steady:.2f} clips/s"
@@ -111,7 +72,7 @@ def children_cpu_seconds() -> float:
 
 def measure(phase: str, clips: int, work) -> Measurement:
     cpu_before = children_cpu_seconds()
-    with MemorySampler() as memory:
+    with peak_rss(interval=SAMPLE_SECONDS) as memory:
         started = time.perf_counter()
         work()
         seconds = time.perf_counter() - started
@@ -162,11 +123,9 @@ def main() -> None:
     source_files = sorted(p for p in args.source.rglob("*") if p.is_file() and audio.is_audio_file(p))
     if not source_files:
         sys.exit(f"{args.source}: no audio files ({', '.join(audio.AUDIO_EXTENSIONS)}) found")
-    params = load_params(ROOT / "params.yaml")
-    convert = section(params, "convert")
-    sample_rate = get(convert, "sample_rate", "params.yaml: convert", types=int, minimum=1)
-    min_seconds = float(get(convert, "min_seconds", "params.yaml: convert", types=(int, float), minimum=0))
-    feature_params = features.params_from_dict(section(params, "features"))
+    config = load_config(ROOT / "params.yaml")
+    sample_rate, min_seconds = config.convert.sample_rate, config.convert.min_seconds
+    feature_params = features.FeatureParams(**config.features.model_dump())
 
     print(f"{len(source_files)} source files in {args.source}; {args.workers} workers; {sample_rate} Hz; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")

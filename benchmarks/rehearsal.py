@@ -38,7 +38,7 @@
    the model and starts the input pipeline) and the mean of the others (examples/s = batch
    / that mean).
 3. **What it prints.** Per stage: wall time, clips/s, peak RSS of the whole process tree
-   (psutil, every SAMPLE_SECONDS: the RSS of dvc and all its descendants summed at each
+   (psutil, every 0.2 s: the RSS of dvc and all its descendants summed at each
    sample, the maximum kept; pages shared between processes count once per process) and
    the bytes the stage wrote (its outs in dvc.lock, apparent size). Then the disk use of
    the workspace (the clone without .git and .dvc/cache) and of the DVC cache, each inode
@@ -62,16 +62,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.process_tree import TreePeak, peak_rss  # noqa: E402
+
 DEFAULT_SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "genreclf-rehearsal"
 BUILD_VERSION = 1                   # part of the source's cache key: bump when the built files change
@@ -108,7 +110,7 @@ QUADRATIC_STAGES = ("train_sklearn@svm",)    # kernel SVM training grows at leas
 DEFAULT_KERAS_STEPS = 20
 MIN_CLIPS = 10 * len(GENRES)       # the SVM's 5 CV folds need 5 training clips per genre (0.64 x 8 > 5)
 STEPS_ENV = "GENRECLF_MAX_TRAIN_STEPS"
-SAMPLE_SECONDS = 0.2
+
 REFERENCE_CORES = 32
 # What a stage's log says its own work took (without starting Python, reading params, DVC's hashing):
 WORK_SECONDS_RE = {
@@ -386,75 +388,16 @@ def build_source(n: int, seed: int, shared: Path, workdir: Path, workers: int | 
 
 # ===================================================================== measuring
 
-@dataclass
-class TreePeak:
-    """What the sampler saw: the largest summed RSS of the tree, and of one leaf process."""
-    tree_rss: int = 0
-    leaf_rss: int = 0           # largest process without children: a pool worker, or a stage run alone
-    processes: int = 0          # processes in the tree at the peak
-    samples: int = 0
-
-
-class TreeSampler:
-    """Samples the RSS of a process and all its descendants every ``interval`` seconds (a thread)."""
-
-    def __init__(self, pid: int, interval: float = SAMPLE_SECONDS):
-        import psutil
-
-        self._psutil = psutil
-        self.root = psutil.Process(pid)
-        self.interval = interval
-        self.peak = TreePeak()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def sample(self) -> None:
-        psutil = self._psutil
-        try:
-            processes = [self.root, *self.root.children(recursive=True)]
-        except psutil.Error:
-            return
-        total, leaf = 0, 0
-        counted = 0
-        for process in processes:
-            try:
-                rss = process.memory_info().rss
-                has_children = bool(process.children())
-            except psutil.Error:        # ended between the listing and the reading
-                continue
-            total += rss
-            counted += 1
-            if not has_children:
-                leaf = max(leaf, rss)
-        self.peak.samples += 1
-        if total > self.peak.tree_rss:
-            self.peak.tree_rss, self.peak.processes = total, counted
-        self.peak.leaf_rss = max(self.peak.leaf_rss, leaf)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def run_measured(args: list[str], cwd: Path, env: dict, log_path: Path) -> tuple[int, float, TreePeak]:
     """Run a command (output to ``log_path``), sampling its process tree; return (status, seconds, peak)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log_file:
         started = time.perf_counter()
         process = subprocess.Popen(args, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-        with TreeSampler(process.pid) as sampler:
+        with peak_rss(process.pid) as peak:
             status = process.wait()
         seconds = time.perf_counter() - started
-    return status, seconds, sampler.peak
+    return status, seconds, peak
 
 
 def disk_usage(path: Path, exclude: tuple[Path, ...] = ()) -> int:

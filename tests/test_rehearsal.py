@@ -210,6 +210,7 @@ def read_tsv_rows(path) -> int:
     return len(path.read_text().strip().splitlines()) - 1
 
 
+@pytest.mark.slow   # trains in-process: TensorFlow's import and tracing take about 15 s
 def test_the_keras_stage_stops_after_the_step_limit_and_logs_the_step_times(tmp_path, monkeypatch, caplog):
     from stages.train_keras import MAX_STEPS_ENV
     from tests.helpers import call_stage

@@ -2,7 +2,7 @@
 
 This module imports nothing. The modules that implement these (pandas, scikit-learn,
 TensorFlow, librosa behind them) take their names from here, and the pipeline's config
-checks params.yaml against them without loading any of that.
+checks its settings against them without loading any of that.
 """
 
 FMA_DATASETS = ("fma_small", "fma_medium", "fma_large")

@@ -39,7 +39,7 @@ from stages.config import load_config  # noqa: E402
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "gtzan_mini"
 SAMPLE_SECONDS = 0.05
 CONVERT_CHUNKSIZE = 4
-MIB = 2 ** 20
+MIB = 2**20
 
 
 @dataclass
@@ -49,15 +49,17 @@ class Measurement:
     seconds: float
     cpu_seconds: float
     memory: TreePeak
-    first_result: float | None = None   # seconds until the first clip was done (start-up + one clip)
+    first_result: float | None = None  # seconds until the first clip was done (start-up + one clip)
 
     def line(self) -> str:
         m = self.memory
-        text = (f"{self.phase:9s} {self.clips:6d} clips {self.seconds:7.1f} s "
-                f"{self.clips / self.seconds:6.2f} clips/s "
-                f"{self.cpu_seconds / max(self.clips, 1):6.3f} CPU s/clip | "
-                f"peak RSS: tree {m.tree_rss / MIB:5.0f} MiB, "
-                f"largest worker {m.leaf_rss / MIB:4.0f} MiB, this process {m.root_rss / MIB:4.0f} MiB")
+        text = (
+            f"{self.phase:9s} {self.clips:6d} clips {self.seconds:7.1f} s "
+            f"{self.clips / self.seconds:6.2f} clips/s "
+            f"{self.cpu_seconds / max(self.clips, 1):6.3f} CPU s/clip | "
+            f"peak RSS: tree {m.tree_rss / MIB:5.0f} MiB, "
+            f"largest worker {m.leaf_rss / MIB:4.0f} MiB, this process {m.root_rss / MIB:4.0f} MiB"
+        )
         if self.first_result is not None and self.clips > 1:
             steady = (self.clips - 1) / (self.seconds - self.first_result)
             text += f" | first clip after {self.first_result:.1f} s, then {steady:.2f} clips/s"
@@ -79,22 +81,40 @@ def measure(phase: str, clips: int, work) -> Measurement:
     return Measurement(phase, clips, seconds, children_cpu_seconds() - cpu_before, memory)
 
 
-def convert_clips(sources: list[Path], destinations: list[Path], sample_rate: int, min_seconds: float,
-                  workers: int) -> list[audio.ConvertResult]:
+def convert_clips(
+    sources: list[Path], destinations: list[Path], sample_rate: int, min_seconds: float, workers: int
+) -> list[audio.ConvertResult]:
     """genreclf.audio.convert_clip on every clip, one process per core, results in order."""
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(audio.convert_clip, sources, destinations, [sample_rate] * len(sources),
-                             [min_seconds] * len(sources), chunksize=CONVERT_CHUNKSIZE))
+        return list(
+            pool.map(
+                audio.convert_clip,
+                sources,
+                destinations,
+                [sample_rate] * len(sources),
+                [min_seconds] * len(sources),
+                chunksize=CONVERT_CHUNKSIZE,
+            )
+        )
 
 
-def run(n_clips: int, source_files: list[Path], sample_rate: int, min_seconds: float,
-        params: features.FeatureParams, workers: int) -> list[Measurement]:
+def run(
+    n_clips: int,
+    source_files: list[Path],
+    sample_rate: int,
+    min_seconds: float,
+    params: features.FeatureParams,
+    workers: int,
+) -> list[Measurement]:
     sources = [source_files[i % len(source_files)] for i in range(n_clips)]
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         destinations = [Path(tmp) / f"{i:06d}.wav" for i in range(n_clips)]
         results: list[audio.ConvertResult] = []
-        convert = measure("convert", n_clips, lambda: results.extend(
-            convert_clips(sources, destinations, sample_rate, min_seconds, workers)))
+        convert = measure(
+            "convert",
+            n_clips,
+            lambda: results.extend(convert_clips(sources, destinations, sample_rate, min_seconds, workers)),
+        )
         wavs = [dst for dst, result in zip(destinations, results) if result.ok]
         if len(wavs) < n_clips:
             print(f"  ({n_clips - len(wavs)} clips skipped by convert: {results[0].reason or '...'})")
@@ -115,8 +135,9 @@ def run(n_clips: int, source_files: list[Path], sample_rate: int, min_seconds: f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, nargs="+", default=[50], help="numbers of clips to time (each run apart)")
-    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE,
-                        help="folder of audio files (searched recursively)")
+    parser.add_argument(
+        "--source", type=Path, default=DEFAULT_SOURCE, help="folder of audio files (searched recursively)"
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes per phase (default: every core)")
     args = parser.parse_args()
 
@@ -127,8 +148,10 @@ def main() -> None:
     sample_rate, min_seconds = config.convert.sample_rate, config.convert.min_seconds
     feature_params = features.FeatureParams(**config.features.model_dump())
 
-    print(f"{len(source_files)} source files in {args.source}; {args.workers} workers; {sample_rate} Hz; "
-          f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    print(
+        f"{len(source_files)} source files in {args.source}; {args.workers} workers; {sample_rate} Hz; "
+        f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
+    )
     for n_clips in args.clips:
         for measurement in run(n_clips, source_files, sample_rate, min_seconds, feature_params, args.workers):
             print(measurement.line(), flush=True)

@@ -38,8 +38,7 @@ def parse_args(argv=None):
     parser.add_argument("--root", default=".", help="folder the manifest's paths are relative to")
     parser.add_argument("--split", default=SPLIT)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-files", type=int, default=300,
-                        help="clips read one by one (the slow input), at most")
+    parser.add_argument("--max-files", type=int, default=300, help="clips read one by one (the slow input), at most")
     parser.add_argument("--n-fft", type=int, default=2048)
     parser.add_argument("--hop-length", type=int, default=512)
     parser.add_argument("--n-mels", type=int, default=128)
@@ -79,7 +78,7 @@ def time_one_by_one(rows, manifest, root: Path, sample_rate: int) -> float:
     """Examples per second of librosa.load + a pandas label look-up per file (the slow input)."""
     import librosa
 
-    librosa.load(root / rows[0][1], sr=sample_rate, mono=True)      # warm-up (imports, caches)
+    librosa.load(root / rows[0][1], sr=sample_rate, mono=True)  # warm-up (imports, caches)
     start = time.perf_counter()
     for track_id, path in rows:
         audio, _ = librosa.load(root / path, sr=sample_rate, mono=True)
@@ -101,9 +100,10 @@ def main(argv=None) -> None:
     sample_rate = info["sample_rate"]
     files = tfdata.shard_files(args.shards, args.split)
     clips = count_records(args.shards, args.split)
-    manifest, _ = read_split(args.split_dir, check_wavs=False)     # paths relative to --root
-    rows = list(manifest.loc[manifest["split"] == args.split, ["track_id", "path"]]
-                .itertuples(index=False, name=None))[:args.max_files]
+    manifest, _ = read_split(args.split_dir, check_wavs=False)  # paths relative to --root
+    rows = list(manifest.loc[manifest["split"] == args.split, ["track_id", "path"]].itertuples(index=False, name=None))[
+        : args.max_files
+    ]
     if not rows:
         sys.exit(f"{args.split_dir}: no '{args.split}' rows")
     root = Path(args.root)
@@ -113,16 +113,26 @@ def main(argv=None) -> None:
     def pipeline(spectrogram: bool):
         dataset = tfdata.read_clips(args.shards, args.split)
         if spectrogram:
-            dataset = dataset.map(lambda ex: (spectrograms.mel_image(
-                ex["audio"], sample_rate, args.n_fft, args.hop_length, args.n_mels, args.image_size), ex["label"]),
-                num_parallel_calls=tf.data.AUTOTUNE).batch(args.batch_size)
+            dataset = dataset.map(
+                lambda ex: (
+                    spectrograms.mel_image(
+                        ex["audio"], sample_rate, args.n_fft, args.hop_length, args.n_mels, args.image_size
+                    ),
+                    ex["label"],
+                ),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            ).batch(args.batch_size)
         else:
-            dataset = dataset.map(lambda ex: (ex["audio"], ex["label"]),
-                                  num_parallel_calls=tf.data.AUTOTUNE).padded_batch(args.batch_size)
+            dataset = dataset.map(
+                lambda ex: (ex["audio"], ex["label"]), num_parallel_calls=tf.data.AUTOTUNE
+            ).padded_batch(args.batch_size)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
-    print(f"split '{args.split}': {clips} clips in {len(files)} shards; {len(rows)} WAV files read one by one; "
-          f"{sample_rate} Hz; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(
+        f"split '{args.split}': {clips} clips in {len(files)} shards; {len(rows)} WAV files read one by one; "
+        f"{sample_rate} Hz; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     results = {}
 
     def report(name: str, examples_per_second: float) -> None:
@@ -130,19 +140,28 @@ def main(argv=None) -> None:
         print(f"{name:<58} {examples_per_second:10.1f} examples/s", flush=True)
 
     report("tf.data: parse + decode + batch", time_tfdata(pipeline(False), clips))
-    report(f"tf.data: parse + decode + log-mel image {args.image_size}x{args.image_size} + batch",
-           time_tfdata(pipeline(True), clips))
+    report(
+        f"tf.data: parse + decode + log-mel image {args.image_size}x{args.image_size} + batch",
+        time_tfdata(pipeline(True), clips),
+    )
     cnn1d = {"input": "waveform_windows", "window_size": args.window_size, "sample_rate": sample_rate}
-    train = tfdata.training_dataset(args.shards, args.split, cnn1d, len(info["labels"]), args.batch_size,
-                                    seed=0, num_clips=clips, cache=True)
-    report(f"tf.data: cnn1d training input ({args.window_size}-sample windows), 1st epoch",
-           clips / count_examples(train)[1])
+    train = tfdata.training_dataset(
+        args.shards, args.split, cnn1d, len(info["labels"]), args.batch_size, seed=0, num_clips=clips, cache=True
+    )
+    report(
+        f"tf.data: cnn1d training input ({args.window_size}-sample windows), 1st epoch",
+        clips / count_examples(train)[1],
+    )
     report("tf.data: cnn1d training input, next epoch (in-memory cache)", time_tfdata(train, clips))
     slow = time_one_by_one(rows, manifest, root, sample_rate)
     report("WAV one by one (librosa.load + pandas label look-up)", slow)
-    print("speed-up over WAV one by one: " + "; ".join(
-        f"{name.split(': ', 1)[-1]}: {value / slow:.1f}x" for name, value in results.items() if value != slow)
-        + " (target >= 10x)")
+    print(
+        "speed-up over WAV one by one: "
+        + "; ".join(
+            f"{name.split(': ', 1)[-1]}: {value / slow:.1f}x" for name, value in results.items() if value != slow
+        )
+        + " (target >= 10x)"
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ class TreePeak:
 
     tree_rss: int = 0
     root_rss: int = 0
-    leaf_rss: int = 0           # largest process without children: a pool worker, or a stage run alone
-    processes: int = 0          # processes in the tree at the tree's peak
+    leaf_rss: int = 0  # largest process without children: a pool worker, or a stage run alone
+    processes: int = 0  # processes in the tree at the tree's peak
     samples: int = 0
 
 
@@ -36,14 +36,14 @@ def sample_tree(root: psutil.Process, peak: TreePeak) -> None:
     """Read the RSS of ``root`` and its descendants once, and raise ``peak`` where it is exceeded."""
     try:
         processes = [root, *root.children(recursive=True)]
-    except psutil.Error:            # the root has ended
+    except psutil.Error:  # the root has ended
         return
     total = counted = leaf = 0
     for process in processes:
         try:
             rss = process.memory_info().rss
             has_children = bool(process.children())
-        except psutil.Error:        # ended between the listing and the reading
+        except psutil.Error:  # ended between the listing and the reading
             continue
         total += rss
         counted += 1
@@ -74,4 +74,4 @@ def peak_rss(pid: int | None = None, interval: float = SAMPLE_SECONDS) -> Iterat
     finally:
         stop.set()
         thread.join()
-        sample_tree(root, peak)     # once more at the end: short work may fall between samples
+        sample_tree(root, peak)  # once more at the end: short work may fall between samples

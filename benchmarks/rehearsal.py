@@ -76,39 +76,39 @@ from benchmarks.process_tree import TreePeak, peak_rss  # noqa: E402
 
 DEFAULT_SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "genreclf-rehearsal"
-BUILD_VERSION = 1                   # part of the source's cache key: bump when the built files change
+BUILD_VERSION = 1  # part of the source's cache key: bump when the built files change
 
 # ---- the source
 GENRES = ("Hip-Hop", "Pop", "Folk", "Experimental", "Rock", "International", "Electronic", "Instrumental")
-SPLIT_CYCLE = ("training",) * 8 + ("validation", "test")   # FMA's 80/10/10, by position within a genre
-GTZAN_EVERY = 10                    # clip i is made from GTZAN when i % GTZAN_EVERY == GTZAN_EVERY - 1
-ID_SPAN = 155_000                   # fma_small's track ids run from 2 to ~155,000 (~51 clips per folder)
+SPLIT_CYCLE = ("training",) * 8 + ("validation", "test")  # FMA's 80/10/10, by position within a genre
+GTZAN_EVERY = 10  # clip i is made from GTZAN when i % GTZAN_EVERY == GTZAN_EVERY - 1
+ID_SPAN = 155_000  # fma_small's track ids run from 2 to ~155,000 (~51 clips per folder)
 FIRST_ID = 2
-MAX_ID = 999_999                    # 6 digits
-CLIP_GAIN_STEPS = (1, 2, 3, 4)      # whole-clip attenuation, in global_gain steps of 1.5 dB
-GRANULE_DIPS = 24                   # granules made one step quieter, chosen from the seed
+MAX_ID = 999_999  # 6 digits
+CLIP_GAIN_STEPS = (1, 2, 3, 4)  # whole-clip attenuation, in global_gain steps of 1.5 dB
+GRANULE_DIPS = 24  # granules made one step quieter, chosen from the seed
 GTZAN_RATE = 44_100
-GTZAN_MP3_LEVEL = (320 - 256) / (320 - 32)     # libsndfile's MP3 compression level for 256 kbit/s CBR
+GTZAN_MP3_LEVEL = (320 - 256) / (320 - 32)  # libsndfile's MP3 compression level for 256 kbit/s CBR
 DATASET = "fma_small"
 METADATA_DIR = "fma_metadata"
 SOURCE_INFO = "rehearsal_source.json"
 
 # ---- MPEG-1 layer III frames (ISO/IEC 11172-3)
-MP3_BITRATES = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0)   # kbit/s, index 1..14
+MP3_BITRATES = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0)  # kbit/s, index 1..14
 MP3_SAMPLE_RATES = (44_100, 48_000, 32_000, 0)
-SIDE_INFO_GRANULE_BITS = 59         # per granule and channel
-SIDE_INFO_HEAD_BITS = {1: 18, 2: 20}       # main_data_begin, private bits, scfsi: mono, stereo
-GLOBAL_GAIN_AT = 21                 # part2_3_length (12) + big_values (9), then global_gain (8)
+SIDE_INFO_GRANULE_BITS = 59  # per granule and channel
+SIDE_INFO_HEAD_BITS = {1: 18, 2: 20}  # main_data_begin, private bits, scfsi: mono, stereo
+GLOBAL_GAIN_AT = 21  # part2_3_length (12) + big_values (9), then global_gain (8)
 SIDE_INFO_BYTES = {1: 17, 2: 32}
-VBR_TAGS = (b"Info", b"Xing")       # the LAME/Xing tag frame that leads a file: no audio
+VBR_TAGS = (b"Info", b"Xing")  # the LAME/Xing tag frame that leads a file: no audio
 
 # ---- the run
 FMA_LARGE_CLIPS = 106_574
 DATA_STAGES = ("fetch", "convert", "split", "shard", "features")
-POOL_STAGES = ("convert", "features")   # one worker process per core
-QUADRATIC_STAGES = ("train_sklearn@svm",)    # kernel SVM training grows at least as clips squared
+POOL_STAGES = ("convert", "features")  # one worker process per core
+QUADRATIC_STAGES = ("train_sklearn@svm",)  # kernel SVM training grows at least as clips squared
 DEFAULT_KERAS_STEPS = 20
-MIN_CLIPS = 10 * len(GENRES)       # the SVM's 5 CV folds need 5 training clips per genre (0.64 x 8 > 5)
+MIN_CLIPS = 10 * len(GENRES)  # the SVM's 5 CV folds need 5 training clips per genre (0.64 x 8 > 5)
 STEPS_ENV = "GENRECLF_MAX_TRAIN_STEPS"
 
 REFERENCE_CORES = 32
@@ -117,18 +117,19 @@ WORK_SECONDS_RE = {
     "convert": re.compile(r"decoded \d+ clips in ([0-9.]+) s"),
     "shard": re.compile(r"wrote \d+ files to \S+ in ([0-9.]+) s"),
     "features": re.compile(r"computed \d+ clips in ([0-9.]+) s"),
-    "train_sklearn": re.compile(r"trained \S+ in ([0-9.]+) s"),      # the CV search and the fit
-    "train_keras": re.compile(r"training time: ([0-9.]+) s"),      # the fit
+    "train_sklearn": re.compile(r"trained \S+ in ([0-9.]+) s"),  # the CV search and the fit
+    "train_keras": re.compile(r"training time: ([0-9.]+) s"),  # the fit
 }
 STEP_COUNT_RE = re.compile(r"step times: (\d+) training step")
 FIRST_STEP_RE = re.compile(r"step times: \d+ training step\(s\): the first ([0-9.]+) s")
 STEADY_STEP_RE = re.compile(r"then ([0-9.]+) s/step over \d+ step")
 LOG_TAIL_CHARS = 4000
-GIB = 2 ** 30
-MIB = 2 ** 20
+GIB = 2**30
+MIB = 2**20
 
 
 # ===================================================================== MP3 bit stream
+
 
 def id3v2_size(data: bytes) -> int:
     """Bytes of the ID3v2 tag that leads ``data`` (0 if none)."""
@@ -147,15 +148,17 @@ def mp3_frames(data: bytes, label: str = "mp3") -> list[tuple[int, int, int]]:
     """
     frames, pos = [], id3v2_size(data)
     while pos + 4 <= len(data):
-        header = int.from_bytes(data[pos:pos + 4], "big")
+        header = int.from_bytes(data[pos : pos + 4], "big")
         if header >> 21 != 0x7FF:
             break
         version, layer, no_crc = (header >> 19) & 3, (header >> 17) & 3, (header >> 16) & 1
         bitrate, rate = MP3_BITRATES[(header >> 12) & 15], MP3_SAMPLE_RATES[(header >> 10) & 3]
         if version != 3 or layer != 1 or not no_crc or not bitrate or not rate:
-            raise ValueError(f"{label}: frame at byte {pos} is not an unprotected MPEG-1 layer III frame "
-                             f"(version {version}, layer {layer}, crc {not no_crc}, bit rate {bitrate}, "
-                             f"rate {rate})")
+            raise ValueError(
+                f"{label}: frame at byte {pos} is not an unprotected MPEG-1 layer III frame "
+                f"(version {version}, layer {layer}, crc {not no_crc}, bit rate {bitrate}, "
+                f"rate {rate})"
+            )
         length = 144_000 * bitrate // rate + ((header >> 9) & 1)
         channels = 1 if (header >> 6) & 3 == 3 else 2
         frames.append((pos, length, channels))
@@ -169,17 +172,22 @@ def global_gain_bits(offset: int, channels: int) -> list[list[int]]:
     """Bit positions (from the start of the file) of global_gain, per granule then per channel."""
     side_info = (offset + 4) * 8
     head = SIDE_INFO_HEAD_BITS[channels]
-    return [[side_info + head + (granule * channels + channel) * SIDE_INFO_GRANULE_BITS + GLOBAL_GAIN_AT
-             for channel in range(channels)] for granule in range(2)]
+    return [
+        [
+            side_info + head + (granule * channels + channel) * SIDE_INFO_GRANULE_BITS + GLOBAL_GAIN_AT
+            for channel in range(channels)
+        ]
+        for granule in range(2)
+    ]
 
 
 def _add_to_byte_at_bit(buffer: bytearray, bit: int, delta: int) -> None:
     """Add ``delta`` to the 8-bit unsigned field that starts at ``bit``, clamped to 0..255."""
     start, shift = bit // 8, 8 - bit % 8
-    word = int.from_bytes(buffer[start:start + 2], "big")
+    word = int.from_bytes(buffer[start : start + 2], "big")
     value = min(255, max(0, ((word >> shift) & 0xFF) + delta))
     word = (word & ~(0xFF << shift) & 0xFFFF) | (value << shift)
-    buffer[start:start + 2] = word.to_bytes(2, "big")
+    buffer[start : start + 2] = word.to_bytes(2, "big")
 
 
 def audio_granules(data: bytes, label: str = "mp3") -> list[list[int]]:
@@ -187,7 +195,7 @@ def audio_granules(data: bytes, label: str = "mp3") -> list[list[int]]:
     granules = []
     for offset, _length, channels in mp3_frames(data, label):
         tag_at = offset + 4 + SIDE_INFO_BYTES[channels]
-        if data[tag_at:tag_at + 4] in VBR_TAGS:
+        if data[tag_at : tag_at + 4] in VBR_TAGS:
             continue
         granules.extend(global_gain_bits(offset, channels))
     return granules
@@ -209,14 +217,15 @@ def with_gain_changes(data: bytes, clip_steps: int, dipped: list[int], label: st
 
 # ===================================================================== the source
 
+
 @dataclass(frozen=True)
 class ClipPlan:
     index: int
-    track_id: str           # 6 digits
+    track_id: str  # 6 digits
     genre: str
-    split: str              # FMA's official split: training | validation | test
-    base: str               # "fma/<file>.mp3" or "gtzan/<genre>/<file>.wav", relative to the shared data
-    clip_steps: int         # whole-clip attenuation in global_gain steps
+    split: str  # FMA's official split: training | validation | test
+    base: str  # "fma/<file>.mp3" or "gtzan/<genre>/<file>.wav", relative to the shared data
+    clip_steps: int  # whole-clip attenuation in global_gain steps
     dipped: tuple[int, ...]  # granule numbers (modulo the clip's granule count) one step quieter
 
 
@@ -234,8 +243,10 @@ def base_files(shared: Path) -> tuple[list[str], list[str]]:
     fma = sorted(p.relative_to(shared).as_posix() for p in (shared / "fma" / "fma_audio").glob("*/*.mp3"))
     gtzan = sorted(p.relative_to(shared).as_posix() for p in (shared / "gtzan_mini").glob("*/*.wav"))
     if not fma:
-        raise FileNotFoundError(f"{shared / 'fma' / 'fma_audio'}: no FMA mp3 (NNN/NNNNNN.mp3); the rehearsal "
-                                "needs ../shared/data beside the repository (see ../shared/README.md)")
+        raise FileNotFoundError(
+            f"{shared / 'fma' / 'fma_audio'}: no FMA mp3 (NNN/NNNNNN.mp3); the rehearsal "
+            "needs ../shared/data beside the repository (see ../shared/README.md)"
+        )
     return fma, gtzan
 
 
@@ -249,7 +260,7 @@ def plan_clips(n: int, seed: int, fma: list[str], gtzan: list[str]) -> list[Clip
         genre = GENRES[index % len(GENRES)]
         split = SPLIT_CYCLE[(index // len(GENRES)) % len(SPLIT_CYCLE)]
         clip_steps = int(rng.choice(CLIP_GAIN_STEPS))
-        dipped = tuple(int(g) for g in np.sort(rng.choice(2 ** 20, size=GRANULE_DIPS, replace=False)))
+        dipped = tuple(int(g) for g in np.sort(rng.choice(2**20, size=GRANULE_DIPS, replace=False)))
         plans.append(ClipPlan(index, track_id, genre, split, base, clip_steps, dipped))
     return plans
 
@@ -276,8 +287,9 @@ def encode_gtzan_base(wav: Path, dest: Path) -> str:
         stereo = np.repeat(resampled[:, np.newaxis], 2, axis=1)
         dest.parent.mkdir(parents=True, exist_ok=True)
         temporary = dest.with_name(dest.name + f".tmp{os.getpid()}")
-        sf.write(temporary, stereo, GTZAN_RATE, format="MP3", bitrate_mode="CONSTANT",
-                 compression_level=GTZAN_MP3_LEVEL)
+        sf.write(
+            temporary, stereo, GTZAN_RATE, format="MP3", bitrate_mode="CONSTANT", compression_level=GTZAN_MP3_LEVEL
+        )
         os.replace(temporary, dest)
     return str(dest)
 
@@ -348,8 +360,7 @@ def _starmap(pool, function, argument_lists, desc: str, unit: str) -> list:
     return [future.result() for future in tqdm(futures, desc=desc, unit=unit, file=sys.stderr)]
 
 
-def build_source(n: int, seed: int, shared: Path, workdir: Path, workers: int | None = None,
-                 log=print) -> Path:
+def build_source(n: int, seed: int, shared: Path, workdir: Path, workers: int | None = None, log=print) -> Path:
     """The N-clip FMA-format source for ``seed`` in ``workdir``, built unless already there."""
     final = source_dir(workdir, n, seed)
     if (final / SOURCE_INFO).is_file():
@@ -363,30 +374,49 @@ def build_source(n: int, seed: int, shared: Path, workdir: Path, workers: int | 
     shutil.rmtree(building, ignore_errors=True)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         gtzan_bases = sorted({plan.base for plan in plans if plan.base.startswith("gtzan_mini/")})
-        encoded = dict(zip(gtzan_bases, _starmap(
-            pool, encode_gtzan_base, [(shared / b, encoded_base_path(workdir, b)) for b in gtzan_bases],
-            desc="encode GTZAN bases (once)", unit="clip")))
-        jobs = [(plan, encoded.get(plan.base, str(shared / plan.base)), str(building / audio_member(plan.track_id)))
-                for plan in plans]
+        encoded = dict(
+            zip(
+                gtzan_bases,
+                _starmap(
+                    pool,
+                    encode_gtzan_base,
+                    [(shared / b, encoded_base_path(workdir, b)) for b in gtzan_bases],
+                    desc="encode GTZAN bases (once)",
+                    unit="clip",
+                ),
+            )
+        )
+        jobs = [
+            (plan, encoded.get(plan.base, str(shared / plan.base)), str(building / audio_member(plan.track_id)))
+            for plan in plans
+        ]
         results = _starmap(pool, build_clip, jobs, desc=f"build {n} clips", unit="clip")
     digests = [digest for digest, _size in results]
     if len(set(digests)) != len(digests):
         raise RuntimeError(f"{building}: {len(digests) - len(set(digests))} clips are byte-identical to another")
     write_metadata(building, plans, shared)
-    info = {"clips": n, "seed": seed, "build_version": BUILD_VERSION, "dataset": DATASET,
-            "from_gtzan": sum(plan.base.startswith("gtzan_mini/") for plan in plans),
-            "audio_bytes": sum(size for _digest, size in results),
-            "genres": {genre: sum(plan.genre == genre for plan in plans) for genre in GENRES},
-            "build_seconds": round(time.perf_counter() - started, 1)}
+    info = {
+        "clips": n,
+        "seed": seed,
+        "build_version": BUILD_VERSION,
+        "dataset": DATASET,
+        "from_gtzan": sum(plan.base.startswith("gtzan_mini/") for plan in plans),
+        "audio_bytes": sum(size for _digest, size in results),
+        "genres": {genre: sum(plan.genre == genre for plan in plans) for genre in GENRES},
+        "build_seconds": round(time.perf_counter() - started, 1),
+    }
     (building / SOURCE_INFO).write_text(json.dumps(info, indent=2) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     os.replace(building, final)
-    log(f"source: built {n} clips in {info['build_seconds']} s ({info['from_gtzan']} from GTZAN, "
-        f"{info['audio_bytes'] / n / 1e6:.2f} MB per clip) in {final}")
+    log(
+        f"source: built {n} clips in {info['build_seconds']} s ({info['from_gtzan']} from GTZAN, "
+        f"{info['audio_bytes'] / n / 1e6:.2f} MB per clip) in {final}"
+    )
     return final
 
 
 # ===================================================================== measuring
+
 
 def run_measured(args: list[str], cwd: Path, env: dict, log_path: Path) -> tuple[int, float, TreePeak]:
     """Run a command (output to ``log_path``), sampling its process tree; return (status, seconds, peak)."""
@@ -434,6 +464,7 @@ def stage_outs(project: Path, stage: str) -> list[str]:
 
 # ===================================================================== the run
 
+
 @dataclass
 class StageResult:
     stage: str
@@ -444,11 +475,11 @@ class StageResult:
     processes_at_peak: int
     bytes_written: int
     status: int
-    work_seconds: float | None = None   # the stage's own timing of its work, from its log (Keras: the fit)
-    steps: int | None = None            # Keras: the training steps it ran (the limit if its log does not say)
+    work_seconds: float | None = None  # the stage's own timing of its work, from its log (Keras: the fit)
+    steps: int | None = None  # Keras: the training steps it ran (the limit if its log does not say)
     batch_size: int | None = None
-    first_step_seconds: float | None = None     # Keras: the first step (tracing, input start-up)
-    seconds_per_step: float | None = None       # Keras: the mean of the other steps
+    first_step_seconds: float | None = None  # Keras: the first step (tracing, input start-up)
+    seconds_per_step: float | None = None  # Keras: the mean of the other steps
 
     @property
     def clips_per_second(self) -> float:
@@ -486,7 +517,7 @@ def rehearsal_params(params: dict, source: Path) -> dict:
     """params.yaml with the rehearsal's source; every other key as committed except mobilenet.weights."""
     params = json.loads(json.dumps(params))
     params["data"].update({"dataset": DATASET, "source": str(source), "clips_per_genre": None})
-    params["mobilenet"]["weights"] = None       # ImageNet weights cannot be downloaded offline
+    params["mobilenet"]["weights"] = None  # ImageNet weights cannot be downloaded offline
     return params
 
 
@@ -503,22 +534,42 @@ def log_tail(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:]
 
 
-def run_stage(project: Path, stage: str, clips: int, logs: Path, steps: int | None = None,
-              batch_size: int | None = None) -> StageResult:
+def run_stage(
+    project: Path, stage: str, clips: int, logs: Path, steps: int | None = None, batch_size: int | None = None
+) -> StageResult:
     extra = {STEPS_ENV: str(steps)} if steps is not None else {}
     log_path = logs / f"{stage.replace('@', '-')}.log"
-    status, seconds, peak = run_measured([sys.executable, "-m", "dvc", "repro", "--single-item", stage],
-                                         project, dvc_env(extra), log_path)
-    written = sum(apparent_size(project / out) for out in stage_outs(project, stage)
-                  if (project / out).exists()) if status == 0 else 0
+    status, seconds, peak = run_measured(
+        [sys.executable, "-m", "dvc", "repro", "--single-item", stage], project, dvc_env(extra), log_path
+    )
+    written = (
+        sum(apparent_size(project / out) for out in stage_outs(project, stage) if (project / out).exists())
+        if status == 0
+        else 0
+    )
     text = log_path.read_text(encoding="utf-8", errors="replace")
     pattern = WORK_SECONDS_RE.get(stage.split("@", 1)[0])
-    work, first, steady = (pattern.search(text) if pattern else None), FIRST_STEP_RE.search(text), \
-        STEADY_STEP_RE.search(text)
+    work, first, steady = (
+        (pattern.search(text) if pattern else None),
+        FIRST_STEP_RE.search(text),
+        STEADY_STEP_RE.search(text),
+    )
     count = STEP_COUNT_RE.search(text) if steps is not None else None
-    return StageResult(stage, seconds, clips, peak.tree_rss, peak.leaf_rss, peak.processes, written, status,
-                       _number(work), int(count.group(1)) if count else steps, batch_size, _number(first),
-                       _number(steady))
+    return StageResult(
+        stage,
+        seconds,
+        clips,
+        peak.tree_rss,
+        peak.leaf_rss,
+        peak.processes,
+        written,
+        status,
+        _number(work),
+        int(count.group(1)) if count else steps,
+        batch_size,
+        _number(first),
+        _number(steady),
+    )
 
 
 def _number(match: re.Match | None) -> float | None:
@@ -528,8 +579,14 @@ def _number(match: re.Match | None) -> float | None:
 def time_command(project: Path, args: list[str], logs: Path, name: str) -> float:
     started = time.perf_counter()
     with open(logs / f"{name}.log", "w", encoding="utf-8") as log_file:
-        subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project, env=dvc_env(), stdout=log_file,
-                       stderr=subprocess.STDOUT, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "dvc", *args],
+            cwd=project,
+            env=dvc_env(),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     return time.perf_counter() - started
 
 
@@ -539,6 +596,7 @@ def pipeline_stages(params: dict, skip_keras: bool) -> list[str]:
 
 
 # ===================================================================== the projection
+
 
 def scaled_hours(seconds: float, clips: int, target: int, exponent: int = 1) -> float:
     """Hours for ``target`` clips from ``seconds`` for ``clips``, growing as clips**exponent."""
@@ -550,9 +608,17 @@ def keras_epoch_steps(clips: int, train_fraction: float, units_per_clip: int, ba
     return math.ceil(round(clips * train_fraction) * units_per_clip / batch_size)
 
 
-def project_large(stages: list[dict], clips: int, cores: int, workspace_bytes: int, cache_bytes: int,
-                  data_bytes: int, train_fraction: float, target: int = FMA_LARGE_CLIPS,
-                  reference_cores: int = REFERENCE_CORES) -> dict:
+def project_large(
+    stages: list[dict],
+    clips: int,
+    cores: int,
+    workspace_bytes: int,
+    cache_bytes: int,
+    data_bytes: int,
+    train_fraction: float,
+    target: int = FMA_LARGE_CLIPS,
+    reference_cores: int = REFERENCE_CORES,
+) -> dict:
     """fma_large figures from the measured per-clip costs. The assumptions:
 
     - a stage's work (``work_seconds``, what its log times; else its whole ``seconds``) grows
@@ -585,21 +651,24 @@ def project_large(stages: list[dict], clips: int, cores: int, workspace_bytes: i
         leaf_more = (reference_cores - cores) * stage["peak_leaf_rss"] if pool else 0
         memory = {"measured_cores": stage["peak_tree_rss"], "reference_cores": stage["peak_tree_rss"] + leaf_more}
         if stage.get("steps"):
-            per_step = stage.get("seconds_per_step") or \
-                (stage.get("work_seconds") or stage["seconds"]) / stage["steps"]
+            per_step = stage.get("seconds_per_step") or (stage.get("work_seconds") or stage["seconds"]) / stage["steps"]
             epoch_steps = keras_epoch_steps(target, train_fraction, stage["units_per_clip"], stage["batch_size"])
             hours = epoch_steps * per_step / 3600
-            keras[name] = {"seconds_per_step": per_step, "upper_bound": not stage.get("seconds_per_step"),
-                           "steps_per_epoch": epoch_steps,
-                           "hours_per_epoch": {"measured_cores": hours, "reference_cores": hours / speedup},
-                           "peak_rss": memory}
+            keras[name] = {
+                "seconds_per_step": per_step,
+                "upper_bound": not stage.get("seconds_per_step"),
+                "steps_per_epoch": epoch_steps,
+                "hours_per_epoch": {"measured_cores": hours, "reference_cores": hours / speedup},
+                "peak_rss": memory,
+            }
             continue
         work = stage.get("work_seconds") or stage["seconds"]
         fixed = (stage["seconds"] - work) / 3600
         hours = scaled_hours(work, clips, target, 2 if name in QUADRATIC_STAGES else 1)
-        rows[name] = {"hours": {"measured_cores": fixed + hours,
-                                "reference_cores": fixed + (hours / speedup if pool else hours)},
-                      "peak_rss": memory}
+        rows[name] = {
+            "hours": {"measured_cores": fixed + hours, "reference_cores": fixed + (hours / speedup if pool else hours)},
+            "peak_rss": memory,
+        }
 
     def total(names, cores_key):
         return sum(rows[n]["hours"][cores_key] for n in names)
@@ -608,18 +677,24 @@ def project_large(stages: list[dict], clips: int, cores: int, workspace_bytes: i
     sklearn = [n for n in rows if n.startswith("train_sklearn@")]
     every = [*rows.values(), *keras.values()]
     return {
-        "clips": target, "measured_clips": clips, "measured_cores": cores, "reference_cores": reference_cores,
-        "stages": rows, "keras": keras,
+        "clips": target,
+        "measured_clips": clips,
+        "measured_cores": cores,
+        "reference_cores": reference_cores,
+        "stages": rows,
+        "keras": keras,
         "data_half_hours": {k: total(data, k) for k in ("measured_cores", "reference_cores")},
         "sklearn_hours": {k: total(sklearn, k) for k in ("measured_cores", "reference_cores")},
         "workspace_bytes": fixed_bytes + data_bytes * target / clips,
         "cache_bytes": min(fixed_bytes, cache_bytes) + max(0, cache_bytes - fixed_bytes) * target / clips,
-        "peak_rss": {k: max((r["peak_rss"][k] for r in every), default=0)
-                     for k in ("measured_cores", "reference_cores")},
+        "peak_rss": {
+            k: max((r["peak_rss"][k] for r in every), default=0) for k in ("measured_cores", "reference_cores")
+        },
     }
 
 
 # ===================================================================== the report
+
 
 def _mib(value: float) -> str:
     return f"{value / MIB:,.0f}"
@@ -642,67 +717,102 @@ def _work(r: StageResult) -> str:
 
 
 def stage_table(results: list[StageResult]) -> str:
-    lines = ["| stage | wall (s) | of which its work (s) | clips/s | peak RSS, process tree (MiB) | written (MB) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| stage | wall (s) | of which its work (s) | clips/s | peak RSS, process tree (MiB) | written (MB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in results:
         if r.steps is None:
-            lines.append(f"| {_name(r)} | {r.seconds:.1f} | {_work(r)} | {r.clips_per_second:.1f} "
-                         f"| {_mib(r.peak_tree_rss)} | {r.bytes_written / 1e6:,.1f} |")
+            lines.append(
+                f"| {_name(r)} | {r.seconds:.1f} | {_work(r)} | {r.clips_per_second:.1f} "
+                f"| {_mib(r.peak_tree_rss)} | {r.bytes_written / 1e6:,.1f} |"
+            )
     return "\n".join(lines)
 
 
 def keras_table(results: list[StageResult]) -> str:
-    lines = [("| stage, bounded | steps × batch | wall (s) | of which the fit (s) | first step (s) "
-              "| then s/step | examples/s | peak RSS, process tree (MiB) | written (MB) |"),
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        (
+            "| stage, bounded | steps × batch | wall (s) | of which the fit (s) | first step (s) "
+            "| then s/step | examples/s | peak RSS, process tree (MiB) | written (MB) |"
+        ),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in results:
         if r.steps is not None:
             first = "" if r.first_step_seconds is None else f"{r.first_step_seconds:.1f}"
             steady = "" if r.seconds_per_step is None else f"{r.seconds_per_step:.2f}"
             rate = "" if not r.seconds_per_step else f"{r.batch_size / r.seconds_per_step:.0f}"
-            lines.append(f"| {_name(r)} | {r.steps} × {r.batch_size} | {r.seconds:.1f} | {_work(r)} | {first} "
-                         f"| {steady} | {rate} | {_mib(r.peak_tree_rss)} | {r.bytes_written / 1e6:,.1f} |")
+            lines.append(
+                f"| {_name(r)} | {r.steps} × {r.batch_size} | {r.seconds:.1f} | {_work(r)} | {first} "
+                f"| {steady} | {rate} | {_mib(r.peak_tree_rss)} | {r.bytes_written / 1e6:,.1f} |"
+            )
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def projection_table(p: dict) -> str:
     cores, ref = p["measured_cores"], p["reference_cores"]
-    lines = [f"| fma_large, {p['clips']:,} clips | {cores} cores | {ref} cores |", "| --- | ---: | ---: |",
-             (f"| fetch … features (h) | {_hours(p['data_half_hours']['measured_cores'])} "
-              f"| {_hours(p['data_half_hours']['reference_cores'])} |"),
-             (f"| sklearn models (h) | {_hours(p['sklearn_hours']['measured_cores'])} "
-              f"| {_hours(p['sklearn_hours']['reference_cores'])} |")]
+    lines = [
+        f"| fma_large, {p['clips']:,} clips | {cores} cores | {ref} cores |",
+        "| --- | ---: | ---: |",
+        (
+            f"| fetch … features (h) | {_hours(p['data_half_hours']['measured_cores'])} "
+            f"| {_hours(p['data_half_hours']['reference_cores'])} |"
+        ),
+        (
+            f"| sklearn models (h) | {_hours(p['sklearn_hours']['measured_cores'])} "
+            f"| {_hours(p['sklearn_hours']['reference_cores'])} |"
+        ),
+    ]
     for stage, k in p["keras"].items():
         bound = " (upper bound: one step measured)" if k["upper_bound"] else ""
         hours = k["hours_per_epoch"]
-        lines.append(f"| `{stage}`, one epoch of {k['steps_per_epoch']:,} steps (h){bound} "
-                     f"| {_hours(hours['measured_cores'])} | {_hours(hours['reference_cores'])} |")
-    lines += [f"| workspace (GB) | {_gb(p['workspace_bytes'])} | {_gb(p['workspace_bytes'])} |",
-              f"| DVC cache (GB) | {_gb(p['cache_bytes'])} | {_gb(p['cache_bytes'])} |",
-              (f"| peak RSS of a stage (GiB) | {p['peak_rss']['measured_cores'] / GIB:.1f} "
-              f"| {p['peak_rss']['reference_cores'] / GIB:.1f} |")]
+        lines.append(
+            f"| `{stage}`, one epoch of {k['steps_per_epoch']:,} steps (h){bound} "
+            f"| {_hours(hours['measured_cores'])} | {_hours(hours['reference_cores'])} |"
+        )
+    lines += [
+        f"| workspace (GB) | {_gb(p['workspace_bytes'])} | {_gb(p['workspace_bytes'])} |",
+        f"| DVC cache (GB) | {_gb(p['cache_bytes'])} | {_gb(p['cache_bytes'])} |",
+        (
+            f"| peak RSS of a stage (GiB) | {p['peak_rss']['measured_cores'] / GIB:.1f} "
+            f"| {p['peak_rss']['reference_cores'] / GIB:.1f} |"
+        ),
+    ]
     return "\n".join(lines)
 
 
-PROJECTION_NOTE = ("Projection: each stage's work (as its log times it, else its wall time) linear in clips "
-                   "(kernel SVM: clips squared), the rest of its wall time once; on more cores only convert, "
-                   "features and the Keras steps speed up, ideally; disk under data/ linear in clips, models once; "
-                   "memory flat in clips, plus one worker per extra core in convert and features. Keras: the mean "
-                   "step after the first of a bounded run, times the steps of one fma_large epoch.")
+PROJECTION_NOTE = (
+    "Projection: each stage's work (as its log times it, else its wall time) linear in clips "
+    "(kernel SVM: clips squared), the rest of its wall time once; on more cores only convert, "
+    "features and the Keras steps speed up, ideally; disk under data/ linear in clips, models once; "
+    "memory flat in clips, plus one worker per extra core in convert and features. Keras: the mean "
+    "step after the first of a bounded run, times the steps of one fma_large epoch."
+)
 
 
 def report_markdown(summary: dict, results: list[StageResult]) -> str:
     disk, book, p = summary["disk"], summary["bookkeeping"], summary["projection"]
-    parts = [(f"Rehearsal: {summary['clips']:,} clips (seed {summary['seed']}), commit {summary['commit'][:10]}, "
-             f"{summary['cores']} cores, load average {summary['load_average']}"),
-             "", stage_table(results)]
+    parts = [
+        (
+            f"Rehearsal: {summary['clips']:,} clips (seed {summary['seed']}), commit {summary['commit'][:10]}, "
+            f"{summary['cores']} cores, load average {summary['load_average']}"
+        ),
+        "",
+        stage_table(results),
+    ]
     keras = keras_table(results)
     if keras:
         parts += ["", keras]
-    parts += ["", "| workspace (GB) | DVC cache (GB) | source mp3s (GB) | no-op `dvc repro` (s) | `dvc status` (s) |",
-              "| ---: | ---: | ---: | ---: | ---: |",
-              (f"| {_gb(disk['workspace_bytes'])} | {_gb(disk['cache_bytes'])} | {_gb(disk['source_bytes'])} "
-              f"| {book['noop_repro_seconds']:.1f} | {book['status_seconds']:.1f} |")]
+    parts += [
+        "",
+        "| workspace (GB) | DVC cache (GB) | source mp3s (GB) | no-op `dvc repro` (s) | `dvc status` (s) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+        (
+            f"| {_gb(disk['workspace_bytes'])} | {_gb(disk['cache_bytes'])} | {_gb(disk['source_bytes'])} "
+            f"| {book['noop_repro_seconds']:.1f} | {book['status_seconds']:.1f} |"
+        ),
+    ]
     if p:
         parts += ["", projection_table(p), "", PROJECTION_NOTE]
     return "\n".join(parts)
@@ -710,13 +820,15 @@ def report_markdown(summary: dict, results: list[StageResult]) -> str:
 
 # ===================================================================== main
 
+
 def keras_units_per_clip(params: dict, model: str) -> int:
     """Training units per clip: cnn2d trains on every segment, the others on one unit per clip."""
     return int(params[model]["segments_per_clip"]) if model == "cnn2d" else 1
 
 
-def run_pipeline(project: Path, params: dict, clips: int, logs: Path, keras_limit: int | None,
-                 log=print) -> tuple[list[StageResult], list[str]]:
+def run_pipeline(
+    project: Path, params: dict, clips: int, logs: Path, keras_limit: int | None, log=print
+) -> tuple[list[StageResult], list[str]]:
     """Every stage in order, stopping at the first that fails; returns the results and the stages that ran."""
     results, ran = [], []
     for stage in pipeline_stages(params, keras_limit is None):
@@ -728,15 +840,22 @@ def run_pipeline(project: Path, params: dict, clips: int, logs: Path, keras_limi
         result = run_stage(project, stage, clips, logs, steps, batch)
         results.append(result)
         if result.status != 0:
-            log(f"{stage} FAILED (exit {result.status}); the end of {logs}/{stage.replace('@', '-')}.log:\n"
-                + log_tail(logs / f"{stage.replace('@', '-')}.log"))
+            log(
+                f"{stage} FAILED (exit {result.status}); the end of {logs}/{stage.replace('@', '-')}.log:\n"
+                + log_tail(logs / f"{stage.replace('@', '-')}.log")
+            )
             break
         ran.append(stage)
-        rate = f"{result.clips_per_second:.1f} clips/s" if steps is None else \
-            f"first step {result.first_step_seconds} s, then " + \
-            (f"{result.seconds_per_step} s/step" if result.seconds_per_step else "none (one step ran)")
-        log(f"  {result.seconds:.1f} s, {rate}, peak RSS {_mib(result.peak_tree_rss)} MiB "
-            f"({result.processes_at_peak} processes), wrote {result.bytes_written / 1e6:,.1f} MB")
+        rate = (
+            f"{result.clips_per_second:.1f} clips/s"
+            if steps is None
+            else f"first step {result.first_step_seconds} s, then "
+            + (f"{result.seconds_per_step} s/step" if result.seconds_per_step else "none (one step ran)")
+        )
+        log(
+            f"  {result.seconds:.1f} s, {rate}, peak RSS {_mib(result.peak_tree_rss)} MiB "
+            f"({result.processes_at_peak} processes), wrote {result.bytes_written / 1e6:,.1f} MB"
+        )
     return results, ran
 
 
@@ -748,8 +867,9 @@ def bookkeeping(project: Path, ran: list[str], logs: Path) -> dict:
     return {"noop_repro_seconds": noop, "status_seconds": status, "noop_repro_reran": reran}
 
 
-def summarize(args, commit: str, project: Path, source: Path, params: dict, results: list[StageResult],
-              book: dict) -> dict:
+def summarize(
+    args, commit: str, project: Path, source: Path, params: dict, results: list[StageResult], book: dict
+) -> dict:
     cores = os.cpu_count() or 1
     workspace = disk_usage(project, exclude=(project / ".git", project / ".dvc" / "cache"))
     cache = disk_usage(project / ".dvc" / "cache")
@@ -761,38 +881,68 @@ def summarize(args, commit: str, project: Path, source: Path, params: dict, resu
             row["units_per_clip"] = keras_units_per_clip(params, r.stage.split("@", 1)[1])
         stages.append(row)
     complete = all(r.status == 0 for r in results)
-    projection = project_large(stages, args.clips, cores, workspace, cache, data,
-                               float(params["split"]["fractions"]["train"])) if complete else None
+    projection = (
+        project_large(stages, args.clips, cores, workspace, cache, data, float(params["split"]["fractions"]["train"]))
+        if complete
+        else None
+    )
     return {
-        "clips": args.clips, "seed": args.seed, "commit": commit, "cores": cores,
+        "clips": args.clips,
+        "seed": args.seed,
+        "commit": commit,
+        "cores": cores,
         "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-        "keras_step_limit": args.keras_steps, "project": str(project), "source": str(source),
-        "stages": stages, "complete": complete,
-        "disk": {"workspace_bytes": workspace, "workspace_data_bytes": data, "cache_bytes": cache,
-                 "source_bytes": disk_usage(source)},
-        "bookkeeping": book, "projection": projection,
+        "keras_step_limit": args.keras_steps,
+        "project": str(project),
+        "source": str(source),
+        "stages": stages,
+        "complete": complete,
+        "disk": {
+            "workspace_bytes": workspace,
+            "workspace_data_bytes": data,
+            "cache_bytes": cache,
+            "source_bytes": disk_usage(source),
+        },
+        "bookkeeping": book,
+        "projection": projection,
     }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clips", type=int, required=True, help="N: clips in the source")
     parser.add_argument("--seed", type=int, default=0, help="the source's changes (default 0)")
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
-                        help=f"source cache, scratch clone, logs (default {DEFAULT_WORKDIR})")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="write the figures here (default <workdir>/rehearsal-n<N>-seed<seed>.json)")
-    parser.add_argument("--keras-steps", type=int, default=DEFAULT_KERAS_STEPS,
-                        help=f"training steps of each Keras model (default {DEFAULT_KERAS_STEPS})")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=DEFAULT_WORKDIR,
+        help=f"source cache, scratch clone, logs (default {DEFAULT_WORKDIR})",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="write the figures here (default <workdir>/rehearsal-n<N>-seed<seed>.json)",
+    )
+    parser.add_argument(
+        "--keras-steps",
+        type=int,
+        default=DEFAULT_KERAS_STEPS,
+        help=f"training steps of each Keras model (default {DEFAULT_KERAS_STEPS})",
+    )
     parser.add_argument("--skip-keras", action="store_true", help="do not run the Keras stages")
-    parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED,
-                        help=f"the real audio (default {DEFAULT_SHARED})")
+    parser.add_argument(
+        "--shared", type=Path, default=DEFAULT_SHARED, help=f"the real audio (default {DEFAULT_SHARED})"
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes building the source (default: every core)")
     args = parser.parse_args(argv)
     if args.clips < MIN_CLIPS:
-        parser.error(f"--clips must be at least {MIN_CLIPS} ({MIN_CLIPS // len(GENRES)} per genre: the SVM's "
-                     "cross-validation needs 5 training clips per genre)")
+        parser.error(
+            f"--clips must be at least {MIN_CLIPS} ({MIN_CLIPS // len(GENRES)} per genre: the SVM's "
+            "cross-validation needs 5 training clips per genre)"
+        )
     if args.keras_steps < 1:
         parser.error("--keras-steps must be at least 1")
     return args
@@ -803,14 +953,19 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.workdir.resolve()
     tag = f"n{args.clips}-seed{args.seed}"
     json_path = args.json or workdir / f"rehearsal-{tag}.json"
-    print(f"rehearsal of {args.clips} clips in {workdir} ({os.cpu_count()} cores, load average "
-          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())})", flush=True)
+    print(
+        f"rehearsal of {args.clips} clips in {workdir} ({os.cpu_count()} cores, load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())})",
+        flush=True,
+    )
     source = build_source(args.clips, args.seed, args.shared.resolve(), workdir, args.workers)
     project = workdir / f"project-{tag}"
     commit = clone_project(project)
     params = set_params(project, source)
-    print(f"project: {project} (a clone of {commit[:10]}; params.yaml: data.source={source}, "
-          f"mobilenet.weights=null)", flush=True)
+    print(
+        f"project: {project} (a clone of {commit[:10]}; params.yaml: data.source={source}, mobilenet.weights=null)",
+        flush=True,
+    )
     logs = workdir / f"logs-{tag}"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)

@@ -59,7 +59,7 @@ CONVERTED_CSV = DATA_DIR / "converted.csv"
 SKIPPED_CSV = DATA_DIR / "convert_skipped.csv"
 SPLIT_DIR = DATA_DIR / "split"
 MANIFEST_FILE = "split_manifest.csv"
-LABELS_FILE = "labels.json"                 # in data/split/ and in every model folder
+LABELS_FILE = "labels.json"  # in data/split/ and in every model folder
 SHARD_DIR = DATA_DIR / "shards"
 DATASET_INFO_FILE = "dataset_info.json"
 FEATURES_DIR = DATA_DIR / "features"
@@ -84,11 +84,12 @@ MODEL_METRICS_KEYS = ("accuracy", "family", "macro_f1", "n_test", "per_class")
 TRACK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 INTEGER_RE = r"\d+"
 
-ROWS_PER_WRITE = 256       # feature rows buffered before they are appended to the CSV
-SHOWN = 5                  # examples quoted in a message
+ROWS_PER_WRITE = 256  # feature rows buffered before they are appended to the CSV
+SHOWN = 5  # examples quoted in a message
 
 
 # ---- generic readers -----------------------------------------------------------------
+
 
 def read_json(path: str | Path):
     """The content of a JSON file; a DataError naming the file if it is missing or not JSON."""
@@ -128,8 +129,7 @@ def read_clip_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
         raise DataError(f"{path}: track ids listed more than once: {duplicated[:SHOWN]}", path=path)
     bad_ids = [t for t in table["track_id"] if not TRACK_ID_RE.match(t)]
     if bad_ids:
-        raise DataError(f"{path}: track ids must be letters, digits, '.', '_' or '-', got {bad_ids[:SHOWN]}",
-                        path=path)
+        raise DataError(f"{path}: track ids must be letters, digits, '.', '_' or '-', got {bad_ids[:SHOWN]}", path=path)
     return table
 
 
@@ -137,8 +137,9 @@ def integer_column(table: pd.DataFrame, column: str, path: str | Path) -> pd.Ser
     """A column of non-negative integers written as digits, as int64."""
     bad = table["track_id"][~table[column].str.fullmatch(INTEGER_RE)].tolist()
     if bad:
-        raise DataError(f"{path}: {column} must be a non-negative integer; it is not for the clips "
-                        f"{bad[:SHOWN]}", path=path)
+        raise DataError(
+            f"{path}: {column} must be a non-negative integer; it is not for the clips {bad[:SHOWN]}", path=path
+        )
     return table[column].astype(np.int64)
 
 
@@ -156,6 +157,7 @@ def by_track_id(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- the clip tables: data/raw/clips.csv, data/converted.csv, data/convert_skipped.csv
+
 
 def write_clips(path: str | Path, clips: pd.DataFrame) -> pd.DataFrame:
     """data/raw/clips.csv: track_id, genre, path (of the audio file), official_split ('' when none);
@@ -202,6 +204,7 @@ def read_skipped(path: str | Path) -> pd.DataFrame:
 
 # ---- the split: data/split/split_manifest.csv and data/split/labels.json
 
+
 def write_split(split_dir: str | Path, manifest: pd.DataFrame, labels: list[str]) -> None:
     """The folder data/split, written whole: split_manifest.csv (MANIFEST_COLUMNS, label i is
     labels[i], rows sorted by track id) and labels.json (the genre names)."""
@@ -220,23 +223,27 @@ def read_split(split_dir: str | Path, check_wavs: bool = True) -> tuple[pd.DataF
     if bad_split:
         raise DataError(f"{manifest_path}: split values {bad_split} are none of {list(SPLITS)}", path=manifest_path)
     manifest["label"] = integer_column(manifest, "label", manifest_path)
-    wrong = manifest["label"].map(dict(enumerate(labels))) != manifest["genre"]    # NaN for a label out of range
+    wrong = manifest["label"].map(dict(enumerate(labels))) != manifest["genre"]  # NaN for a label out of range
     if wrong.any():
         examples = list(zip(*(manifest.loc[wrong, c] for c in ("track_id", "genre", "label"))))[:SHOWN]
-        raise DataError(f"{manifest_path}: labels do not match the genres of {labels_path} "
-                        f"((track_id, genre, label): {examples})", path=manifest_path)
+        raise DataError(
+            f"{manifest_path}: labels do not match the genres of {labels_path} ((track_id, genre, label): {examples})",
+            path=manifest_path,
+        )
     empty = [split for split in SPLITS if not (manifest["split"] == split).any()]
     if empty:
         raise DataError(f"{manifest_path}: the split(s) {empty} have no clips", path=manifest_path)
     if check_wavs:
         absent = [p for p in manifest["path"] if not Path(p).is_file()]
         if absent:
-            raise DataError(f"{manifest_path} lists {len(absent)} WAV files that do not exist "
-                            f"(e.g. {absent[:3]})", path=absent[0])
+            raise DataError(
+                f"{manifest_path} lists {len(absent)} WAV files that do not exist (e.g. {absent[:3]})", path=absent[0]
+            )
     return by_track_id(manifest[MANIFEST_COLUMNS]), labels
 
 
 # ---- the shards' description: data/shards/dataset_info.json
+
 
 def write_dataset_info(shard_dir: str | Path, sample_rate: int, labels: list[str], splits: dict) -> dict:
     """<shard_dir>/dataset_info.json: sample_rate, labels and, per split, clips, min_samples and
@@ -251,8 +258,14 @@ def read_dataset_info(shard_dir: str | Path) -> dict:
     path = Path(shard_dir) / DATASET_INFO_FILE
     info = read_json(path)
     splits = info.get("splits") if isinstance(info, dict) else None
-    if not (isinstance(info, dict) and isinstance(info.get("sample_rate"), int) and info["sample_rate"] > 0
-            and isinstance(info.get("labels"), list) and info["labels"] and isinstance(splits, dict)):
+    if not (
+        isinstance(info, dict)
+        and isinstance(info.get("sample_rate"), int)
+        and info["sample_rate"] > 0
+        and isinstance(info.get("labels"), list)
+        and info["labels"]
+        and isinstance(splits, dict)
+    ):
         raise DataError(f"{path}: expected {{'sample_rate': int, 'labels': [...], 'splits': {{...}}}}", path=path)
     check_genre_list(info["labels"], path)
     for split, sizes in splits.items():
@@ -263,13 +276,14 @@ def read_dataset_info(shard_dir: str | Path) -> dict:
 
 # ---- the feature tables: data/features/{train,val,test}.csv and feature_info.json
 
+
 @dataclass(frozen=True)
 class FeatureSplit:
     """One split of the feature table: a row of features per clip, its label index and genre."""
 
     track_ids: list[str]
-    features: np.ndarray   # float64 [clips, columns]
-    labels: np.ndarray     # int64 [clips]
+    features: np.ndarray  # float64 [clips, columns]
+    labels: np.ndarray  # int64 [clips]
     genres: list[str]
 
 
@@ -279,14 +293,20 @@ def write_feature_table(path: str | Path, ids: pd.DataFrame, rows: Iterator[np.n
     the whole table. Writes ``path`` directly: call it inside an atomic_dir."""
     with open(path, "w", encoding="utf-8", newline="") as out:
         for start in range(0, max(len(ids), 1), ROWS_PER_WRITE):
-            chunk_ids = ids[FEATURE_ID_COLUMNS].iloc[start:start + ROWS_PER_WRITE].reset_index(drop=True)
+            chunk_ids = ids[FEATURE_ID_COLUMNS].iloc[start : start + ROWS_PER_WRITE].reset_index(drop=True)
             values = np.array(list(islice(rows, len(chunk_ids))), dtype=np.float64).reshape(-1, len(columns))
             chunk = pd.concat([chunk_ids, pd.DataFrame(values, columns=columns)], axis=1)
             chunk.to_csv(out, header=start == 0, index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n")
 
 
-def write_features(features_dir: str | Path, ids: dict[str, pd.DataFrame], rows: Iterator[np.ndarray],
-                   columns: list[str], sample_rate: int, params: dict) -> None:
+def write_features(
+    features_dir: str | Path,
+    ids: dict[str, pd.DataFrame],
+    rows: Iterator[np.ndarray],
+    columns: list[str],
+    sample_rate: int,
+    params: dict,
+) -> None:
     """The folder data/features, written whole: <split>.csv for each split of ``ids`` (in its order)
     with the feature rows that ``rows`` gives split after split, and feature_info.json
     ({"sample_rate", "params", "columns"}: how to compute the same features of new audio)."""
@@ -302,8 +322,10 @@ def read_feature_info(features_dir: str | Path) -> dict:
     info = read_json(path)
     missing = [key for key in FEATURE_INFO_KEYS if key not in info] if isinstance(info, dict) else FEATURE_INFO_KEYS
     if missing or not isinstance(info.get("columns"), list) or not info["columns"]:
-        raise DataError(f"{path}: expected the keys sample_rate, params and a non-empty list columns "
-                        f"(missing: {list(missing)})", path=path)
+        raise DataError(
+            f"{path}: expected the keys sample_rate, params and a non-empty list columns (missing: {list(missing)})",
+            path=path,
+        )
     return info
 
 
@@ -320,9 +342,12 @@ def read_feature_split(features_dir: str | Path, split: str, columns: list[str])
     if list(table.columns) != expected:
         unexpected = sorted(set(table.columns) - set(expected))
         missing = sorted(set(expected) - set(table.columns))
-        raise DataError(f"{path}: expected the columns {FEATURE_ID_COLUMNS} then the {len(columns)} feature "
-                        f"columns of {FEATURE_INFO_FILE} in order (missing: {missing[:SHOWN]}, unexpected: "
-                        f"{unexpected[:SHOWN]})", path=path)
+        raise DataError(
+            f"{path}: expected the columns {FEATURE_ID_COLUMNS} then the {len(columns)} feature "
+            f"columns of {FEATURE_INFO_FILE} in order (missing: {missing[:SHOWN]}, unexpected: "
+            f"{unexpected[:SHOWN]})",
+            path=path,
+        )
     if table.empty:
         raise DataError(f"{path}: no clips", path=path)
     if not pd.api.types.is_integer_dtype(table["label"]) or (table["label"] < 0).any():
@@ -330,10 +355,16 @@ def read_feature_split(features_dir: str | Path, split: str, columns: list[str])
     features = table[columns].to_numpy(dtype=np.float64)
     bad_rows = ~np.isfinite(features).all(axis=1)
     if bad_rows.any():
-        raise DataError(f"{path}: NaN or infinite features for the clips "
-                        f"{table.loc[bad_rows, 'track_id'].tolist()[:SHOWN]}", path=path)
-    return FeatureSplit(track_ids=table["track_id"].tolist(), features=features,
-                        labels=table["label"].to_numpy(dtype=np.int64), genres=table["genre"].tolist())
+        raise DataError(
+            f"{path}: NaN or infinite features for the clips {table.loc[bad_rows, 'track_id'].tolist()[:SHOWN]}",
+            path=path,
+        )
+    return FeatureSplit(
+        track_ids=table["track_id"].tolist(),
+        features=features,
+        labels=table["label"].to_numpy(dtype=np.int64),
+        genres=table["genre"].tolist(),
+    )
 
 
 def genre_labels(splits: dict[str, FeatureSplit], source: str | Path) -> list[str]:
@@ -349,6 +380,7 @@ def genre_labels(splits: dict[str, FeatureSplit], source: str | Path) -> list[st
 
 
 # ---- a model folder: models/<name>/{preprocessing.json, labels.json, model file}
+
 
 @dataclass(frozen=True)
 class ModelFolder:
@@ -371,8 +403,9 @@ class ModelFolder:
         return self.path / MODEL_FILES[self.family]
 
 
-def write_model_folder(model_dir: str | Path, preprocessing: dict, labels: list[str],
-                       save_model: Callable[[Path], None]) -> None:
+def write_model_folder(
+    model_dir: str | Path, preprocessing: dict, labels: list[str], save_model: Callable[[Path], None]
+) -> None:
     """models/<name>, written whole: preprocessing.json ("family" is one of FAMILIES, "sample_rate"
     and the settings of the model's input), labels.json and the model file that ``save_model(path)``
     writes (MODEL_FILES[family])."""
@@ -404,6 +437,7 @@ def read_model_folder(model_dir: str | Path) -> ModelFolder:
 
 # ---- the scores of one model: metrics/models/<name>.json; of them all: metrics/summary.json
 
+
 def write_model_metrics(path: str | Path, metrics: dict) -> None:
     """metrics/models/<name>.json: accuracy, family, macro_f1, n_test, per_class (and unit accuracies)."""
     write_json(path, metrics)
@@ -412,8 +446,11 @@ def write_model_metrics(path: str | Path, metrics: dict) -> None:
 def read_model_metrics(path: str | Path) -> dict:
     """metrics/models/<name>.json, checked to hold MODEL_METRICS_KEYS."""
     metrics = read_json(path)
-    missing = [key for key in MODEL_METRICS_KEYS if key not in metrics] if isinstance(metrics, dict) \
+    missing = (
+        [key for key in MODEL_METRICS_KEYS if key not in metrics]
+        if isinstance(metrics, dict)
         else list(MODEL_METRICS_KEYS)
+    )
     if missing:
         raise DataError(f"{path}: the keys {missing} are missing", path=path)
     return metrics
@@ -429,7 +466,12 @@ def read_summary(path: str | Path) -> dict:
     """metrics/summary.json, checked to give each model a numeric accuracy."""
     summary = read_json(path)
     models = summary.get("models") if isinstance(summary, dict) else None
-    if not (isinstance(models, dict) and models and all(isinstance(scores, dict) and isinstance(
-            scores.get("accuracy"), (int, float)) for scores in models.values())):
-        raise DataError(f"{path}: expected {{\"models\": {{name: {{\"accuracy\": number, ...}}}}}}", path=path)
+    if not (
+        isinstance(models, dict)
+        and models
+        and all(
+            isinstance(scores, dict) and isinstance(scores.get("accuracy"), (int, float)) for scores in models.values()
+        )
+    ):
+        raise DataError(f'{path}: expected {{"models": {{name: {{"accuracy": number, ...}}}}}}', path=path)
     return summary

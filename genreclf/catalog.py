@@ -6,16 +6,16 @@ checks its settings against them without loading any of that.
 """
 
 FMA_DATASETS = ("fma_small", "fma_medium", "fma_large")
-FMA_METADATA = "fma_metadata"          # the archive of FMA's track metadata (genres, official split)
+FMA_METADATA = "fma_metadata"  # the archive of FMA's track metadata (genres, official split)
 GTZAN = "gtzan"
 DATASETS = (*FMA_DATASETS, GTZAN)
-ARCHIVES = (FMA_METADATA, *FMA_DATASETS, GTZAN)   # the archives whose SHA-1 can be given
+ARCHIVES = (FMA_METADATA, *FMA_DATASETS, GTZAN)  # the archives whose SHA-1 can be given
 
 SPLITS = ("train", "val", "test")
 
 SKLEARN_MODELS = ("gnb", "knn", "logreg", "svm")
 KERAS_MODELS = ("cnn1d", "mobilenet", "cnn2d")
 
-FEATURES_N_MELS = 128                  # mel bands under the MFCCs of the FMA feature set
-MOBILENET_IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)   # widths with ImageNet weights
+FEATURES_N_MELS = 128  # mel bands under the MFCCs of the FMA feature set
+MOBILENET_IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)  # widths with ImageNet weights
 MOBILENET_MIN_IMAGE_SIZE = 32

@@ -38,7 +38,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
-        os.chmod(tmp, 0o644)                 # mkstemp makes it private (0600)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private (0600)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -55,7 +55,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o755)                 # mkdtemp makes it private (0700)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private (0700)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -99,8 +99,7 @@ def reproducible_zip(data: bytes, drop_json_keys: dict[str, list[str]] | None = 
     """
     drop_json_keys = drop_json_keys or {}
     out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(data)) as src, \
-            zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
         for name in sorted(src.namelist()):
             content = src.read(name)
             if name in drop_json_keys:

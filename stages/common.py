@@ -20,17 +20,20 @@ from genreclf.errors import GenreError
 LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
 LOG_DATE_FORMAT = "%H:%M:%S"
 # Which stage writes what: the first prefix that a path at fault starts with names the stage to rerun.
-PRODUCERS = tuple((Path(prefix).as_posix(), stage) for prefix, stage in (
-    ("data/downloads", "fetch"),
-    (artifacts.RAW_DIR, "fetch"),
-    (artifacts.WAV_DIR, "convert"),
-    (artifacts.CONVERTED_CSV, "convert"),
-    (artifacts.SKIPPED_CSV, "convert"),
-    (artifacts.SPLIT_DIR, "split"),
-    (artifacts.SHARD_DIR, "shard"),
-    (artifacts.FEATURES_DIR, "features"),
-    (artifacts.SUMMARY_JSON.with_suffix(""), "summarize"),
-))
+PRODUCERS = tuple(
+    (Path(prefix).as_posix(), stage)
+    for prefix, stage in (
+        ("data/downloads", "fetch"),
+        (artifacts.RAW_DIR, "fetch"),
+        (artifacts.WAV_DIR, "convert"),
+        (artifacts.CONVERTED_CSV, "convert"),
+        (artifacts.SKIPPED_CSV, "convert"),
+        (artifacts.SPLIT_DIR, "split"),
+        (artifacts.SHARD_DIR, "shard"),
+        (artifacts.FEATURES_DIR, "features"),
+        (artifacts.SUMMARY_JSON.with_suffix(""), "summarize"),
+    )
+)
 
 
 def stage_logger(name: str) -> logging.Logger:
@@ -57,10 +60,10 @@ def producer_of(path: str) -> str | None:
             return stage
     parts = path.split("/")
     models, metrics = artifacts.MODELS_DIR.parts, artifacts.MODEL_METRICS_DIR.parts
-    if len(parts) > len(models) and tuple(parts[:len(models)]) == models:
+    if len(parts) > len(models) and tuple(parts[: len(models)]) == models:
         name = parts[len(models)]
         return f"train_sklearn@{name} or train_keras@{name}"
-    if len(parts) > len(metrics) and tuple(parts[:len(metrics)]) == metrics:
+    if len(parts) > len(metrics) and tuple(parts[: len(metrics)]) == metrics:
         name = parts[len(metrics)].removesuffix(".json")
         return f"evaluate_sklearn@{name} or evaluate_keras@{name}"
     return None

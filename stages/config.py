@@ -32,10 +32,10 @@ from genreclf.errors import ParamError
 
 PARAMS_FILE = "params.yaml"
 MISSING_HINT = "add it (see README, 'Params')"
-SHOWN_VALUE_CHARS = 80          # longer values are cut in messages
+SHOWN_VALUE_CHARS = 80  # longer values are cut in messages
 SVM_KERNELS = ("linear", "poly", "rbf", "sigmoid")
 SVM_GAMMA_WORDS = ("scale", "auto")
-WEIGHTS_SUFFIX = ".h5"          # a Keras weights file: .h5 or .weights.h5
+WEIGHTS_SUFFIX = ".h5"  # a Keras weights file: .h5 or .weights.h5
 SHA1_PATTERN = r"^[0-9a-fA-F]{40}$"
 FRACTIONS_TOLERANCE = 1e-6
 
@@ -75,6 +75,7 @@ class Section(BaseModel):
 
 # ---- data stages -----------------------------------------------------------------------------
 
+
 class Checksums(Section):
     """The SHA-1 of each archive; null: not checked. Only the dataset's own archives must be listed."""
 
@@ -87,7 +88,7 @@ class Checksums(Section):
 
 class DataSection(Section):
     dataset: Literal[catalog.DATASETS]
-    source: Annotated[str, Field(min_length=1)]    # checked against the disk by the fetch stage
+    source: Annotated[str, Field(min_length=1)]  # checked against the disk by the fetch stage
     checksums: Checksums
     clips_per_genre: PositiveInt | None
     seed: Seed
@@ -97,8 +98,11 @@ class DataSection(Section):
         needed = (catalog.GTZAN,) if self.dataset == catalog.GTZAN else (catalog.FMA_METADATA, self.dataset)
         for archive in needed:
             if archive not in self.checksums.model_fields_set:
-                raise Rule(f"checksums.{archive}", f"missing; dataset {self.dataset} needs it: set it to "
-                                                   "the archive's SHA-1, or to null to skip the check")
+                raise Rule(
+                    f"checksums.{archive}",
+                    f"missing; dataset {self.dataset} needs it: set it to "
+                    "the archive's SHA-1, or to null to skip the check",
+                )
         return self
 
 
@@ -174,6 +178,7 @@ class ModelsSection(Section):
 
 # ---- scikit-learn models ---------------------------------------------------------------------
 
+
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -207,7 +212,7 @@ class GnbSection(Section):
 
 class SvmSection(Section):
     pca_components: PcaComponents
-    C: list[float]                       # one value in params.yaml: a list of one candidate
+    C: list[float]  # one value in params.yaml: a list of one candidate
     kernel: Literal[SVM_KERNELS]
     gamma: list[float | str]
     cv_folds: Annotated[int, Field(ge=2)]
@@ -226,12 +231,13 @@ class SvmSection(Section):
 
 # ---- Keras models ----------------------------------------------------------------------------
 
+
 class KerasSection(Section):
     """The training settings every Keras model has."""
 
     dropout: DropoutRate
     epochs: PositiveInt
-    batch_size: PositiveInt              # per replica
+    batch_size: PositiveInt  # per replica
     learning_rate: PositiveNumber
     patience: NonNegativeInt
     mixed_precision: bool
@@ -241,12 +247,15 @@ class KerasSection(Section):
 def check_mel_bands(n_mels: int, n_fft: int, mels_key: str) -> None:
     """A mel filterbank needs at least one STFT frequency bin per band."""
     if n_mels > n_fft // 2 + 1:
-        raise Rule((mels_key, "n_fft"), f"{n_mels} mel bands need n_fft >= {2 * (n_mels - 1)} ({n_fft} gives "
-                                        f"{n_fft // 2 + 1} frequency bins); lower {mels_key} or raise n_fft")
+        raise Rule(
+            (mels_key, "n_fft"),
+            f"{n_mels} mel bands need n_fft >= {2 * (n_mels - 1)} ({n_fft} gives "
+            f"{n_fft // 2 + 1} frequency bins); lower {mels_key} or raise n_fft",
+        )
 
 
 class Cnn1dSection(KerasSection):
-    window_size: PositiveInt             # samples; checked against the shortest clip by train_keras
+    window_size: PositiveInt  # samples; checked against the shortest clip by train_keras
     conv_filters: Layers
     kernel_size: PositiveInt
     pool_size: PositiveInt
@@ -258,13 +267,16 @@ class Cnn1dSection(KerasSection):
         for _ in self.conv_filters:
             length = (length - self.kernel_size + 1) // self.pool_size
         if length < 1:
-            raise Rule("window_size", f"too short for {len(self.conv_filters)} convolutions of kernel "
-                                      f"{self.kernel_size} each pooled by {self.pool_size}; use a longer window")
+            raise Rule(
+                "window_size",
+                f"too short for {len(self.conv_filters)} convolutions of kernel "
+                f"{self.kernel_size} each pooled by {self.pool_size}; use a longer window",
+            )
         return self
 
 
 class MobilenetSection(KerasSection):
-    weights: str | None                  # imagenet, null (train from scratch) or a weights file
+    weights: str | None  # imagenet, null (train from scratch) or a weights file
     image_size: Annotated[int, Field(ge=catalog.MOBILENET_MIN_IMAGE_SIZE)]
     n_mels: PositiveInt
     n_fft: Annotated[int, Field(ge=2)]
@@ -283,28 +295,36 @@ class MobilenetSection(KerasSection):
         if not weights.endswith(WEIGHTS_SUFFIX):
             raise ValueError("expected imagenet, null or the path of a weights file (.h5 or .weights.h5)")
         if not Path(weights).is_file():
-            raise ValueError("no such file (paths are relative to the repository root); give an existing "
-                             "weights file, imagenet or null")
+            raise ValueError(
+                "no such file (paths are relative to the repository root); give an existing "
+                "weights file, imagenet or null"
+            )
         return weights
 
     @model_validator(mode="after")
     def _transfer_settings(self) -> MobilenetSection:
         if self.weights == "imagenet" and self.alpha not in catalog.MOBILENET_IMAGENET_ALPHAS:
-            raise Rule(("alpha", "weights"), f"no ImageNet weights of this alpha; use one of "
-                                             f"{list(catalog.MOBILENET_IMAGENET_ALPHAS)} or weights: null")
+            raise Rule(
+                ("alpha", "weights"),
+                f"no ImageNet weights of this alpha; use one of "
+                f"{list(catalog.MOBILENET_IMAGENET_ALPHAS)} or weights: null",
+            )
         if (self.fine_tune_layers > 0) != (self.fine_tune_epochs > 0):
             raise Rule(("fine_tune_layers", "fine_tune_epochs"), "set both > 0 to fine-tune, or both to 0")
         if self.weights is None and self.fine_tune_layers > 0:
-            raise Rule(("fine_tune_layers", "weights"), "without pretrained weights the whole network trains "
-                                                        "already: set fine_tune_layers and fine_tune_epochs to "
-                                                        "0, or give imagenet or a weights file")
+            raise Rule(
+                ("fine_tune_layers", "weights"),
+                "without pretrained weights the whole network trains "
+                "already: set fine_tune_layers and fine_tune_epochs to "
+                "0, or give imagenet or a weights file",
+            )
         check_mel_bands(self.n_mels, self.n_fft, "n_mels")
         return self
 
 
 class Cnn2dSection(KerasSection):
     segments_per_clip: PositiveInt
-    image_size: PositiveInt              # mel bands = frames per segment
+    image_size: PositiveInt  # mel bands = frames per segment
     n_fft: Annotated[int, Field(ge=2)]
     hop_length: PositiveInt
     filters: Layers
@@ -315,13 +335,13 @@ class Cnn2dSection(KerasSection):
     @model_validator(mode="after")
     def _layers_and_bands(self) -> Cnn2dSection:
         if len(self.filters) != len(self.pools):
-            raise Rule(("filters", "pools"), "they must have the same length (one max-pooling after each "
-                                             "convolution)")
+            raise Rule(("filters", "pools"), "they must have the same length (one max-pooling after each convolution)")
         check_mel_bands(self.image_size, self.n_fft, "image_size")
         return self
 
 
 # ---- the whole file --------------------------------------------------------------------------
+
 
 class Config(Section):
     """Every section of params.yaml. A model's section may be left out when ``models`` does not list it."""
@@ -381,6 +401,7 @@ def read_params_file(path: str | Path) -> dict:
 
 # ---- pydantic's errors -> one line per problem -------------------------------------------------
 
+
 def problems(error: ValidationError, file: str) -> list[str]:
     """One line per error: ``<file>: <dotted key> = <value>: <what is expected>``."""
     lines = []
@@ -408,7 +429,7 @@ def explain(e: dict, file: str) -> tuple[list[tuple[tuple, Any]], str]:
         keys = sorted(holder.model_fields) if holder else []
         where = dotted(loc[:-1]) if loc[:-1] else file
         return [(loc, e["input"])], f"unknown key; the keys of {where} are [{', '.join(keys)}]"
-    if error is not None:              # a field validator's ValueError: its message says what is expected
+    if error is not None:  # a field validator's ValueError: its message says what is expected
         return [(loc, e["input"])], str(error)
     annotation = annotation_at(loc)
     return [(loc, e["input"])], f"expected {expected(annotation)}" if annotation is not None else e["msg"]
@@ -434,7 +455,7 @@ def dotted(loc: tuple) -> str:
 def show(value: Any) -> str:
     """A value as params.yaml would write it (JSON is YAML), cut when long."""
     text = json.dumps(value, default=str)
-    return text if len(text) <= SHOWN_VALUE_CHARS else text[:SHOWN_VALUE_CHARS - 3] + "..."
+    return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
 
 
 def model_at(loc: tuple) -> type[BaseModel] | None:
@@ -454,7 +475,7 @@ def annotation_at(loc: tuple) -> Any:
     """The declared type at ``loc``, with its constraints (Annotated), or None if there is none."""
     annotation: Any = Config
     for part in loc:
-        if isinstance(part, int):                   # an item of a list
+        if isinstance(part, int):  # an item of a list
             lists = [a for a in (annotation, *flat_args(annotation)) if get_origin(a) is list]
             if not lists:
                 return None
@@ -498,8 +519,12 @@ def expected(annotation: Any, constraints: tuple = ()) -> str:
     if annotation is str:
         return "a non-empty string" if any(getattr(c, "min_length", 0) for c in flat) else "a string"
     words = {bool: "true or false", int: "an integer", float: "a number"}
-    bounds = [f"{sign} {getattr(c, attr)}" for c in flat
-              for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
-              if getattr(c, attr, None) is not None]
-    return " ".join([words.get(annotation, getattr(annotation, "__name__", str(annotation))), " and ".join(bounds)]
-                    ).strip()
+    bounds = [
+        f"{sign} {getattr(c, attr)}"
+        for c in flat
+        for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+        if getattr(c, attr, None) is not None
+    ]
+    return " ".join(
+        [words.get(annotation, getattr(annotation, "__name__", str(annotation))), " and ".join(bounds)]
+    ).strip()

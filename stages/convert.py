@@ -42,8 +42,6 @@ SKIPPED_SHOWN_IN_LOG = 20
 log = stage_logger("convert")
 
 
-
-
 def limit_threads() -> None:
     """Pool initializer: one BLAS/OpenMP thread per worker."""
     for name in THREAD_ENV_VARS:
@@ -55,14 +53,21 @@ def limit_threads() -> None:
     threadpool_limits(1)
 
 
-def convert_all(sources: list[str], destinations: list[Path], sample_rate: int,
-                min_seconds: float) -> list[audio.ConvertResult]:
+def convert_all(
+    sources: list[str], destinations: list[Path], sample_rate: int, min_seconds: float
+) -> list[audio.ConvertResult]:
     """convert_clip on every clip with one process per core; results in input order."""
     workers = os.cpu_count() or 1
     log.info("decoding %d clips with %d worker processes", len(sources), workers)
     with ProcessPoolExecutor(max_workers=workers, initializer=limit_threads) as pool:
-        results = pool.map(audio.convert_clip, sources, destinations, [sample_rate] * len(sources),
-                           [min_seconds] * len(sources), chunksize=4)
+        results = pool.map(
+            audio.convert_clip,
+            sources,
+            destinations,
+            [sample_rate] * len(sources),
+            [min_seconds] * len(sources),
+            chunksize=4,
+        )
         return list(tqdm(results, total=len(sources), desc="convert", unit="clip"))
 
 
@@ -71,9 +76,15 @@ def main() -> None:
     sample_rate, min_seconds = params.sample_rate, params.min_seconds
     clips = read_clips(CLIPS_CSV)
     extensions = Counter(Path(p).suffix.lower() for p in clips["path"])
-    log.info("read %s: %d clips, %d genres, files %s; sample_rate %d Hz, min_seconds %g",
-             CLIPS_CSV, len(clips), clips["genre"].nunique(), dict(sorted(extensions.items())),
-             sample_rate, min_seconds)
+    log.info(
+        "read %s: %d clips, %d genres, files %s; sample_rate %d Hz, min_seconds %g",
+        CLIPS_CSV,
+        len(clips),
+        clips["genre"].nunique(),
+        dict(sorted(extensions.items())),
+        sample_rate,
+        min_seconds,
+    )
 
     started = time.perf_counter()
     with atomic_dir(WAV_DIR) as wav_tmp:
@@ -82,9 +93,12 @@ def main() -> None:
         ok = [r.ok for r in results]
         if not any(ok):
             kinds = Counter(r.kind for r in results)
-            raise DataError(f"none of the {len(clips)} clips in {CLIPS_CSV} could be converted "
-                            f"({dict(sorted(kinds.items()))}; first: {clips['path'][0]}: {results[0].reason}); "
-                            "check the files", path=CLIPS_CSV)
+            raise DataError(
+                f"none of the {len(clips)} clips in {CLIPS_CSV} could be converted "
+                f"({dict(sorted(kinds.items()))}; first: {clips['path'][0]}: {results[0].reason}); "
+                "check the files",
+                path=CLIPS_CSV,
+            )
     elapsed = time.perf_counter() - started
     log.info("decoded %d clips in %.1f s (%.2f clips/s)", len(clips), elapsed, len(clips) / elapsed)
 
@@ -93,10 +107,15 @@ def main() -> None:
     converted["num_samples"] = [r.num_samples for r in results if r.ok]
     skipped = pd.DataFrame(
         [(t, p, r.reason) for t, p, r in zip(clips["track_id"], clips["path"], results) if not r.ok],
-        columns=SKIPPED_COLUMNS)
+        columns=SKIPPED_COLUMNS,
+    )
     kinds = Counter(r.kind for r in results if not r.ok)
-    metrics = {"clips_in": len(clips), "converted": len(converted), "skipped": len(skipped),
-               **{kind: kinds.get(kind, 0) for kind in audio.SKIP_KINDS}}
+    metrics = {
+        "clips_in": len(clips),
+        "converted": len(converted),
+        "skipped": len(skipped),
+        **{kind: kinds.get(kind, 0) for kind in audio.SKIP_KINDS},
+    }
     write_converted(CONVERTED_CSV, converted)
     write_skipped(SKIPPED_CSV, skipped)
     write_json(METRICS_JSON, metrics)
@@ -106,8 +125,17 @@ def main() -> None:
     if len(skipped) > SKIPPED_SHOWN_IN_LOG:
         log.info("... and %d more skipped clips (see %s)", len(skipped) - SKIPPED_SHOWN_IN_LOG, SKIPPED_CSV)
     hours = converted["num_samples"].sum() / sample_rate / 3600
-    log.info("wrote %d clips (%.2f h of audio) to %s/, %s, %s (%d skipped), %s: %s",
-             len(converted), hours, WAV_DIR, CONVERTED_CSV, SKIPPED_CSV, len(skipped), METRICS_JSON, metrics)
+    log.info(
+        "wrote %d clips (%.2f h of audio) to %s/, %s, %s (%d skipped), %s: %s",
+        len(converted),
+        hours,
+        WAV_DIR,
+        CONVERTED_CSV,
+        SKIPPED_CSV,
+        len(skipped),
+        METRICS_JSON,
+        metrics,
+    )
 
 
 if __name__ == "__main__":

@@ -24,25 +24,46 @@ log = stage_logger("evaluate")
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m stages.evaluate", description=__doc__)
     trained = model_folders(MODELS_DIR, PREPROCESSING_FILE)
-    parser.add_argument("model", metavar="MODEL", choices=trained,
-                        help=f"a trained model (a folder under {MODELS_DIR}/ holding a {PREPROCESSING_FILE}): "
-                             f"{', '.join(trained) or 'none yet'}")
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        choices=trained,
+        help=f"a trained model (a folder under {MODELS_DIR}/ holding a {PREPROCESSING_FILE}): "
+        f"{', '.join(trained) or 'none yet'}",
+    )
     name = parser.parse_args().model
     # the models load scikit-learn or TensorFlow (seconds): only once the argument is good
     from genreclf.evaluation.metrics import evaluation_report
     from genreclf.models.predictors import load_predictor
 
     predictor = load_predictor(MODELS_DIR / name)
-    log.info("loaded %s (%s, %d genres, %d Hz)", MODELS_DIR / name, predictor.family,
-             len(predictor.labels), predictor.sample_rate)
+    log.info(
+        "loaded %s (%s, %d genres, %d Hz)",
+        MODELS_DIR / name,
+        predictor.family,
+        len(predictor.labels),
+        predictor.sample_rate,
+    )
     result = predictor.predict_split(DATA_DIR, SPLIT)
     extra = result.extra_metrics
-    metrics, predictions = evaluation_report(result.track_ids, result.y_true, result.probabilities,
-                                             predictor.labels, family=predictor.family, extra_metrics=extra,
-                                             source=f"{name} on the {SPLIT} split")
-    log.info("%s on %d %s clips: accuracy %.3f, macro-F1 %.3f%s", name, metrics["n_test"], SPLIT,
-             metrics["accuracy"], metrics["macro_f1"],
-             "".join(f", {key} {value:.3f}" for key, value in sorted(extra.items())))
+    metrics, predictions = evaluation_report(
+        result.track_ids,
+        result.y_true,
+        result.probabilities,
+        predictor.labels,
+        family=predictor.family,
+        extra_metrics=extra,
+        source=f"{name} on the {SPLIT} split",
+    )
+    log.info(
+        "%s on %d %s clips: accuracy %.3f, macro-F1 %.3f%s",
+        name,
+        metrics["n_test"],
+        SPLIT,
+        metrics["accuracy"],
+        metrics["macro_f1"],
+        "".join(f", {key} {value:.3f}" for key, value in sorted(extra.items())),
+    )
 
     metrics_path = MODEL_METRICS_DIR / f"{name}.json"
     predictions_path = EVALUATION_DIR / name / f"{SPLIT}_predictions.csv"

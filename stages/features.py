@@ -50,22 +50,43 @@ def main() -> None:
     features.check_params(params, sample_rate, where=f"{PARAMS_FILE}: features")
     columns = features.feature_columns(params)
     by_split = {split: clips[clips["split"] == split] for split in SPLITS}
-    log.info("read %s/%s: %s clips (%s), %d genres; %d Hz WAVs; params %s; %d feature columns",
-             SPLIT_DIR, MANIFEST_FILE, len(clips), ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS),
-             len(labels), sample_rate, features.params_to_dict(params), len(columns))
+    log.info(
+        "read %s/%s: %s clips (%s), %d genres; %d Hz WAVs; params %s; %d feature columns",
+        SPLIT_DIR,
+        MANIFEST_FILE,
+        len(clips),
+        ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS),
+        len(labels),
+        sample_rate,
+        features.params_to_dict(params),
+        len(columns),
+    )
 
     ordered = pd.concat([by_split[split] for split in SPLITS])
     started = time.perf_counter()
     rows = features.iter_wav_features(ordered["path"].tolist(), sample_rate, params)
     try:
-        write_features(FEATURES_DIR, {split: by_split[split][FEATURE_ID_COLUMNS] for split in SPLITS}, rows,
-                       columns, sample_rate, features.params_to_dict(params))
+        write_features(
+            FEATURES_DIR,
+            {split: by_split[split][FEATURE_ID_COLUMNS] for split in SPLITS},
+            rows,
+            columns,
+            sample_rate,
+            features.params_to_dict(params),
+        )
     finally:
-        rows.close()   # stops the worker processes (at once if a clip failed)
+        rows.close()  # stops the worker processes (at once if a clip failed)
     seconds = time.perf_counter() - started
     log.info("computed %d clips in %.1f s (%.1f clips/s)", len(ordered), seconds, len(ordered) / seconds)
-    log.info("wrote %s/{%s}.csv (%s rows, %d feature columns) and %s/%s", FEATURES_DIR, ",".join(SPLITS),
-             ", ".join(str(len(by_split[s])) for s in SPLITS), len(columns), FEATURES_DIR, FEATURE_INFO_FILE)
+    log.info(
+        "wrote %s/{%s}.csv (%s rows, %d feature columns) and %s/%s",
+        FEATURES_DIR,
+        ",".join(SPLITS),
+        ", ".join(str(len(by_split[s])) for s in SPLITS),
+        len(columns),
+        FEATURES_DIR,
+        FEATURE_INFO_FILE,
+    )
 
 
 if __name__ == "__main__":

@@ -32,35 +32,50 @@ def check_source(data: DataSection) -> None:
     if path.is_dir() or (data.dataset == catalog.GTZAN and path.is_file()):
         return
     what = "an http(s) URL prefix or an existing folder" + (" or archive file" if data.dataset == catalog.GTZAN else "")
-    raise ParamError(f"{PARAMS_FILE}: data.source = {data.source!r} is not {what}; fix the path, or use the "
-                     f"official URL {OFFICIAL_SOURCE} (or a mirror)")
+    raise ParamError(
+        f"{PARAMS_FILE}: data.source = {data.source!r} is not {what}; fix the path, or use the "
+        f"official URL {OFFICIAL_SOURCE} (or a mirror)"
+    )
 
 
 def checksums(data: DataSection) -> dict[str, str | None]:
     """The SHA-1 of each archive listed in data.checksums, lower case (null: not checked)."""
-    return {key: (value.lower() if value else None)
-            for key, value in data.checksums.model_dump(exclude_unset=True).items()}
+    return {
+        key: (value.lower() if value else None) for key, value in data.checksums.model_dump(exclude_unset=True).items()
+    }
 
 
 def main() -> None:
     data = load_config().data
     check_source(data)
     sha1s = checksums(data)
-    log.info("read params: dataset=%s source=%s clips_per_genre=%s seed=%d", data.dataset,
-             public_source(data.source), data.clips_per_genre, data.seed)
+    log.info(
+        "read params: dataset=%s source=%s clips_per_genre=%s seed=%d",
+        data.dataset,
+        public_source(data.source),
+        data.clips_per_genre,
+        data.seed,
+    )
     DOWNLOADS_DIR.mkdir(parents=True, exist_ok=True)  # a DVC output, even when nothing is downloaded
     if data.dataset == catalog.GTZAN:
-        report = fetch_gtzan(data.source, sha1s.get(catalog.GTZAN), data.clips_per_genre, data.seed,
-                             RAW_DIR, DOWNLOADS_DIR)
+        report = fetch_gtzan(
+            data.source, sha1s.get(catalog.GTZAN), data.clips_per_genre, data.seed, RAW_DIR, DOWNLOADS_DIR
+        )
     else:
-        report = fetch_fma(data.dataset, data.source, sha1s, data.clips_per_genre, data.seed,
-                           RAW_DIR, DOWNLOADS_DIR)
+        report = fetch_fma(data.dataset, data.source, sha1s, data.clips_per_genre, data.seed, RAW_DIR, DOWNLOADS_DIR)
     for name, archive in report["archives"].items():
         log.info("archive %s (%s): sha1 %s, verified: %s", name, archive["file"], archive["sha1"], archive["verified"])
     for what, value in report["skipped"].items():
         log.info("skipped %s: %s", what, value)
-    log.info("wrote %s/clips.csv (%d clips: %s), %s/fetch_report.json and %d files under %s/audio",
-             RAW_DIR, report["clips"], report["clips_per_genre"], RAW_DIR, report["clips"], RAW_DIR)
+    log.info(
+        "wrote %s/clips.csv (%d clips: %s), %s/fetch_report.json and %d files under %s/audio",
+        RAW_DIR,
+        report["clips"],
+        report["clips_per_genre"],
+        RAW_DIR,
+        report["clips"],
+        RAW_DIR,
+    )
 
 
 if __name__ == "__main__":

@@ -47,17 +47,21 @@ def best_model(summary_file: Path = SUMMARY_JSON, models_dir: Path = MODELS_DIR)
     available = trained_models(models_dir)
     listing = ", ".join(available) if available else "none (train one: dvc repro)"
     if not summary_file.is_file():
-        raise DataError(f"{summary_file} is missing, so there is no best model to default to; "
-                        f"pass --model NAME (models in {models_dir}/: {listing})")
+        raise DataError(
+            f"{summary_file} is missing, so there is no best model to default to; "
+            f"pass --model NAME (models in {models_dir}/: {listing})"
+        )
     try:
         models = read_summary(summary_file)["models"]
     except DataError as e:
         raise DataError(f"{e}; or pass --model NAME (models in {models_dir}/: {listing})", path=e.path) from None
     best = max(models, key=lambda name: models[name]["accuracy"])
     if best not in available:
-        raise DataError(f"{summary_file} names {best} as the best model, but {models_dir}/{best} holds no "
-                        f"trained model; run dvc pull or dvc repro, or pass --model NAME "
-                        f"(models in {models_dir}/: {listing})")
+        raise DataError(
+            f"{summary_file} names {best} as the best model, but {models_dir}/{best} holds no "
+            f"trained model; run dvc pull or dvc repro, or pass --model NAME "
+            f"(models in {models_dir}/: {listing})"
+        )
     return best
 
 
@@ -74,15 +78,21 @@ def format_prediction(path: str, ranked: list[tuple[str, float]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m stages.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("files", nargs="+", help="audio files (wav, au, mp3, flac, ogg)")
     trained = trained_models()
-    parser.add_argument("--model", metavar="NAME", choices=trained,
-                        help=f"a trained model (a folder under {MODELS_DIR}/ holding a {PREPROCESSING_FILE}): "
-                             f"{', '.join(trained) or 'none yet'}; default: the best in {SUMMARY_JSON}")
-    parser.add_argument("--top", type=positive_int, default=DEFAULT_TOP,
-                        help=f"genres to print per file ({DEFAULT_TOP})")
+    parser.add_argument(
+        "--model",
+        metavar="NAME",
+        choices=trained,
+        help=f"a trained model (a folder under {MODELS_DIR}/ holding a {PREPROCESSING_FILE}): "
+        f"{', '.join(trained) or 'none yet'}; default: the best in {SUMMARY_JSON}",
+    )
+    parser.add_argument(
+        "--top", type=positive_int, default=DEFAULT_TOP, help=f"genres to print per file ({DEFAULT_TOP})"
+    )
     args = parser.parse_args()
     # decoding and the models load scikit-learn and librosa (seconds): only once the arguments are good
     from genreclf.data.audio import decode_clip
@@ -90,14 +100,19 @@ def main() -> None:
 
     name = args.model or best_model()
     predictor = load_predictor(MODELS_DIR / name)
-    log.info("model %s (%s%s), %d genres, audio decoded at %d Hz", name, predictor.family,
-             "" if args.model else ", best accuracy in " + str(SUMMARY_JSON),
-             len(predictor.labels), predictor.sample_rate)
+    log.info(
+        "model %s (%s%s), %d genres, audio decoded at %d Hz",
+        name,
+        predictor.family,
+        "" if args.model else ", best accuracy in " + str(SUMMARY_JSON),
+        len(predictor.labels),
+        predictor.sample_rate,
+    )
 
     failed = []
     for path in args.files:
         try:
-            clip = decode_clip(path, predictor.sample_rate)          # its errors name the file
+            clip = decode_clip(path, predictor.sample_rate)  # its errors name the file
             probs = predictor.predict_audio(clip)
         except GenreError as e:
             message = str(e)

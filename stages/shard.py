@@ -28,12 +28,24 @@ def main() -> None:
     manifest, labels = read_split(SPLIT_DIR)
     _, sample_rate = read_wav(manifest["path"].iloc[0])  # every other clip is checked against it
     counts = {split: int((manifest["split"] == split).sum()) for split in SPLITS}
-    log.info("read %s/%s: %s clips, %d labels, %d Hz; num_shards %s, seed %d",
-             SPLIT_DIR, MANIFEST_FILE, counts, len(labels), sample_rate, num_shards, seed)
+    log.info(
+        "read %s/%s: %s clips, %d labels, %d Hz; num_shards %s, seed %d",
+        SPLIT_DIR,
+        MANIFEST_FILE,
+        counts,
+        len(labels),
+        sample_rate,
+        num_shards,
+        seed,
+    )
     for split in SPLITS:
         if num_shards[split] > counts[split]:
-            log.info("%s: %d shards asked for but only %d clips; writing one shard per clip",
-                     split, num_shards[split], counts[split])
+            log.info(
+                "%s: %d shards asked for but only %d clips; writing one shard per clip",
+                split,
+                num_shards[split],
+                counts[split],
+            )
 
     # One independent random stream per split, all derived from shard.seed.
     rngs = dict(zip(SPLITS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(SPLITS)))))
@@ -42,16 +54,21 @@ def main() -> None:
     with atomic_dir(SHARD_DIR) as tmp, tqdm(total=len(manifest), desc="shard", unit="clip") as progress:
         for split in SPLITS:
             rows = manifest[manifest["split"] == split]
-            clips = [Clip(path, int(label), track_id)
-                     for path, label, track_id in zip(rows["path"], rows["label"], rows["track_id"])]
-            num_samples = write_split_shards(tmp, split, clips, num_shards[split], rngs[split], sample_rate,
-                                             progress)
-            splits_info[split] = {"clips": len(clips), "min_samples": min(num_samples),
-                                  "max_samples": max(num_samples)}
+            clips = [
+                Clip(path, int(label), track_id)
+                for path, label, track_id in zip(rows["path"], rows["label"], rows["track_id"])
+            ]
+            num_samples = write_split_shards(tmp, split, clips, num_shards[split], rngs[split], sample_rate, progress)
+            splits_info[split] = {"clips": len(clips), "min_samples": min(num_samples), "max_samples": max(num_samples)}
         write_dataset_info(tmp, sample_rate, labels, splits_info)
         files = sorted(p.name for p in tmp.iterdir())
-    log.info("wrote %d files to %s/ in %.1f s: %s", len(files), SHARD_DIR, time.perf_counter() - started,
-             ", ".join(files) if len(files) <= 8 else f"{files[0]} ... {files[-1]}")
+    log.info(
+        "wrote %d files to %s/ in %.1f s: %s",
+        len(files),
+        SHARD_DIR,
+        time.perf_counter() - started,
+        ", ".join(files) if len(files) <= 8 else f"{files[0]} ... {files[-1]}",
+    )
     log.info("dataset info: %s", splits_info)
 
 

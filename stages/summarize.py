@@ -29,29 +29,33 @@ def summarize(all_metrics: dict[str, dict]) -> dict:
     first = next(iter(all_metrics))
     for name, names in genres.items():
         if names != genres[first]:
-            raise DataError(f"{MODEL_METRICS_DIR}/{name}.json and {MODEL_METRICS_DIR}/{first}.json score different "
-                            "genres; re-run the pipeline so that every model is evaluated on the same test split")
+            raise DataError(
+                f"{MODEL_METRICS_DIR}/{name}.json and {MODEL_METRICS_DIR}/{first}.json score different "
+                "genres; re-run the pipeline so that every model is evaluated on the same test split"
+            )
     supports = [counts["support"] for counts in all_metrics[first]["per_class"].values()]
     # Keys sorted everywhere except the models, which keep the order given.
     return {
-        "chance": {"majority_accuracy": max(supports) / sum(supports),
-                   "uniform_accuracy": 1 / len(supports)},
+        "chance": {"majority_accuracy": max(supports) / sum(supports), "uniform_accuracy": 1 / len(supports)},
         "models": {name: {key: metrics[key] for key in SUMMARY_KEYS} for name, metrics in all_metrics.items()},
     }
 
 
 def markdown_table(summary: dict) -> str:
-    rows = ["| model | family | accuracy | macro-F1 | test clips |",
-            "| --- | --- | ---: | ---: | ---: |"]
+    rows = ["| model | family | accuracy | macro-F1 | test clips |", "| --- | --- | ---: | ---: | ---: |"]
     for name, scores in summary["models"].items():
-        rows.append(f"| {name} | {scores['family']} | {scores['accuracy']:.3f} | {scores['macro_f1']:.3f} "
-                    f"| {scores['n_test']} |")
+        rows.append(
+            f"| {name} | {scores['family']} | {scores['accuracy']:.3f} | {scores['macro_f1']:.3f} "
+            f"| {scores['n_test']} |"
+        )
     chance = summary["chance"]
     n_genres = round(1 / chance["uniform_accuracy"])
-    return ("# Test-split scores\n\n" + "\n".join(rows) + "\n\n"
-            f"Chance level: accuracy {chance['uniform_accuracy']:.3f} for a uniform guess among "
-            f"{n_genres} genres; {chance['majority_accuracy']:.3f} for always answering the most "
-            "common genre of the test split.\n")
+    return (
+        "# Test-split scores\n\n" + "\n".join(rows) + "\n\n"
+        f"Chance level: accuracy {chance['uniform_accuracy']:.3f} for a uniform guess among "
+        f"{n_genres} genres; {chance['majority_accuracy']:.3f} for always answering the most "
+        "common genre of the test split.\n"
+    )
 
 
 def main() -> None:
@@ -64,8 +68,9 @@ def main() -> None:
     write_summary(SUMMARY_JSON, summary)
     write_text(SUMMARY_MD, markdown_table(summary))
     best = max(names, key=lambda name: summary["models"][name]["accuracy"])
-    log.info("wrote %s and %s; best accuracy: %s (%.3f)", SUMMARY_JSON, SUMMARY_MD, best,
-             summary["models"][best]["accuracy"])
+    log.info(
+        "wrote %s and %s; best accuracy: %s (%.3f)", SUMMARY_JSON, SUMMARY_MD, best, summary["models"][best]["accuracy"]
+    )
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ from stages.common import run_stage, stage_logger
 from stages.config import PARAMS_FILE, load_config
 
 DVCLIVE_DIR = Path("dvclive")
-MAX_STEPS_ENV = "GENRECLF_MAX_TRAIN_STEPS"      # benchmarks only: stop after this many training batches
+MAX_STEPS_ENV = "GENRECLF_MAX_TRAIN_STEPS"  # benchmarks only: stop after this many training batches
 
 log = stage_logger("train_keras")
 
@@ -67,20 +67,25 @@ def check_settings_fit_data(model_name: str, settings: dict, dataset_info: dict)
     samples, split = shortest_clip(dataset_info)
     source = f"split '{split}', {SHARD_DIR / DATASET_INFO_FILE}"
     if model_name == "cnn1d" and settings["window_size"] > samples:
-        raise ParamError(f"{where}.window_size = {settings['window_size']} samples is longer than the shortest "
-                         f"clip ({samples} samples, {source}); use at most {samples}")
+        raise ParamError(
+            f"{where}.window_size = {settings['window_size']} samples is longer than the shortest "
+            f"clip ({samples} samples, {source}); use at most {samples}"
+        )
     if model_name == "cnn2d":
         frames = 1 + samples // settings["hop_length"]
         if frames < settings["image_size"]:
             needed = (settings["image_size"] - 1) * settings["hop_length"]
-            raise ParamError(f"{where}: segments of image_size = {settings['image_size']} frames at hop_length = "
-                             f"{settings['hop_length']} need clips of {needed} samples, but the shortest clip has "
-                             f"{samples} ({frames} frames; {source}); lower image_size or hop_length")
+            raise ParamError(
+                f"{where}: segments of image_size = {settings['image_size']} frames at hop_length = "
+                f"{settings['hop_length']} need clips of {needed} samples, but the shortest clip has "
+                f"{samples} ({frames} frames; {source}); lower image_size or hop_length"
+            )
 
 
 def parse_model_name(argv: list[str] | None) -> str:
-    parser = argparse.ArgumentParser(prog="python -m stages.train_keras",
-                                     description="Train one Keras model on the TFRecord shards.")
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.train_keras", description="Train one Keras model on the TFRecord shards."
+    )
     parser.add_argument("model", choices=catalog.KERAS_MODELS, help="the model to train")
     return parser.parse_args(argv).model
 
@@ -91,8 +96,10 @@ def read_step_limit(environ=os.environ) -> int | None:
     if not value:
         return None
     if not value.isdigit() or int(value) < 1:
-        raise ParamError(f"environment variable {MAX_STEPS_ENV} = {value!r}; expected a positive number of "
-                         f"training batches (benchmarks only), or unset it")
+        raise ParamError(
+            f"environment variable {MAX_STEPS_ENV} = {value!r}; expected a positive number of "
+            f"training batches (benchmarks only), or unset it"
+        )
     return int(value)
 
 
@@ -173,14 +180,24 @@ def main(argv: list[str] | None = None) -> None:
 
     log.info("read %s section %s: %s", PARAMS_FILE, model_name, settings)
     if max_steps is not None:
-        log.warning("%s=%d: a benchmark run that stops after %d training batches; the model written is NOT "
-                    "a trained model", MAX_STEPS_ENV, max_steps, max_steps)
+        log.warning(
+            "%s=%d: a benchmark run that stops after %d training batches; the model written is NOT a trained model",
+            MAX_STEPS_ENV,
+            max_steps,
+            max_steps,
+        )
     if model_name == "mobilenet" and settings["weights"] is None:
-        log.warning("mobilenet.weights is null: nothing to transfer, so the whole MobileNetV2 is trained from "
-                    "scratch (use imagenet or a weights file for transfer learning)")
-    log.info("read %s: sample rate %d Hz, %d labels, clips %s", SHARD_DIR / DATASET_INFO_FILE,
-             dataset_info["sample_rate"], len(dataset_info["labels"]),
-             {split: sizes["clips"] for split, sizes in sorted(dataset_info["splits"].items())})
+        log.warning(
+            "mobilenet.weights is null: nothing to transfer, so the whole MobileNetV2 is trained from "
+            "scratch (use imagenet or a weights file for transfer learning)"
+        )
+    log.info(
+        "read %s: sample rate %d Hz, %d labels, clips %s",
+        SHARD_DIR / DATASET_INFO_FILE,
+        dataset_info["sample_rate"],
+        len(dataset_info["labels"]),
+        {split: sizes["clips"] for split, sizes in sorted(dataset_info["splits"].items())},
+    )
 
     model_dir, live_dir = MODELS_DIR / model_name, DVCLIVE_DIR / model_name
     try:
@@ -190,30 +207,47 @@ def main(argv: list[str] | None = None) -> None:
         callbacks = [dvclive_callback(live)]
         if max_steps is not None:
             callbacks.append(step_limit_callback(max_steps, log.info))
-        result = training.train_model(model_name, settings, SHARD_DIR, dataset_info, callbacks=callbacks,
-                                      log=log.info)
+        result = training.train_model(model_name, settings, SHARD_DIR, dataset_info, callbacks=callbacks, log=log.info)
         log.info("training time: %.1f s for %d epoch(s) (log only)", result.seconds, result.epochs_run)
 
         val = KerasPredictor(result.model, result.preprocessing, dataset_info["labels"]).predict_split(DATA_DIR, "val")
         unit = "" if val.unit_name == "clip" else f"val {val.unit_name} accuracy {val.unit_accuracy:.4f}, "
-        log.info("kept epoch %s: val loss %.4f, %sval clip accuracy %.4f",
-                 result.best_epoch, result.best_logs.get("val_loss", float("nan")), unit, val.clip_accuracy)
+        log.info(
+            "kept epoch %s: val loss %.4f, %sval clip accuracy %.4f",
+            result.best_epoch,
+            result.best_logs.get("val_loss", float("nan")),
+            unit,
+            val.clip_accuracy,
+        )
         logs = result.best_logs
         live.summary["best"] = {
             "step": result.best_epoch,
             "train": {"loss": logs.get("loss"), "accuracy": logs.get("accuracy")},
-            "eval": {"loss": logs.get("val_loss"), "accuracy": logs.get("val_accuracy"),
-                     "clip_accuracy": val.clip_accuracy},
+            "eval": {
+                "loss": logs.get("val_loss"),
+                "accuracy": logs.get("val_accuracy"),
+                "clip_accuracy": val.clip_accuracy,
+            },
         }
         live.make_summary()
-        write_model_folder(model_dir, result.preprocessing, dataset_info["labels"],
-                           lambda path: training.save_model(result.model, path))
+        write_model_folder(
+            model_dir,
+            result.preprocessing,
+            dataset_info["labels"],
+            lambda path: training.save_model(result.model, path),
+        )
     except BaseException:
         shutil.rmtree(live_dir, ignore_errors=True)
         log.error("removed %s: the run did not finish", live_dir)
         raise
-    log.info("wrote %s/{%s,%s,%s} and %s/{metrics.json,plots/metrics}", model_dir, MODEL_FILES["keras"],
-             PREPROCESSING_FILE, LABELS_FILE, live_dir)
+    log.info(
+        "wrote %s/{%s,%s,%s} and %s/{metrics.json,plots/metrics}",
+        model_dir,
+        MODEL_FILES["keras"],
+        PREPROCESSING_FILE,
+        LABELS_FILE,
+        live_dir,
+    )
 
 
 if __name__ == "__main__":

@@ -43,50 +43,71 @@ def model_settings(section: Section) -> tuple[int | None, dict]:
     return options.pop("pca_components"), options
 
 
-def check_settings_fit_data(name: str, pca_components: int | None, options: dict,
-                            train: FeatureSplit, labels: list[str]) -> None:
+def check_settings_fit_data(
+    name: str, pca_components: int | None, options: dict, train: FeatureSplit, labels: list[str]
+) -> None:
     """The checks that need the data: sizes the settings must not exceed, genres missing in train."""
     where = f"{PARAMS_FILE}: {name}"
     n_clips, n_features = train.features.shape
     if pca_components is not None and pca_components > min(n_clips, n_features):
-        raise ParamError(f"{where}.pca_components = {pca_components} is more than the {n_features} features "
-                         f"or the {n_clips} training clips; use at most {min(n_clips, n_features)}, "
-                         "or null for no PCA")
+        raise ParamError(
+            f"{where}.pca_components = {pca_components} is more than the {n_features} features "
+            f"or the {n_clips} training clips; use at most {min(n_clips, n_features)}, "
+            "or null for no PCA"
+        )
     if name == "knn" and options["n_neighbors"] > n_clips:
-        raise ParamError(f"{where}.n_neighbors = {options['n_neighbors']} is more than the {n_clips} "
-                         "training clips; use fewer neighbours")
+        raise ParamError(
+            f"{where}.n_neighbors = {options['n_neighbors']} is more than the {n_clips} "
+            "training clips; use fewer neighbours"
+        )
     counts = np.bincount(train.labels, minlength=len(labels))
     missing = [genre for genre, count in zip(labels, counts) if count == 0]
     if missing:
-        raise DataError(f"{TRAIN_CSV}: no training clip of the genres {missing}; "
-                        "a model cannot learn them (use more clips per genre, data.clips_per_genre)")
+        raise DataError(
+            f"{TRAIN_CSV}: no training clip of the genres {missing}; "
+            "a model cannot learn them (use more clips per genre, data.clips_per_genre)"
+        )
     if name == "svm" and counts.min() < options["cv_folds"]:
         few = [genre for genre, count in zip(labels, counts) if count < options["cv_folds"]]
-        raise DataError(f"{TRAIN_CSV}: svm.cv_folds = {options['cv_folds']} needs at least "
-                        f"{options['cv_folds']} training clips per genre; {few} have fewer (lower svm.cv_folds)")
+        raise DataError(
+            f"{TRAIN_CSV}: svm.cv_folds = {options['cv_folds']} needs at least "
+            f"{options['cv_folds']} training clips per genre; {few} have fewer (lower svm.cv_folds)"
+        )
     if name == "svm" and counts.min() < sklearn_models.CALIBRATION_FOLDS:
         few = [genre for genre, count in zip(labels, counts) if count < sklearn_models.CALIBRATION_FOLDS]
-        raise DataError(f"{TRAIN_CSV}: the svm calibrates its probabilities on "
-                        f"{sklearn_models.CALIBRATION_FOLDS} cross-validation folds and needs at least "
-                        f"{sklearn_models.CALIBRATION_FOLDS} training clips per genre; {few} have fewer")
+        raise DataError(
+            f"{TRAIN_CSV}: the svm calibrates its probabilities on "
+            f"{sklearn_models.CALIBRATION_FOLDS} cross-validation folds and needs at least "
+            f"{sklearn_models.CALIBRATION_FOLDS} training clips per genre; {few} have fewer"
+        )
 
 
-def choose_svm_settings(pca_components: int | None, options: dict,
-                        train: FeatureSplit) -> tuple[dict, dict]:
+def choose_svm_settings(pca_components: int | None, options: dict, train: FeatureSplit) -> tuple[dict, dict]:
     """Resolve svm.C / svm.gamma lists by cross-validation on the train split; log the scores."""
     Cs, gammas = options["C"], options["gamma"]
     final = {key: options[key] for key in ("kernel", "seed")}
     if len(Cs) == 1 and len(gammas) == 1:
         return {**final, "C": Cs[0], "gamma": gammas[0]}, {}
     best, score, table = sklearn_models.select_svm_settings(
-        train.features, train.labels, pca_components, options["kernel"], Cs, gammas,
-        options["cv_folds"], options["seed"])
+        train.features,
+        train.labels,
+        pca_components,
+        options["kernel"],
+        Cs,
+        gammas,
+        options["cv_folds"],
+        options["seed"],
+    )
     for C, gamma, mean in table:
         log.info("svm cross-validation on the train split: C=%s gamma=%s accuracy %.3f", C, gamma, mean)
-    log.info("svm: chose C=%s gamma=%s (mean %d-fold accuracy %.3f on the train split)",
-             best["C"], best["gamma"], options["cv_folds"], score)
-    return {**final, **best}, {"selected": {**best, "cv_accuracy": round(score, 6),
-                                             "cv_folds": options["cv_folds"]}}
+    log.info(
+        "svm: chose C=%s gamma=%s (mean %d-fold accuracy %.3f on the train split)",
+        best["C"],
+        best["gamma"],
+        options["cv_folds"],
+        score,
+    )
+    return {**final, **best}, {"selected": {**best, "cv_accuracy": round(score, 6), "cv_folds": options["cv_folds"]}}
 
 
 def accuracy(pipeline, split: FeatureSplit, n_labels: int) -> float:
@@ -100,15 +121,22 @@ def main() -> None:
     name = parser.parse_args().model
 
     pca_components, options = model_settings(load_config().model_section(name))
-    log.info("%s: pca_components=%s %s", name, pca_components,
-             " ".join(f"{key}={value}" for key, value in options.items()))
+    log.info(
+        "%s: pca_components=%s %s", name, pca_components, " ".join(f"{key}={value}" for key, value in options.items())
+    )
 
     info = read_feature_info(FEATURES_DIR)
     splits = {split: read_feature_split(FEATURES_DIR, split, info["columns"]) for split in ("train", "val")}
     labels = genre_labels(splits, FEATURES_DIR)
     train, val = splits["train"], splits["val"]
-    log.info("read %s: %d train and %d val clips, %d features, %d genres",
-             FEATURES_DIR, len(train.labels), len(val.labels), len(info["columns"]), len(labels))
+    log.info(
+        "read %s: %d train and %d val clips, %d features, %d genres",
+        FEATURES_DIR,
+        len(train.labels),
+        len(val.labels),
+        len(info["columns"]),
+        len(labels),
+    )
     check_settings_fit_data(name, pca_components, options, train, labels)
 
     started = time.perf_counter()
@@ -118,11 +146,21 @@ def main() -> None:
     pipeline = sklearn_models.build_pipeline(name, pca_components, **options)
     pipeline.fit(train.features, train.labels)
     log.info("trained %s in %.2f s (log only)", name, time.perf_counter() - started)
-    log.info("%s: train accuracy %.3f, val accuracy %.3f", name,
-             accuracy(pipeline, train, len(labels)), accuracy(pipeline, val, len(labels)))
+    log.info(
+        "%s: train accuracy %.3f, val accuracy %.3f",
+        name,
+        accuracy(pipeline, train, len(labels)),
+        accuracy(pipeline, val, len(labels)),
+    )
 
-    preprocessing = {"family": "sklearn", "model": name, "sample_rate": info["sample_rate"],
-                     "features": info["params"], "columns": info["columns"], **selected}
+    preprocessing = {
+        "family": "sklearn",
+        "model": name,
+        "sample_rate": info["sample_rate"],
+        "features": info["params"],
+        "columns": info["columns"],
+        **selected,
+    }
     model_dir = MODELS_DIR / name
     write_model_folder(model_dir, preprocessing, labels, lambda path: sklearn_models.save_pipeline(pipeline, path))
     log.info("wrote %s/ (%s, %s, %s)", model_dir, MODEL_FILES["sklearn"], PREPROCESSING_FILE, LABELS_FILE)

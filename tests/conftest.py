@@ -25,8 +25,9 @@ def repo_root() -> Path:
 def shared_data() -> Path:
     """../shared/data beside the repository: real GTZAN and FMA clips (never committed)."""
     if not (SHARED_DATA / "gtzan_mini").is_dir():
-        pytest.fail(f"{SHARED_DATA} is missing: the tests need ../shared/data beside the repository "
-                    "(see ../shared/README.md)")
+        pytest.fail(
+            f"{SHARED_DATA} is missing: the tests need ../shared/data beside the repository (see ../shared/README.md)"
+        )
     return SHARED_DATA
 
 

@@ -31,10 +31,10 @@ CLIP_SECONDS = 30.0
 EMPTY_ID3_TAG = b"ID3\x04\x00\x00\x00\x00\x00\x00"  # a valid ID3v2.4 header with no frames, no audio
 # Tracks missing from tracks_head.csv -> the real small-subset row to copy (same genre).
 COPIED_ROWS = {
-    "001666": "000010",     # Pop
-    "007527": "000010",     # Pop
+    "001666": "000010",  # Pop
+    "007527": "000010",  # Pop
     NO_AUDIO_ID: "000182",  # Rock
-    SHORT_ID: "000148",     # Experimental
+    SHORT_ID: "000148",  # Experimental
 }
 SHORT_SOURCE_ID = "000148"
 SUBSETS = {"fma_small": ("small",), "fma_medium": ("small", "medium")}
@@ -43,10 +43,10 @@ SUBSETS = {"fma_small": ("small",), "fma_medium": ("small", "medium")}
 @dataclass
 class FmaFixture:
     directory: Path
-    archives: dict[str, Path]       # checksum key (fma_metadata, fma_small ...) -> zip path
-    sha1: dict[str, str]            # checksum key -> SHA-1 of the zip
-    tracks: dict[str, dict]         # track_id -> {"subset", "split", "genre"} as written in tracks.csv
-    audio: dict[str, bytes]         # track_id -> mp3 bytes in the archives
+    archives: dict[str, Path]  # checksum key (fma_metadata, fma_small ...) -> zip path
+    sha1: dict[str, str]  # checksum key -> SHA-1 of the zip
+    tracks: dict[str, dict]  # track_id -> {"subset", "split", "genre"} as written in tracks.csv
+    audio: dict[str, bytes]  # track_id -> mp3 bytes in the archives
 
     def clip_ids(self, dataset: str) -> list[str]:
         """Tracks of ``dataset``'s subset that have a clip in its archive (what a full fetch yields)."""
@@ -77,7 +77,7 @@ def build_fma_fixture(shared_data: Path, out_dir: Path, datasets: tuple[str, ...
 
     audio = {p.stem: p.read_bytes() for p in sorted((fma / "fma_audio").glob("*/*.mp3"))}
     short_source = audio[SHORT_SOURCE_ID]
-    audio[SHORT_ID] = short_source[:int(len(short_source) * SHORT_SECONDS / CLIP_SECONDS)]
+    audio[SHORT_ID] = short_source[: int(len(short_source) * SHORT_SECONDS / CLIP_SECONDS)]
     audio[NO_AUDIO_ID] = EMPTY_ID3_TAG
 
     with open(fma / "fma_metadata" / "tracks_head.csv", newline="", encoding="utf-8") as f:
@@ -98,15 +98,19 @@ def build_fma_fixture(shared_data: Path, out_dir: Path, datasets: tuple[str, ...
     writer.writerows(header)
     writer.writerows(rows[t] for t in sorted(rows))
     archives = {"fma_metadata": out_dir / "fma_metadata.zip"}
-    _write_zip(archives["fma_metadata"], {
-        "fma_metadata/tracks.csv": text.getvalue().encode("utf-8"),
-        "fma_metadata/genres.csv": (fma / "fma_metadata" / "genres.csv").read_bytes(),
-    })
+    _write_zip(
+        archives["fma_metadata"],
+        {
+            "fma_metadata/tracks.csv": text.getvalue().encode("utf-8"),
+            "fma_metadata/genres.csv": (fma / "fma_metadata" / "genres.csv").read_bytes(),
+        },
+    )
     for dataset in datasets:
         ids = [t for t in sorted(audio) if tracks[t]["subset"] in SUBSETS[dataset]]
         members = {f"{dataset}/{t[:3]}/{t}.mp3": audio[t] for t in ids}
         members[f"{dataset}/checksums"] = "".join(
-            f"{sha1_bytes(data)}  {name.split('/', 1)[1]}\n" for name, data in sorted(members.items())).encode()
+            f"{sha1_bytes(data)}  {name.split('/', 1)[1]}\n" for name, data in sorted(members.items())
+        ).encode()
         members[f"{dataset}/README.txt"] = f"A fixture in the layout of the FMA {dataset} archive.\n".encode()
         archives[dataset] = out_dir / f"{dataset}.zip"
         _write_zip(archives[dataset], members)
@@ -121,8 +125,8 @@ def corrupt_member(zip_path: Path, member: str, out_path: Path) -> None:
         info = archive.getinfo(member)
     # Local header: 30 fixed bytes, then the name and the extra field (lengths at offsets 26, 28).
     start = info.header_offset
-    name_length = int.from_bytes(data[start + 26:start + 28], "little")
-    extra_length = int.from_bytes(data[start + 28:start + 30], "little")
+    name_length = int.from_bytes(data[start + 26 : start + 28], "little")
+    extra_length = int.from_bytes(data[start + 28 : start + 30], "little")
     data_start = start + 30 + name_length + extra_length
     data[data_start + info.compress_size // 2] ^= 0xFF
     Path(out_path).write_bytes(bytes(data))

@@ -60,17 +60,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def dvc(repo: Path, *args: str, timeout: float = 120.0, check: bool = True,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def dvc(
+    repo: Path, *args: str, timeout: float = 120.0, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``dvc ARGS`` in ``repo`` (stdout and stderr captured as text), bounded by ``timeout``.
 
     With ``check`` a non-zero exit raises AssertionError showing DVC's output.
     """
-    result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env or dvc_env(),
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=repo,
+        env=env or dvc_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed ({result.returncode}) in {repo}:\n"
-                             f"{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"dvc {' '.join(args)} failed ({result.returncode}) in {repo}:\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 
@@ -104,8 +112,14 @@ def cache_dir(repo: Path) -> Path:
 
 def start_dvc(repo: Path, *args: str) -> subprocess.Popen:
     """Start ``dvc ARGS`` in ``repo`` in the background (stdout and stderr piped)."""
-    return subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=repo, env=dvc_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dvc", *args],
+        cwd=repo,
+        env=dvc_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
@@ -148,12 +162,15 @@ def split_lf_multipart(body: bytes, boundary: str) -> dict | None:
     media_end = body.rfind(b"\n" + delimiter + b"--")
     if not body.startswith(delimiter + b"\n") or not 0 < media_start < media_end:
         return None
-    meta_part = body[len(delimiter) + 1:media_start]
-    media_part = body[media_start + len(delimiter) + 2:media_end]
+    meta_part = body[len(delimiter) + 1 : media_start]
+    media_part = body[media_start + len(delimiter) + 2 : media_end]
     _, _, meta = meta_part.partition(b"\n\n")
     media_headers, _, content = media_part.partition(b"\n\n")
-    return {"meta": json.loads(meta), "content": content,
-            "content-type": email.message_from_bytes(media_headers + b"\n\n").get_content_type()}
+    return {
+        "meta": json.loads(meta),
+        "content": content,
+        "content-type": email.message_from_bytes(media_headers + b"\n\n").get_content_type(),
+    }
 
 
 def serve_patched_emulator(argv: list[str]) -> None:
@@ -177,10 +194,12 @@ def serve_patched_emulator(argv: list[str]) -> None:
         upload = split_lf_multipart(body, message.get_boundary() or "")
         if upload is not None:
             return upload
-        parts = BytesParser().parsebytes(header + body).get_payload()   # as the emulator does
-        return {"meta": json.loads(parts[0].get_payload()),
-                "content": parts[1].get_payload(decode=True),
-                "content-type": parts[1].get_content_type()}
+        parts = BytesParser().parsebytes(header + body).get_payload()  # as the emulator does
+        return {
+            "meta": json.loads(parts[0].get_payload()),
+            "content": parts[1].get_payload(decode=True),
+            "content-type": parts[1].get_content_type(),
+        }
 
     server._read_data = read_data_keeping_every_byte
     main(argv)
@@ -206,24 +225,37 @@ class GcsEmulator:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir.parent / f"emulator-{self.port}.log", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--data-dir", str(self.data_dir),
-             "start", "--host", HOST, "--port", str(self.port), "--default-bucket", self.bucket,
-             "--quiet"],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                __file__,
+                "--data-dir",
+                str(self.data_dir),
+                "start",
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+                "--default-bucket",
+                self.bucket,
+                "--quiet",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the emulator exited with {self.process.returncode} on start; "
-                                   f"see {log.name}")
+                raise RuntimeError(f"the emulator exited with {self.process.returncode} on start; see {log.name}")
             try:
                 self._get(f"/storage/v1/b/{self.bucket}")
                 return
             except OSError as error:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"the emulator did not answer on {self.endpoint} "
-                                       f"within {START_TIMEOUT_S:.0f} s; see {log.name}") from error
+                    raise RuntimeError(
+                        f"the emulator did not answer on {self.endpoint} within {START_TIMEOUT_S:.0f} s; see {log.name}"
+                    ) from error
                 time.sleep(0.1)
 
     def stop(self) -> None:

@@ -25,17 +25,22 @@ CODE_FOLDERS = ("genreclf", "stages")
 PROJECT_CONTENTS = ("params", "code", "repository")
 STAGE_TIMEOUT_S = 600
 OUTPUT_TAIL_CHARS = 4000
-AUDIO_FORMATS = {".wav": ("WAV", "PCM_16"), ".au": ("AU", "PCM_16"), ".flac": ("FLAC", "PCM_16"),
-                 ".mp3": ("MP3", "MPEG_LAYER_III")}
+AUDIO_FORMATS = {
+    ".wav": ("WAV", "PCM_16"),
+    ".au": ("AU", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+}
 
 
 # ---- the environment of a stage, DVC and git
+
 
 def subprocess_env() -> dict[str, str]:
     """The environment of the stages, DVC and git: this interpreter's bin first on PATH."""
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"   # gcsfs otherwise waits 60 s per call
+    env["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"  # gcsfs otherwise waits 60 s per call
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["PYTHONUNBUFFERED"] = "1"
     for name in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
@@ -45,8 +50,9 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
-def run_stage(project: Path, module: str, *args: str, check: bool = True,
-              timeout: float = STAGE_TIMEOUT_S) -> subprocess.CompletedProcess:
+def run_stage(
+    project: Path, module: str, *args: str, check: bool = True, timeout: float = STAGE_TIMEOUT_S
+) -> subprocess.CompletedProcess:
     """Run ``python -m stages.<module> args`` in ``project`` as dvc would; stdout and stderr as text.
 
     A project without its own copy of the code (a folder of data and params.yaml) runs this
@@ -54,11 +60,19 @@ def run_stage(project: Path, module: str, *args: str, check: bool = True,
     exit raises with the end of both outputs.
     """
     env = dict(subprocess_env(), PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", f"stages.{module}", *args], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"stages.{module}", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"stages.{module} {' '.join(args)} failed ({proc.returncode}) in {project}:\n"
-                             f"{proc.stdout[-OUTPUT_TAIL_CHARS:]}\n{proc.stderr[-OUTPUT_TAIL_CHARS:]}")
+        raise AssertionError(
+            f"stages.{module} {' '.join(args)} failed ({proc.returncode}) in {project}:\n"
+            f"{proc.stdout[-OUTPUT_TAIL_CHARS:]}\n{proc.stderr[-OUTPUT_TAIL_CHARS:]}"
+        )
     return proc
 
 
@@ -85,10 +99,15 @@ def call_stage(project: Path, module: str, *args: str) -> None:
 
 # ---- projects
 
+
 def repository_files(root: Path = ROOT) -> list[str]:
     """Files of the repository as git sees them: tracked, plus untracked files not ignored."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                         cwd=root, stdout=subprocess.PIPE, check=True).stdout.decode()
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        check=True,
+    ).stdout.decode()
     return [f for f in out.split("\0") if f and (root / f).is_file()]
 
 
@@ -134,8 +153,15 @@ def directory_bytes(path: Path) -> dict[str, bytes]:
 
 # ---- signals and audio files
 
-def tone(seconds: float, sample_rate: int, frequency: float = 440.0, amplitude: float = 0.5, phase: float = 0.0,
-         dtype=np.float64) -> np.ndarray:
+
+def tone(
+    seconds: float,
+    sample_rate: int,
+    frequency: float = 440.0,
+    amplitude: float = 0.5,
+    phase: float = 0.0,
+    dtype=np.float64,
+) -> np.ndarray:
     """``amplitude * sin(2 pi frequency t + phase)`` for ``round(seconds * sample_rate)`` samples."""
     t = np.arange(round(seconds * sample_rate)) / sample_rate
     return (amplitude * np.sin(2 * np.pi * frequency * t + phase)).astype(dtype)

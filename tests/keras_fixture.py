@@ -29,16 +29,56 @@ MIN_SAMPLES, MAX_SAMPLES = 3000, 4400
 
 # small settings of each model, like the params.yaml sections, that train in seconds
 TINY_PARAMS = {
-    "cnn1d": {"window_size": 256, "conv_filters": [8, 4], "kernel_size": 3, "pool_size": 2,
-              "dense_units": [16, 8], "dropout": 0.5, "epochs": 2, "batch_size": 8, "learning_rate": 0.001,
-              "patience": 2, "mixed_precision": False, "seed": 0},
-    "mobilenet": {"weights": None, "image_size": 32, "n_mels": 16, "n_fft": 256, "hop_length": 64, "alpha": 0.35,
-                  "dense_units": 8, "dropout": 0.5, "epochs": 1, "batch_size": 8, "learning_rate": 0.001,
-                  "fine_tune_layers": 0, "fine_tune_epochs": 0, "fine_tune_learning_rate": 1.0e-5,
-                  "patience": 2, "mixed_precision": False, "seed": 0},
-    "cnn2d": {"segments_per_clip": 2, "image_size": 32, "hop_length": 64, "n_fft": 256, "filters": [4, 8, 8, 8],
-              "pools": [2, 4, 4, 4], "dense_units": 8, "dropout": 0.5, "loss": "softmax", "epochs": 1,
-              "batch_size": 8, "learning_rate": 0.001, "patience": 2, "mixed_precision": False, "seed": 0},
+    "cnn1d": {
+        "window_size": 256,
+        "conv_filters": [8, 4],
+        "kernel_size": 3,
+        "pool_size": 2,
+        "dense_units": [16, 8],
+        "dropout": 0.5,
+        "epochs": 2,
+        "batch_size": 8,
+        "learning_rate": 0.001,
+        "patience": 2,
+        "mixed_precision": False,
+        "seed": 0,
+    },
+    "mobilenet": {
+        "weights": None,
+        "image_size": 32,
+        "n_mels": 16,
+        "n_fft": 256,
+        "hop_length": 64,
+        "alpha": 0.35,
+        "dense_units": 8,
+        "dropout": 0.5,
+        "epochs": 1,
+        "batch_size": 8,
+        "learning_rate": 0.001,
+        "fine_tune_layers": 0,
+        "fine_tune_epochs": 0,
+        "fine_tune_learning_rate": 1.0e-5,
+        "patience": 2,
+        "mixed_precision": False,
+        "seed": 0,
+    },
+    "cnn2d": {
+        "segments_per_clip": 2,
+        "image_size": 32,
+        "hop_length": 64,
+        "n_fft": 256,
+        "filters": [4, 8, 8, 8],
+        "pools": [2, 4, 4, 4],
+        "dense_units": 8,
+        "dropout": 0.5,
+        "loss": "softmax",
+        "epochs": 1,
+        "batch_size": 8,
+        "learning_rate": 0.001,
+        "patience": 2,
+        "mixed_precision": False,
+        "seed": 0,
+    },
 }
 
 
@@ -61,7 +101,7 @@ def write_split_inputs(project: Path, seed: int, clips_per_label: dict) -> dict:
             for i in range(per_label):
                 length = int(rng.integers(MIN_SAMPLES, MAX_SAMPLES + 1))
                 if split == "train" and label == 0 and i == 0:
-                    length = MIN_SAMPLES          # the sizes in dataset_info are exact
+                    length = MIN_SAMPLES  # the sizes in dataset_info are exact
                 track_id = f"{split}.{genre}.{i:03d}"
                 path = f"data/wav/{track_id}.wav"
                 write_audio(project / path, genre_clip(label, length, rng), SAMPLE_RATE)
@@ -100,6 +140,6 @@ def write_tiny_repo(root: Path, params: dict | None = None, seed: int = 0) -> di
     model sections are ``params`` (default TINY_PARAMS); return the expected dataset info."""
     info = shard_tiny_project(root, seed, CLIPS_PER_LABEL)
     sections = yaml.safe_load((root / "params.yaml").read_text())
-    sections.update(params or TINY_PARAMS)               # whole sections, as given
+    sections.update(params or TINY_PARAMS)  # whole sections, as given
     (root / "params.yaml").write_text(yaml.safe_dump(sections, sort_keys=False))
     return info

@@ -23,10 +23,23 @@ from tests.helpers import ROOT, make_project, set_params, subprocess_env
 SMALL_PARAMS = {
     "shard": {"num_shards": {"train": 4, "val": 2, "test": 2}},
     "cnn1d": {"epochs": 15, "patience": 15},
-    "mobilenet": {"weights": None, "image_size": 96, "alpha": 0.35, "n_mels": 96,
-                  "epochs": 30, "patience": 30, "batch_size": 16},
-    "cnn2d": {"image_size": 64, "segments_per_clip": 4, "hop_length": 512,
-              "epochs": 8, "patience": 8, "batch_size": 32},
+    "mobilenet": {
+        "weights": None,
+        "image_size": 96,
+        "alpha": 0.35,
+        "n_mels": 96,
+        "epochs": 30,
+        "patience": 30,
+        "batch_size": 16,
+    },
+    "cnn2d": {
+        "image_size": 64,
+        "segments_per_clip": 4,
+        "hop_length": 512,
+        "epochs": 8,
+        "patience": 8,
+        "batch_size": 32,
+    },
 }
 REPRO_TIMEOUT_S = 2400
 STAGE_RAN = re.compile(r"Running stage '([^']+)'")
@@ -34,14 +47,21 @@ STAGE_RAN = re.compile(r"Running stage '([^']+)'")
 REUSE_VARIABLE = "GENRECLF_TEST_PROJECT"
 # What decides the built project's outputs: the code, the pipeline, the params and how the project is made.
 FINGERPRINTED = ("genreclf", "stages", "dvc.yaml", "params.yaml", "tests/helpers.py", "tests/pipeline_project.py")
-FINGERPRINT_NAME = "code_fingerprint.json"   # beside the project folder, with first_repro.log
+FINGERPRINT_NAME = "code_fingerprint.json"  # beside the project folder, with first_repro.log
 NAMED_CHANGES = 10
 
 
 def run(args: list[str], cwd: Path, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command, capturing stdout+stderr together; raise with the output if it fails."""
-    proc = subprocess.run(args, cwd=cwd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        args,
+        cwd=cwd,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}) in {cwd}:\n{proc.stdout[-6000:]}")
     return proc
@@ -61,8 +81,9 @@ def stages_ran(output: str) -> set[str]:
 
 def make_dvc_project(dest: Path, gtzan_dir: Path, params: dict | None = None) -> Path:
     """Copy the repository into ``dest`` with SMALL_PARAMS, pointed at ``gtzan_dir``; git init and commit."""
-    make_project(dest, {"data": {"dataset": "gtzan", "source": str(gtzan_dir), "clips_per_genre": None}},
-                 contents="repository")
+    make_project(
+        dest, {"data": {"dataset": "gtzan", "source": str(gtzan_dir), "clips_per_genre": None}}, contents="repository"
+    )
     set_params(dest, SMALL_PARAMS)
     if params:
         set_params(dest, params)
@@ -82,13 +103,15 @@ def clone_with_shared_cache(project: Path, dest: Path) -> Path:
 
 # ---- the project the end-to-end tests share
 
+
 def build_pipeline_project(dest: Path, gtzan_dir: Path) -> Path:
     """make_dvc_project, `dvc repro` once, then commit dvc.lock; the log and the code fingerprint beside it."""
     project = make_dvc_project(dest, gtzan_dir)
     result = dvc(["repro"], project, timeout=REPRO_TIMEOUT_S)
     (project.parent / "first_repro.log").write_text(result.stdout)
     (project.parent / "first_repro_git_status.txt").write_text(
-        git(["status", "--porcelain", "--untracked-files=all"], project).stdout)
+        git(["status", "--porcelain", "--untracked-files=all"], project).stdout
+    )
     git(["add", "-A"], project)
     git(["commit", "-q", "-m", "dvc repro"], project)
     record_fingerprint(project)
@@ -123,20 +146,27 @@ def fingerprint_changes(recorded: dict[str, str], current: dict[str, str]) -> li
 
 def reused_project(project: Path, root: Path = ROOT) -> Path:
     """``project`` (from GENRECLF_TEST_PROJECT) if it was built from the code in ``root``; else pytest.fail."""
-    rebuild = (f"build a new one from this code: without {REUSE_VARIABLE}, run `python -m pytest "
-               f"tests/test_pipeline.py --basetemp=DIR`, then set {REUSE_VARIABLE}=DIR/pipeline0/project "
-               f"(and give later runs another --basetemp, or none: pytest empties it)")
+    rebuild = (
+        f"build a new one from this code: without {REUSE_VARIABLE}, run `python -m pytest "
+        f"tests/test_pipeline.py --basetemp=DIR`, then set {REUSE_VARIABLE}=DIR/pipeline0/project "
+        f"(and give later runs another --basetemp, or none: pytest empties it)"
+    )
     if not (project / "dvc.lock").is_file():
         pytest.fail(f"{REUSE_VARIABLE}={project}: not a built pipeline project (no dvc.lock); {rebuild}")
     fingerprint_file = project.parent / FINGERPRINT_NAME
     if not fingerprint_file.is_file():
-        pytest.fail(f"{REUSE_VARIABLE}={project}: {fingerprint_file} is missing, so nothing tells which code "
-                    f"built it; {rebuild}")
+        pytest.fail(
+            f"{REUSE_VARIABLE}={project}: {fingerprint_file} is missing, so nothing tells which code "
+            f"built it; {rebuild}"
+        )
     recorded = json.loads(fingerprint_file.read_text())["files"]
     changes = fingerprint_changes(recorded, code_fingerprint(root))
     if changes:
-        shown = "; ".join(changes[:NAMED_CHANGES]) + (f"; and {len(changes) - NAMED_CHANGES} more"
-                                                      if len(changes) > NAMED_CHANGES else "")
-        pytest.fail(f"{REUSE_VARIABLE}={project} was built from other code than this checkout "
-                    f"({len(changes)} file(s) differ: {shown}); {rebuild}")
+        shown = "; ".join(changes[:NAMED_CHANGES]) + (
+            f"; and {len(changes) - NAMED_CHANGES} more" if len(changes) > NAMED_CHANGES else ""
+        )
+        pytest.fail(
+            f"{REUSE_VARIABLE}={project} was built from other code than this checkout "
+            f"({len(changes)} file(s) differ: {shown}); {rebuild}"
+        )
     return project

@@ -37,20 +37,32 @@ def write_params(project: Path, overrides: dict | None = None) -> None:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def write_feature_tables(project: Path, tables: dict[str, pd.DataFrame], columns: list[str] = FEATURE_COLUMNS,
-                         sample_rate: int = 22050, feature_params: dict | None = None) -> None:
+def write_feature_tables(
+    project: Path,
+    tables: dict[str, pd.DataFrame],
+    columns: list[str] = FEATURE_COLUMNS,
+    sample_rate: int = 22050,
+    feature_params: dict | None = None,
+) -> None:
     """data/features/<split>.csv from frames with track_id, label, genre and ``columns``, plus
     feature_info.json (by default the 518 FMA columns and the default feature params), written
     by the features stage's writer."""
     if feature_params is None:
         feature_params = features.params_to_dict(features.DEFAULT_PARAMS)
     rows = (row for table in tables.values() for row in table[columns].to_numpy(dtype=np.float64))
-    write_features(project / "data" / "features", {split: table[FEATURE_ID_COLUMNS] for split, table in tables.items()},
-                   rows, columns, sample_rate, feature_params)
+    write_features(
+        project / "data" / "features",
+        {split: table[FEATURE_ID_COLUMNS] for split, table in tables.items()},
+        rows,
+        columns,
+        sample_rate,
+        feature_params,
+    )
 
 
-def feature_frame(track_ids: list[str], labels: list[int], genres: list[str], features: np.ndarray,
-                  columns: list[str]) -> pd.DataFrame:
+def feature_frame(
+    track_ids: list[str], labels: list[int], genres: list[str], features: np.ndarray, columns: list[str]
+) -> pd.DataFrame:
     frame = pd.DataFrame(np.asarray(features, dtype=np.float64), columns=columns)
     frame.insert(0, "genre", [genres[i] for i in labels])
     frame.insert(0, "label", labels)

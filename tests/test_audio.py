@@ -135,12 +135,15 @@ def test_convert_clip_writes_pcm16_wav(tmp_path):
     assert dst.read_bytes() == first
 
 
-@pytest.mark.parametrize("name, content, kind, reason", [
-    ("short.wav", "1s", "too_short", "too short: 1.00 s < 10.0 s"),
-    ("empty.mp3", b"", "no_audio", "no audio: empty file (0 bytes)"),
-    ("garbage.mp3", b"\x13\x37" * 3000, "decode_error", "decode failed: libsndfile cannot read it"),
-    ("notes.txt", b"not audio", "not_audio", "not an audio file: extension '.txt'"),
-])
+@pytest.mark.parametrize(
+    "name, content, kind, reason",
+    [
+        ("short.wav", "1s", "too_short", "too short: 1.00 s < 10.0 s"),
+        ("empty.mp3", b"", "no_audio", "no audio: empty file (0 bytes)"),
+        ("garbage.mp3", b"\x13\x37" * 3000, "decode_error", "decode failed: libsndfile cannot read it"),
+        ("notes.txt", b"not audio", "not_audio", "not an audio file: extension '.txt'"),
+    ],
+)
 def test_convert_clip_skips_bad_clips(tmp_path, name, content, kind, reason):
     src = tmp_path / name
     if content == "1s":

@@ -24,7 +24,7 @@ from stages import config as cfg
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
 STAGE_TIMEOUT_S = 120
-FAST_FAILURE_S = 30      # a stage refusing its params must not get as far as loading TensorFlow or data
+FAST_FAILURE_S = 30  # a stage refusing its params must not get as far as loading TensorFlow or data
 
 
 def validate(changes: dict | None = None, removals: tuple[str, ...] = ()) -> cfg.Config:
@@ -73,6 +73,7 @@ ALL_KEYS = [*PARAMS, *(f"{name}.{key}" for name, mapping in MAPPINGS for key in 
 
 # ---- the repository's params ---------------------------------------------------------------------
 
+
 def test_the_repository_params_validate_to_the_same_values():
     config = cfg.load_config(ROOT / "params.yaml")
     # nothing renamed, converted away or filled in: the model gives back the file
@@ -80,8 +81,14 @@ def test_the_repository_params_validate_to_the_same_values():
     assert config.svm.C == [1.0, 3.0, 10.0, 30.0, 100.0] and config.svm.gamma[0] == "scale"
     assert config.split.fractions.model_dump() == {"train": 0.64, "val": 0.16, "test": 0.20}
     assert list(config.models.family_of().items()) == [
-        ("logreg", "sklearn"), ("knn", "sklearn"), ("gnb", "sklearn"), ("svm", "sklearn"),
-        ("cnn1d", "keras"), ("mobilenet", "keras"), ("cnn2d", "keras")]
+        ("logreg", "sklearn"),
+        ("knn", "sklearn"),
+        ("gnb", "sklearn"),
+        ("svm", "sklearn"),
+        ("cnn1d", "keras"),
+        ("mobilenet", "keras"),
+        ("cnn2d", "keras"),
+    ]
 
 
 def test_the_keras_settings_are_the_plain_section():
@@ -106,13 +113,15 @@ def test_every_key_of_every_section_is_required():
 
 # ---- unknown and missing keys --------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", [name for name, _ in MAPPINGS] + [""])
 def test_an_unknown_key_in_any_section_is_named(name):
     typo = {"cnn1d": "epoch", "svm": "Cee", "features": "nfft"}.get(name, "seeed")
     dotted = f"{name}.{typo}" if name else typo
     keys = sorted(dict(MAPPINGS)[name] if name else PARAMS)
-    assert refused({dotted: 3}) == (f"params.yaml: {dotted} = 3: unknown key; the keys of {name or 'params.yaml'} "
-                                    f"are [{', '.join(keys)}]")
+    assert refused({dotted: 3}) == (
+        f"params.yaml: {dotted} = 3: unknown key; the keys of {name or 'params.yaml'} are [{', '.join(keys)}]"
+    )
 
 
 @pytest.mark.parametrize("dotted", [key for key in ALL_KEYS if key not in OPTIONAL_KEYS])
@@ -120,26 +129,42 @@ def test_a_missing_key_is_named(dotted):
     message = refused(removals=(dotted,))
     if dotted in MODEL_SECTIONS:
         family = "sklearn" if dotted in PARAMS["models"]["sklearn"] else "keras"
-        assert message == (f"params.yaml: {dotted}: missing; models.{family} lists {dotted}, "
-                           "so add it (see README, 'Params')")
+        assert message == (
+            f"params.yaml: {dotted}: missing; models.{family} lists {dotted}, so add it (see README, 'Params')"
+        )
     elif dotted in ("data.checksums.fma_metadata", "data.checksums.fma_small"):
-        assert message == (f"params.yaml: {dotted}: missing; dataset fma_small needs it: set it to the "
-                           "archive's SHA-1, or to null to skip the check")
+        assert message == (
+            f"params.yaml: {dotted}: missing; dataset fma_small needs it: set it to the "
+            "archive's SHA-1, or to null to skip the check"
+        )
     else:
         assert message == f"params.yaml: {dotted}: missing; add it (see README, 'Params')"
 
 
 def test_every_section_is_tested_missing():
     """The parametrisation above covers every section and key of params.yaml."""
-    assert {"data", "convert", "split", "shard", "features", "models", "cnn1d.epochs", "mobilenet.n_fft",
-            "mobilenet.hop_length", "cnn2d.n_fft", "split.fractions.test", "shard.num_shards.val"} <= set(ALL_KEYS)
+    assert {
+        "data",
+        "convert",
+        "split",
+        "shard",
+        "features",
+        "models",
+        "cnn1d.epochs",
+        "mobilenet.n_fft",
+        "mobilenet.hop_length",
+        "cnn2d.n_fft",
+        "split.fractions.test",
+        "shard.num_shards.val",
+    } <= set(ALL_KEYS)
 
 
 def test_optional_parts_may_be_left_out():
     """The archives the dataset does not use, and the sections of models the study does not list."""
     validate(removals=tuple(sorted(OPTIONAL_KEYS)))
-    config = validate({"models.sklearn": ["svm"], "models.keras": ["cnn2d"]},
-                      removals=("logreg", "knn", "gnb", "cnn1d", "mobilenet"))
+    config = validate(
+        {"models.sklearn": ["svm"], "models.keras": ["cnn2d"]}, removals=("logreg", "knn", "gnb", "cnn1d", "mobilenet")
+    )
     assert config.gnb is None and list(config.models.family_of()) == ["svm", "cnn2d"]
     with pytest.raises(ParamError, match=r"^params.yaml: gnb: missing; add it \(see README, 'Params'\)$"):
         config.model_section("gnb")
@@ -147,45 +172,53 @@ def test_optional_parts_may_be_left_out():
 
 # ---- types and ranges ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("dotted, value, shown, expected", [
-    # a bool is not a number, a string is not a number, a float is not an integer
-    ("cnn1d.epochs", True, "true", "expected an integer > 0"),
-    ("cnn1d.epochs", "3", '"3"', "expected an integer > 0"),
-    ("cnn1d.epochs", 2.5, "2.5", "expected an integer > 0"),
-    ("cnn1d.learning_rate", True, "true", "expected a number > 0"),
-    ("cnn1d.learning_rate", "0.001", '"0.001"', "expected a number > 0"),
-    ("cnn1d.mixed_precision", 1, "1", "expected true or false"),
-    ("cnn1d.mixed_precision", "yes", '"yes"', "expected true or false"),
-    ("cnn1d.seed", None, "null", "expected an integer >= 0"),
-    ("cnn1d.conv_filters", 128, "128", "expected a non-empty list, each an integer > 0"),
-    ("cnn2d.filters.1", "128", '"128"', "expected an integer > 0"),
-    ("data.seed", "0", '"0"', "expected an integer >= 0"),
-    ("data.clips_per_genre", "20", '"20"', "expected an integer > 0 or null"),
-    ("data.clips_per_genre", True, "true", "expected an integer > 0 or null"),
-    ("data.clips_per_genre", 2.5, "2.5", "expected an integer > 0 or null"),
-    ("data.checksums", None, "null", ("expected a mapping with the keys "
-                                     "[fma_metadata, fma_small, fma_medium, fma_large, gtzan]")),
-    ("data.checksums.fma_metadata", 1234, "1234", "expected a SHA-1 (40 hexadecimal digits) or null"),
-    ("convert.sample_rate", 22050.0, "22050.0", "expected an integer >= 8000 and <= 192000"),
-    ("split.method", 3, "3", 'expected one of ["stratified", "official"]'),
-    ("split.fractions.train", "0.64", '"0.64"', "expected a number > 0 and < 1"),
-    ("shard.num_shards", 16, "16", "expected a mapping with the keys [train, val, test]"),
-    ("shard.num_shards.train", "16", '"16"', "expected an integer > 0"),
-    ("features.n_fft", "2048", '"2048"', "expected an integer >= 16"),
-    ("features.hop_length", True, "true", "expected an integer > 0"),
-    ("features.n_octaves", 7.0, "7.0", "expected an integer > 0"),
-    ("models.sklearn", "svm", '"svm"', 'expected a non-empty list, each one of ["gnb", "knn", "logreg", "svm"]'),
-    ("logreg.C", "big", '"big"', "expected a number > 0"),
-    ("logreg.seed", True, "true", "expected an integer >= 0"),
-    ("knn.n_neighbors", 2.5, "2.5", "expected an integer > 0"),
-    ("svm.pca_components", "ten", '"ten"', "expected an integer > 0 (components), or null for no PCA"),
-    ("svm.C", True, "true", "expected a number > 0, or a non-empty list of them"),
-    ("mobilenet.weights", 3, "3", "expected a string or null"),
-    ("knn", 3, "3", "expected a mapping with the keys [pca_components, n_neighbors, weights] or null"),
-])
+
+@pytest.mark.parametrize(
+    "dotted, value, shown, expected",
+    [
+        # a bool is not a number, a string is not a number, a float is not an integer
+        ("cnn1d.epochs", True, "true", "expected an integer > 0"),
+        ("cnn1d.epochs", "3", '"3"', "expected an integer > 0"),
+        ("cnn1d.epochs", 2.5, "2.5", "expected an integer > 0"),
+        ("cnn1d.learning_rate", True, "true", "expected a number > 0"),
+        ("cnn1d.learning_rate", "0.001", '"0.001"', "expected a number > 0"),
+        ("cnn1d.mixed_precision", 1, "1", "expected true or false"),
+        ("cnn1d.mixed_precision", "yes", '"yes"', "expected true or false"),
+        ("cnn1d.seed", None, "null", "expected an integer >= 0"),
+        ("cnn1d.conv_filters", 128, "128", "expected a non-empty list, each an integer > 0"),
+        ("cnn2d.filters.1", "128", '"128"', "expected an integer > 0"),
+        ("data.seed", "0", '"0"', "expected an integer >= 0"),
+        ("data.clips_per_genre", "20", '"20"', "expected an integer > 0 or null"),
+        ("data.clips_per_genre", True, "true", "expected an integer > 0 or null"),
+        ("data.clips_per_genre", 2.5, "2.5", "expected an integer > 0 or null"),
+        (
+            "data.checksums",
+            None,
+            "null",
+            ("expected a mapping with the keys [fma_metadata, fma_small, fma_medium, fma_large, gtzan]"),
+        ),
+        ("data.checksums.fma_metadata", 1234, "1234", "expected a SHA-1 (40 hexadecimal digits) or null"),
+        ("convert.sample_rate", 22050.0, "22050.0", "expected an integer >= 8000 and <= 192000"),
+        ("split.method", 3, "3", 'expected one of ["stratified", "official"]'),
+        ("split.fractions.train", "0.64", '"0.64"', "expected a number > 0 and < 1"),
+        ("shard.num_shards", 16, "16", "expected a mapping with the keys [train, val, test]"),
+        ("shard.num_shards.train", "16", '"16"', "expected an integer > 0"),
+        ("features.n_fft", "2048", '"2048"', "expected an integer >= 16"),
+        ("features.hop_length", True, "true", "expected an integer > 0"),
+        ("features.n_octaves", 7.0, "7.0", "expected an integer > 0"),
+        ("models.sklearn", "svm", '"svm"', 'expected a non-empty list, each one of ["gnb", "knn", "logreg", "svm"]'),
+        ("logreg.C", "big", '"big"', "expected a number > 0"),
+        ("logreg.seed", True, "true", "expected an integer >= 0"),
+        ("knn.n_neighbors", 2.5, "2.5", "expected an integer > 0"),
+        ("svm.pca_components", "ten", '"ten"', "expected an integer > 0 (components), or null for no PCA"),
+        ("svm.C", True, "true", "expected a number > 0, or a non-empty list of them"),
+        ("mobilenet.weights", 3, "3", "expected a string or null"),
+        ("knn", 3, "3", "expected a mapping with the keys [pca_components, n_neighbors, weights] or null"),
+    ],
+)
 def test_a_wrong_type_is_named_with_its_value_and_what_is_expected(dotted, value, shown, expected):
     *path, last = dotted.split(".")
-    if last.isdigit():                      # an item of a list
+    if last.isdigit():  # an item of a list
         values = copy.deepcopy(PARAMS[path[0]][path[1]])
         values[int(last)] = value
         message = refused({".".join(path): values})
@@ -200,16 +233,30 @@ OUT_OF_RANGE = {
     "expected an integer >= 8000 and <= 192000": [("convert.sample_rate", 7999), ("convert.sample_rate", 192001)],
     "expected a number >= 0": [("convert.min_seconds", -1), ("gnb.var_smoothing", -1.0)],
     "expected a number > 0 and < 1": [("split.fractions.train", 0), ("split.fractions.val", 1)],
-    "expected an integer >= 0":
-        [("split.seed", -1), ("data.seed", -1), ("cnn1d.patience", -1), ("mobilenet.fine_tune_layers", -1)],
-    "expected an integer > 0":
-        [("shard.num_shards.val", 0), ("features.n_mfcc", 0), ("features.n_bands", -1), ("logreg.max_iter", 0),
-         ("knn.n_neighbors", 0), ("cnn1d.epochs", 0), ("cnn1d.batch_size", -4), ("cnn2d.segments_per_clip", 0)],
+    "expected an integer >= 0": [
+        ("split.seed", -1),
+        ("data.seed", -1),
+        ("cnn1d.patience", -1),
+        ("mobilenet.fine_tune_layers", -1),
+    ],
+    "expected an integer > 0": [
+        ("shard.num_shards.val", 0),
+        ("features.n_mfcc", 0),
+        ("features.n_bands", -1),
+        ("logreg.max_iter", 0),
+        ("knn.n_neighbors", 0),
+        ("cnn1d.epochs", 0),
+        ("cnn1d.batch_size", -4),
+        ("cnn2d.segments_per_clip", 0),
+    ],
     "expected an integer >= 16": [("features.n_fft", 15)],
     "expected an integer > 0 or null": [("data.clips_per_genre", 0)],
-    "expected a number > 0":
-        [("logreg.C", 0), ("cnn1d.learning_rate", 0), ("mobilenet.fine_tune_learning_rate", 0),
-         ("mobilenet.alpha", -1)],
+    "expected a number > 0": [
+        ("logreg.C", 0),
+        ("cnn1d.learning_rate", 0),
+        ("mobilenet.fine_tune_learning_rate", 0),
+        ("mobilenet.alpha", -1),
+    ],
     "expected an integer > 0 (components), or null for no PCA": [("knn.pca_components", 0)],
     "expected an integer >= 2": [("svm.cv_folds", 1), ("mobilenet.n_fft", 1)],
     "expected a number >= 0 and < 1": [("cnn1d.dropout", 1.0), ("cnn1d.dropout", -0.1)],
@@ -222,39 +269,66 @@ OUT_OF_RANGE = {
     'expected one of ["linear", "poly", "rbf", "sigmoid"]': [("svm.kernel", "cubic")],
     'expected one of ["softmax", "sigmoid"]': [("cnn2d.loss", "hinge")],
     'expected a non-empty list, each one of ["cnn1d", "mobilenet", "cnn2d"]': [("models.keras", [])],
-    "expected a SHA-1 (40 hexadecimal digits) or null":
-        [("data.checksums.fma_small", "abc"), ("data.checksums.fma_small", "g" * 40)],
+    "expected a SHA-1 (40 hexadecimal digits) or null": [
+        ("data.checksums.fma_small", "abc"),
+        ("data.checksums.fma_small", "g" * 40),
+    ],
     "expected a number > 0, or a non-empty list of them": [("svm.C", -1), ("svm.C", []), ("svm.C", [1, -2])],
-    'expected a number > 0 or one of ["scale", "auto"], or a non-empty list of them':
-        [("svm.gamma", "wide"), ("svm.gamma", 0.0), ("svm.gamma", ["scale", "wide"])],
+    'expected a number > 0 or one of ["scale", "auto"], or a non-empty list of them': [
+        ("svm.gamma", "wide"),
+        ("svm.gamma", 0.0),
+        ("svm.gamma", ["scale", "wide"]),
+    ],
 }
 
 
-@pytest.mark.parametrize("dotted, value, expected",
-                         [(d, v, e) for e, pairs in OUT_OF_RANGE.items() for d, v in pairs])
+@pytest.mark.parametrize("dotted, value, expected", [(d, v, e) for e, pairs in OUT_OF_RANGE.items() for d, v in pairs])
 def test_an_out_of_range_value_is_named_with_what_is_expected(dotted, value, expected):
     assert refused({dotted: value}) == f"params.yaml: {dotted} = {json.dumps(value)}: {expected}"
 
 
-@pytest.mark.parametrize("dotted, value, listed", [
-    ("models.sklearn", ["logreg", "forest"], ('models.sklearn[1] = "forest": expected one of '
-                                              '["gnb", "knn", "logreg", "svm"]')),
-    ("models.keras", ["svm"], 'models.keras[0] = "svm": expected one of ["cnn1d", "mobilenet", "cnn2d"]'),
-    ("models.sklearn", ["svm", "knn", "svm"], ('models.sklearn = ["svm", "knn", "svm"]: names ["svm"] more '
-                                              'than once; name each model once')),
-    ("cnn1d.dense_units", [100, 0], "cnn1d.dense_units[1] = 0: expected an integer > 0"),
-])
+@pytest.mark.parametrize(
+    "dotted, value, listed",
+    [
+        (
+            "models.sklearn",
+            ["logreg", "forest"],
+            ('models.sklearn[1] = "forest": expected one of ["gnb", "knn", "logreg", "svm"]'),
+        ),
+        ("models.keras", ["svm"], 'models.keras[0] = "svm": expected one of ["cnn1d", "mobilenet", "cnn2d"]'),
+        (
+            "models.sklearn",
+            ["svm", "knn", "svm"],
+            ('models.sklearn = ["svm", "knn", "svm"]: names ["svm"] more than once; name each model once'),
+        ),
+        ("cnn1d.dense_units", [100, 0], "cnn1d.dense_units[1] = 0: expected an integer > 0"),
+    ],
+)
 def test_list_items_are_named_by_position(dotted, value, listed):
     assert refused({dotted: value}) == f"params.yaml: {listed}"
 
 
 def test_good_values_at_the_limits_pass():
-    validate({"convert.sample_rate": 8000, "convert.min_seconds": 0, "features.n_fft": 16, "features.hop_length": 16,
-              "features.n_mfcc": 1, "svm.cv_folds": 2, "cnn1d.dropout": 0, "cnn1d.patience": 0,
-              "mobilenet.image_size": 32, "svm.C": 10, "svm.gamma": "auto", "logreg.C": 1,
-              "split.fractions": {"train": 0.5, "val": 0.25, "test": 0.25},
-              "data.checksums.fma_small": "ADE154F733639D52E35E32F5593EFE5BE76C6D70",
-              "data.clips_per_genre": 1, "knn.pca_components": 1})
+    validate(
+        {
+            "convert.sample_rate": 8000,
+            "convert.min_seconds": 0,
+            "features.n_fft": 16,
+            "features.hop_length": 16,
+            "features.n_mfcc": 1,
+            "svm.cv_folds": 2,
+            "cnn1d.dropout": 0,
+            "cnn1d.patience": 0,
+            "mobilenet.image_size": 32,
+            "svm.C": 10,
+            "svm.gamma": "auto",
+            "logreg.C": 1,
+            "split.fractions": {"train": 0.5, "val": 0.25, "test": 0.25},
+            "data.checksums.fma_small": "ADE154F733639D52E35E32F5593EFE5BE76C6D70",
+            "data.clips_per_genre": 1,
+            "knn.pca_components": 1,
+        }
+    )
     config = validate({"svm.C": 10, "svm.gamma": 0.001, "logreg.C": 1})
     assert config.svm.C == [10.0] and config.svm.gamma == [0.001] and config.logreg.C == 1.0
 
@@ -264,63 +338,123 @@ def test_every_problem_gets_its_own_line():
     lines = message.splitlines()
     assert len(lines) == 4
     assert [line.split(" = ")[0] for line in lines] == [
-        "params.yaml: convert.min_seconds", "params.yaml: features.nfft", "params.yaml: svm.Cee",
-        "params.yaml: cnn1d.epoch"]
+        "params.yaml: convert.min_seconds",
+        "params.yaml: features.nfft",
+        "params.yaml: svm.Cee",
+        "params.yaml: cnn1d.epoch",
+    ]
 
 
 # ---- rules over several keys ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("changes, message", [
-    ({"split.fractions.test": 0.1},
-     'split.fractions = {"train": 0.64, "val": 0.16, "test": 0.1}: the fractions sum to 0.9; they must sum to 1'),
-    ({"split.fractions.test": 0.3},
-     'split.fractions = {"train": 0.64, "val": 0.16, "test": 0.3}: the fractions sum to 1.1; they must sum to 1'),
-    ({"features.hop_length": 2049},
-     "features.hop_length = 2049, features.n_fft = 2048: hop_length is more than n_fft; frames would skip samples"),
-    ({"features.n_mfcc": 129}, "features.n_mfcc = 129: expected at most the 128 mel bands"),
-    # 2048-point frames have 2048 / 2 + 1 = 1025 frequency bins
-    ({"mobilenet.n_mels": 1026}, ("mobilenet.n_mels = 1026, mobilenet.n_fft = 2048: 1026 mel bands need n_fft >= "
-                                 "2050 (2048 gives 1025 frequency bins); lower n_mels or raise n_fft")),
-    ({"cnn2d.n_fft": 256}, ("cnn2d.image_size = 256, cnn2d.n_fft = 256: 256 mel bands need n_fft >= 510 "
-                           "(256 gives 129 frequency bins); lower image_size or raise n_fft")),
-    ({"cnn2d.pools": [2, 4, 4]}, ("cnn2d.filters = [64, 128, 256, 512], cnn2d.pools = [2, 4, 4]: they must have "
-                                 "the same length (one max-pooling after each convolution)")),
-    ({"mobilenet.fine_tune_layers": 5}, ("mobilenet.fine_tune_layers = 5, mobilenet.fine_tune_epochs = 0: set both "
-                                        "> 0 to fine-tune, or both to 0")),
-    ({"mobilenet.fine_tune_epochs": 3}, ("mobilenet.fine_tune_layers = 0, mobilenet.fine_tune_epochs = 3: set both "
-                                        "> 0 to fine-tune, or both to 0")),
-    ({"mobilenet.weights": None, "mobilenet.fine_tune_layers": 5, "mobilenet.fine_tune_epochs": 3},
-     ("mobilenet.fine_tune_layers = 5, mobilenet.weights = null: without pretrained weights the whole network "
-     "trains already: set fine_tune_layers and fine_tune_epochs to 0, or give imagenet or a weights file")),
-    ({"mobilenet.alpha": 0.6}, ('mobilenet.alpha = 0.6, mobilenet.weights = "imagenet": no ImageNet weights of '
-                               "this alpha; use one of [0.35, 0.5, 0.75, 1.0, 1.3, 1.4] or weights: null")),
-    ({"mobilenet.weights": "resnet"},
-     'mobilenet.weights = "resnet": expected imagenet, null or the path of a weights file (.h5 or .weights.h5)'),
-    ({"mobilenet.weights": "no/such/file.weights.h5"},
-     ('mobilenet.weights = "no/such/file.weights.h5": no such file (paths are relative to the repository root); '
-     "give an existing weights file, imagenet or null")),
-    # two convolutions of kernel 3 each pooled by 2: 9 -> (9 - 2) // 2 = 3 -> (3 - 2) // 2 = 0 samples
-    ({"cnn1d.window_size": 9}, ("cnn1d.window_size = 9: too short for 2 convolutions of kernel 3 each pooled by 2; "
-                               "use a longer window")),
-    ({"data.dataset": "gtzan"}, ("data.checksums.gtzan: missing; dataset gtzan needs it: set it to the archive's "
-                                "SHA-1, or to null to skip the check")),
-])
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"split.fractions.test": 0.1},
+            'split.fractions = {"train": 0.64, "val": 0.16, "test": 0.1}: the fractions sum to 0.9; they must sum to 1',
+        ),
+        (
+            {"split.fractions.test": 0.3},
+            'split.fractions = {"train": 0.64, "val": 0.16, "test": 0.3}: the fractions sum to 1.1; they must sum to 1',
+        ),
+        (
+            {"features.hop_length": 2049},
+            "features.hop_length = 2049, features.n_fft = 2048: "
+            "hop_length is more than n_fft; frames would skip samples",
+        ),
+        ({"features.n_mfcc": 129}, "features.n_mfcc = 129: expected at most the 128 mel bands"),
+        # 2048-point frames have 2048 / 2 + 1 = 1025 frequency bins
+        (
+            {"mobilenet.n_mels": 1026},
+            (
+                "mobilenet.n_mels = 1026, mobilenet.n_fft = 2048: 1026 mel bands need n_fft >= "
+                "2050 (2048 gives 1025 frequency bins); lower n_mels or raise n_fft"
+            ),
+        ),
+        (
+            {"cnn2d.n_fft": 256},
+            (
+                "cnn2d.image_size = 256, cnn2d.n_fft = 256: 256 mel bands need n_fft >= 510 "
+                "(256 gives 129 frequency bins); lower image_size or raise n_fft"
+            ),
+        ),
+        (
+            {"cnn2d.pools": [2, 4, 4]},
+            (
+                "cnn2d.filters = [64, 128, 256, 512], cnn2d.pools = [2, 4, 4]: they must have "
+                "the same length (one max-pooling after each convolution)"
+            ),
+        ),
+        (
+            {"mobilenet.fine_tune_layers": 5},
+            ("mobilenet.fine_tune_layers = 5, mobilenet.fine_tune_epochs = 0: set both > 0 to fine-tune, or both to 0"),
+        ),
+        (
+            {"mobilenet.fine_tune_epochs": 3},
+            ("mobilenet.fine_tune_layers = 0, mobilenet.fine_tune_epochs = 3: set both > 0 to fine-tune, or both to 0"),
+        ),
+        (
+            {"mobilenet.weights": None, "mobilenet.fine_tune_layers": 5, "mobilenet.fine_tune_epochs": 3},
+            (
+                "mobilenet.fine_tune_layers = 5, mobilenet.weights = null: "
+                "without pretrained weights the whole network trains already: "
+                "set fine_tune_layers and fine_tune_epochs to 0, or give imagenet or a weights file"
+            ),
+        ),
+        (
+            {"mobilenet.alpha": 0.6},
+            (
+                'mobilenet.alpha = 0.6, mobilenet.weights = "imagenet": no ImageNet weights of '
+                "this alpha; use one of [0.35, 0.5, 0.75, 1.0, 1.3, 1.4] or weights: null"
+            ),
+        ),
+        (
+            {"mobilenet.weights": "resnet"},
+            'mobilenet.weights = "resnet": expected imagenet, null or the path of a weights file (.h5 or .weights.h5)',
+        ),
+        (
+            {"mobilenet.weights": "no/such/file.weights.h5"},
+            (
+                'mobilenet.weights = "no/such/file.weights.h5": '
+                "no such file (paths are relative to the repository root); "
+                "give an existing weights file, imagenet or null"
+            ),
+        ),
+        # two convolutions of kernel 3 each pooled by 2: 9 -> (9 - 2) // 2 = 3 -> (3 - 2) // 2 = 0 samples
+        (
+            {"cnn1d.window_size": 9},
+            ("cnn1d.window_size = 9: too short for 2 convolutions of kernel 3 each pooled by 2; use a longer window"),
+        ),
+        (
+            {"data.dataset": "gtzan"},
+            (
+                "data.checksums.gtzan: missing; dataset gtzan needs it: set it to the archive's "
+                "SHA-1, or to null to skip the check"
+            ),
+        ),
+    ],
+)
 def test_rules_over_several_keys(changes, message):
     removals = ("data.checksums.gtzan",) if changes.get("data.dataset") == "gtzan" else ()
     assert refused(changes, removals) == f"params.yaml: {message}"
 
 
-@pytest.mark.parametrize("changes", [
-    {"features.hop_length": 2048, "features.n_mfcc": 128},
-    {"mobilenet.n_mels": 1025},                                            # exactly one bin per band
-    {"cnn2d.n_fft": 510},
-    {"cnn2d.filters": [8], "cnn2d.pools": [2]},
-    {"mobilenet.fine_tune_layers": 30, "mobilenet.fine_tune_epochs": 5},
-    {"mobilenet.weights": None, "mobilenet.alpha": 0.6},                   # any width from scratch
-    {"cnn1d.window_size": 10},                                             # 10 -> 4 -> 1 sample
-    {"split.fractions": {"train": 0.7, "val": 0.1, "test": 0.2}},          # 0.7 + 0.1 + 0.2 != 1.0 in floats
-    {"data.dataset": "gtzan"},                                             # gtzan's null checksum is given
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"features.hop_length": 2048, "features.n_mfcc": 128},
+        {"mobilenet.n_mels": 1025},  # exactly one bin per band
+        {"cnn2d.n_fft": 510},
+        {"cnn2d.filters": [8], "cnn2d.pools": [2]},
+        {"mobilenet.fine_tune_layers": 30, "mobilenet.fine_tune_epochs": 5},
+        {"mobilenet.weights": None, "mobilenet.alpha": 0.6},  # any width from scratch
+        {"cnn1d.window_size": 10},  # 10 -> 4 -> 1 sample
+        {"split.fractions": {"train": 0.7, "val": 0.1, "test": 0.2}},  # 0.7 + 0.1 + 0.2 != 1.0 in floats
+        {"data.dataset": "gtzan"},  # gtzan's null checksum is given
+    ],
+)
 def test_values_that_keep_the_rules_pass(changes):
     validate(changes)
 
@@ -332,6 +466,7 @@ def test_a_weights_file_that_exists_passes(tmp_path):
 
 
 # ---- the file itself -------------------------------------------------------------------------------
+
 
 def test_a_missing_or_broken_file_is_named(tmp_path):
     with pytest.raises(ParamError, match="no params file here"):
@@ -353,11 +488,15 @@ def test_the_library_does_not_import_the_config():
 
 # ---- a real stage refuses the whole file, at once --------------------------------------------------
 
-@pytest.mark.parametrize("command, dotted", [
-    (["train_keras", "cnn1d"], "cnn1d.epoch"),
-    (["train_keras", "cnn1d"], "svm.Cee"),             # a typo in another section stops this stage too
-    (["train_sklearn", "svm"], "features.nfft"),
-])
+
+@pytest.mark.parametrize(
+    "command, dotted",
+    [
+        (["train_keras", "cnn1d"], "cnn1d.epoch"),
+        (["train_keras", "cnn1d"], "svm.Cee"),  # a typo in another section stops this stage too
+        (["train_sklearn", "svm"], "features.nfft"),
+    ],
+)
 def test_a_stage_with_an_unknown_key_fails_in_seconds_and_writes_nothing(tmp_path, command, dotted):
     params = copy.deepcopy(PARAMS)
     section, key = dotted.split(".")
@@ -365,8 +504,15 @@ def test_a_stage_with_an_unknown_key_fails_in_seconds_and_writes_nothing(tmp_pat
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", f"stages.{command[0]}", *command[1:]], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=STAGE_TIMEOUT_S, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", f"stages.{command[0]}", *command[1:]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=STAGE_TIMEOUT_S,
+        check=False,
+    )
     seconds = time.perf_counter() - started
     assert proc.returncode == 1, proc.stderr
     assert f"error: params.yaml: {dotted} = 3: unknown key; the keys of {section} are [" in proc.stderr

@@ -18,13 +18,13 @@ from tests.helpers import directory_bytes, make_project, run_stage, tone, write_
 FMA_MP3 = "fma/fma_audio/000/000182.mp3"
 # track_id, genre, file under data/raw/audio, official_split
 CLIPS = [
-    ("000182", "Rock", "000/000182.mp3", "training"),       # real FMA mp3, 44.1 kHz stereo
-    ("000200", "Folk", "000/000200.wav", "validation"),     # 11 s, 44.1 kHz stereo WAV
-    ("000300", "Pop", "000/000300.au", "test"),             # 12 s, 8 kHz mono AU
-    ("099134", "Rock", "099/099134.mp3", "training"),       # 0 bytes: no audio
-    ("108925", "Pop", "108/108925.mp3", "test"),            # garbage bytes: decode error
-    ("098565", "Folk", "098/098565.wav", "training"),       # 1 s: too short
-    ("000400", "Folk", "000/000400.txt", "training"),       # listed but not audio
+    ("000182", "Rock", "000/000182.mp3", "training"),  # real FMA mp3, 44.1 kHz stereo
+    ("000200", "Folk", "000/000200.wav", "validation"),  # 11 s, 44.1 kHz stereo WAV
+    ("000300", "Pop", "000/000300.au", "test"),  # 12 s, 8 kHz mono AU
+    ("099134", "Rock", "099/099134.mp3", "training"),  # 0 bytes: no audio
+    ("108925", "Pop", "108/108925.mp3", "test"),  # garbage bytes: decode error
+    ("098565", "Folk", "098/098565.wav", "training"),  # 1 s: too short
+    ("000400", "Folk", "000/000400.txt", "training"),  # listed but not audio
 ]
 CONVERTED = ["000182", "000200", "000300"]
 SKIPPED = {
@@ -71,7 +71,7 @@ def test_converted_csv(converted_project):
     assert list(converted["official_split"]) == ["training", "validation", "test"]
     assert list(converted["path"]) == [f"data/wav/{t}.wav" for t in CONVERTED]
     assert list(converted["num_samples"].astype(int)) == [661560, 11 * 22050, 12 * 22050]
-    checked = read_converted(project / "data" / "converted.csv")          # the contract's reader accepts it
+    checked = read_converted(project / "data" / "converted.csv")  # the contract's reader accepts it
     assert checked["track_id"].tolist() == CONVERTED and checked["num_samples"].tolist() == [661560, 242550, 264600]
 
 
@@ -100,8 +100,15 @@ def test_skipped_clips_are_reported(converted_project):
         assert row.source_path.startswith(f"data/raw/audio/{row.track_id[:3]}/{row.track_id}.")
         assert f"skipped {row.track_id}" in result.stderr
     metrics = json.loads((project / "metrics" / "convert.json").read_text())
-    assert metrics == {"clips_in": 7, "converted": 3, "skipped": 4, "no_audio": 1, "too_short": 1,
-                       "decode_error": 1, "not_audio": 1}
+    assert metrics == {
+        "clips_in": 7,
+        "converted": 3,
+        "skipped": 4,
+        "no_audio": 1,
+        "too_short": 1,
+        "decode_error": 1,
+        "not_audio": 1,
+    }
 
 
 @pytest.mark.slow
@@ -110,8 +117,10 @@ def test_rerun_is_byte_identical(converted_project):
     outputs = ["data/wav", "data/converted.csv", "data/convert_skipped.csv", "metrics/convert.json"]
 
     def snapshot():
-        return {name: directory_bytes(project / name) if (project / name).is_dir() else (project / name).read_bytes()
-                for name in outputs}
+        return {
+            name: directory_bytes(project / name) if (project / name).is_dir() else (project / name).read_bytes()
+            for name in outputs
+        }
 
     first = snapshot()
     result = run_stage(project, "convert")
@@ -120,17 +129,26 @@ def test_rerun_is_byte_identical(converted_project):
     assert not [p.name for p in (project / "data").iterdir() if p.name.startswith(".")]  # no temporary leftovers
 
 
-@pytest.mark.parametrize("breakage, message", [
-    ("no clips.csv", "data/raw/clips.csv does not exist; run `dvc repro fetch`"),
-    ("no genre column", "data/raw/clips.csv: missing columns ['genre']"),
-    ("missing file", "data/raw/clips.csv lists 1 files that do not exist"),
-    ("duplicate id", "track ids listed more than once: ['000001']"),
-    ({"sample_rate": 0}, "params.yaml: convert.sample_rate = 0: expected an integer >= 8000 and <= 192000"),
-    ({"sample_rate": 500000}, "params.yaml: convert.sample_rate = 500000: expected an integer >= 8000 and <= 192000"),
-    ({"sample_rate": "22050"}, 'params.yaml: convert.sample_rate = "22050": expected an integer >= 8000 and <= 192000'),
-    ({"min_seconds": -1}, "params.yaml: convert.min_seconds = -1: expected a number >= 0"),
-    ({"min_seconds": None}, "params.yaml: convert.min_seconds = null: expected a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("no clips.csv", "data/raw/clips.csv does not exist; run `dvc repro fetch`"),
+        ("no genre column", "data/raw/clips.csv: missing columns ['genre']"),
+        ("missing file", "data/raw/clips.csv lists 1 files that do not exist"),
+        ("duplicate id", "track ids listed more than once: ['000001']"),
+        ({"sample_rate": 0}, "params.yaml: convert.sample_rate = 0: expected an integer >= 8000 and <= 192000"),
+        (
+            {"sample_rate": 500000},
+            "params.yaml: convert.sample_rate = 500000: expected an integer >= 8000 and <= 192000",
+        ),
+        (
+            {"sample_rate": "22050"},
+            'params.yaml: convert.sample_rate = "22050": expected an integer >= 8000 and <= 192000',
+        ),
+        ({"min_seconds": -1}, "params.yaml: convert.min_seconds = -1: expected a number >= 0"),
+        ({"min_seconds": None}, "params.yaml: convert.min_seconds = null: expected a number >= 0"),
+    ],
+)
 def test_bad_input_is_a_clear_error(tmp_path, breakage, message):
     project = make_project(tmp_path, {"convert": breakage if isinstance(breakage, dict) else {}})
     raw = project / "data" / "raw"
@@ -161,8 +179,9 @@ def test_the_clip_table_reader_names_the_file_and_no_stage(tmp_path):
         read_clips(path)
     assert e.value.path == str(path) and "dvc repro" not in str(e.value)
     write_audio(tmp_path / "a.wav", tone(1.0, 8000), 8000)
-    clips = pd.DataFrame({"track_id": ["b", "a"], "genre": ["Rock", "Pop"], "path": [str(tmp_path / "a.wav")] * 2,
-                          "official_split": ""})
+    clips = pd.DataFrame(
+        {"track_id": ["b", "a"], "genre": ["Rock", "Pop"], "path": [str(tmp_path / "a.wav")] * 2, "official_split": ""}
+    )
     write_clips(path, clips)
     assert read_clips(path)["track_id"].tolist() == ["a", "b"]
     write_clips(path, clips.assign(track_id=["../b", "a"]))

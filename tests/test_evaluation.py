@@ -65,14 +65,17 @@ def test_metrics_of_a_known_confusion_matrix():
     assert_metrics_equal(classification_metrics(y_true, y_pred, LABELS), EXPECTED)
 
 
-@pytest.mark.parametrize("y_true, y_pred, accuracy, macro_f1, blues", [
-    # all right: every score is 1
-    ([0, 1, 2, 0], [0, 1, 2, 0], 1.0, 1.0, {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}),
-    # always "blues": blues precision 2/4, recall 1, F1 2/3; jazz and rock 0 -> macro (2/3)/3
-    ([0, 1, 2, 0], [0, 0, 0, 0], 0.5, 2 / 9, {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 2}),
-    # all wrong: blues never predicted (precision 0 by convention), recall 0
-    ([0, 1, 2, 0], [1, 2, 0, 2], 0.0, 0.0, {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}),
-])
+@pytest.mark.parametrize(
+    "y_true, y_pred, accuracy, macro_f1, blues",
+    [
+        # all right: every score is 1
+        ([0, 1, 2, 0], [0, 1, 2, 0], 1.0, 1.0, {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 2}),
+        # always "blues": blues precision 2/4, recall 1, F1 2/3; jazz and rock 0 -> macro (2/3)/3
+        ([0, 1, 2, 0], [0, 0, 0, 0], 0.5, 2 / 9, {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 2}),
+        # all wrong: blues never predicted (precision 0 by convention), recall 0
+        ([0, 1, 2, 0], [1, 2, 0, 2], 0.0, 0.0, {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 2}),
+    ],
+)
 def test_metrics_of_simple_cases(y_true, y_pred, accuracy, macro_f1, blues):
     metrics = classification_metrics(np.array(y_true), np.array(y_pred), LABELS)
     assert metrics["accuracy"] == pytest.approx(accuracy)
@@ -86,27 +89,31 @@ def test_predictions_table_names_genres_and_breaks_ties_by_label_order():
     table = predictions_table(["a", "b", "c"], np.array([1, 1, 0]), probs, LABELS)
     assert list(table.columns) == ["track_id", "actual", "predicted", "prob_blues", "prob_jazz", "prob_rock"]
     assert table["actual"].tolist() == ["jazz", "jazz", "blues"]
-    assert table["predicted"].tolist() == ["jazz", "blues", "rock"]   # row b: a tie, the first genre wins
+    assert table["predicted"].tolist() == ["jazz", "blues", "rock"]  # row b: a tie, the first genre wins
     np.testing.assert_array_equal(table[["prob_blues", "prob_jazz", "prob_rock"]].to_numpy(), probs)
 
 
 def test_report_adds_family_and_unit_accuracy():
     y_true = [a for a, _ in PAIRS]
     probs = one_hot_probs([p for _, p in PAIRS])
-    metrics, table = evaluation_report([f"t{i}" for i in range(10)], y_true, probs, LABELS,
-                                       family="keras", extra_metrics={"window_accuracy": 0.625})
+    metrics, table = evaluation_report(
+        [f"t{i}" for i in range(10)], y_true, probs, LABELS, family="keras", extra_metrics={"window_accuracy": 0.625}
+    )
     assert_metrics_equal(metrics, EXPECTED)
     assert metrics["family"] == "keras" and metrics["window_accuracy"] == 0.625
     assert (table["actual"] == table["predicted"]).mean() == pytest.approx(0.7)
 
 
-@pytest.mark.parametrize("track_ids, y_true, probs, message", [
-    (["a", "b"], [0, 1], np.ones((2, 2)), "shape"),
-    (["a"], [0, 1], np.ones((2, 3)), "as many"),
-    (["a", "b"], [0, 3], np.ones((2, 3)), "0..2"),
-    ([], [], np.ones((0, 3)), "no clips"),
-    (["a", "b"], [0, 1], np.array([[0.5, np.nan, 0.5], [1, 0, 0]]), "NaN"),
-])
+@pytest.mark.parametrize(
+    "track_ids, y_true, probs, message",
+    [
+        (["a", "b"], [0, 1], np.ones((2, 2)), "shape"),
+        (["a"], [0, 1], np.ones((2, 3)), "as many"),
+        (["a", "b"], [0, 3], np.ones((2, 3)), "0..2"),
+        ([], [], np.ones((0, 3)), "no clips"),
+        (["a", "b"], [0, 1], np.array([[0.5, np.nan, 0.5], [1, 0, 0]]), "NaN"),
+    ],
+)
 def test_inconsistent_predictions_are_refused(track_ids, y_true, probs, message):
     with pytest.raises(DataError, match=message):
         evaluation_report(track_ids, np.array(y_true, dtype=int), probs, LABELS, family="sklearn")
@@ -114,7 +121,7 @@ def test_inconsistent_predictions_are_refused(track_ids, y_true, probs, message)
 
 # ---- the evaluate stage, end to end with a real 1-nearest-neighbour model whose answers are known
 
-COLUMNS = FEATURE_COLUMNS   # the real 518 columns; only the first 6 vary
+COLUMNS = FEATURE_COLUMNS  # the real 518 columns; only the first 6 vary
 
 
 def prototype(genre: int, offset: float) -> np.ndarray:
@@ -132,14 +139,28 @@ def evaluated_knn(tmp_path_factory):
     train = [(g, o) for g in (B, J, R) for o in (-0.1, 0.1)]
     val = [(g, 0.0) for g in (B, J, R)]
     tables = {
-        "train": feature_frame([f"train.{i}" for i in range(6)], [g for g, _ in train], LABELS,
-                               np.stack([prototype(g, o) for g, o in train]), COLUMNS),
-        "val": feature_frame([f"val.{i}" for i in range(3)], [g for g, _ in val], LABELS,
-                             np.stack([prototype(g, o) for g, o in val]), COLUMNS),
+        "train": feature_frame(
+            [f"train.{i}" for i in range(6)],
+            [g for g, _ in train],
+            LABELS,
+            np.stack([prototype(g, o) for g, o in train]),
+            COLUMNS,
+        ),
+        "val": feature_frame(
+            [f"val.{i}" for i in range(3)],
+            [g for g, _ in val],
+            LABELS,
+            np.stack([prototype(g, o) for g, o in val]),
+            COLUMNS,
+        ),
         # a test clip labelled `actual` placed beside the training clips of `predicted`
-        "test": feature_frame([f"{LABELS[a]}.{i:05d}" for i, (a, _) in enumerate(PAIRS)],
-                              [a for a, _ in PAIRS], LABELS,
-                              np.stack([prototype(p, 0.01 * i) for i, (_, p) in enumerate(PAIRS)]), COLUMNS),
+        "test": feature_frame(
+            [f"{LABELS[a]}.{i:05d}" for i, (a, _) in enumerate(PAIRS)],
+            [a for a, _ in PAIRS],
+            LABELS,
+            np.stack([prototype(p, 0.01 * i) for i, (_, p) in enumerate(PAIRS)]),
+            COLUMNS,
+        ),
     }
     write_feature_tables(project, tables, COLUMNS)
     call_stage(project, "train_sklearn", "knn")
@@ -173,22 +194,29 @@ def test_evaluate_stage_predictions_csv(evaluated_knn):
     assert table[["prob_blues", "prob_jazz", "prob_rock"]].sum(axis=1).tolist() == [1.0] * 10
 
 
-@pytest.mark.slow   # its process loads scikit-learn and librosa (seconds) before the stage refuses
+@pytest.mark.slow  # its process loads scikit-learn and librosa (seconds) before the stage refuses
 def test_evaluate_stage_takes_only_a_trained_model(evaluated_knn):
     """The model argument's choices are the folders of models/ that hold a trained model."""
     proc = run_stage(evaluated_knn, "evaluate", "svm", check=False)
-    assert proc.returncode == 2           # argparse's status for a bad argument
+    assert proc.returncode == 2  # argparse's status for a bad argument
     assert "argument MODEL: invalid choice: 'svm' (choose from 'knn')" in proc.stderr
     assert "Traceback" not in proc.stderr and not (evaluated_knn / "metrics/models/svm.json").exists()
 
 
 # ---- the summarize stage
 
+
 def write_metrics(project, name, accuracy, macro_f1, family, supports=(4, 3, 3)):
-    per_class = {genre: {"f1": 0.5, "precision": 0.5, "recall": 0.5, "support": s}
-                 for genre, s in zip(LABELS, supports)}
-    metrics = {"accuracy": accuracy, "macro_f1": macro_f1, "n_test": sum(supports), "family": family,
-               "per_class": per_class}
+    per_class = {
+        genre: {"f1": 0.5, "precision": 0.5, "recall": 0.5, "support": s} for genre, s in zip(LABELS, supports)
+    }
+    metrics = {
+        "accuracy": accuracy,
+        "macro_f1": macro_f1,
+        "n_test": sum(supports),
+        "family": family,
+        "per_class": per_class,
+    }
     write_model_metrics(project / "metrics" / "models" / f"{name}.json", metrics)
 
 
@@ -210,10 +238,12 @@ def test_summarize_keeps_the_given_order_and_rounds_to_3_decimals(tmp_path):
     assert summary["chance"] == {"majority_accuracy": 0.4, "uniform_accuracy": pytest.approx(1 / 3)}
     table = (tmp_path / "metrics/summary.md").read_text().splitlines()
     rows = [line for line in table if line.startswith("| ") and "---" not in line]
-    assert rows == ["| model | family | accuracy | macro-F1 | test clips |",
-                    "| svm | sklearn | 0.800 | 0.794 | 10 |",
-                    "| logreg | sklearn | 0.750 | 0.746 | 10 |",
-                    "| cnn1d | keras | 0.400 | 0.350 | 10 |"]
+    assert rows == [
+        "| model | family | accuracy | macro-F1 | test clips |",
+        "| svm | sklearn | 0.800 | 0.794 | 10 |",
+        "| logreg | sklearn | 0.750 | 0.746 | 10 |",
+        "| cnn1d | keras | 0.400 | 0.350 | 10 |",
+    ]
     chance = [line for line in table if line.startswith("Chance level")]
     assert chance and "0.333" in chance[0] and "3 genres" in chance[0] and "0.400" in chance[0]
 
@@ -223,8 +253,10 @@ def test_summarize_names_a_missing_metrics_file_and_the_stage_to_run(tmp_path):
     write_model_lists(tmp_path, ["svm"], ["cnn2d"])
     proc = run_stage(tmp_path, "summarize", check=False)
     assert proc.returncode == 1
-    assert "metrics/models/cnn2d.json does not exist; run `dvc repro evaluate_sklearn@cnn2d or evaluate_keras@cnn2d`" \
+    assert (
+        "metrics/models/cnn2d.json does not exist; run `dvc repro evaluate_sklearn@cnn2d or evaluate_keras@cnn2d`"
         in proc.stderr
+    )
     assert not (tmp_path / "metrics/summary.json").exists()
 
 

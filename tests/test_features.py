@@ -35,9 +35,19 @@ PARAMS = features.DEFAULT_PARAMS
 COLUMN_INDEX = {name: i for i, name in enumerate(features.FEATURE_COLUMNS)}
 
 # FMA's feature sizes; its columns are the sorted (feature, statistic, number) triples.
-FMA_SIZES = {"chroma_stft": 12, "chroma_cqt": 12, "chroma_cens": 12, "tonnetz": 6, "mfcc": 20, "rmse": 1,
-             "zcr": 1, "spectral_centroid": 1, "spectral_bandwidth": 1, "spectral_contrast": 7,
-             "spectral_rolloff": 1}
+FMA_SIZES = {
+    "chroma_stft": 12,
+    "chroma_cqt": 12,
+    "chroma_cens": 12,
+    "tonnetz": 6,
+    "mfcc": 20,
+    "rmse": 1,
+    "zcr": 1,
+    "spectral_centroid": 1,
+    "spectral_bandwidth": 1,
+    "spectral_contrast": 7,
+    "spectral_rolloff": 1,
+}
 FMA_MOMENTS = ("mean", "std", "skew", "kurtosis", "median", "min", "max")
 
 
@@ -59,10 +69,17 @@ def read_clip(path: Path) -> np.ndarray:
 
 # ---- columns and params
 
+
 def test_columns_are_fma_sorted_triples():
-    expected = ["_".join(triple) for triple in sorted(
-        (name, moment, f"{i + 1:02d}") for name, size in FMA_SIZES.items()
-        for moment in FMA_MOMENTS for i in range(size))]
+    expected = [
+        "_".join(triple)
+        for triple in sorted(
+            (name, moment, f"{i + 1:02d}")
+            for name, size in FMA_SIZES.items()
+            for moment in FMA_MOMENTS
+            for i in range(size)
+        )
+    ]
     assert list(features.FEATURE_COLUMNS) == expected
     assert len(features.FEATURE_COLUMNS) == len(set(features.FEATURE_COLUMNS)) == 518
     assert features.FEATURE_COLUMNS[0] == "chroma_cens_kurtosis_01"
@@ -72,12 +89,15 @@ def test_columns_are_fma_sorted_triples():
     assert "spectral_contrast_kurtosis_08" not in COLUMN_INDEX
 
 
-@pytest.mark.parametrize("changes, n_columns", [
-    ({}, 518),
-    ({"n_mfcc": 13}, 518 - 7 * 7),
-    ({"n_bands": 4}, 518 - 2 * 7),
-    ({"n_chroma": 24}, 518 + 3 * 12 * 7),
-])
+@pytest.mark.parametrize(
+    "changes, n_columns",
+    [
+        ({}, 518),
+        ({"n_mfcc": 13}, 518 - 7 * 7),
+        ({"n_bands": 4}, 518 - 2 * 7),
+        ({"n_chroma": 24}, 518 + 3 * 12 * 7),
+    ],
+)
 def test_columns_follow_params(changes, n_columns):
     params = features.FeatureParams(**changes)
     assert len(features.feature_columns(params)) == n_columns
@@ -102,8 +122,10 @@ def test_the_library_and_the_config_take_the_same_smallest_values(repo_root, tmp
     for value, ok in ((smallest, True), (smallest - 1, False)):
         params["features"] = {**params["features"], "hop_length": 16, key: value}
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-        for check in (lambda: load_config(tmp_path / "params.yaml"),
-                      lambda: features.params_from_dict(params["features"])):
+        for check in (
+            lambda: load_config(tmp_path / "params.yaml"),
+            lambda: features.params_from_dict(params["features"]),
+        ):
             if ok:
                 check()
             else:
@@ -111,17 +133,20 @@ def test_the_library_and_the_config_take_the_same_smallest_values(repo_root, tmp
                     check()
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"n_fft": None}, "feature settings: n_fft = None; expected an integer >= 16"),
-    ({"n_fft": "2048"}, "feature settings: n_fft = '2048'; expected an integer >= 16"),
-    ({"hop_length": True}, "feature settings: hop_length = True; expected an integer >= 1"),
-    ({"n_mfcc": 0}, "feature settings: n_mfcc = 0; expected an integer >= 1"),
-    ({"n_bands": -1}, "feature settings: n_bands = -1"),
-    ({"n_octaves": 7.0}, "feature settings: n_octaves = 7.0"),
-    ({"hop_length": 4096}, "hop_length = 4096 is more than n_fft = 2048"),
-    ({"n_mfcc": 200}, "n_mfcc = 200; expected at most the 128 mel bands"),
-    ({"n_mel": 128}, "feature settings: unknown keys ['n_mel']; expected exactly the keys ['n_fft', "),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"n_fft": None}, "feature settings: n_fft = None; expected an integer >= 16"),
+        ({"n_fft": "2048"}, "feature settings: n_fft = '2048'; expected an integer >= 16"),
+        ({"hop_length": True}, "feature settings: hop_length = True; expected an integer >= 1"),
+        ({"n_mfcc": 0}, "feature settings: n_mfcc = 0; expected an integer >= 1"),
+        ({"n_bands": -1}, "feature settings: n_bands = -1"),
+        ({"n_octaves": 7.0}, "feature settings: n_octaves = 7.0"),
+        ({"hop_length": 4096}, "hop_length = 4096 is more than n_fft = 2048"),
+        ({"n_mfcc": 200}, "n_mfcc = 200; expected at most the 128 mel bands"),
+        ({"n_mel": 128}, "feature settings: unknown keys ['n_mel']; expected exactly the keys ['n_fft', "),
+    ],
+)
 def test_bad_params_are_refused(changes, message):
     """The library's own check of feature settings (a model's preprocessing.json); params.yaml's
     features section is checked by stages/config.py (tests/test_config.py)."""
@@ -148,17 +173,18 @@ def test_params_that_exceed_the_nyquist_frequency_are_refused(sample_rate):
 
 # ---- synthetic signals with known answers
 
+
 @pytest.mark.parametrize("note, pitch_class", [("A3", 9), ("A4", 9), ("C5", 0), ("E4", 4), ("G#5", 8), ("D6", 2)])
 def test_sine(note, pitch_class):
     freq = float(librosa.note_to_hz(note))
     values = named(features.clip_features(tone(5.0, SR, freq, amplitude=0.5, dtype=np.float32), SR, PARAMS))
     bin_hz = SR / PARAMS.n_fft
-    assert abs(values["spectral_centroid_mean_01"] - freq) < 2 * bin_hz       # the window's leakage
-    assert abs(values["spectral_centroid_median_01"] - freq) < bin_hz          # away from the clip's edges
+    assert abs(values["spectral_centroid_mean_01"] - freq) < 2 * bin_hz  # the window's leakage
+    assert abs(values["spectral_centroid_median_01"] - freq) < bin_hz  # away from the clip's edges
     assert values["zcr_mean_01"] == pytest.approx(2 * freq / SR, rel=0.015)
     assert values["rmse_median_01"] == pytest.approx(0.5 / np.sqrt(2), rel=5e-3)
     assert abs(values["spectral_rolloff_mean_01"] - freq) < 3 * bin_hz
-    assert values["spectral_bandwidth_mean_01"] < 4 * bin_hz                   # one spectral peak
+    assert values["spectral_bandwidth_mean_01"] < 4 * bin_hz  # one spectral peak
     for chroma in ("chroma_stft", "chroma_cqt", "chroma_cens"):
         assert np.argmax(chroma_means(values, chroma)) == pitch_class, chroma
     assert values["chroma_cqt_max_01"] <= 1.0 and values["chroma_cens_min_01"] >= 0.0
@@ -179,7 +205,7 @@ def test_white_noise():
 
 def test_silence_gives_zeros_and_the_mfcc_floor():
     with warnings.catch_warnings():
-        warnings.simplefilter("error")           # no warnings, no NaN
+        warnings.simplefilter("error")  # no warnings, no NaN
         values = named(features.clip_features(np.zeros(3 * SR, np.float32), SR, PARAMS))
     mfcc_floor = -100 * np.sqrt(features.N_MELS)  # power_to_db's -100 dB floor through the orthonormal DCT
     expected = {name: 0.0 for name in features.FEATURE_COLUMNS}
@@ -196,18 +222,22 @@ def test_loudness_scales_rms_only(scale):
         assert other[name] == pytest.approx(quiet[name], rel=1e-3, abs=1e-6)
 
 
-@pytest.mark.parametrize("samples, message", [
-    (np.zeros(1000, np.float32), "fewer than one frame"),
-    (np.zeros((2, 5 * SR), np.float32), "expected mono float samples"),
-    (np.zeros(5 * SR, np.int16), "expected mono float samples"),
-    (np.full(5 * SR, np.nan, np.float32), "NaN or infinite"),
-])
+@pytest.mark.parametrize(
+    "samples, message",
+    [
+        (np.zeros(1000, np.float32), "fewer than one frame"),
+        (np.zeros((2, 5 * SR), np.float32), "expected mono float samples"),
+        (np.zeros(5 * SR, np.int16), "expected mono float samples"),
+        (np.full(5 * SR, np.nan, np.float32), "NaN or infinite"),
+    ],
+)
 def test_bad_samples_are_refused(samples, message):
     with pytest.raises(DataError, match=message):
         features.clip_features(samples, SR, PARAMS)
 
 
 # ---- statistics
+
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_frame_statistics_match_numpy_and_scipy(seed):
@@ -229,14 +259,15 @@ def test_frame_statistics_of_known_rows():
     assert stats["std"] == pytest.approx([0.0, np.sqrt(3.0), 1.0])
     assert stats["median"].tolist() == [1.0, 0.0, 0.0]
     # [0, 0, 0, 4]: deviations -1, -1, -1, 3: m2 = 12/4 = 3, m3 = 24/4 = 6, m4 = 84/4 = 21.
-    assert stats["skew"] == pytest.approx([0.0, 6 / 3 ** 1.5, 0.0])
-    assert stats["kurtosis"] == pytest.approx([0.0, 21 / 9 - 3, -2.0])   # constant row: 0, not NaN
+    assert stats["skew"] == pytest.approx([0.0, 6 / 3**1.5, 0.0])
+    assert stats["kurtosis"] == pytest.approx([0.0, 21 / 9 - 3, -2.0])  # constant row: 0, not NaN
 
 
 # ---- the fast paths agree with librosa
 
+
 def signals(gtzan_mini) -> dict[str, np.ndarray]:
-    detuned_hz = float(librosa.note_to_hz("A4")) * 2 ** (30 / 1200)   # +30 cents
+    detuned_hz = float(librosa.note_to_hz("A4")) * 2 ** (30 / 1200)  # +30 cents
     return {
         "detuned_tone": tone(5.0, SR, detuned_hz, dtype=np.float32),
         "chord": sum(tone(5.0, SR, f, dtype=np.float32) for f in (261.63, 329.63, 392.0)),
@@ -256,16 +287,19 @@ def test_fast_paths_equal_librosa(gtzan_mini, signal):
     freqs = librosa.fft_frequencies(sr=SR, n_fft=PARAMS.n_fft)
     # Tuning: the CQT's own estimate (from the signal) and chroma_stft's (from the power spectrogram).
     assert features.estimate_tuning(magnitude, SR, 12) == librosa.estimate_tuning(y=y, sr=SR, bins_per_octave=12)
-    assert features.estimate_tuning(magnitude ** 2, SR, 12) == librosa.estimate_tuning(
-        S=magnitude ** 2, sr=SR, bins_per_octave=12)
+    assert features.estimate_tuning(magnitude**2, SR, 12) == librosa.estimate_tuning(
+        S=magnitude**2, sr=SR, bins_per_octave=12
+    )
     centroid, bandwidth = features.spectral_centroid_bandwidth(magnitude, freqs)
     np.testing.assert_allclose(centroid, librosa.feature.spectral_centroid(S=magnitude, sr=SR), rtol=1e-6)
     np.testing.assert_allclose(bandwidth, librosa.feature.spectral_bandwidth(S=magnitude, sr=SR), rtol=1e-5)
-    np.testing.assert_array_equal(features.spectral_rolloff(magnitude, freqs),
-                                  librosa.feature.spectral_rolloff(S=magnitude, sr=SR))
+    np.testing.assert_array_equal(
+        features.spectral_rolloff(magnitude, freqs), librosa.feature.spectral_rolloff(S=magnitude, sr=SR)
+    )
     np.testing.assert_array_equal(
         features.zero_crossing_rate(y, PARAMS.n_fft, PARAMS.hop_length),
-        librosa.feature.zero_crossing_rate(y, frame_length=PARAMS.n_fft, hop_length=PARAMS.hop_length))
+        librosa.feature.zero_crossing_rate(y, frame_length=PARAMS.n_fft, hop_length=PARAMS.hop_length),
+    )
 
 
 def test_one_clip_equals_fma_recipe_in_plain_librosa(gtzan_mini):
@@ -274,11 +308,11 @@ def test_one_clip_equals_fma_recipe_in_plain_librosa(gtzan_mini):
     stft = np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
     cqt = np.abs(librosa.cqt(y, sr=SR, hop_length=512, bins_per_octave=12, n_bins=7 * 12, tuning=None))
     cens = librosa.feature.chroma_cens(C=cqt, n_chroma=12, n_octaves=7, bins_per_octave=12)
-    mel = librosa.feature.melspectrogram(sr=SR, S=stft ** 2)
+    mel = librosa.feature.melspectrogram(sr=SR, S=stft**2)
     frames = {
         "chroma_cens": cens,
         "chroma_cqt": librosa.feature.chroma_cqt(C=cqt, n_chroma=12, n_octaves=7, bins_per_octave=12),
-        "chroma_stft": librosa.feature.chroma_stft(S=stft ** 2, sr=SR, n_chroma=12),
+        "chroma_stft": librosa.feature.chroma_stft(S=stft**2, sr=SR, n_chroma=12),
         "mfcc": librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=20),
         "rmse": librosa.feature.rms(y=y, frame_length=2048, hop_length=512),
         "spectral_bandwidth": librosa.feature.spectral_bandwidth(S=stft, sr=SR),
@@ -291,8 +325,15 @@ def test_one_clip_equals_fma_recipe_in_plain_librosa(gtzan_mini):
     expected = {}
     for name in features.FEATURES:
         f = frames[name].astype(np.float64)
-        moments = {"mean": f.mean(1), "std": f.std(1), "skew": scipy.stats.skew(f, 1),
-                   "kurtosis": scipy.stats.kurtosis(f, 1), "median": np.median(f, 1), "min": f.min(1), "max": f.max(1)}
+        moments = {
+            "mean": f.mean(1),
+            "std": f.std(1),
+            "skew": scipy.stats.skew(f, 1),
+            "kurtosis": scipy.stats.kurtosis(f, 1),
+            "median": np.median(f, 1),
+            "min": f.min(1),
+            "max": f.max(1),
+        }
         for moment, row in itertools.product(moments, range(f.shape[0])):
             expected[f"{name}_{moment}_{row + 1:02d}"] = moments[moment][row]
     values = named(features.clip_features(y, SR, PARAMS))
@@ -301,20 +342,23 @@ def test_one_clip_equals_fma_recipe_in_plain_librosa(gtzan_mini):
 
 # ---- determinism and the parallel path
 
+
 def test_parallel_rows_equal_serial_rows_and_repeat(gtzan_mini):
-    paths = [gtzan_mini / "blues" / "blues.00000.wav", gtzan_mini / "metal" / "metal.00000.wav",
-             gtzan_mini / "blues" / "blues.00000.wav"]
+    paths = [
+        gtzan_mini / "blues" / "blues.00000.wav",
+        gtzan_mini / "metal" / "metal.00000.wav",
+        gtzan_mini / "blues" / "blues.00000.wav",
+    ]
     parallel = np.array(list(features.iter_wav_features(paths, SR, PARAMS, workers=2, progress=False)))
     serial = np.array([features.wav_features(p, SR, PARAMS) for p in paths])
-    assert parallel.tobytes() == serial.tobytes()                 # bit for bit, in input order
+    assert parallel.tobytes() == serial.tobytes()  # bit for bit, in input order
     assert parallel[0].tobytes() == parallel[2].tobytes()
     assert not np.array_equal(parallel[0], parallel[1])
 
 
 def test_wav_at_another_sample_rate_is_refused(gtzan_mini, tmp_path):
     path = tmp_path / "clip.wav"
-    sf.write(path, sf.read(gtzan_mini / "blues" / "blues.00000.wav", dtype="int16")[0][:SR], 16000,
-             subtype="PCM_16")
+    sf.write(path, sf.read(gtzan_mini / "blues" / "blues.00000.wav", dtype="int16")[0][:SR], 16000, subtype="PCM_16")
     with pytest.raises(DataError, match=r"clip\.wav: sample rate 16000 Hz, expected 22050 Hz"):
         list(features.iter_wav_features([path], SR, PARAMS, workers=1, progress=False))
 
@@ -372,7 +416,7 @@ def make_features_project(gtzan_mini: Path, root: Path, params: dict | None = No
         for source, split in zip(sorted((gtzan_mini / genre).glob("*.wav")), STAGE_SPLITS):
             samples, sr = sf.read(source, dtype="int16")
             path = f"data/wav/{source.stem}.wav"
-            sf.write(root / path, samples[:STAGE_SECONDS * sr], sr, subtype="PCM_16")
+            sf.write(root / path, samples[: STAGE_SECONDS * sr], sr, subtype="PCM_16")
             rows.append({"track_id": source.stem, "path": path, "genre": genre, "label": label, "split": split})
     manifest = pd.DataFrame(rows)
     write_split(root / "data" / "split", manifest, STAGE_GENRES)
@@ -392,8 +436,11 @@ def test_stage_writes_the_tables(stage_project):
     out = root / "data" / "features"
     assert sorted(p.name for p in out.iterdir()) == ["feature_info.json", "test.csv", "train.csv", "val.csv"]
     info = json.loads((out / "feature_info.json").read_text())
-    assert info == {"sample_rate": SR, "params": features.params_to_dict(PARAMS),
-                    "columns": list(features.FEATURE_COLUMNS)}
+    assert info == {
+        "sample_rate": SR,
+        "params": features.params_to_dict(PARAMS),
+        "columns": list(features.FEATURE_COLUMNS),
+    }
     assert read_feature_info(out) == info
     for split in ("train", "val", "test"):
         table = pd.read_csv(out / f"{split}.csv", dtype={"track_id": str})
@@ -405,7 +452,7 @@ def test_stage_writes_the_tables(stage_project):
         # The very features of each clip, as written with 9 significant digits.
         computed = np.array([features.wav_features(root / p, SR, PARAMS) for p in expected["path"]])
         np.testing.assert_allclose(table[list(features.FEATURE_COLUMNS)].to_numpy(), computed, rtol=1e-8, atol=1e-12)
-        checked = read_feature_split(out, split, info["columns"])            # the contract's reader accepts it
+        checked = read_feature_split(out, split, info["columns"])  # the contract's reader accepts it
         assert checked.track_ids == table["track_id"].tolist() and checked.genres == table["genre"].tolist()
     assert "computed 8 clips" in result.stderr and "wrote data/features" in result.stderr
 
@@ -422,8 +469,13 @@ def test_stage_output_is_byte_identical_on_a_rerun(stage_project):
 def test_streamed_table_has_the_bytes_of_write_csv(tmp_path, monkeypatch):
     monkeypatch.setattr(artifacts, "ROWS_PER_WRITE", 2)
     columns = ["a_mean_01", "b_std_01"]
-    ids = pd.DataFrame({"track_id": ["000002", "000005", "000140", "000141", "000190"],
-                        "label": [0, 1, 1, 0, 2], "genre": ["Rock", "Pop", "Pop", "Rock", "Folk"]})
+    ids = pd.DataFrame(
+        {
+            "track_id": ["000002", "000005", "000140", "000141", "000190"],
+            "label": [0, 1, 1, 0, 2],
+            "genre": ["Rock", "Pop", "Pop", "Rock", "Folk"],
+        }
+    )
     values = np.random.default_rng(0).normal(size=(5, 2)) * [1e-7, 1e5]
     for n in (5, 4, 0):
         rows = iter(list(values[:n]))
@@ -432,14 +484,20 @@ def test_streamed_table_has_the_bytes_of_write_csv(tmp_path, monkeypatch):
         assert (tmp_path / "streamed.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
 
 
-@pytest.mark.parametrize("breakage, message", [
-    ("no_manifest", "data/split/split_manifest.csv does not exist; run `dvc repro split`"),
-    ("no_wav", "data/split/split_manifest.csv lists 1 WAV files that do not exist (e.g. "
-               "['data/wav/blues.00000.wav']); run `dvc repro convert`"),
-    ("bad_label", "labels do not match the genres of data/split/labels.json"),
-    ("bad_param", "params.yaml: features.n_mfcc = 0: expected an integer > 0"),
-])
-@pytest.mark.slow   # the stage loads librosa in its own process before it refuses
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("no_manifest", "data/split/split_manifest.csv does not exist; run `dvc repro split`"),
+        (
+            "no_wav",
+            "data/split/split_manifest.csv lists 1 WAV files that do not exist (e.g. "
+            "['data/wav/blues.00000.wav']); run `dvc repro convert`",
+        ),
+        ("bad_label", "labels do not match the genres of data/split/labels.json"),
+        ("bad_param", "params.yaml: features.n_mfcc = 0: expected an integer > 0"),
+    ],
+)
+@pytest.mark.slow  # the stage loads librosa in its own process before it refuses
 def test_stage_refuses_bad_inputs_before_any_work(gtzan_mini, tmp_path, breakage, message):
     params = {"features": {"n_mfcc": 0}} if breakage == "bad_param" else None
     manifest = make_features_project(gtzan_mini, tmp_path, params)

@@ -76,6 +76,7 @@ def write_tar(path: Path, members: dict[str, bytes], links: dict[str, str] | Non
 
 # ---------------------------------------------------------------- downloads
 
+
 @pytest.mark.parametrize("checksum_given", [True, False])
 def test_download_checks_sha1_and_renames(fma, server, tmp_path, checksum_given):
     dest = tmp_path / "downloads" / "fma_small.zip"
@@ -108,11 +109,14 @@ def test_wrong_checksum_deletes_the_file(fma, server, tmp_path, already_there):
     assert sha1_file(dest) == fma.sha1["fma_small"]
 
 
-@pytest.mark.parametrize("fraction, honour_ranges, expect_served", [
-    (0.4, True, "rest"),     # 206: only the remainder travels
-    (1.0, True, "nothing"),  # 416: the .part is already whole
-    (0.4, False, "all"),     # the server ignores Range: start over
-])
+@pytest.mark.parametrize(
+    "fraction, honour_ranges, expect_served",
+    [
+        (0.4, True, "rest"),  # 206: only the remainder travels
+        (1.0, True, "nothing"),  # 416: the .part is already whole
+        (0.4, False, "all"),  # the server ignores Range: start over
+    ],
+)
 def test_download_resumes_a_partial_file(fma, server, tmp_path, fraction, honour_ranges, expect_served):
     data = fma.archives["fma_small"].read_bytes()
     offset = int(len(data) * fraction)
@@ -151,6 +155,7 @@ def test_missing_file_on_server_is_a_clear_error(server, tmp_path):
 
 # ---------------------------------------------------------------- FMA end to end through the library
 
+
 def fma_source(kind: str, fma, server, tmp_path: Path) -> str:
     """The fixture as each kind of data.source: URL, folder of archives, folder of unpacked files."""
     if kind == "url":
@@ -166,9 +171,15 @@ def fma_source(kind: str, fma, server, tmp_path: Path) -> str:
     return str(unpacked)
 
 
-@pytest.mark.parametrize("kind, dataset", [
-    ("url", "fma_small"), ("archives", "fma_small"), ("archives", "fma_medium"), ("unpacked", "fma_small"),
-])
+@pytest.mark.parametrize(
+    "kind, dataset",
+    [
+        ("url", "fma_small"),
+        ("archives", "fma_small"),
+        ("archives", "fma_medium"),
+        ("unpacked", "fma_small"),
+    ],
+)
 def test_fetch_fma_whole_subset(fma, server, tmp_path, kind, dataset):
     source = fma_source(kind, fma, server, tmp_path)
     raw, downloads = tmp_path / "data" / "raw", tmp_path / "data" / "downloads"
@@ -286,10 +297,15 @@ def test_zip_member_escaping_the_output_is_refused(fma, tmp_path, evil):
     assert not (tmp_path / "evil.mp3").exists() and not (tmp_path / "work" / "evil.mp3").exists()
 
 
-@pytest.mark.parametrize("evil, link", [
-    ("../evil.wav", None), ("/tmp/evil.wav", None), ("genres/blues/../../../evil.wav", None),
-    ("genres/blues/blues.00001.wav", "../../../../etc/passwd"),  # a symlink pointing out
-])
+@pytest.mark.parametrize(
+    "evil, link",
+    [
+        ("../evil.wav", None),
+        ("/tmp/evil.wav", None),
+        ("genres/blues/../../../evil.wav", None),
+        ("genres/blues/blues.00001.wav", "../../../../etc/passwd"),  # a symlink pointing out
+    ],
+)
 def test_tar_member_escaping_the_output_is_refused(gtzan_mini, tmp_path, evil, link):
     clip = (gtzan_mini / "blues" / "blues.00000.wav").read_bytes()
     members = {"genres/blues/blues.00000.wav": clip}
@@ -310,11 +326,14 @@ def test_ranged_read_needs_a_server_that_honours_ranges(fma, server, tmp_path):
     assert not (tmp_path / "raw").exists()
 
 
-@pytest.mark.parametrize("source, public", [
-    ("https://os.unil.cloud.switch.ch/fma/", "https://os.unil.cloud.switch.ch/fma/"),
-    ("https://user:secret@mirror.example:8443/fma/?token=abc", "https://mirror.example:8443/fma/"),
-    ("../shared/data/gtzan_mini", "../shared/data/gtzan_mini"),
-])
+@pytest.mark.parametrize(
+    "source, public",
+    [
+        ("https://os.unil.cloud.switch.ch/fma/", "https://os.unil.cloud.switch.ch/fma/"),
+        ("https://user:secret@mirror.example:8443/fma/?token=abc", "https://mirror.example:8443/fma/"),
+        ("../shared/data/gtzan_mini", "../shared/data/gtzan_mini"),
+    ],
+)
 def test_public_source_drops_credentials(source, public):
     assert public_source(source) == public
 
@@ -325,8 +344,9 @@ def test_join_url(prefix):
 
 
 def test_open_archive_lists_bzip2_members(fma):
-    archive, record = open_archive(str(fma.directory), "fma_metadata.zip", "fma_metadata",
-                                   fma.sha1["fma_metadata"], Path("unused"), ranged=False)
+    archive, record = open_archive(
+        str(fma.directory), "fma_metadata.zip", "fma_metadata", fma.sha1["fma_metadata"], Path("unused"), ranged=False
+    )
     with archive:
         assert archive.names() == ["fma_metadata/genres.csv", "fma_metadata/tracks.csv"]
         assert {i.compress_type for i in archive.zip_file.infolist()} == {zipfile.ZIP_BZIP2}
@@ -335,9 +355,15 @@ def test_open_archive_lists_bzip2_members(fma):
 
 # ---------------------------------------------------------------- tracks.csv and clip choice
 
-@pytest.mark.parametrize("dataset, clips, without_genre", [
-    ("fma_small", 58, 0), ("fma_medium", 58 + 136, 0), ("fma_large", 682 - 51, 51),
-])
+
+@pytest.mark.parametrize(
+    "dataset, clips, without_genre",
+    [
+        ("fma_small", 58, 0),
+        ("fma_medium", 58 + 136, 0),
+        ("fma_large", 682 - 51, 51),
+    ],
+)
 def test_tracks_head_subsets(shared_data, dataset, clips, without_genre):
     tracks = read_tracks(shared_data / "fma" / "fma_metadata" / "tracks_head.csv")
     assert len(tracks) == 682
@@ -362,8 +388,9 @@ def test_read_tracks_rejects_other_tables(tmp_path, text):
 @pytest.mark.parametrize("clips_per_genre", [None, 1, 3, 50])
 def test_choose_clips(clips_per_genre):
     sizes = {"rock": 7, "jazz": 2, "folk": 12}
-    clips = pd.DataFrame([{"track_id": f"{genre}.{i:05d}", "genre": genre}
-                          for genre, n in sizes.items() for i in range(n)]).sample(frac=1, random_state=1)
+    clips = pd.DataFrame(
+        [{"track_id": f"{genre}.{i:05d}", "genre": genre} for genre, n in sizes.items() for i in range(n)]
+    ).sample(frac=1, random_state=1)
     chosen = choose_clips(clips, clips_per_genre, seed=0)
     assert chosen["track_id"].is_monotonic_increasing and set(chosen["track_id"]) <= set(clips["track_id"])
     cap = clips_per_genre or 10**9
@@ -377,12 +404,14 @@ def test_choose_clips(clips_per_genre):
 def test_choose_clips_follows_the_documented_recipe():
     clips = pd.DataFrame({"track_id": [f"{i:06d}" for i in range(20)], "genre": ["b"] * 8 + ["a"] * 12})
     rng = np.random.default_rng(5)
-    expected = sorted(rng.choice([f"{i:06d}" for i in range(8, 20)], 4, replace=False)) + \
-        sorted(rng.choice([f"{i:06d}" for i in range(8)], 4, replace=False))
+    expected = sorted(rng.choice([f"{i:06d}" for i in range(8, 20)], 4, replace=False)) + sorted(
+        rng.choice([f"{i:06d}" for i in range(8)], 4, replace=False)
+    )
     assert list(choose_clips(clips, 4, seed=5)["track_id"]) == sorted(expected)
 
 
 # ---------------------------------------------------------------- GTZAN
+
 
 def gtzan_copy(gtzan_mini: Path, root: Path, genres=("blues", "rock"), per_genre=3) -> list[str]:
     ids = []
@@ -429,20 +458,28 @@ def test_gtzan_from_genres_tar_gz(gtzan_mini, tmp_path, form, checksum_given):
     served = tmp_path / "served"
     served.mkdir()
     archive = served / "genres.tar.gz"
-    members = {f"genres/{i.split('.')[0]}/{i}.wav": (staging / "genres" / i.split(".")[0] / f"{i}.wav").read_bytes()
-               for i in ids}
+    members = {
+        f"genres/{i.split('.')[0]}/{i}.wav": (staging / "genres" / i.split(".")[0] / f"{i}.wav").read_bytes()
+        for i in ids
+    }
     members["genres/bextract_single.mf"] = b"jazz/jazz.00000.wav\tjazz\n"
     write_tar(archive, members)
     sha1 = sha1_file(archive)
     raw, downloads = tmp_path / "raw", tmp_path / "dl"
     with RangeServer(served) as running:
-        source = {"file": str(archive), "folder": str(served), "url": running.url + "genres.tar.gz",
-                  "url-prefix": running.url}[form]
+        source = {
+            "file": str(archive),
+            "folder": str(served),
+            "url": running.url + "genres.tar.gz",
+            "url-prefix": running.url,
+        }[form]
         report = fetch_gtzan(source, sha1 if checksum_given else None, None, 0, raw, downloads)
     assert list(read_clips(raw)["track_id"]) == ids
     assert report["archives"]["gtzan"] == {
-        "file": "genres.tar.gz", "sha1": sha1,
-        "verified": VERIFIED_SHA1 if checksum_given else VERIFIED_SHA1_NOT_CHECKED}
+        "file": "genres.tar.gz",
+        "sha1": sha1,
+        "verified": VERIFIED_SHA1 if checksum_given else VERIFIED_SHA1_NOT_CHECKED,
+    }
     assert report["skipped"]["ignored_files"] == {"count": 1, "examples": ["genres/bextract_single.mf"]}
     assert (downloads / "genres.tar.gz").exists() == form.startswith("url")
 
@@ -459,11 +496,19 @@ def test_gtzan_audio_out_of_layout_is_an_error(gtzan_mini, tmp_path, bad_name):
 
 # ---------------------------------------------------------------- params
 
-GOOD_DATA = {"dataset": "fma_small", "source": "https://os.unil.cloud.switch.ch/fma/",
-             "checksums": {"fma_metadata": "f0df49ffe5f2a6008d7dc83c6915b31835dfe733",
-                           "fma_small": "ade154f733639d52e35e32f5593efe5be76c6d70",
-                           "fma_medium": None, "fma_large": None, "gtzan": None},
-             "clips_per_genre": None, "seed": 0}
+GOOD_DATA = {
+    "dataset": "fma_small",
+    "source": "https://os.unil.cloud.switch.ch/fma/",
+    "checksums": {
+        "fma_metadata": "f0df49ffe5f2a6008d7dc83c6915b31835dfe733",
+        "fma_small": "ade154f733639d52e35e32f5593efe5be76c6d70",
+        "fma_medium": None,
+        "fma_large": None,
+        "gtzan": None,
+    },
+    "clips_per_genre": None,
+    "seed": 0,
+}
 
 
 def read_data_params(tmp_path: Path, data: dict):
@@ -476,27 +521,36 @@ def read_data_params(tmp_path: Path, data: dict):
     return section
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"dataset": "fma_tiny"}, 'data.dataset = "fma_tiny": expected one of'),
-    ({"source": "ftp://example.org/fma/"}, "data.source = 'ftp://example.org/fma/' is not an http(s) URL prefix or "
-                                           "an existing folder"),
-    ({"source": "/no/such/folder"}, "data.source = '/no/such/folder' is not"),
-    ({"dataset": "gtzan", "source": "/no/such/genres.tar.gz"}, "is not an http(s) URL prefix or an existing "
-                                                               "folder or archive file"),
-    ({"clips_per_genre": 0}, "data.clips_per_genre = 0: expected an integer > 0 or null"),
-    ({"clips_per_genre": -3}, "data.clips_per_genre = -3"),
-    ({"clips_per_genre": 2.5}, "data.clips_per_genre = 2.5"),
-    ({"clips_per_genre": "20"}, 'data.clips_per_genre = "20"'),
-    ({"clips_per_genre": True}, "data.clips_per_genre = true"),
-    ({"seed": -1}, "data.seed = -1: expected an integer >= 0"),
-    ({"checksums": dict(GOOD_DATA["checksums"], fma_small="abc")},
-     'data.checksums.fma_small = "abc": expected a SHA-1'),
-    ({"checksums": dict(GOOD_DATA["checksums"], fma_small="g" * 40)}, "data.checksums.fma_small = \"ggg"),
-    ({"checksums": dict(GOOD_DATA["checksums"], fma_metadata=1234)}, "data.checksums.fma_metadata = 1234"),
-    ({"checksums": dict(GOOD_DATA["checksums"], fma_smal=None)}, "data.checksums.fma_smal = null: unknown key"),
-    ({"checksums": {"fma_small": None}}, "data.checksums.fma_metadata: missing; dataset fma_small needs it"),
-    ({"checksums": None}, "data.checksums = null: expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"dataset": "fma_tiny"}, 'data.dataset = "fma_tiny": expected one of'),
+        (
+            {"source": "ftp://example.org/fma/"},
+            "data.source = 'ftp://example.org/fma/' is not an http(s) URL prefix or an existing folder",
+        ),
+        ({"source": "/no/such/folder"}, "data.source = '/no/such/folder' is not"),
+        (
+            {"dataset": "gtzan", "source": "/no/such/genres.tar.gz"},
+            "is not an http(s) URL prefix or an existing folder or archive file",
+        ),
+        ({"clips_per_genre": 0}, "data.clips_per_genre = 0: expected an integer > 0 or null"),
+        ({"clips_per_genre": -3}, "data.clips_per_genre = -3"),
+        ({"clips_per_genre": 2.5}, "data.clips_per_genre = 2.5"),
+        ({"clips_per_genre": "20"}, 'data.clips_per_genre = "20"'),
+        ({"clips_per_genre": True}, "data.clips_per_genre = true"),
+        ({"seed": -1}, "data.seed = -1: expected an integer >= 0"),
+        (
+            {"checksums": dict(GOOD_DATA["checksums"], fma_small="abc")},
+            'data.checksums.fma_small = "abc": expected a SHA-1',
+        ),
+        ({"checksums": dict(GOOD_DATA["checksums"], fma_small="g" * 40)}, 'data.checksums.fma_small = "ggg'),
+        ({"checksums": dict(GOOD_DATA["checksums"], fma_metadata=1234)}, "data.checksums.fma_metadata = 1234"),
+        ({"checksums": dict(GOOD_DATA["checksums"], fma_smal=None)}, "data.checksums.fma_smal = null: unknown key"),
+        ({"checksums": {"fma_small": None}}, "data.checksums.fma_metadata: missing; dataset fma_small needs it"),
+        ({"checksums": None}, "data.checksums = null: expected a mapping"),
+    ],
+)
 def test_bad_data_params(tmp_path, change, message):
     with pytest.raises(ParamError) as error:
         read_data_params(tmp_path, dict(GOOD_DATA, **change))
@@ -504,8 +558,14 @@ def test_bad_data_params(tmp_path, change, message):
 
 
 def test_good_data_params(tmp_path):
-    data = read_data_params(tmp_path, dict(GOOD_DATA, checksums=dict(
-        GOOD_DATA["checksums"], fma_small=GOOD_DATA["checksums"]["fma_small"].upper()), clips_per_genre=20))
+    data = read_data_params(
+        tmp_path,
+        dict(
+            GOOD_DATA,
+            checksums=dict(GOOD_DATA["checksums"], fma_small=GOOD_DATA["checksums"]["fma_small"].upper()),
+            clips_per_genre=20,
+        ),
+    )
     assert fetch_stage.checksums(data)["fma_small"] == "ade154f733639d52e35e32f5593efe5be76c6d70"
     assert data.clips_per_genre == 20
     # the archives a dataset does not use may be left out; only those listed are passed on

@@ -19,7 +19,7 @@ from tests.fma_fixture import NO_AUDIO_ID, SHORT_ID, build_fma_fixture
 from tests.helpers import ROOT, make_project, run_stage
 from tests.http_range_server import RangeServer
 
-pytestmark = pytest.mark.slow   # the FMA end-to-end run: five stages as subprocesses, real mp3s decoded
+pytestmark = pytest.mark.slow  # the FMA end-to-end run: five stages as subprocesses, real mp3s decoded
 
 STAGES = ("fetch", "convert", "split", "shard", "features")
 CLIPS_PER_GENRE = 3
@@ -34,11 +34,19 @@ def fma_run(shared_data, tmp_path_factory):
     checksums = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["checksums"]
     with RangeServer(fixture.directory) as server:
         assert server.url.endswith("/")
-        project = make_project(base / "project", {
-            "data": {"source": server.url, "clips_per_genre": CLIPS_PER_GENRE, "seed": 0,
-                     "checksums": dict(checksums, **fixture.sha1)},
-            "split": {"method": "stratified"},
-            "shard": {"num_shards": {"train": 2, "val": 1, "test": 1}}})
+        project = make_project(
+            base / "project",
+            {
+                "data": {
+                    "source": server.url,
+                    "clips_per_genre": CLIPS_PER_GENRE,
+                    "seed": 0,
+                    "checksums": dict(checksums, **fixture.sha1),
+                },
+                "split": {"method": "stratified"},
+                "shard": {"num_shards": {"train": 2, "val": 1, "test": 1}},
+            },
+        )
         logs = {name: run_stage(project, name).stderr for name in STAGES}
         served = dict(server.bytes_served)
     return fixture, project, logs, served
@@ -48,7 +56,9 @@ def test_fetch_read_only_the_chosen_clips_and_verified_them(fma_run):
     fixture, project, logs, served = fma_run
     report = json.loads((project / "data/raw/fetch_report.json").read_text())
     assert {name: archive["verified"] for name, archive in report["archives"].items()} == {
-        "fma_metadata": VERIFIED_MEMBER_CRC32, "fma_small": VERIFIED_MEMBER_CRC32}
+        "fma_metadata": VERIFIED_MEMBER_CRC32,
+        "fma_small": VERIFIED_MEMBER_CRC32,
+    }
     assert report["clips_per_genre"] == {"Experimental": 2, "Folk": 3, "Pop": 2, "Rock": 2}
     assert served["fma_small.zip"] < fixture.archives["fma_small"].stat().st_size
     clips = pd.read_csv(project / "data/raw/clips.csv", dtype=str, keep_default_na=False)

@@ -22,8 +22,9 @@ def params(repo_root):
 def base_weights(tmp_path_factory):
     """A MobileNetV2 base (alpha 0.35, 32x32) with seeded random weights, saved once: (file, its weights)."""
     keras.utils.set_random_seed(3)
-    source = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False,
-                                            weights=None, pooling="avg")
+    source = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None, pooling="avg"
+    )
     path = tmp_path_factory.mktemp("mobilenet") / "base.weights.h5"
     source.save_weights(path)
     return path, [variable.numpy() for variable in source.weights]
@@ -35,15 +36,29 @@ def layer_summary(model):
 
 def test_cnn1d_is_the_fma_study_network(params):
     sec = params["cnn1d"]
-    window = 1000                                   # small window: same layers as window_size 10000
-    model = keras_models.build_cnn1d(window, 8, sec["conv_filters"], sec["kernel_size"], sec["pool_size"],
-                                     sec["dense_units"], sec["dropout"])
+    window = 1000  # small window: same layers as window_size 10000
+    model = keras_models.build_cnn1d(
+        window, 8, sec["conv_filters"], sec["kernel_size"], sec["pool_size"], sec["dense_units"], sec["dropout"]
+    )
     assert layer_summary(model) == [
-        ("Conv1D", (998, 128)), ("MaxPooling1D", (499, 128)), ("Conv1D", (497, 64)), ("MaxPooling1D", (248, 64)),
-        ("Flatten", (248 * 64,)), ("Dense", (100,)), ("Dropout", (100,)), ("Dense", (20,)), ("Dropout", (20,)),
-        ("Dense", (8,))]
-    assert [layer.activation.__name__ for layer in model.layers if hasattr(layer, "activation")] == \
-        ["relu", "relu", "relu", "relu", "softmax"]
+        ("Conv1D", (998, 128)),
+        ("MaxPooling1D", (499, 128)),
+        ("Conv1D", (497, 64)),
+        ("MaxPooling1D", (248, 64)),
+        ("Flatten", (248 * 64,)),
+        ("Dense", (100,)),
+        ("Dropout", (100,)),
+        ("Dense", (20,)),
+        ("Dropout", (20,)),
+        ("Dense", (8,)),
+    ]
+    assert [layer.activation.__name__ for layer in model.layers if hasattr(layer, "activation")] == [
+        "relu",
+        "relu",
+        "relu",
+        "relu",
+        "softmax",
+    ]
     assert {layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)} == {0.5}
     params_count = (3 * 128 + 128) + (3 * 128 * 64 + 64) + (248 * 64 * 100 + 100) + (100 * 20 + 20) + (20 * 8 + 8)
     assert model.count_params() == params_count
@@ -54,14 +69,23 @@ def test_cnn1d_is_the_fma_study_network(params):
 @pytest.mark.parametrize("loss", ["softmax", "sigmoid"])
 def test_cnn2d_is_the_gtzan_study_network(params, loss):
     sec = params["cnn2d"]
-    model = keras_models.build_cnn2d(sec["image_size"], 10, sec["filters"], sec["pools"], sec["dense_units"],
-                                     sec["dropout"], loss)
+    model = keras_models.build_cnn2d(
+        sec["image_size"], 10, sec["filters"], sec["pools"], sec["dense_units"], sec["dropout"], loss
+    )
     assert layer_summary(model) == [
-        ("Conv2D", (256, 256, 64)), ("MaxPooling2D", (128, 128, 64)),
-        ("Conv2D", (128, 128, 128)), ("MaxPooling2D", (32, 32, 128)),
-        ("Conv2D", (32, 32, 256)), ("MaxPooling2D", (8, 8, 256)),
-        ("Conv2D", (8, 8, 512)), ("MaxPooling2D", (2, 2, 512)),
-        ("Flatten", (2048,)), ("Dense", (128,)), ("Dropout", (128,)), ("Dense", (10,))]
+        ("Conv2D", (256, 256, 64)),
+        ("MaxPooling2D", (128, 128, 64)),
+        ("Conv2D", (128, 128, 128)),
+        ("MaxPooling2D", (32, 32, 128)),
+        ("Conv2D", (32, 32, 256)),
+        ("MaxPooling2D", (8, 8, 256)),
+        ("Conv2D", (8, 8, 512)),
+        ("MaxPooling2D", (2, 2, 512)),
+        ("Flatten", (2048,)),
+        ("Dense", (128,)),
+        ("Dropout", (128,)),
+        ("Dense", (10,)),
+    ]
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert all(c.kernel_size == (3, 3) and c.padding == "same" and c.activation.__name__ == "elu" for c in convs)
     assert model.get_layer("dense").activation.__name__ == "elu"
@@ -70,11 +94,12 @@ def test_cnn2d_is_the_gtzan_study_network(params, loss):
 
 def test_cnn2d_pools_with_same_padding_on_odd_sizes():
     model = keras_models.build_cnn2d(30, 3, [2, 2, 2, 2], [2, 4, 4, 4], 4, 0.5)
-    assert model.get_layer("flatten").output.shape[1:] == (1 * 1 * 2,)      # 30 -> 15 -> 4 -> 1 -> 1
+    assert model.get_layer("flatten").output.shape[1:] == (1 * 1 * 2,)  # 30 -> 15 -> 4 -> 1 -> 1
 
 
-@pytest.mark.parametrize("loss, expected", [("softmax", keras.losses.CategoricalCrossentropy),
-                                            ("sigmoid", keras.losses.BinaryCrossentropy)])
+@pytest.mark.parametrize(
+    "loss, expected", [("softmax", keras.losses.CategoricalCrossentropy), ("sigmoid", keras.losses.BinaryCrossentropy)]
+)
 def test_compile_losses_and_accuracy(loss, expected):
     model = keras_models.build_cnn2d(16, 3, [2, 2], [2, 2], 4, 0.0, loss)
     keras_models.compile_model(model, 0.01, loss)
@@ -103,7 +128,7 @@ def test_mobilenet_without_weights_trains_the_whole_network():
 
 def test_mobilenet_loads_a_local_weights_file(base_weights):
     path, saved_weights = base_weights
-    keras.utils.set_random_seed(4)            # another seed: the base's own initialisation differs
+    keras.utils.set_random_seed(4)  # another seed: the base's own initialisation differs
     model = keras_models.build_mobilenet(32, 3, weights=str(path), alpha=0.35, dense_units=8)
     base = keras_models.mobilenet_base(model)
     for loaded, saved in zip(base.weights, saved_weights, strict=True):
@@ -115,8 +140,12 @@ def test_mobilenet_with_weights_has_a_frozen_base_and_a_new_head(base_weights):
     model = keras_models.build_mobilenet(32, 4, weights=str(path), alpha=0.35, dense_units=8)
     base = keras_models.mobilenet_base(model)
     assert not base.trainable and not any(layer.trainable for layer in base.layers)
-    assert [w.path for w in model.trainable_weights] == ["head_dense/kernel", "head_dense/bias",
-                                                          "genre/kernel", "genre/bias"]
+    assert [w.path for w in model.trainable_weights] == [
+        "head_dense/kernel",
+        "head_dense/bias",
+        "genre/kernel",
+        "genre/bias",
+    ]
 
 
 @pytest.mark.parametrize("count", [1, 10])
@@ -133,8 +162,10 @@ def test_unfreeze_top_layers(count, base_weights):
 def test_mixed_precision_keeps_the_output_float32():
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        models = [keras_models.build_cnn1d(64, 3, [4], 3, 2, [8], 0.5),
-                  keras_models.build_cnn2d(16, 3, [2, 2], [2, 2], 4, 0.5, "sigmoid")]
+        models = [
+            keras_models.build_cnn1d(64, 3, [4], 3, 2, [8], 0.5),
+            keras_models.build_cnn2d(16, 3, [2, 2], [2, 2], 4, 0.5, "sigmoid"),
+        ]
     finally:
         keras.mixed_precision.set_global_policy("float32")
     for model in models:
@@ -150,6 +181,7 @@ def test_save_model_gives_the_same_bytes_and_loads_back(tmp_path):
         keras_models.compile_model(model, 0.01)
         training.save_model(model, path)
         return model
+
     model = build_and_save(tmp_path / "a.keras")
     build_and_save(tmp_path / "b.keras")
     a, b = (tmp_path / "a.keras").read_bytes(), (tmp_path / "b.keras").read_bytes()
@@ -165,8 +197,11 @@ def test_save_model_gives_the_same_bytes_and_loads_back(tmp_path):
 
 
 def test_renumber_shared_objects_keeps_the_sharing():
-    config = {"a": {"dtype": {"shared_object_id": 140001, "x": 1}},
-              "layers": [{"shared_object_id": 99}, {"shared_object_id": 140001}, {"other": 140001}]}
+    config = {
+        "a": {"dtype": {"shared_object_id": 140001, "x": 1}},
+        "layers": [{"shared_object_id": 99}, {"shared_object_id": 140001}, {"other": 140001}],
+    }
     assert training.renumber_shared_objects(config) == {
         "a": {"dtype": {"shared_object_id": 1, "x": 1}},
-        "layers": [{"shared_object_id": 2}, {"shared_object_id": 1}, {"other": 140001}]}
+        "layers": [{"shared_object_id": 2}, {"shared_object_id": 1}, {"other": 140001}],
+    }

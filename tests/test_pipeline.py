@@ -22,8 +22,12 @@ DATA_STAGES = ["fetch", "convert", "split", "shard", "features"]
 
 def test_first_repro_ran_every_stage(pipeline_project):
     log = (pipeline_project.parent / "first_repro.log").read_text()
-    expected = set(DATA_STAGES) | {f"{stage}_sklearn@{m}" for m in SKLEARN for stage in ("train", "evaluate")} \
-        | {f"{stage}_keras@{m}" for m in KERAS for stage in ("train", "evaluate")} | {"summarize"}
+    expected = (
+        set(DATA_STAGES)
+        | {f"{stage}_sklearn@{m}" for m in SKLEARN for stage in ("train", "evaluate")}
+        | {f"{stage}_keras@{m}" for m in KERAS for stage in ("train", "evaluate")}
+        | {"summarize"}
+    )
     assert stages_ran(log) == expected
 
 
@@ -95,8 +99,9 @@ def test_changing_a_features_param_reruns_only_features_and_what_depends_on_it(p
     clone = clone_with_shared_cache(pipeline_project, tmp_path / "clone")
     set_params(clone, {"features": {"n_mfcc": 13}})
     out = dvc(["repro"], clone, timeout=1200).stdout
-    expected = {"features"} | {f"{stage}_sklearn@{m}" for m in SKLEARN for stage in ("train", "evaluate")} \
-        | {"summarize"}
+    expected = (
+        {"features"} | {f"{stage}_sklearn@{m}" for m in SKLEARN for stage in ("train", "evaluate")} | {"summarize"}
+    )
     assert stages_ran(out) == expected
 
 

@@ -30,8 +30,14 @@ def checkout(tmp_path):
 
 def test_fingerprint_covers_the_code_the_pipeline_and_how_the_project_is_made():
     files = code_fingerprint()
-    for name in ("dvc.yaml", "params.yaml", "genreclf/models/training.py", "stages/train_keras.py",
-                 "tests/pipeline_project.py", "tests/helpers.py"):
+    for name in (
+        "dvc.yaml",
+        "params.yaml",
+        "genreclf/models/training.py",
+        "stages/train_keras.py",
+        "tests/pipeline_project.py",
+        "tests/helpers.py",
+    ):
         assert name in files, name
     assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
 

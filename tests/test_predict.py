@@ -18,12 +18,12 @@ from stages.predict import format_prediction, top_genres
 from tests.helpers import call_stage, run_stage
 from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
 
-GENRES = ["classical", "metal"]          # label order (sorted)
-TRAIN_CLIPS = range(0, 4)                # <genre>.00000 ... 00003 train, 00004 val
+GENRES = ["classical", "metal"]  # label order (sorted)
+TRAIN_CLIPS = range(0, 4)  # <genre>.00000 ... 00003 train, 00004 val
 VAL_CLIP = 4
-HELD_OUT_CLIP = 9                        # never seen in training
+HELD_OUT_CLIP = 9  # never seen in training
 SAMPLE_RATE = 22050
-FMA_MP3 = "fma/fma_audio/000/000182.mp3"   # 44.1 kHz stereo: decoded to the model's rate
+FMA_MP3 = "fma/fma_audio/000/000182.mp3"  # 44.1 kHz stereo: decoded to the model's rate
 
 
 def clip_path(gtzan_mini, genre, index):
@@ -74,8 +74,20 @@ def test_predict_real_clips_and_report_an_unreadable_file(project, gtzan_mini, s
     classical = clip_path(gtzan_mini, "classical", HELD_OUT_CLIP)
     metal = clip_path(gtzan_mini, "metal", HELD_OUT_CLIP)
     mp3 = shared_data / FMA_MP3
-    proc = run_stage(project, "predict", str(classical), "unreadable.wav", str(metal), str(mp3),
-                     "missing.wav", "--model", "logreg", "--top", "2", check=False)
+    proc = run_stage(
+        project,
+        "predict",
+        str(classical),
+        "unreadable.wav",
+        str(metal),
+        str(mp3),
+        "missing.wav",
+        "--model",
+        "logreg",
+        "--top",
+        "2",
+        check=False,
+    )
     assert proc.returncode == 1
     predictions = parse_output(proc.stdout)
     # every readable file is predicted, in the order given, the bad ones are not
@@ -109,13 +121,21 @@ def test_predict_audio_uses_the_training_preprocessing(project, gtzan_mini):
 
 def test_a_scikit_learn_model_does_not_import_tensorflow(project, gtzan_mini, repo_root):
     """Evaluating or predicting with a scikit-learn model never loads TensorFlow (seconds and memory)."""
-    code = ("import sys; from genreclf.data.audio import decode_clip; "
-            "from genreclf.models.predictors import load_predictor; "
-            "p = load_predictor('models/logreg'); p.predict_split('data', 'val'); "
-            f"p.predict_audio(decode_clip({str(clip_path(gtzan_mini, 'metal', HELD_OUT_CLIP))!r}, p.sample_rate)); "
-            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
-    done = subprocess.run([sys.executable, "-c", code], cwd=project, env={**os.environ, "PYTHONPATH": str(repo_root)},
-                          capture_output=True, text=True, timeout=300)
+    code = (
+        "import sys; from genreclf.data.audio import decode_clip; "
+        "from genreclf.models.predictors import load_predictor; "
+        "p = load_predictor('models/logreg'); p.predict_split('data', 'val'); "
+        f"p.predict_audio(decode_clip({str(clip_path(gtzan_mini, 'metal', HELD_OUT_CLIP))!r}, p.sample_rate)); "
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(repo_root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -132,29 +152,35 @@ def test_default_model_is_the_best_in_the_summary(project, gtzan_mini):
     assert len(parse_output(proc.stdout)[str(clip_path(gtzan_mini, "metal", HELD_OUT_CLIP))]) == 2
 
 
-@pytest.mark.slow   # its process loads scikit-learn and librosa (seconds) before the stage refuses
+@pytest.mark.slow  # its process loads scikit-learn and librosa (seconds) before the stage refuses
 def test_no_summary_and_no_model_is_a_clear_error_listing_the_models(project, gtzan_mini):
     proc = run_stage(project, "predict", str(clip_path(gtzan_mini, "metal", 0)), check=False)
     assert proc.returncode == 1
     assert "metrics/summary.json is missing" in proc.stderr and "models in models/: logreg" in proc.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "cnn2d"], "argument --model: invalid choice: 'cnn2d' (choose from 'logreg')"),
-    (["--model", "logreg", "--top", "0"], "argument --top: '0' is not an integer >= 1"),
-    (["--model", "logreg", "--top", "two"], "argument --top: 'two' is not an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "cnn2d"], "argument --model: invalid choice: 'cnn2d' (choose from 'logreg')"),
+        (["--model", "logreg", "--top", "0"], "argument --top: '0' is not an integer >= 1"),
+        (["--model", "logreg", "--top", "two"], "argument --top: 'two' is not an integer >= 1"),
+    ],
+)
 def test_bad_arguments_are_refused_by_the_parser(project, args, message):
     proc = run_stage(project, "predict", "x.wav", *args, check=False)
     assert proc.returncode == 2 and message in proc.stderr
     assert proc.stdout == "" and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("probs, k, expected", [
-    ([0.1, 0.6, 0.3], 2, [("b", 0.6), ("c", 0.3)]),
-    ([0.1, 0.6, 0.3], 5, [("b", 0.6), ("c", 0.3), ("a", 0.1)]),     # at most every genre
-    ([0.4, 0.2, 0.4], 2, [("a", 0.4), ("c", 0.4)]),                  # a tie: label order
-])
+@pytest.mark.parametrize(
+    "probs, k, expected",
+    [
+        ([0.1, 0.6, 0.3], 2, [("b", 0.6), ("c", 0.3)]),
+        ([0.1, 0.6, 0.3], 5, [("b", 0.6), ("c", 0.3), ("a", 0.1)]),  # at most every genre
+        ([0.4, 0.2, 0.4], 2, [("a", 0.4), ("c", 0.4)]),  # a tie: label order
+    ],
+)
 def test_top_genres(probs, k, expected):
     assert top_genres(np.array(probs), ["a", "b", "c"], k) == expected
 

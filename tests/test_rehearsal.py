@@ -17,12 +17,14 @@ import soundfile as sf
 from benchmarks import rehearsal
 from genreclf.data.fma import audio_members, read_tracks, subset_clips
 
-CLIPS = 16          # two per genre; clip 9 is made from GTZAN
+CLIPS = 16  # two per genre; clip 9 is made from GTZAN
 
 
 def sha1s(source) -> dict[str, str]:
-    return {p.relative_to(source).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted((source / rehearsal.DATASET).rglob("*.mp3"))}
+    return {
+        p.relative_to(source).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted((source / rehearsal.DATASET).rglob("*.mp3"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def test_source_is_an_fma_small_copy_that_fetch_reads(source, tmp_path):
     clips, without_genre = subset_clips(tracks, "fma_small")
     assert without_genre == 0 and len(clips) == CLIPS
     assert clips["genre"].value_counts().to_dict() == {genre: 2 for genre in rehearsal.GENRES}
-    assert set(clips["official_split"]) == {"training"}       # 2 per genre: positions 0 and 1 of the cycle
+    assert set(clips["official_split"]) == {"training"}  # 2 per genre: positions 0 and 1 of the cycle
     assert all(len(t) == 6 for t in clips["track_id"])
     assert (source / "fma_metadata" / "genres.csv").is_file()
 
@@ -71,7 +73,7 @@ def test_a_clip_is_its_base_with_the_planned_gain(source, shared_data):
     plan = rehearsal.plan_clips(CLIPS, 0, fma, gtzan)[0]
     base, _ = sf.read(shared_data / plan.base, dtype="float32")
     clip, _ = sf.read(source / rehearsal.audio_member(plan.track_id), dtype="float32")
-    ratio = np.sqrt(np.mean(clip ** 2) / np.mean(base ** 2))
+    ratio = np.sqrt(np.mean(clip**2) / np.mean(base**2))
     # the whole clip plan.clip_steps steps down; GRANULE_DIPS of ~2300 granules one step more
     assert ratio == pytest.approx(2 ** (-plan.clip_steps / 4), rel=0.02)
 
@@ -81,11 +83,11 @@ def test_gain_change_in_the_bit_stream_is_exact(shared_data):
     data = (shared_data / fma[3]).read_bytes()
     base, _ = sf.read(io.BytesIO(data), dtype="float32")
     halved, _ = sf.read(io.BytesIO(rehearsal.with_gain_changes(data, 4, [])), dtype="float32")
-    np.testing.assert_array_equal(halved, 0.5 * base)       # 4 steps of 2^(1/4)
+    np.testing.assert_array_equal(halved, 0.5 * base)  # 4 steps of 2^(1/4)
 
 
 def test_frames_that_cannot_be_edited_are_refused():
-    crc_protected = bytes([0xFF, 0xFA, 0x90, 0x00]) + bytes(500)     # MPEG-1 layer III, CRC bit set
+    crc_protected = bytes([0xFF, 0xFA, 0x90, 0x00]) + bytes(500)  # MPEG-1 layer III, CRC bit set
     with pytest.raises(ValueError, match="not an unprotected MPEG-1 layer III"):
         rehearsal.mp3_frames(crc_protected)
     with pytest.raises(ValueError, match="no MPEG audio frame"):
@@ -95,7 +97,7 @@ def test_frames_that_cannot_be_edited_are_refused():
 def test_same_seed_same_bytes_other_seed_other_bytes(source, workdir, shared_data):
     first = sha1s(source)
     assert rehearsal.build_source(CLIPS, 0, shared_data, workdir, workers=2, log=lambda m: None) == source
-    assert sha1s(source) == first                                     # reused, not rebuilt
+    assert sha1s(source) == first  # reused, not rebuilt
     tracks = (source / "fma_metadata" / "tracks.csv").read_bytes()
 
     rebuilt_dir = workdir / "again"
@@ -112,7 +114,7 @@ def test_clip_i_does_not_depend_on_n(shared_data):
     small, large = rehearsal.plan_clips(80, 3, fma, gtzan), rehearsal.plan_clips(800, 3, fma, gtzan)
     strip = [(p.genre, p.split, p.base, p.clip_steps, p.dipped) for p in small]
     assert strip == [(p.genre, p.split, p.base, p.clip_steps, p.dipped) for p in large[:80]]
-    assert sum(p.base.startswith("gtzan_mini/") for p in large) == 80          # one in ten
+    assert sum(p.base.startswith("gtzan_mini/") for p in large) == 80  # one in ten
     assert {p.split for p in large[:80]} == {"training", "validation", "test"}
 
 
@@ -120,45 +122,92 @@ def test_track_ids_spread_like_fma_small():
     assert rehearsal.track_ids(3) == ["000002", "051668", "103334"]
     ids = rehearsal.track_ids(8000)
     assert len(set(ids)) == 8000 and ids[-1] <= "155000"
-    assert len({t[:3] for t in ids}) == 152                 # ~53 clips per NNN folder, as in fma_small
+    assert len({t[:3] for t in ids}) == 152  # ~53 clips per NNN folder, as in fma_small
     with pytest.raises(ValueError, match="6-digit"):
         rehearsal.track_ids(2_000_000)
 
 
 def stage(name, seconds, tree_mib, leaf_mib, **more):
-    return {"stage": name, "seconds": seconds, "peak_tree_rss": tree_mib * rehearsal.MIB,
-            "peak_leaf_rss": leaf_mib * rehearsal.MIB, **more}
+    return {
+        "stage": name,
+        "seconds": seconds,
+        "peak_tree_rss": tree_mib * rehearsal.MIB,
+        "peak_leaf_rss": leaf_mib * rehearsal.MIB,
+        **more,
+    }
 
 
 def test_projection_arithmetic():
-    stages = [stage("fetch", 36, 100, 100), stage("convert", 72, 300, 100), stage("features", 40, 400, 100,
-                                                                                  work_seconds=36),
-              stage("train_sklearn@knn", 3.6, 200, 200), stage("train_sklearn@svm", 36, 500, 500),
-              stage("train_keras@cnn2d", 150, 2000, 2000, steps=10, work_seconds=100, seconds_per_step=3,
-                    batch_size=64, units_per_clip=11),
-              stage("train_keras@cnn1d", 8, 900, 900, steps=4, work_seconds=None, seconds_per_step=None,
-                    batch_size=64, units_per_clip=1),
-              stage("train_keras@mobilenet", 90, 3000, 3000, steps=2, work_seconds=60, seconds_per_step=None,
-                    batch_size=32, units_per_clip=1)]
-    p = rehearsal.project_large(stages, clips=100, cores=2, workspace_bytes=5e8, cache_bytes=3e8, data_bytes=4e8,
-                                train_fraction=0.64, target=1000, reference_cores=32)
+    stages = [
+        stage("fetch", 36, 100, 100),
+        stage("convert", 72, 300, 100),
+        stage("features", 40, 400, 100, work_seconds=36),
+        stage("train_sklearn@knn", 3.6, 200, 200),
+        stage("train_sklearn@svm", 36, 500, 500),
+        stage(
+            "train_keras@cnn2d",
+            150,
+            2000,
+            2000,
+            steps=10,
+            work_seconds=100,
+            seconds_per_step=3,
+            batch_size=64,
+            units_per_clip=11,
+        ),
+        stage(
+            "train_keras@cnn1d",
+            8,
+            900,
+            900,
+            steps=4,
+            work_seconds=None,
+            seconds_per_step=None,
+            batch_size=64,
+            units_per_clip=1,
+        ),
+        stage(
+            "train_keras@mobilenet",
+            90,
+            3000,
+            3000,
+            steps=2,
+            work_seconds=60,
+            seconds_per_step=None,
+            batch_size=32,
+            units_per_clip=1,
+        ),
+    ]
+    p = rehearsal.project_large(
+        stages,
+        clips=100,
+        cores=2,
+        workspace_bytes=5e8,
+        cache_bytes=3e8,
+        data_bytes=4e8,
+        train_fraction=0.64,
+        target=1000,
+        reference_cores=32,
+    )
     hours = {name: row["hours"] for name, row in p["stages"].items()}
-    assert hours["fetch"] == pytest.approx({"measured_cores": 0.1, "reference_cores": 0.1})     # 36 s x 10 / 3600
-    assert hours["convert"] == pytest.approx({"measured_cores": 0.2, "reference_cores": 0.0125})   # pool: / 16
+    assert hours["fetch"] == pytest.approx({"measured_cores": 0.1, "reference_cores": 0.1})  # 36 s x 10 / 3600
+    assert hours["convert"] == pytest.approx({"measured_cores": 0.2, "reference_cores": 0.0125})  # pool: / 16
     assert hours["train_sklearn@svm"] == pytest.approx({"measured_cores": 1.0, "reference_cores": 1.0})  # x 10^2
     # features: 4 s of start-up once, its 36 s of work x 10 (on 32 cores / 16)
     assert hours["features"] == pytest.approx({"measured_cores": 364 / 3600, "reference_cores": 26.5 / 3600})
-    assert p["data_half_hours"] == pytest.approx({"measured_cores": 0.3 + 364 / 3600,
-                                                  "reference_cores": 0.1125 + 26.5 / 3600})
+    assert p["data_half_hours"] == pytest.approx(
+        {"measured_cores": 0.3 + 364 / 3600, "reference_cores": 0.1125 + 26.5 / 3600}
+    )
     assert p["sklearn_hours"] == pytest.approx({"measured_cores": 1.01, "reference_cores": 1.01})
 
-    cnn2d = p["keras"]["train_keras@cnn2d"]                 # 640 train clips x 11 segments / 64 = 110 steps
+    cnn2d = p["keras"]["train_keras@cnn2d"]  # 640 train clips x 11 segments / 64 = 110 steps
     assert cnn2d["steps_per_epoch"] == 110 and cnn2d["seconds_per_step"] == 3 and not cnn2d["upper_bound"]
-    assert cnn2d["hours_per_epoch"] == pytest.approx({"measured_cores": 110 * 3 / 3600,
-                                                      "reference_cores": 110 * 3 / 3600 / 16})
-    mobilenet = p["keras"]["train_keras@mobilenet"]         # one step measured: the fit's 60 s over 2 steps
+    assert cnn2d["hours_per_epoch"] == pytest.approx(
+        {"measured_cores": 110 * 3 / 3600, "reference_cores": 110 * 3 / 3600 / 16}
+    )
+    mobilenet = p["keras"]["train_keras@mobilenet"]  # one step measured: the fit's 60 s over 2 steps
     assert mobilenet["steps_per_epoch"] == 20 and mobilenet["seconds_per_step"] == 30 and mobilenet["upper_bound"]
-    cnn1d = p["keras"]["train_keras@cnn1d"]                 # no fit time in the log: the stage's 8 s over 4 steps
+    cnn1d = p["keras"]["train_keras@cnn1d"]  # no fit time in the log: the stage's 8 s over 4 steps
     assert cnn1d["steps_per_epoch"] == 10 and cnn1d["seconds_per_step"] == 2
 
     # 1e8 bytes of models once; data/ (4e8) x 10; the cache: the models once, its other 2e8 bytes x 10
@@ -179,11 +228,16 @@ def test_params_change_only_the_source_and_the_mobilenet_weights(repo_root, tmp_
 
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     changed = rehearsal.rehearsal_params(params, tmp_path)
-    assert changed["data"] == {**params["data"], "dataset": "fma_small", "source": str(tmp_path),
-                               "clips_per_genre": None}
+    assert changed["data"] == {
+        **params["data"],
+        "dataset": "fma_small",
+        "source": str(tmp_path),
+        "clips_per_genre": None,
+    }
     assert changed["mobilenet"] == {**params["mobilenet"], "weights": None}
-    assert {k: v for k, v in changed.items() if k not in ("data", "mobilenet")} == \
-        {k: v for k, v in params.items() if k not in ("data", "mobilenet")}
+    assert {k: v for k, v in changed.items() if k not in ("data", "mobilenet")} == {
+        k: v for k, v in params.items() if k not in ("data", "mobilenet")
+    }
 
 
 def test_step_limit_of_the_keras_stage():
@@ -198,8 +252,9 @@ def test_step_limit_of_the_keras_stage():
             read_step_limit({MAX_STEPS_ENV: bad})
     # what the benchmark reads back from the stage's log
     summary = step_times_summary([3.0, 0.5, 0.7])
-    assert summary == ("3 training step(s): the first 3.00 s (tracing, input start-up), "
-                       "then 0.600 s/step over 2 step(s)")
+    assert summary == (
+        "3 training step(s): the first 3.00 s (tracing, input start-up), then 0.600 s/step over 2 step(s)"
+    )
     assert rehearsal.STEP_COUNT_RE.search("step times: " + summary).group(1) == "3"
     assert rehearsal.FIRST_STEP_RE.search("step times: " + summary).group(1) == "3.00"
     assert rehearsal.STEADY_STEP_RE.search("step times: " + summary).group(1) == "0.600"
@@ -210,7 +265,7 @@ def read_tsv_rows(path) -> int:
     return len(path.read_text().strip().splitlines()) - 1
 
 
-@pytest.mark.slow   # trains in-process: TensorFlow's import and tracing take about 15 s
+@pytest.mark.slow  # trains in-process: TensorFlow's import and tracing take about 15 s
 def test_the_keras_stage_stops_after_the_step_limit_and_logs_the_step_times(tmp_path, monkeypatch, caplog):
     from stages.train_keras import MAX_STEPS_ENV
     from tests.helpers import call_stage

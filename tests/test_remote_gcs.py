@@ -47,7 +47,7 @@ STAGES_THAT_MUST_RERUN = {"train_sklearn@svm", "evaluate_sklearn@svm"}
 STAGES_THAT_MAY_RERUN = {"summarize"}
 # The stage whose dvc.lock entry is deleted and must come back from the run-cache.
 RUN_CACHE_STAGE = "train_sklearn@svm"
-RUN_CACHE_STAGE_COMMAND = "-m stages.train_sklearn svm"   # how its python command line ends
+RUN_CACHE_STAGE_COMMAND = "-m stages.train_sklearn svm"  # how its python command line ends
 PUSH_PULL_TIMEOUT_S = 300
 REPRO_TIMEOUT_S = 600
 
@@ -83,7 +83,7 @@ def checkout_failures(dvc_stderr: str) -> list[str]:
     if CHECKOUT_FAILED not in lines:
         return []
     failed = []
-    for line in lines[lines.index(CHECKOUT_FAILED) + 1:]:
+    for line in lines[lines.index(CHECKOUT_FAILED) + 1 :]:
         if not line.strip() or line.startswith("Is your cache up to date?"):
             break
         failed.append(line.strip())
@@ -137,17 +137,22 @@ def pushed_remote(source_repo, emulator) -> PushedRemote:
     start = time.perf_counter()
     result = dvc(source_repo, "push", timeout=PUSH_PULL_TIMEOUT_S)
     seconds = time.perf_counter() - start
-    stored = [f for f in (emulator.data_dir / EMULATOR_STORAGE_DIR / BUCKET / prefix).rglob("*")
-              if f.is_file()]
-    remote = PushedRemote(emulator, url, count_pushed(result.stdout),
-                          len(emulator.object_names(f"{prefix}/")),
-                          sum(f.stat().st_size for f in stored), seconds)
-    print(f"\n[gcs remote] dvc push: {remote.files_pushed} files, {remote.bytes_stored / 1e6:.1f} MB "
-          f"in {seconds:.1f} s")
+    stored = [f for f in (emulator.data_dir / EMULATOR_STORAGE_DIR / BUCKET / prefix).rglob("*") if f.is_file()]
+    remote = PushedRemote(
+        emulator,
+        url,
+        count_pushed(result.stdout),
+        len(emulator.object_names(f"{prefix}/")),
+        sum(f.stat().st_size for f in stored),
+        seconds,
+    )
+    print(
+        f"\n[gcs remote] dvc push: {remote.files_pushed} files, {remote.bytes_stored / 1e6:.1f} MB in {seconds:.1f} s"
+    )
     return remote
 
 
-@pytest.mark.slow   # runs dvc (config, remote list)
+@pytest.mark.slow  # runs dvc (config, remote list)
 def test_repository_declares_gcs_default_remote(repo_root):
     default = dvc(repo_root, "config", "core.remote").stdout.strip()
     remotes = dict(line.split(None, 1) for line in dvc(repo_root, "remote", "list").stdout.splitlines())
@@ -159,9 +164,10 @@ def test_repository_declares_gcs_default_remote(repo_root):
     assert "/config.local" in (repo_root / ".dvc" / ".gitignore").read_text().splitlines()
 
 
-@pytest.mark.slow   # dvc push/pull, from the end-to-end project
-def test_push_then_pull_in_fresh_clone_gives_identical_outputs(pipeline_project, source_repo,
-                                                               pushed_remote, tmp_path, command_log):
+@pytest.mark.slow  # dvc push/pull, from the end-to-end project
+def test_push_then_pull_in_fresh_clone_gives_identical_outputs(
+    pipeline_project, source_repo, pushed_remote, tmp_path, command_log
+):
     remote = pushed_remote
     assert remote.files_pushed > 0
     assert remote.files_pushed == remote.objects_stored
@@ -171,8 +177,10 @@ def test_push_then_pull_in_fresh_clone_gives_identical_outputs(pipeline_project,
     start = time.perf_counter()
     dvc(clone, "pull", timeout=PUSH_PULL_TIMEOUT_S)
     seconds = time.perf_counter() - start
-    print(f"\n[gcs remote] dvc pull into a fresh clone: {remote.objects_stored} files, "
-          f"{remote.bytes_stored / 1e6:.1f} MB in {seconds:.1f} s")
+    print(
+        f"\n[gcs remote] dvc pull into a fresh clone: {remote.objects_stored} files, "
+        f"{remote.bytes_stored / 1e6:.1f} MB in {seconds:.1f} s"
+    )
 
     outputs = output_paths(source_repo)
     expected = file_digests(source_repo, outputs)
@@ -186,9 +194,10 @@ def test_push_then_pull_in_fresh_clone_gives_identical_outputs(pipeline_project,
     assert UP_TO_DATE in dvc(clone, "status").stdout
 
 
-@pytest.mark.slow   # dvc push/pull, from the end-to-end project
-def test_run_cache_restores_a_stage_missing_from_dvc_lock(pipeline_project, source_repo,
-                                                          pushed_remote, tmp_path, command_log):
+@pytest.mark.slow  # dvc push/pull, from the end-to-end project
+def test_run_cache_restores_a_stage_missing_from_dvc_lock(
+    pipeline_project, source_repo, pushed_remote, tmp_path, command_log
+):
     remote = pushed_remote
     point_remote_at(source_repo, remote.url, remote.emulator.endpoint)
     dvc(source_repo, "push", "--run-cache", timeout=PUSH_PULL_TIMEOUT_S)
@@ -223,9 +232,8 @@ def test_run_cache_restores_a_stage_missing_from_dvc_lock(pipeline_project, sour
     assert UP_TO_DATE in dvc(clone, "status").stdout
 
 
-@pytest.mark.slow   # dvc push/pull, from the end-to-end project
-def test_changing_one_param_reruns_only_its_model(pipeline_project, pushed_remote, tmp_path,
-                                                  command_log):
+@pytest.mark.slow  # dvc push/pull, from the end-to-end project
+def test_changing_one_param_reruns_only_its_model(pipeline_project, pushed_remote, tmp_path, command_log):
     remote = pushed_remote
     clone = fresh_clone(pipeline_project, tmp_path / "clone", remote.emulator.endpoint, remote.url)
     dvc(clone, "pull", timeout=PUSH_PULL_TIMEOUT_S)
@@ -245,17 +253,19 @@ def test_changing_one_param_reruns_only_its_model(pipeline_project, pushed_remot
     assert UP_TO_DATE in dvc(clone, "status").stdout
 
 
-@pytest.mark.slow   # dvc push/pull, from the end-to-end project
-def test_pull_refuses_an_object_corrupted_on_the_remote(pipeline_project, source_repo,
-                                                        pushed_remote, tmp_path):
+@pytest.mark.slow  # dvc push/pull, from the end-to-end project
+def test_pull_refuses_an_object_corrupted_on_the_remote(pipeline_project, source_repo, pushed_remote, tmp_path):
     remote = pushed_remote
     lock = yaml.safe_load((source_repo / "dvc.lock").read_text())
-    path, md5 = next((out["path"], out["md5"]) for stage in lock["stages"].values()
-                     for out in stage.get("outs", []) if not out["md5"].endswith(".dir"))
-    stored = (remote.emulator.data_dir / EMULATOR_STORAGE_DIR / BUCKET / "cache" / "files" / "md5"
-              / md5[:2] / md5[2:])
+    path, md5 = next(
+        (out["path"], out["md5"])
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+        if not out["md5"].endswith(".dir")
+    )
+    stored = remote.emulator.data_dir / EMULATOR_STORAGE_DIR / BUCKET / "cache" / "files" / "md5" / md5[:2] / md5[2:]
     original = stored.read_bytes()
-    stored.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))   # one flipped byte
+    stored.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))  # one flipped byte
     try:
         clone = fresh_clone(pipeline_project, tmp_path / "clone", remote.emulator.endpoint, remote.url)
         pull = dvc(clone, "pull", timeout=PUSH_PULL_TIMEOUT_S, check=False)
@@ -267,13 +277,20 @@ def test_pull_refuses_an_object_corrupted_on_the_remote(pipeline_project, source
     assert not (clone / path).exists()
 
 
-@pytest.mark.parametrize("payload", [b"", b"audio", b"ends in CR\r", b"ends in LF\n",
-                                     b"ends in CRLF\r\n", b"\r\n--==0==\r\n", bytes(range(256))])
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"audio", b"ends in CR\r", b"ends in LF\n", b"ends in CRLF\r\n", b"\r\n--==0==\r\n", bytes(range(256))],
+)
 def test_lf_framed_upload_is_split_on_its_exact_delimiter(payload):
     """The framing gcsfs uses for uploads under 50 MiB (gcsfs.core.simple_upload)."""
     meta = {"name": "cache/files/md5/00/11"}
-    body = (b"--==0==\nContent-Type: application/json; charset=UTF-8\n\n" + json.dumps(meta).encode()
-            + b"\n--==0==\nContent-Type: application/octet-stream\n\n" + payload + b"\n--==0==--")
+    body = (
+        b"--==0==\nContent-Type: application/json; charset=UTF-8\n\n"
+        + json.dumps(meta).encode()
+        + b"\n--==0==\nContent-Type: application/octet-stream\n\n"
+        + payload
+        + b"\n--==0==--"
+    )
     upload = split_lf_multipart(body, "==0==")
     assert upload == {"meta": meta, "content": payload, "content-type": "application/octet-stream"}
 

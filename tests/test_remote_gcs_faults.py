@@ -34,7 +34,7 @@ from tests.gcs_emulator import (
 )
 from tests.pipeline_project import clone_with_shared_cache
 
-pytestmark = pytest.mark.slow   # dvc push/pull against a GCS emulator, from the end-to-end project
+pytestmark = pytest.mark.slow  # dvc push/pull against a GCS emulator, from the end-to-end project
 
 BUCKET = "genreclf-test"
 # The push that is cut short: stop the remote once this many objects have landed.
@@ -49,8 +49,7 @@ def source_repo(pipeline_project, tmp_path_factory) -> Path:
     return clone_with_shared_cache(pipeline_project, tmp_path_factory.mktemp("source") / "repo")
 
 
-def test_unreachable_remote_fails_clearly_and_an_interrupted_push_resumes(pipeline_project,
-                                                                          source_repo, tmp_path):
+def test_unreachable_remote_fails_clearly_and_an_interrupted_push_resumes(pipeline_project, source_repo, tmp_path):
     """A remote stopped in the middle of a push, and (meanwhile) a push from a clone whose
     endpoint is a closed port: both fail in bounded time, naming the endpoint. The
     interrupted push then completes against the restarted remote; the cache is untouched."""
@@ -60,8 +59,9 @@ def test_unreachable_remote_fails_clearly_and_an_interrupted_push_resumes(pipeli
         prefix = "interrupted"
         point_remote_at(source_repo, f"gs://{BUCKET}/{prefix}", server.endpoint)
         closed_endpoint = f"http://{HOST}:{free_port()}"
-        unreachable_clone = fresh_clone(pipeline_project, tmp_path / "clone", closed_endpoint,
-                                        f"gs://{BUCKET}/{prefix}")
+        unreachable_clone = fresh_clone(
+            pipeline_project, tmp_path / "clone", closed_endpoint, f"gs://{BUCKET}/{prefix}"
+        )
         cache = cache_dir(source_repo)
         dvc(unreachable_clone, "cache", "dir", "--local", str(cache))
         cache_before = file_digests(cache)
@@ -90,16 +90,19 @@ def test_unreachable_remote_fails_clearly_and_an_interrupted_push_resumes(pipeli
         # DVC's last words depend on the step the push was in ("failed to transfer '<md5>' - "
         # while uploading, "unexpected error - " otherwise); they name the endpoint.
         assert push.returncode != 0
-        assert any(f"Cannot connect to host {HOST}:{server.port}" in line
-                   for line in error_lines(push_err))
+        assert any(f"Cannot connect to host {HOST}:{server.port}" in line for line in error_lines(push_err))
         assert unreachable_push.returncode != 0
-        assert any(f"Cannot connect to host {closed_endpoint.removeprefix('http://')}" in line
-                   for line in error_lines(unreachable_err))
-        print(f"\n[gcs remote] remote stopped after {landed} objects: push failed in "
-              f"{push_seconds:.1f} s with: {error_lines(push_err)[-1]}\n[gcs remote] closed port: "
-              f"push failed in {unreachable_seconds:.1f} s with: {error_lines(unreachable_err)[-1]}")
+        assert any(
+            f"Cannot connect to host {closed_endpoint.removeprefix('http://')}" in line
+            for line in error_lines(unreachable_err)
+        )
+        print(
+            f"\n[gcs remote] remote stopped after {landed} objects: push failed in "
+            f"{push_seconds:.1f} s with: {error_lines(push_err)[-1]}\n[gcs remote] closed port: "
+            f"push failed in {unreachable_seconds:.1f} s with: {error_lines(unreachable_err)[-1]}"
+        )
 
-        server.start()   # the same port and storage
+        server.start()  # the same port and storage
         assert len(server.object_names(f"{prefix}/")) == landed
         resumed = dvc(source_repo, "push", timeout=PUSH_PULL_TIMEOUT_S)
         assert count_pushed(resumed.stdout) + landed == len(server.object_names(f"{prefix}/"))
@@ -127,8 +130,10 @@ def test_wrong_bucket_fails_clearly(command, pipeline_project, source_repo, tmp_
     finally:
         server.stop()
 
-    print(f"\n[gcs remote] wrong bucket: dvc {command} failed in {time.perf_counter() - start:.1f} s "
-          f"with: {error_lines(result.stderr)}")
+    print(
+        f"\n[gcs remote] wrong bucket: dvc {command} failed in {time.perf_counter() - start:.1f} s "
+        f"with: {error_lines(result.stderr)}"
+    )
     assert result.returncode != 0
     # gcsfs reports the 404 of the bucket's object listing by its path, b/<bucket>/o.
     assert any(f"b/{bucket}/o" in line for line in error_lines(result.stderr))

@@ -17,9 +17,16 @@ NUM_SHARDS = {"train": 3, "val": 2, "test": 10}  # test: more shards than clips
 SAMPLE_RATE = 8000
 
 
-@pytest.mark.parametrize("num_clips, num_shards, sizes", [
-    (10, 3, [4, 3, 3]), (16, 4, [4, 4, 4, 4]), (3, 5, [1, 1, 1]), (1, 1, [1]), (7, 1, [7]),
-])
+@pytest.mark.parametrize(
+    "num_clips, num_shards, sizes",
+    [
+        (10, 3, [4, 3, 3]),
+        (16, 4, [4, 4, 4, 4]),
+        (3, 5, [1, 1, 1]),
+        (1, 1, [1]),
+        (7, 1, [7]),
+    ],
+)
 def test_shard_chunks_are_balanced_and_cover_every_clip(num_clips, num_shards, sizes):
     chunks = shard_chunks(num_clips, num_shards, np.random.default_rng(0))
     assert [len(c) for c in chunks] == sizes
@@ -112,13 +119,16 @@ def test_dataset_info(sharded_project):
     project, audio, _ = sharded_project
     info = read_dataset_info(project / "data" / "shards")
     manifest, _ = read_split(project / "data" / "split", check_wavs=False)
-    lengths = {split: [len(audio[t]) for t in manifest["track_id"][manifest["split"] == split]]
-               for split in SPLIT_SIZES}
+    lengths = {
+        split: [len(audio[t]) for t in manifest["track_id"][manifest["split"] == split]] for split in SPLIT_SIZES
+    }
     assert info == {
         "sample_rate": SAMPLE_RATE,
         "labels": LABELS,
-        "splits": {s: {"clips": SPLIT_SIZES[s], "min_samples": min(lengths[s]), "max_samples": max(lengths[s])}
-                   for s in SPLIT_SIZES},
+        "splits": {
+            s: {"clips": SPLIT_SIZES[s], "min_samples": min(lengths[s]), "max_samples": max(lengths[s])}
+            for s in SPLIT_SIZES
+        },
     }
 
 
@@ -140,15 +150,22 @@ def test_rerun_is_byte_identical_and_the_seed_matters(sharded_project):
     assert second_order != first_order and sorted(second_order) == sorted(first_order)
 
 
-@pytest.mark.parametrize("shard_params, message", [
-    ({"num_shards": {"train": 0, "val": 1, "test": 1}},
-     "params.yaml: shard.num_shards.train = 0: expected an integer > 0"),
-    ({"num_shards": {"train": 2, "val": 1}}, "params.yaml: shard.num_shards.test: missing; add it"),
-    ({"num_shards": {"train": 2.5, "val": 1, "test": 1}},
-     "params.yaml: shard.num_shards.train = 2.5: expected an integer > 0"),
-    ({"num_shards": 4}, "params.yaml: shard.num_shards = 4: expected a mapping with the keys [train, val, test]"),
-    ({"seed": "zero"}, 'params.yaml: shard.seed = "zero": expected an integer >= 0'),
-])
+@pytest.mark.parametrize(
+    "shard_params, message",
+    [
+        (
+            {"num_shards": {"train": 0, "val": 1, "test": 1}},
+            "params.yaml: shard.num_shards.train = 0: expected an integer > 0",
+        ),
+        ({"num_shards": {"train": 2, "val": 1}}, "params.yaml: shard.num_shards.test: missing; add it"),
+        (
+            {"num_shards": {"train": 2.5, "val": 1, "test": 1}},
+            "params.yaml: shard.num_shards.train = 2.5: expected an integer > 0",
+        ),
+        ({"num_shards": 4}, "params.yaml: shard.num_shards = 4: expected a mapping with the keys [train, val, test]"),
+        ({"seed": "zero"}, 'params.yaml: shard.seed = "zero": expected an integer >= 0'),
+    ],
+)
 def test_bad_params_are_a_clear_error(tmp_path, shard_params, message):
     project = make_project(tmp_path, {"shard": shard_params})
     write_split_data(project)
@@ -159,15 +176,23 @@ def test_bad_params_are_a_clear_error(tmp_path, shard_params, message):
     assert not (project / "data" / "shards").exists()
 
 
-@pytest.mark.parametrize("breakage, message", [
-    ("no split dir", "data/split/split_manifest.csv does not exist; run `dvc repro split`"),
-    ("missing wav", "data/split/split_manifest.csv lists 1 WAV files that do not exist (e.g. "
-                    "['data/wav/000003.wav']); run `dvc repro convert`"),
-    ("wrong label", "labels do not match the genres of data/split/labels.json"),
-    pytest.param("stereo wav", "data/wav/000005.wav: expected mono 16-bit PCM, got 2 channels of PCM_16; "
-                 "run `dvc repro convert`",
-                 marks=pytest.mark.slow),      # found while sharding: TensorFlow is loaded by then
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("no split dir", "data/split/split_manifest.csv does not exist; run `dvc repro split`"),
+        (
+            "missing wav",
+            "data/split/split_manifest.csv lists 1 WAV files that do not exist (e.g. "
+            "['data/wav/000003.wav']); run `dvc repro convert`",
+        ),
+        ("wrong label", "labels do not match the genres of data/split/labels.json"),
+        pytest.param(
+            "stereo wav",
+            "data/wav/000005.wav: expected mono 16-bit PCM, got 2 channels of PCM_16; run `dvc repro convert`",
+            marks=pytest.mark.slow,
+        ),  # found while sharding: TensorFlow is loaded by then
+    ],
+)
 def test_bad_data_is_a_clear_error(tmp_path, breakage, message):
     project = make_project(tmp_path, {"shard": {"num_shards": NUM_SHARDS}})
     write_split_data(project)

@@ -42,7 +42,7 @@ def blobs(n_per_class: int, n_features: int = 6, seed: int = 0, spread: float = 
 def test_classifier_sees_standardised_features_reduced_by_pca(name, pca_components):
     x, y = blobs(10)
     pipeline = sklearn_models.build_pipeline(name, pca_components, **OPTIONS[name]).fit(x, y)
-    seen = pipeline[:-1].transform(x)                         # what the classifier is given
+    seen = pipeline[:-1].transform(x)  # what the classifier is given
     standardised = (x - x.mean(axis=0)) / x.std(axis=0)
     if pca_components is None:
         np.testing.assert_allclose(seen, standardised, atol=1e-12)
@@ -61,9 +61,13 @@ def test_probabilities_do_not_depend_on_the_units_of_the_features(name, pca_comp
     scale, shift = np.array([1e-3, 1.0, 1e3, 7.0, 0.1, 50.0]), 100.0 * np.arange(6)
     plain = sklearn_models.build_pipeline(name, pca_components, **OPTIONS[name]).fit(train_x, train_y)
     rescaled = sklearn_models.build_pipeline(name, pca_components, **OPTIONS[name]).fit(
-        train_x * scale + shift, train_y)
-    np.testing.assert_allclose(sklearn_models.class_probabilities(rescaled, test_x * scale + shift, 3),
-                               sklearn_models.class_probabilities(plain, test_x, 3), atol=1e-9)
+        train_x * scale + shift, train_y
+    )
+    np.testing.assert_allclose(
+        sklearn_models.class_probabilities(rescaled, test_x * scale + shift, 3),
+        sklearn_models.class_probabilities(plain, test_x, 3),
+        atol=1e-9,
+    )
 
 
 @pytest.mark.parametrize("name", sklearn_models.MODEL_NAMES)
@@ -82,7 +86,7 @@ def test_svm_probabilities_keep_the_svm_decisions():
     """Temperature scaling is a softmax of the decision values: the most probable genre is the SVM's own."""
     rng = np.random.default_rng(5)
     (train_x, train_y), (test_x, test_y) = blobs(10, seed=0), blobs(20, seed=1)
-    train_x = train_x + rng.normal(scale=12.0, size=train_x.shape)   # blurred: some clips are misclassified
+    train_x = train_x + rng.normal(scale=12.0, size=train_x.shape)  # blurred: some clips are misclassified
     test_x = test_x + rng.normal(scale=12.0, size=test_x.shape)
     pipeline = sklearn_models.build_pipeline("svm", None, **OPTIONS["svm"]).fit(train_x, train_y)
     svc = pipeline.named_steps["classifier"].calibrated_classifiers_[0].estimator
@@ -142,6 +146,7 @@ def test_a_broken_or_missing_model_file_is_a_clear_error(tmp_path):
 
 # ---- the feature table
 
+
 def test_feature_split_keeps_zero_padded_track_ids_and_checks_columns(tmp_path):
     columns = ["a", "b"]
     frame = feature_frame(["000182", "000002"], [0, 1], GENRES, np.ones((2, 2)), columns)
@@ -178,6 +183,7 @@ def test_genre_labels_come_from_the_tables_and_must_agree(tmp_path):
 
 # ---- params (their checks: tests/test_config.py)
 
+
 def settings_of(tmp_path, name: str, overrides: dict | None = None) -> tuple[int | None, dict]:
     """(pca_components, options) that the stage takes from a params.yaml written by the fixture."""
     write_params(tmp_path, overrides)
@@ -197,7 +203,7 @@ CLASSIFIER_SETTINGS = {
 def test_default_like_params_set_the_classifier_and_give_a_working_model(tmp_path, name):
     pca, options = settings_of(tmp_path, name)
     assert pca is None
-    if name == "svm":       # one candidate each for C and gamma: nothing to cross-validate
+    if name == "svm":  # one candidate each for C and gamma: nothing to cross-validate
         options, selected = choose_svm_settings(pca, options, train=None)
         assert selected == {}
     (train_x, train_y), (test_x, test_y) = blobs(10, seed=0), blobs(5, seed=1)
@@ -208,18 +214,24 @@ def test_default_like_params_set_the_classifier_and_give_a_working_model(tmp_pat
 
 def test_svm_lists_become_candidates(tmp_path):
     pca, options = settings_of(tmp_path, "svm", {"svm": {"C": [1, 10], "gamma": ["scale", 0.001]}})
-    assert pca is None and options == {"C": [1.0, 10.0], "kernel": "rbf", "gamma": ["scale", 0.001],
-                                       "cv_folds": 5, "seed": 0}
+    assert pca is None and options == {
+        "C": [1.0, 10.0],
+        "kernel": "rbf",
+        "gamma": ["scale", 0.001],
+        "cv_folds": 5,
+        "seed": 0,
+    }
     _, options = settings_of(tmp_path, "svm", {"svm": {"C": 10, "gamma": "scale"}})
-    assert options["C"] == [10.0] and options["gamma"] == ["scale"]     # one value: one candidate
+    assert options["C"] == [10.0] and options["gamma"] == ["scale"]  # one value: one candidate
 
 
 def test_svm_settings_are_chosen_by_cross_validation():
     """A huge gamma makes every kernel value between different clips ~0: it cannot generalise."""
     x, y = blobs(10, n_features=6)
-    best, score, table = sklearn_models.select_svm_settings(x, y, None, "rbf", [1.0, 10.0], [1000.0, "scale"],
-                                                            folds=5, seed=0)
-    assert best == {"C": 1.0, "gamma": "scale"}          # ties go to the first candidate
+    best, score, table = sklearn_models.select_svm_settings(
+        x, y, None, "rbf", [1.0, 10.0], [1000.0, "scale"], folds=5, seed=0
+    )
+    assert best == {"C": 1.0, "gamma": "scale"}  # ties go to the first candidate
     assert score == 1.0
     assert [(c, g) for c, g, _ in table] == [(1.0, 1000.0), (1.0, "scale"), (10.0, 1000.0), (10.0, "scale")]
     assert max(acc for _, g, acc in table if g == 1000.0) < 1.0
@@ -241,12 +253,15 @@ def small_split(n_per_class: int, n_features: int = 4):
     return artifacts.FeatureSplit([str(i) for i in range(len(y))], x, y, [GENRES[i] for i in y])
 
 
-@pytest.mark.parametrize("name, pca, options, error, message", [
-    ("logreg", 5, OPTIONS["logreg"], ParamError, "pca_components = 5 is more than the 4 features"),
-    ("gnb", 7, OPTIONS["gnb"], ParamError, "use at most 4"),
-    ("knn", None, {"n_neighbors": 13, "weights": "uniform"}, ParamError, "more than the 12 training clips"),
-    ("svm", None, {**OPTIONS["svm"], "cv_folds": 5}, DataError, "at least 5 training clips per genre"),
-])
+@pytest.mark.parametrize(
+    "name, pca, options, error, message",
+    [
+        ("logreg", 5, OPTIONS["logreg"], ParamError, "pca_components = 5 is more than the 4 features"),
+        ("gnb", 7, OPTIONS["gnb"], ParamError, "use at most 4"),
+        ("knn", None, {"n_neighbors": 13, "weights": "uniform"}, ParamError, "more than the 12 training clips"),
+        ("svm", None, {**OPTIONS["svm"], "cv_folds": 5}, DataError, "at least 5 training clips per genre"),
+    ],
+)
 def test_settings_that_do_not_fit_the_data_are_refused(name, pca, options, error, message):
     with pytest.raises(error, match=message):
         check_settings_fit_data(name, pca, options, small_split(4), GENRES)
@@ -288,8 +303,12 @@ def test_stage_writes_the_model_folder(trained_svm):
     folder = artifacts.read_model_folder(model_dir)
     assert folder.labels == GENRES and folder.model_file == model_dir / "model.skops"
     assert folder.preprocessing == {
-        "family": "sklearn", "model": "svm", "sample_rate": 22050,
-        "features": {"n_fft": 2048}, "columns": COLUMNS}
+        "family": "sklearn",
+        "model": "svm",
+        "sample_rate": 22050,
+        "features": {"n_fft": 2048},
+        "columns": COLUMNS,
+    }
     assert "train accuracy 1.000, val accuracy 1.000" in proc.stderr
     assert sklearn_models.load_pipeline(model_dir / "model.skops").n_features_in_ == len(COLUMNS)
 
@@ -303,7 +322,7 @@ def test_stage_rerun_is_byte_identical(trained_svm):
     assert after == before
 
 
-@pytest.mark.slow   # its process loads scikit-learn and librosa (seconds) before the stage refuses
+@pytest.mark.slow  # its process loads scikit-learn and librosa (seconds) before the stage refuses
 def test_stage_with_bad_params_fails_clearly_and_writes_nothing(tmp_path):
     write_params(tmp_path, {"logreg": {"pca_components": 50}})
     write_blob_features(tmp_path)
@@ -313,5 +332,5 @@ def test_stage_with_bad_params_fails_clearly_and_writes_nothing(tmp_path):
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "models").exists()
     proc = run_stage(tmp_path, "train_sklearn", "forest", check=False)
-    assert proc.returncode == 2           # argparse's status for a bad argument
+    assert proc.returncode == 2  # argparse's status for a bad argument
     assert "argument model: invalid choice: 'forest' (choose from 'gnb', 'knn', 'logreg', 'svm')" in proc.stderr

@@ -28,15 +28,18 @@ def sized_genres(sizes: list[int]) -> tuple[list[str], list[str]]:
     return [f"{i:06d}" for i in range(len(genres))], genres
 
 
-@pytest.mark.parametrize("num_clips, fractions, expected", [
-    (100, FRACTIONS, {"train": 64, "val": 16, "test": 20}),
-    (10, FRACTIONS, {"train": 6, "val": 2, "test": 2}),
-    (7, FRACTIONS, {"train": 5, "val": 1, "test": 1}),
-    (1000, {"train": 0.8, "val": 0.1, "test": 0.1}, {"train": 800, "val": 100, "test": 100}),
-    (8000, FRACTIONS, {"train": 5120, "val": 1280, "test": 1600}),
-    (4, {"train": 0.5, "val": 0.25, "test": 0.25}, {"train": 2, "val": 1, "test": 1}),
-    (2, {"train": 0.5, "val": 0.25, "test": 0.25}, {"train": 0, "val": 1, "test": 1}),  # halves round up
-])
+@pytest.mark.parametrize(
+    "num_clips, fractions, expected",
+    [
+        (100, FRACTIONS, {"train": 64, "val": 16, "test": 20}),
+        (10, FRACTIONS, {"train": 6, "val": 2, "test": 2}),
+        (7, FRACTIONS, {"train": 5, "val": 1, "test": 1}),
+        (1000, {"train": 0.8, "val": 0.1, "test": 0.1}, {"train": 800, "val": 100, "test": 100}),
+        (8000, FRACTIONS, {"train": 5120, "val": 1280, "test": 1600}),
+        (4, {"train": 0.5, "val": 0.25, "test": 0.25}, {"train": 2, "val": 1, "test": 1}),
+        (2, {"train": 0.5, "val": 0.25, "test": 0.25}, {"train": 0, "val": 1, "test": 1}),  # halves round up
+    ],
+)
 def test_split_totals(num_clips, fractions, expected):
     assert split_totals(num_clips, fractions) == expected
 
@@ -109,12 +112,18 @@ def test_official_split():
 
 # ---- the stage
 
+
 def write_converted(project, track_ids, genres, official=None):
     """data/converted.csv in a shuffled order (the stage must sort it), written directly."""
-    frame = pd.DataFrame({"track_id": track_ids, "genre": genres,
-                          "path": [f"data/wav/{t}.wav" for t in track_ids],
-                          "official_split": official or [""] * len(track_ids),
-                          "num_samples": 661500})
+    frame = pd.DataFrame(
+        {
+            "track_id": track_ids,
+            "genre": genres,
+            "path": [f"data/wav/{t}.wav" for t in track_ids],
+            "official_split": official or [""] * len(track_ids),
+            "num_samples": 661500,
+        }
+    )
     (project / "data").mkdir(exist_ok=True)
     frame.sample(frac=1, random_state=0).to_csv(project / "data" / "converted.csv", index=False)
 
@@ -173,16 +182,22 @@ def test_stage_official(tmp_path):
     assert list(manifest["label"]) == [1, 1, 2, 0, 0, 0]
 
 
-@pytest.mark.parametrize("split_params, clips_per_genre, message", [
-    ({"method": "official"}, 10, "the dataset has no official split"),
-    ({"method": "random"}, 10, 'params.yaml: split.method = "random": expected one of ["stratified", "official"]'),
-    ({"fractions": {"train": 0.7, "val": 0.2, "test": 0.2}}, 10,
-     'params.yaml: split.fractions = {"train": 0.7, "val": 0.2, "test": 0.2}: the fractions sum to 1.1; '
-     "they must sum to 1"),
-    ({"fractions": {"train": 0.8, "test": 0.2}}, 10, "params.yaml: split.fractions.val: missing; add it"),
-    ({"seed": -1}, 10, "params.yaml: split.seed = -1: expected an integer >= 0"),
-    ({}, 0, "data/converted.csv lists no clips; run `dvc repro convert`"),
-])
+@pytest.mark.parametrize(
+    "split_params, clips_per_genre, message",
+    [
+        ({"method": "official"}, 10, "the dataset has no official split"),
+        ({"method": "random"}, 10, 'params.yaml: split.method = "random": expected one of ["stratified", "official"]'),
+        (
+            {"fractions": {"train": 0.7, "val": 0.2, "test": 0.2}},
+            10,
+            'params.yaml: split.fractions = {"train": 0.7, "val": 0.2, "test": 0.2}: the fractions sum to 1.1; '
+            "they must sum to 1",
+        ),
+        ({"fractions": {"train": 0.8, "test": 0.2}}, 10, "params.yaml: split.fractions.val: missing; add it"),
+        ({"seed": -1}, 10, "params.yaml: split.seed = -1: expected an integer >= 0"),
+        ({}, 0, "data/converted.csv lists no clips; run `dvc repro convert`"),
+    ],
+)
 def test_stage_bad_input_is_a_clear_error(tmp_path, split_params, clips_per_genre, message):
     project = make_project(tmp_path, {"split": split_params})
     write_converted(project, *gtzan_like(clips_per_genre))
@@ -212,17 +227,25 @@ def test_stage_needs_converted_csv(tmp_path):
 
 # ---- the split artifact's reader (library level: it names the file at fault, never a stage)
 
+
 def test_read_split_checks_the_manifest_against_labels_and_wavs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     split_dir = "data/split"
-    manifest = pd.DataFrame({"track_id": ["b", "a", "c"], "path": [f"data/wav/{t}.wav" for t in "bac"],
-                             "genre": ["pop", "rock", "rock"], "label": [0, 1, 1], "split": ["val", "train", "test"]})
+    manifest = pd.DataFrame(
+        {
+            "track_id": ["b", "a", "c"],
+            "path": [f"data/wav/{t}.wav" for t in "bac"],
+            "genre": ["pop", "rock", "rock"],
+            "label": [0, 1, 1],
+            "split": ["val", "train", "test"],
+        }
+    )
     write_split(split_dir, manifest, ["pop", "rock"])
     with pytest.raises(DataError, match=r"split_manifest.csv lists 3 WAV files that do not exist") as caught:
         read_split(split_dir)
     assert caught.value.path == "data/wav/a.wav" and "dvc repro" not in str(caught.value)
     got, labels = read_split(split_dir, check_wavs=False)
-    assert labels == ["pop", "rock"] and got["track_id"].tolist() == ["a", "b", "c"]     # sorted by track id
+    assert labels == ["pop", "rock"] and got["track_id"].tolist() == ["a", "b", "c"]  # sorted by track id
     assert got["label"].tolist() == [1, 0, 1] and got["label"].dtype == np.int64
 
     def refused(changed: pd.DataFrame, message: str, labels=("pop", "rock"), at="split_manifest.csv"):
@@ -231,11 +254,17 @@ def test_read_split_checks_the_manifest_against_labels_and_wavs(tmp_path, monkey
             read_split(split_dir, check_wavs=False)
         assert caught.value.path == f"{split_dir}/{at}" and "dvc repro" not in str(caught.value)
 
-    refused(manifest.assign(label=[0, 0, 1]), r"labels do not match the genres of data/split/labels.json "
-                                              r"\(\(track_id, genre, label\): \[\('a', 'rock', 0\)\]\)")
+    refused(
+        manifest.assign(label=[0, 0, 1]),
+        r"labels do not match the genres of data/split/labels.json "
+        r"\(\(track_id, genre, label\): \[\('a', 'rock', 0\)\]\)",
+    )
     refused(manifest.assign(label=[0, 1, 2]), r"\('c', 'rock', 2\)")
-    refused(manifest.assign(label=["0", "x", "1"]), r"label must be a non-negative integer; it is not for the "
-                                                    r"clips \['a'\]")
+    refused(
+        manifest.assign(label=["0", "x", "1"]),
+        r"label must be a non-negative integer; it is not for the "
+        r"clips \['a'\]",
+    )
     refused(manifest.assign(split=["train", "train", "test"]), r"the split\(s\) \['val'\] have no clips")
     refused(manifest.assign(split=["val", "training", "test"]), r"split values \['training'\] are none of")
     refused(manifest.assign(track_id=["b", "b", "c"]), r"track ids listed more than once: \['b'\]")

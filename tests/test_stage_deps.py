@@ -150,8 +150,10 @@ def test_a_missing_module_is_reported_with_stage_and_module(tmp_path):
     stage = {"cmd": "python -m stages.run", "deps": ["stages/run.py", "genreclf/io.py"]}
     missing = uncovered_modules(stage, tmp_path)
     # the lazy import inside late(), the package __init__ that holds code, and what it imports
-    assert missing == ["genreclf.models (genreclf/models/__init__.py)",
-                       "genreclf.models.helper (genreclf/models/helper.py)",
-                       "genreclf.models.x (genreclf/models/x.py)"]
+    assert missing == [
+        "genreclf.models (genreclf/models/__init__.py)",
+        "genreclf.models.helper (genreclf/models/helper.py)",
+        "genreclf.models.x (genreclf/models/x.py)",
+    ]
     stage["deps"].append("genreclf/models")
     assert uncovered_modules(stage, tmp_path) == []

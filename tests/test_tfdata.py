@@ -18,8 +18,16 @@ from tests.keras_fixture import LABELS, SAMPLE_RATE, genre_clip, write_tiny_shar
 
 
 def librosa_log_mel(audio, sr, n_fft, hop, n_mels):
-    mel = librosa.feature.melspectrogram(y=audio.astype(np.float64), sr=sr, n_fft=n_fft, hop_length=hop,
-                                         n_mels=n_mels, center=True, pad_mode="constant", power=2.0)
+    mel = librosa.feature.melspectrogram(
+        y=audio.astype(np.float64),
+        sr=sr,
+        n_fft=n_fft,
+        hop_length=hop,
+        n_mels=n_mels,
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+    )
     return librosa.power_to_db(mel, ref=np.max, top_db=80.0).T
 
 
@@ -30,19 +38,35 @@ def shards(tmp_path_factory):
 
 
 WAVEFORM = {"input": "waveform_windows", "window_size": 256, "sample_rate": SAMPLE_RATE}
-IMAGE = {"input": "mel_image", "sample_rate": SAMPLE_RATE, "n_fft": 256, "hop_length": 64, "n_mels": 16,
-         "image_size": 32}
-SEGMENTS = {"input": "mel_segments", "sample_rate": SAMPLE_RATE, "n_fft": 256, "hop_length": 64,
-            "image_size": 32, "segments_per_clip": 3}
+IMAGE = {
+    "input": "mel_image",
+    "sample_rate": SAMPLE_RATE,
+    "n_fft": 256,
+    "hop_length": 64,
+    "n_mels": 16,
+    "image_size": 32,
+}
+SEGMENTS = {
+    "input": "mel_segments",
+    "sample_rate": SAMPLE_RATE,
+    "n_fft": 256,
+    "hop_length": 64,
+    "image_size": 32,
+    "segments_per_clip": 3,
+}
 
 
 # ---- spectrograms -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("sr, n_fft, hop, n_mels, seconds", [
-    (4000, 256, 64, 16, 0.9),
-    (22050, 2048, 512, 128, 1.0),
-    (22050, 1024, 256, 64, 0.37),
-])
+
+@pytest.mark.parametrize(
+    "sr, n_fft, hop, n_mels, seconds",
+    [
+        (4000, 256, 64, 16, 0.9),
+        (22050, 2048, 512, 128, 1.0),
+        (22050, 1024, 256, 64, 0.37),
+    ],
+)
 def test_log_mel_matches_librosa_on_a_tone(sr, n_fft, hop, n_mels, seconds):
     t = np.arange(int(sr * seconds)) / sr
     audio = (0.5 * np.sin(2 * np.pi * 440.0 * t) + 0.1 * np.sin(2 * np.pi * 1234.0 * t)).astype(np.float32)
@@ -64,15 +88,18 @@ def test_log_mel_matches_librosa_on_a_real_clip(gtzan_mini):
 
 
 def test_mel_filterbank_is_librosa():
-    np.testing.assert_allclose(spectrograms.mel_filterbank(22050, 2048, 128),
-                               librosa.filters.mel(sr=22050, n_fft=2048, n_mels=128).T, rtol=1e-6)
+    np.testing.assert_allclose(
+        spectrograms.mel_filterbank(22050, 2048, 128),
+        librosa.filters.mel(sr=22050, n_fft=2048, n_mels=128).T,
+        rtol=1e-6,
+    )
 
 
 def test_spectrogram_image_puts_low_bands_at_the_bottom():
-    log_mel = tf.constant(np.arange(12, dtype=np.float32).reshape(3, 4))   # 3 frames x 4 bands
+    log_mel = tf.constant(np.arange(12, dtype=np.float32).reshape(3, 4))  # 3 frames x 4 bands
     image = spectrograms.spectrogram_image(log_mel).numpy()[..., 0]
     assert image.shape == (4, 3)
-    np.testing.assert_array_equal(image[-1], [0, 4, 8])        # band 0 on the last row
+    np.testing.assert_array_equal(image[-1], [0, 4, 8])  # band 0 on the last row
     np.testing.assert_array_equal(image[0], [3, 7, 11])
 
 
@@ -81,25 +108,33 @@ def test_waveform_windows_are_consecutive(length, window):
     audio = np.arange(length, dtype=np.int16)
     windows = spectrograms.waveform_windows(audio, window).numpy()
     assert windows.shape == (length // window, window, 1)
-    np.testing.assert_array_equal(windows.reshape(-1) * 32768.0, audio[:(length // window) * window])
+    np.testing.assert_array_equal(windows.reshape(-1) * 32768.0, audio[: (length // window) * window])
 
 
 def test_random_window_is_seeded_and_inside_the_clip():
     audio = np.arange(5000, dtype=np.int16)
+
     def start(seed):
         window = spectrograms.random_waveform_window(audio, 300, tf.constant(seed, tf.int64)).numpy()
         first = int(round(window[0, 0] * 32768))
         np.testing.assert_array_equal(np.round(window[:, 0] * 32768), np.arange(first, first + 300))
         return first
+
     starts = [start([s, 7]) for s in range(20)]
     assert all(0 <= s <= 4700 for s in starts)
     assert start([3, 7]) == starts[3]
     assert len(set(starts)) > 10
 
 
-@pytest.mark.parametrize("frames, size, count, expected", [
-    (100, 32, 3, [0, 34, 68]), (32, 32, 2, [0, 0]), (50, 10, 1, [0]), (41, 32, 4, [0, 3, 6, 9]),
-])
+@pytest.mark.parametrize(
+    "frames, size, count, expected",
+    [
+        (100, 32, 3, [0, 34, 68]),
+        (32, 32, 2, [0, 0]),
+        (50, 10, 1, [0]),
+        (41, 32, 4, [0, 3, 6, 9]),
+    ],
+)
 def test_segment_starts_are_evenly_spaced(frames, size, count, expected):
     assert spectrograms.segment_starts(tf.constant(frames), size, count).numpy().tolist() == expected
 
@@ -107,13 +142,14 @@ def test_segment_starts_are_evenly_spaced(frames, size, count, expected):
 def test_mel_segments_are_slices_of_the_clip_spectrogram():
     audio = genre_clip(1, 4000, np.random.default_rng(1))
     segments = spectrograms.mel_segments(audio, SAMPLE_RATE, 256, 64, 32, 3).numpy()
-    whole = spectrograms.scale_decibels(spectrograms.log_mel_spectrogram(
-        spectrograms.audio_to_float(audio), SAMPLE_RATE, 256, 64, 32))
-    image = spectrograms.spectrogram_image(whole).numpy()[..., 0]           # [32 bands, 63 frames]
+    whole = spectrograms.scale_decibels(
+        spectrograms.log_mel_spectrogram(spectrograms.audio_to_float(audio), SAMPLE_RATE, 256, 64, 32)
+    )
+    image = spectrograms.spectrogram_image(whole).numpy()[..., 0]  # [32 bands, 63 frames]
     starts = spectrograms.segment_starts(tf.constant(image.shape[1]), 32, 3).numpy()
     assert segments.shape == (3, 32, 32, 1)
     for segment, begin in zip(segments, starts):
-        np.testing.assert_array_equal(segment[..., 0], image[:, begin:begin + 32])
+        np.testing.assert_array_equal(segment[..., 0], image[:, begin : begin + 32])
 
 
 def test_mel_image_and_mobilenet_pixels_ranges():
@@ -128,6 +164,7 @@ def test_mel_image_and_mobilenet_pixels_ranges():
 
 
 # ---- shards and pipelines ------------------------------------------------------------------
+
 
 def test_read_dataset_info_and_errors(shards, tmp_path):
     shard_dir, info = shards
@@ -156,30 +193,41 @@ def test_read_clips_gives_every_clip_once(shards):
         assert LABELS[clip["label"]] in clip["track_id"].decode()
 
 
-@pytest.mark.parametrize("preprocessing, unit_shape, units_per_clip", [
-    (WAVEFORM, (256, 1), 1), (IMAGE, (32, 32, 3), 1), (SEGMENTS, (32, 32, 1), 3),
-])
+@pytest.mark.parametrize(
+    "preprocessing, unit_shape, units_per_clip",
+    [
+        (WAVEFORM, (256, 1), 1),
+        (IMAGE, (32, 32, 3), 1),
+        (SEGMENTS, (32, 32, 1), 3),
+    ],
+)
 def test_training_dataset_is_seeded_and_reshuffled(shards, preprocessing, unit_shape, units_per_clip):
     shard_dir, info = shards
     clips = info["splits"]["train"]["clips"]
+
     def epochs(seed, cache):
         dataset = tfdata.training_dataset(shard_dir, "train", preprocessing, 3, 5, seed, clips, cache=cache)
         return [[(x.numpy(), y.numpy()) for x, y in dataset] for _ in range(2)]
+
     first, again, other = epochs(0, True), epochs(0, False), epochs(1, True)
     batches = first[0]
-    assert clips == 18 and len(batches) == {1: 4, 3: 11}[units_per_clip]       # 18 or 54 units in batches of 5
+    assert clips == 18 and len(batches) == {1: 4, 3: 11}[units_per_clip]  # 18 or 54 units in batches of 5
     assert batches[0][0].shape == (5, *unit_shape) and batches[0][1].shape == (5, 3)
     labels = np.concatenate([y for _, y in batches])
     assert labels.shape == (clips * units_per_clip, 3) and set(labels.sum(axis=1)) == {1.0}
     assert np.bincount(labels.argmax(axis=1)).tolist() == [clips * units_per_clip // 3] * 3
+
     def same(a, b):
         return all(np.array_equal(x1, x2) and np.array_equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
-    assert same(first[0], epochs(0, True)[0]) and same(first[1], epochs(0, True)[1])   # seeded
-    assert not same(first[0], first[1])                                                 # new order each epoch
+
+    assert same(first[0], epochs(0, True)[0]) and same(first[1], epochs(0, True)[1])  # seeded
+    assert not same(first[0], first[1])  # new order each epoch
     assert not same(first[0], other[0])
-    if preprocessing is not WAVEFORM:        # cache or not: same clips' features (in another order)
+    if preprocessing is not WAVEFORM:  # cache or not: same clips' features (in another order)
+
         def key(batches_):
             return sorted(float(x.sum()) for b, _ in batches_ for x in b)
+
         np.testing.assert_allclose(key(first[0]), key(again[0]), rtol=1e-6)
 
 
@@ -187,10 +235,14 @@ def test_training_dataset_is_seeded_and_reshuffled(shards, preprocessing, unit_s
 def test_evaluation_dataset_units_belong_to_their_clip(shards, preprocessing):
     shard_dir, info = shards
     clips = {c["track_id"]: c for c in tfdata.read_clips(shard_dir, "val").as_numpy_iterator()}
-    units, index, labels, track_ids = (np.concatenate(parts) for parts in zip(
-        *[[t.numpy() for t in batch] for batch in tfdata.evaluation_dataset(shard_dir, "val", preprocessing, 7)]))
+    units, index, labels, track_ids = (
+        np.concatenate(parts)
+        for parts in zip(
+            *[[t.numpy() for t in batch] for batch in tfdata.evaluation_dataset(shard_dir, "val", preprocessing, 7)]
+        )
+    )
     assert index.max() + 1 == len(clips) == info["splits"]["val"]["clips"]
-    assert np.all(np.diff(index) >= 0)                    # units of a clip are consecutive
+    assert np.all(np.diff(index) >= 0)  # units of a clip are consecutive
     for i in range(len(clips)):
         clip = clips[track_ids[index == i][0]]
         expected = tfdata.units_of_clip(clip["audio"], preprocessing).numpy()
@@ -198,8 +250,9 @@ def test_evaluation_dataset_units_belong_to_their_clip(shards, preprocessing):
         assert set(labels[index == i]) == {clip["label"]}
         if preprocessing is WAVEFORM:
             assert len(expected) == len(clip["audio"]) // 256
-    validation = [(x.numpy(), y.numpy()) for x, y in
-                  tfdata.validation_dataset(shard_dir, "val", preprocessing, 3, 7, cache=True)]
+    validation = [
+        (x.numpy(), y.numpy()) for x, y in tfdata.validation_dataset(shard_dir, "val", preprocessing, 3, 7, cache=True)
+    ]
     np.testing.assert_allclose(np.concatenate([x for x, _ in validation]), units, atol=1e-6)
     np.testing.assert_array_equal(np.concatenate([y for _, y in validation]).argmax(axis=1), labels)
 
@@ -207,7 +260,7 @@ def test_evaluation_dataset_units_belong_to_their_clip(shards, preprocessing):
 @pytest.mark.parametrize("preprocessing", [WAVEFORM, IMAGE, SEGMENTS])
 def test_bytes_per_clip_are_those_of_the_cached_features(preprocessing):
     audio = genre_clip(0, 3000, np.random.default_rng(3))
-    cached = tfdata.clip_features(tf.constant(audio), preprocessing).numpy()     # what cache() keeps
+    cached = tfdata.clip_features(tf.constant(audio), preprocessing).numpy()  # what cache() keeps
     assert tfdata.feature_bytes_per_clip(preprocessing, len(audio)) == cached.nbytes
 
 
@@ -217,8 +270,10 @@ def test_minimum_clip_is_the_shortest_that_gives_a_unit():
     assert tfdata.units_of_clip(np.zeros(shortest, np.int16), WAVEFORM).shape == (1, 256, 1)
     # a segment is 32 frames wide: librosa's centred STFT gives 32 frames from the shortest clip, 31 from less
     shortest = tfdata.min_clip_samples(SEGMENTS)
-    frames = [librosa.feature.melspectrogram(y=np.zeros(n), sr=SAMPLE_RATE, n_fft=256, hop_length=64,
-                                             n_mels=32).shape[1] for n in (shortest - 1, shortest)]
+    frames = [
+        librosa.feature.melspectrogram(y=np.zeros(n), sr=SAMPLE_RATE, n_fft=256, hop_length=64, n_mels=32).shape[1]
+        for n in (shortest - 1, shortest)
+    ]
     assert frames == [31, 32]
     assert tfdata.units_of_clip(np.zeros(shortest, np.int16), SEGMENTS).shape == (3, 32, 32, 1)
 

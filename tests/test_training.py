@@ -21,8 +21,13 @@ from stages.config import load_config
 from tests.helpers import call_stage, directory_bytes, run_stage
 from tests.keras_fixture import LABELS, TINY_PARAMS, write_tiny_repo, write_tiny_shards
 
-DVCLIVE_FILES = ["metrics.json", "plots/metrics/eval/accuracy.tsv", "plots/metrics/eval/loss.tsv",
-                 "plots/metrics/train/accuracy.tsv", "plots/metrics/train/loss.tsv"]
+DVCLIVE_FILES = [
+    "metrics.json",
+    "plots/metrics/eval/accuracy.tsv",
+    "plots/metrics/eval/loss.tsv",
+    "plots/metrics/train/accuracy.tsv",
+    "plots/metrics/train/loss.tsv",
+]
 MODEL_FILES = ["labels.json", "model.keras", "preprocessing.json"]
 
 
@@ -42,10 +47,17 @@ def cnn1d_repo(tmp_path_factory):
 
 # ---- pure choices -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("tpus, gpus, expected", [
-    ([], [], "default"), ([], ["GPU:0"], "default"), ([], ["GPU:0", "GPU:1"], "mirrored"),
-    (["TPU:0"], [], "tpu"), (["TPU:0"], ["GPU:0", "GPU:1"], "tpu"),
-])
+
+@pytest.mark.parametrize(
+    "tpus, gpus, expected",
+    [
+        ([], [], "default"),
+        ([], ["GPU:0"], "default"),
+        ([], ["GPU:0", "GPU:1"], "mirrored"),
+        (["TPU:0"], [], "tpu"),
+        (["TPU:0"], ["GPU:0", "GPU:1"], "tpu"),
+    ],
+)
 def test_choose_strategy_kind(tpus, gpus, expected):
     assert training.choose_strategy_kind(tpus, gpus) == expected
 
@@ -58,11 +70,16 @@ def test_default_strategy_and_global_batch():
         training.make_strategy("quantum")
 
 
-@pytest.mark.parametrize("mixed, kind, gpus, expected", [
-    (False, "default", ["GPU:0"], "float32"), (True, "default", ["GPU:0"], "mixed_float16"),
-    (True, "mirrored", ["GPU:0", "GPU:1"], "mixed_float16"), (True, "default", [], "float32"),
-    (True, "tpu", [], "mixed_bfloat16"),
-])
+@pytest.mark.parametrize(
+    "mixed, kind, gpus, expected",
+    [
+        (False, "default", ["GPU:0"], "float32"),
+        (True, "default", ["GPU:0"], "mixed_float16"),
+        (True, "mirrored", ["GPU:0", "GPU:1"], "mixed_float16"),
+        (True, "default", [], "float32"),
+        (True, "tpu", [], "mixed_bfloat16"),
+    ],
+)
 def test_precision_policy(mixed, kind, gpus, expected):
     assert training.precision_policy(mixed, kind, gpus) == expected
 
@@ -76,29 +93,44 @@ def test_cache_plan_fills_memory_in_order():
 
 # ---- params ----------------------------------------------------------------------------------
 
-INFO = {"sample_rate": 4000, "labels": LABELS,
-        "splits": {"train": {"clips": 18, "min_samples": 3000, "max_samples": 4400},
-                   "val": {"clips": 6, "min_samples": 2500, "max_samples": 4400},
-                   "test": {"clips": 6, "min_samples": 3100, "max_samples": 4400}}}
+INFO = {
+    "sample_rate": 4000,
+    "labels": LABELS,
+    "splits": {
+        "train": {"clips": 18, "min_samples": 3000, "max_samples": 4400},
+        "val": {"clips": 6, "min_samples": 2500, "max_samples": 4400},
+        "test": {"clips": 6, "min_samples": 3100, "max_samples": 4400},
+    },
+}
 
 
-@pytest.mark.parametrize("model, changes, message", [
-    ("cnn1d", {"window_size": 2501}, r"cnn1d.window_size = 2501 samples is longer than the shortest clip \(2500 "
-                                     r"samples, split 'val'"),
-    ("cnn2d", {"image_size": 48}, "need clips of 3008 samples, but the shortest clip has 2500"),
-    ("cnn2d", {"hop_length": 128}, "need clips of 3968 samples"),
-])
+@pytest.mark.parametrize(
+    "model, changes, message",
+    [
+        (
+            "cnn1d",
+            {"window_size": 2501},
+            r"cnn1d.window_size = 2501 samples is longer than the shortest clip \(2500 "
+            r"samples, split 'val'",
+        ),
+        ("cnn2d", {"image_size": 48}, "need clips of 3008 samples, but the shortest clip has 2500"),
+        ("cnn2d", {"hop_length": 128}, "need clips of 3968 samples"),
+    ],
+)
 def test_settings_that_do_not_fit_the_data_are_refused(model, changes, message):
     """The checks that need dataset_info.json (the others: tests/test_config.py)."""
     with pytest.raises(ParamError, match=message):
         train_keras.check_settings_fit_data(model, dict(TINY_PARAMS[model], **changes), INFO)
 
 
-@pytest.mark.parametrize("model, changes", [
-    ("cnn1d", {"window_size": 2500}),                        # exactly the shortest clip
-    ("cnn2d", {"image_size": 40}),                           # 1 + 2500 // 64 = 40 frames
-    ("mobilenet", {}),
-])
+@pytest.mark.parametrize(
+    "model, changes",
+    [
+        ("cnn1d", {"window_size": 2500}),  # exactly the shortest clip
+        ("cnn2d", {"image_size": 40}),  # 1 + 2500 // 64 = 40 frames
+        ("mobilenet", {}),
+    ],
+)
 def test_settings_that_fit_the_data_pass(model, changes):
     train_keras.check_settings_fit_data(model, dict(TINY_PARAMS[model], **changes), INFO)
 
@@ -124,10 +156,11 @@ def test_a_tiny_params_file_gives_the_stage_its_section(tmp_path):
 
 # ---- the stage, end to end ---------------------------------------------------------------
 
+
 def test_cnn1d_stage_writes_exactly_its_outputs(cnn1d_repo):
     assert sorted(directory_bytes(cnn1d_repo / "dvclive" / "cnn1d")) == DVCLIVE_FILES
     assert sorted(directory_bytes(cnn1d_repo / "models" / "cnn1d")) == MODEL_FILES
-    assert sorted(p.name for p in (cnn1d_repo / "dvclive").iterdir()) == ["cnn1d"]     # no temp folders left
+    assert sorted(p.name for p in (cnn1d_repo / "dvclive").iterdir()) == ["cnn1d"]  # no temp folders left
     assert sorted(p.name for p in (cnn1d_repo / "models").iterdir()) == ["cnn1d"]
     metrics = json.loads((cnn1d_repo / "dvclive/cnn1d/metrics.json").read_text())
     epochs = TINY_PARAMS["cnn1d"]["epochs"]
@@ -138,14 +171,21 @@ def test_cnn1d_stage_writes_exactly_its_outputs(cnn1d_repo):
     assert 0 <= best["step"] < epochs and 0 <= best["eval"]["clip_accuracy"] <= 1
     for name in DVCLIVE_FILES[1:]:
         rows = read_tsv(cnn1d_repo / "dvclive/cnn1d" / name)
-        assert list(rows[0]) == ["step", Path(name).stem]                 # no timestamp column
+        assert list(rows[0]) == ["step", Path(name).stem]  # no timestamp column
         assert [int(r["step"]) for r in rows] == list(range(epochs))
         assert all(math.isfinite(float(r[Path(name).stem])) for r in rows)
     eval_loss = [float(r["loss"]) for r in read_tsv(cnn1d_repo / "dvclive/cnn1d/plots/metrics/eval/loss.tsv")]
     assert best["eval"]["loss"] == min(eval_loss) == eval_loss[best["step"]]
     folder = read_model_folder(cnn1d_repo / "models/cnn1d")
-    assert {"family": "keras", "model": "cnn1d", "sample_rate": 4000, "labels": LABELS, "window_size": 256,
-            "input": "waveform_windows", "unit": "window"}.items() <= folder.preprocessing.items()
+    assert {
+        "family": "keras",
+        "model": "cnn1d",
+        "sample_rate": 4000,
+        "labels": LABELS,
+        "window_size": 256,
+        "input": "waveform_windows",
+        "unit": "window",
+    }.items() <= folder.preprocessing.items()
     assert folder.labels == LABELS and folder.model_file == cnn1d_repo / "models/cnn1d/model.keras"
 
 
@@ -166,11 +206,13 @@ def test_another_seed_gives_another_model(cnn1d_repo, tmp_path):
     params["cnn1d"]["seed"] = 1
     write_tiny_repo(tmp_path, params)
     call_stage(tmp_path, "train_keras", "cnn1d")
-    assert (tmp_path / "models/cnn1d/model.keras").read_bytes() != \
-        (cnn1d_repo / "models/cnn1d/model.keras").read_bytes()
+    assert (tmp_path / "models/cnn1d/model.keras").read_bytes() != (
+        cnn1d_repo / "models/cnn1d/model.keras"
+    ).read_bytes()
 
 
 # ---- inference --------------------------------------------------------------------------
+
 
 def test_predict_split_averages_the_windows_of_each_clip(cnn1d_repo):
     predictor = predictors.load_predictor(cnn1d_repo / "models/cnn1d")
@@ -185,7 +227,7 @@ def test_predict_split_averages_the_windows_of_each_clip(cnn1d_repo):
     for track_id, probabilities, label in zip(result.track_ids, result.probabilities, result.y_true):
         clip = clips[track_id]
         assert label == clip["label"]
-        windows = clip["audio"][:len(clip["audio"]) // 256 * 256].reshape(-1, 256, 1) / 32768.0
+        windows = clip["audio"][: len(clip["audio"]) // 256 * 256].reshape(-1, 256, 1) / 32768.0
         window_probs = predictor.model.predict_on_batch(windows.astype("float32"))
         np.testing.assert_allclose(probabilities, window_probs.mean(axis=0), rtol=1e-5)
         np.testing.assert_allclose(predictor.predict_audio(clip["audio"]), probabilities, rtol=1e-5)
@@ -209,10 +251,10 @@ def test_predict_clip_refuses_bad_audio(cnn1d_repo):
 
 def test_clip_probabilities_mean_and_sigmoid_normalisation():
     units = np.array([[0.2, 0.4], [0.4, 0.8], [0.9, 0.3]])
-    np.testing.assert_allclose(predictors.clip_probabilities(units, np.array([0, 0, 1]), 2),
-                               [[0.3, 0.6], [0.9, 0.3]])
-    np.testing.assert_allclose(predictors.clip_probabilities(units, np.array([0, 0, 1]), 2, "sigmoid"),
-                               [[1 / 3, 2 / 3], [0.75, 0.25]])
+    np.testing.assert_allclose(predictors.clip_probabilities(units, np.array([0, 0, 1]), 2), [[0.3, 0.6], [0.9, 0.3]])
+    np.testing.assert_allclose(
+        predictors.clip_probabilities(units, np.array([0, 0, 1]), 2, "sigmoid"), [[1 / 3, 2 / 3], [0.75, 0.25]]
+    )
 
 
 def test_cnn2d_with_sigmoid_loss(tmp_path):
@@ -228,8 +270,11 @@ def test_cnn2d_with_sigmoid_loss(tmp_path):
     result = predictor.predict_split(tmp_path / "data", "val")
     assert result.unit_name == "segment" and result.num_units == 2 * len(result.track_ids)
     np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, rtol=1e-6)
-    clip = next(c for c in tfdata.read_clips(tmp_path / "data/shards", "val").as_numpy_iterator()
-                if c["track_id"].decode() == result.track_ids[0])
+    clip = next(
+        c
+        for c in tfdata.read_clips(tmp_path / "data/shards", "val").as_numpy_iterator()
+        if c["track_id"].decode() == result.track_ids[0]
+    )
     segment_probs = model.predict_on_batch(tfdata.units_of_clip(clip["audio"], predictor.preprocessing))
     mean = segment_probs.mean(axis=0)
     np.testing.assert_allclose(result.probabilities[0], mean / mean.sum(), rtol=1e-5)
@@ -243,39 +288,52 @@ def test_cnn2d_with_sigmoid_loss(tmp_path):
     assert math.isfinite(metrics["train"]["loss"])
 
 
-@pytest.mark.slow   # trains MobileNetV2 twice (fit, then fine-tuning): half a minute of graph building
+@pytest.mark.slow  # trains MobileNetV2 twice (fit, then fine-tuning): half a minute of graph building
 def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
     from dvclive import Live
 
     info = write_tiny_shards(tmp_path / "shards")
     keras.utils.set_random_seed(5)
-    source = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False,
-                                            weights=None, pooling="avg")
+    source = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None, pooling="avg"
+    )
     weights_file = tmp_path / "base.weights.h5"
     source.save_weights(weights_file)
-    settings = dict(TINY_PARAMS["mobilenet"], weights=str(weights_file), epochs=1, fine_tune_layers=3,
-                    fine_tune_epochs=1, mixed_precision=True)
+    settings = dict(
+        TINY_PARAMS["mobilenet"],
+        weights=str(weights_file),
+        epochs=1,
+        fine_tune_layers=3,
+        fine_tune_epochs=1,
+        mixed_precision=True,
+    )
     messages = []
     live = Live(dir=str(tmp_path / "live"), dvcyaml=False, save_dvc_exp=False)
-    result = training.train_model("mobilenet", settings, tmp_path / "shards", info,
-                                  callbacks=[train_keras.DVCLiveSteps(live)], log=messages.append)
+    result = training.train_model(
+        "mobilenet",
+        settings,
+        tmp_path / "shards",
+        info,
+        callbacks=[train_keras.DVCLiveSteps(live)],
+        log=messages.append,
+    )
     assert any("mixed_precision: true is ignored" in m for m in messages)
     assert any("fine-tuning the top 3 layers" in m for m in messages)
     assert result.epochs_run == 2
     base = keras_models.mobilenet_base(result.model)
     assert len(base.layers) == len(source.layers)
     compared = 0
-    for layer, source_layer in zip(base.layers[:-3], source.layers[:-3]):   # the frozen part: still the file's
+    for layer, source_layer in zip(base.layers[:-3], source.layers[:-3]):  # the frozen part: still the file's
         for variable, saved in zip(layer.weights, source_layer.weights, strict=True):
             np.testing.assert_array_equal(variable.numpy(), saved.numpy())
             compared += 1
     assert compared > 100
     rows = read_tsv(tmp_path / "live/plots/metrics/eval/loss.tsv")
-    assert [int(r["step"]) for r in rows] == [0, 1]     # the fine-tuning epoch continues the steps
+    assert [int(r["step"]) for r in rows] == [0, 1]  # the fine-tuning epoch continues the steps
     assert all(math.isfinite(float(r["loss"])) for r in rows)
 
 
-@pytest.mark.slow   # a minute of graph building for MobileNetV2; test_pipeline trains it too
+@pytest.mark.slow  # a minute of graph building for MobileNetV2; test_pipeline trains it too
 def test_mobilenet_stage_without_weights(tmp_path):
     write_tiny_repo(tmp_path)
     call_stage(tmp_path, "train_keras", "mobilenet")
@@ -297,15 +355,23 @@ def test_fine_tune_layers_beyond_the_base_are_refused(tmp_path):
 
 # ---- learning ----------------------------------------------------------------------------
 
+
 def test_cnn1d_learns_to_tell_tones_apart(tmp_path):
     info = write_tiny_shards(tmp_path / "shards", seed=1, clips_per_label={"train": 20, "val": 6, "test": 2})
-    settings = dict(TINY_PARAMS["cnn1d"], conv_filters=[16, 8], epochs=30, patience=30, learning_rate=0.003,
-                    batch_size=16, dropout=0.2)
+    settings = dict(
+        TINY_PARAMS["cnn1d"],
+        conv_filters=[16, 8],
+        epochs=30,
+        patience=30,
+        learning_rate=0.003,
+        batch_size=16,
+        dropout=0.2,
+    )
     result = training.train_model("cnn1d", settings, tmp_path / "shards", info, log=lambda m: None)
     val = predictors.KerasPredictor(result.model, result.preprocessing, LABELS).predict_split(tmp_path, "val")
     clip_accuracy = np.mean(val.probabilities.argmax(axis=1) == val.y_true)
     assert val.clip_accuracy == clip_accuracy
-    assert clip_accuracy >= 0.9 and val.unit_accuracy >= 0.9          # chance: 1/3
+    assert clip_accuracy >= 0.9 and val.unit_accuracy >= 0.9  # chance: 1/3
     assert result.best_logs["val_accuracy"] == pytest.approx(val.unit_accuracy, abs=1e-6)
 
 
@@ -323,6 +389,11 @@ def test_the_library_does_not_import_dvclive(repo_root):
     """dvclive is the stage's business: train_model takes its callback from the caller."""
     for path in (repo_root / "genreclf").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             assert not any(name.split(".")[0] == "dvclive" for name in names), path

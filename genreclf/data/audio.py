@@ -102,8 +102,9 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     try:
         with sf.SoundFile(path) as wav:
             if wav.channels != 1 or wav.subtype != "PCM_16":
-                raise DataError(f"{path}: expected mono 16-bit PCM, got {wav.channels} channels of {wav.subtype}",
-                                path=path)
+                raise DataError(
+                    f"{path}: expected mono 16-bit PCM, got {wav.channels} channels of {wav.subtype}", path=path
+                )
             return wav.read(dtype="int16"), wav.samplerate
     except sf.LibsndfileError as e:
         raise DataError(f"{path}: cannot read it as WAV ({e.error_string.rstrip('.')})", path=path) from None
@@ -121,8 +122,12 @@ def convert_clip(src: str | Path, dst: str | Path, sample_rate: int, min_seconds
     Nothing is written for a clip that is skipped; the result says why.
     """
     if not is_audio_file(src):
-        return ConvertResult(False, NOT_AUDIO, f"not an audio file: extension {Path(src).suffix!r} "
-                                               f"is none of {list(AUDIO_EXTENSIONS)}", 0)
+        return ConvertResult(
+            False,
+            NOT_AUDIO,
+            f"not an audio file: extension {Path(src).suffix!r} is none of {list(AUDIO_EXTENSIONS)}",
+            0,
+        )
     try:
         samples = decode_clip(src, sample_rate)
     except NoAudioError as e:
@@ -131,7 +136,8 @@ def convert_clip(src: str | Path, dst: str | Path, sample_rate: int, min_seconds
         return ConvertResult(False, DECODE_ERROR, f"decode failed: {e.reason}", 0)
     seconds = samples.size / sample_rate
     if seconds < min_seconds:
-        return ConvertResult(False, TOO_SHORT, f"too short: {seconds:.2f} s < {float(min_seconds)} s",
-                             int(samples.size))
+        return ConvertResult(
+            False, TOO_SHORT, f"too short: {seconds:.2f} s < {float(min_seconds)} s", int(samples.size)
+        )
     write_wav(dst, samples, sample_rate)
     return ConvertResult(True, "ok", "", int(samples.size))

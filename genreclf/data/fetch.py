@@ -44,14 +44,14 @@ from genreclf.artifacts import CLIPS_FILE, write_clips
 from genreclf.errors import ChecksumError, DataError
 from genreclf.io import write_json
 
-CHUNK_SIZE = 1 << 20                # bytes per read while hashing and copying
-DOWNLOAD_CHUNK_SIZE = 1 << 16       # bytes per network read: a broken connection loses at most this
-HTTP_TIMEOUT = (30, 120)            # seconds: connect, and between two reads
+CHUNK_SIZE = 1 << 20  # bytes per read while hashing and copying
+DOWNLOAD_CHUNK_SIZE = 1 << 16  # bytes per network read: a broken connection loses at most this
+HTTP_TIMEOUT = (30, 120)  # seconds: connect, and between two reads
 USER_AGENT = "genreclf-fetch"
 PART_SUFFIX = ".part"
 REPORT_FILE = "fetch_report.json"
 AUDIO_DIR = "audio"
-SHOWN_EXAMPLES = 5                  # names quoted in a log line or a report
+SHOWN_EXAMPLES = 5  # names quoted in a log line or a report
 # Files that operating systems and dataset tools leave beside the audio.
 STRAY_NAME_RE = re.compile(r"(^\.DS_Store$)|(^\._)|(\.mf$)|(^Thumbs\.db$)|(^desktop\.ini$)", re.IGNORECASE)
 
@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- sources and URLs
+
 
 def is_url(source: str) -> bool:
     return urllib.parse.urlsplit(source).scheme in ("http", "https")
@@ -94,10 +95,21 @@ def http_session() -> requests.Session:
 
 # ---------------------------------------------------------------- SHA-1 and downloads
 
+
 def _hash_file_into(hasher, path: Path, desc: str) -> None:
     size = path.stat().st_size
-    with open(path, "rb") as f, tqdm(total=size, desc=desc, unit="B", unit_scale=True,
-                                     unit_divisor=1024, leave=False, disable=size < 64 * CHUNK_SIZE) as bar:
+    with (
+        open(path, "rb") as f,
+        tqdm(
+            total=size,
+            desc=desc,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            leave=False,
+            disable=size < 64 * CHUNK_SIZE,
+        ) as bar,
+    ):
         while chunk := f.read(CHUNK_SIZE):
             hasher.update(chunk)
             bar.update(len(chunk))
@@ -111,9 +123,11 @@ def sha1_file(path: str | Path) -> str:
 
 
 def _checksum_message(path: Path, checksum_key: str, expected: str, actual: str, remedy: str) -> str:
-    return (f"{path}: SHA-1 is {actual} but data.checksums.{checksum_key} expects {expected}. "
-            f"{remedy} If you knowingly use a different archive, set data.checksums.{checksum_key} "
-            f"to {actual} (or to null to skip the check).")
+    return (
+        f"{path}: SHA-1 is {actual} but data.checksums.{checksum_key} expects {expected}. "
+        f"{remedy} If you knowingly use a different archive, set data.checksums.{checksum_key} "
+        f"to {actual} (or to null to skip the check)."
+    )
 
 
 def _record_sha1(path: Path, actual: str, expected: str | None, checksum_key: str) -> str:
@@ -129,9 +143,15 @@ def verify_local_archive(path: str | Path, expected_sha1: str | None, checksum_k
     path = Path(path)
     actual = sha1_file(path)
     if expected_sha1 is not None and actual != expected_sha1:
-        raise ChecksumError(_checksum_message(
-            path, checksum_key, expected_sha1, actual,
-            "The file is damaged or is another version: replace it with a good copy and run again."))
+        raise ChecksumError(
+            _checksum_message(
+                path,
+                checksum_key,
+                expected_sha1,
+                actual,
+                "The file is damaged or is another version: replace it with a good copy and run again.",
+            )
+        )
     return actual, _record_sha1(path, actual, expected_sha1, checksum_key)
 
 
@@ -195,8 +215,9 @@ def _fetch_into_part(url: str, part: Path, session: requests.Session):
                     hasher = hashlib.sha1()
                     _hash_file_into(hasher, part, f"SHA-1 {part.name}")
                     return hasher
-                log.warning("%s: the server refuses to resume at byte %d (file size %s); starting over",
-                            url, offset, total)
+                log.warning(
+                    "%s: the server refuses to resume at byte %d (file size %s); starting over", url, offset, total
+                )
                 part.unlink()
                 continue
             if response.status_code not in (200, 206):
@@ -205,8 +226,10 @@ def _fetch_into_part(url: str, part: Path, session: requests.Session):
             if offset and response.status_code == 206:
                 first, _ = _content_range(response)
                 if first != offset:
-                    raise DataError(f"{url}: asked for bytes from {offset} but the server sent "
-                                    f"'{response.headers.get('Content-Range')}'; delete {part} and run again")
+                    raise DataError(
+                        f"{url}: asked for bytes from {offset} but the server sent "
+                        f"'{response.headers.get('Content-Range')}'; delete {part} and run again"
+                    )
                 log.info("%s: resuming %s at byte %d", url, part, offset)
                 _hash_file_into(hasher, part, f"SHA-1 {part.name}")
                 mode = "ab"
@@ -218,16 +241,26 @@ def _fetch_into_part(url: str, part: Path, session: requests.Session):
             total = offset + int(length) if length is not None else None
             received = offset
             try:
-                with open(part, mode) as f, tqdm(total=total, initial=offset, desc=part.name[:-len(PART_SUFFIX)],
-                                                 unit="B", unit_scale=True, unit_divisor=1024) as bar:
+                with (
+                    open(part, mode) as f,
+                    tqdm(
+                        total=total,
+                        initial=offset,
+                        desc=part.name[: -len(PART_SUFFIX)],
+                        unit="B",
+                        unit_scale=True,
+                        unit_divisor=1024,
+                    ) as bar,
+                ):
                     for chunk in response.iter_content(DOWNLOAD_CHUNK_SIZE):
                         f.write(chunk)
                         hasher.update(chunk)
                         received += len(chunk)
                         bar.update(len(chunk))
             except requests.RequestException as e:
-                raise DataError(f"{url}: the download broke off after {received} bytes ({e}); they are kept "
-                                f"in {part}: {what_to_do}") from None
+                raise DataError(
+                    f"{url}: the download broke off after {received} bytes ({e}); they are kept in {part}: {what_to_do}"
+                ) from None
             if total is not None and received != total:
                 raise DataError(f"{url}: got {received} of {total} bytes; they are kept in {part}: {what_to_do}")
             return hasher
@@ -236,13 +269,16 @@ def _fetch_into_part(url: str, part: Path, session: requests.Session):
 
 # ---------------------------------------------------------------- archives
 
+
 def check_member_name(name: str, archive: str) -> None:
     """Refuse a member whose path would land outside the output folder (absolute, or with '..')."""
     posix = name.replace("\\", "/")
     if posix.startswith("/") or re.match(r"^[A-Za-z]:", posix) or ".." in PurePosixPath(posix).parts:
-        raise DataError(f"{archive}: member '{name}' has a path that would escape the output folder "
-                        "(absolute, or with '..'); nothing was extracted. This is not a genuine dataset "
-                        "archive: get it again from the official source (data.source).")
+        raise DataError(
+            f"{archive}: member '{name}' has a path that would escape the output folder "
+            "(absolute, or with '..'); nothing was extracted. This is not a genuine dataset "
+            "archive: get it again from the official source (data.source)."
+        )
 
 
 def is_stray(name: str) -> bool:
@@ -276,8 +312,10 @@ class ZipArchive(_Archive):
 
     def extract(self, pairs: Iterable[tuple[str, Path]], desc: str) -> None:
         """Write each member ``name`` to its ``target`` path, in archive order, checking CRC-32."""
-        infos = sorted(((self.zip_file.getinfo(name), Path(target)) for name, target in pairs),
-                       key=lambda pair: pair[0].header_offset)
+        infos = sorted(
+            ((self.zip_file.getinfo(name), Path(target)) for name, target in pairs),
+            key=lambda pair: pair[0].header_offset,
+        )
         for info, target in tqdm(infos, desc=desc, unit="file"):
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "wb") as dst:
@@ -294,14 +332,17 @@ class ZipArchive(_Archive):
                 while chunk := src.read(CHUNK_SIZE):
                     yield chunk
         except (RemoteZipError, requests.RequestException, Urllib3Error, TimeoutError, ConnectionError) as e:
-            raise DataError(f"{self.label}: reading member '{info.filename}' failed ({e}); check the "
-                            "network and run again") from None
+            raise DataError(
+                f"{self.label}: reading member '{info.filename}' failed ({e}); check the network and run again"
+            ) from None
         except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as e:
             # zipfile raises BadZipFile on a CRC-32 mismatch; bz2 and zlib raise on a broken stream.
-            raise ChecksumError(f"{self.label}: member '{info.filename}' is corrupt: its data fails to "
-                                f"decompress or to match its CRC-32 ({e}). Delete the "
-                                "archive (under data/downloads/ if it was downloaded) and run again "
-                                "to get a good copy.") from None
+            raise ChecksumError(
+                f"{self.label}: member '{info.filename}' is corrupt: its data fails to "
+                f"decompress or to match its CRC-32 ({e}). Delete the "
+                "archive (under data/downloads/ if it was downloaded) and run again "
+                "to get a good copy."
+            ) from None
 
     def close(self) -> None:
         self.zip_file.close()
@@ -326,32 +367,41 @@ class TarArchive(_Archive):
             try:
                 tarfile.data_filter(member, "/nonexistent-extraction-root")
             except tarfile.FilterError as e:
-                raise DataError(f"{label}: member '{member.name}' is refused ({e}); nothing was extracted. "
-                                "This is not a genuine dataset archive: get it again.") from None
+                raise DataError(
+                    f"{label}: member '{member.name}' is refused ({e}); nothing was extracted. "
+                    "This is not a genuine dataset archive: get it again."
+                ) from None
             name = str(PurePosixPath(member.name))
             if member.isfile():
                 self.files[name] = member
             elif not member.isdir():
                 skipped.append(name)
         if skipped:
-            log.warning("%s: ignored %d members that are links or special files: %s",
-                        label, len(skipped), skipped[:SHOWN_EXAMPLES])
+            log.warning(
+                "%s: ignored %d members that are links or special files: %s",
+                label,
+                len(skipped),
+                skipped[:SHOWN_EXAMPLES],
+            )
 
     def names(self) -> list[str]:
         return sorted(self.files)
 
     def extract(self, pairs: Iterable[tuple[str, Path]], desc: str) -> None:
         # In archive order: a compressed tar is read forward once, not rewound per member.
-        members = sorted(((self.files[name], Path(target)) for name, target in pairs),
-                         key=lambda pair: pair[0].offset_data)
+        members = sorted(
+            ((self.files[name], Path(target)) for name, target in pairs), key=lambda pair: pair[0].offset_data
+        )
         for member, target in tqdm(members, desc=desc, unit="file"):
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with self.tar_file.extractfile(member) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst, CHUNK_SIZE)
             except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-                raise DataError(f"{self.label}: member '{member.name}' cannot be read ({e}); the archive is "
-                                "damaged: delete it and get a good copy") from None
+                raise DataError(
+                    f"{self.label}: member '{member.name}' cannot be read ({e}); the archive is "
+                    "damaged: delete it and get a good copy"
+                ) from None
 
     def close(self) -> None:
         self.tar_file.close()
@@ -388,15 +438,19 @@ def _open_zip(path_or_url: str | Path, label: str) -> ZipArchive:
         else:
             zip_file = zipfile.ZipFile(path_or_url)
     except RangeNotSupported:
-        raise DataError(f"{label}: the server does not answer HTTP Range requests, so single clips cannot be "
-                        "read out of the archive; set data.clips_per_genre to null (whole download) or use "
-                        "a mirror that supports ranges") from None
+        raise DataError(
+            f"{label}: the server does not answer HTTP Range requests, so single clips cannot be "
+            "read out of the archive; set data.clips_per_genre to null (whole download) or use "
+            "a mirror that supports ranges"
+        ) from None
     except RemoteZipError as e:
-        raise DataError(f"{label}: cannot read the archive over HTTP ({e}); check data.source and the "
-                        "network, then run again") from None
+        raise DataError(
+            f"{label}: cannot read the archive over HTTP ({e}); check data.source and the network, then run again"
+        ) from None
     except (zipfile.BadZipFile, OSError) as e:
-        raise DataError(f"{label}: not a readable zip archive ({e}); check data.source, or delete a damaged "
-                        "download and run again") from None
+        raise DataError(
+            f"{label}: not a readable zip archive ({e}); check data.source, or delete a damaged download and run again"
+        ) from None
     try:
         return ZipArchive(zip_file, label, session)
     except DataError:
@@ -404,8 +458,9 @@ def _open_zip(path_or_url: str | Path, label: str) -> ZipArchive:
         raise
 
 
-def open_archive(source: str, file_name: str, checksum_key: str, expected_sha1: str | None,
-                 downloads_dir: Path, ranged: bool):
+def open_archive(
+    source: str, file_name: str, checksum_key: str, expected_sha1: str | None, downloads_dir: Path, ranged: bool
+):
     """Open the archive ``file_name`` from ``source`` and say how it was verified.
 
     ``source`` is an URL prefix (or the URL of the file itself) or a local directory or file.
@@ -418,8 +473,11 @@ def open_archive(source: str, file_name: str, checksum_key: str, expected_sha1: 
     if is_url(source):
         url = join_url(source, file_name)
         if ranged and is_zip:
-            log.info("%s: reading the central directory and the chosen members by HTTP range requests "
-                     "(the archive's SHA-1 cannot be checked this way; each member's CRC-32 is)", public_source(url))
+            log.info(
+                "%s: reading the central directory and the chosen members by HTTP range requests "
+                "(the archive's SHA-1 cannot be checked this way; each member's CRC-32 is)",
+                public_source(url),
+            )
             archive = _open_zip(url, public_source(url))
             return archive, {"file": file_name, "sha1": None, "verified": VERIFIED_MEMBER_CRC32}
         if ranged:
@@ -436,6 +494,7 @@ def open_archive(source: str, file_name: str, checksum_key: str, expected_sha1: 
 
 
 # ---------------------------------------------------------------- choosing and writing clips
+
 
 def choose_clips(clips: pd.DataFrame, clips_per_genre: int | None, seed: int) -> pd.DataFrame:
     """All clips, or at most ``clips_per_genre`` per genre chosen reproducibly from ``seed``.

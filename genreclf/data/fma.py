@@ -50,8 +50,10 @@ log = logging.getLogger(__name__)
 def read_tracks(path: str | Path, label: str | None = None) -> pd.DataFrame:
     """Read FMA's tracks.csv: one row per track with track_id (6 digits), subset, split, genre_top."""
     label = label or str(path)
-    expected = ("expected FMA's tracks.csv: two header rows such as ('set', 'subset') and "
-                "('track', 'genre_top'), then 'track_id'")
+    expected = (
+        "expected FMA's tracks.csv: two header rows such as ('set', 'subset') and "
+        "('track', 'genre_top'), then 'track_id'"
+    )
     try:
         raw = pd.read_csv(path, index_col=0, header=[0, 1], low_memory=False)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
@@ -63,12 +65,14 @@ def read_tracks(path: str | Path, label: str | None = None) -> pd.DataFrame:
     if ids.isna().any():
         bad = list(pd.Series(raw.index)[ids.isna()][:SHOWN_EXAMPLES])
         raise DataError(f"{label}: track ids {bad} are not numbers; {expected}")
-    return pd.DataFrame({
-        "track_id": [f"{int(track_id):06d}" for track_id in ids],
-        "subset": raw[SUBSET_COLUMN].to_numpy(),
-        "split": raw[SPLIT_COLUMN].fillna("").astype(str).to_numpy(),
-        "genre_top": raw[GENRE_COLUMN].to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "track_id": [f"{int(track_id):06d}" for track_id in ids],
+            "subset": raw[SUBSET_COLUMN].to_numpy(),
+            "split": raw[SPLIT_COLUMN].fillna("").astype(str).to_numpy(),
+            "genre_top": raw[GENRE_COLUMN].to_numpy(),
+        }
+    )
 
 
 def subset_clips(tracks: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, int]:
@@ -79,11 +83,13 @@ def subset_clips(tracks: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, int]
     in_subset = tracks[tracks["subset"].isin(SUBSETS[dataset])]
     genre = in_subset["genre_top"]
     has_genre = genre.notna() & (genre.astype(str).str.strip() != "")
-    clips = pd.DataFrame({
-        "track_id": in_subset["track_id"],
-        "genre": genre.astype(str),
-        "official_split": in_subset["split"],
-    })[has_genre]
+    clips = pd.DataFrame(
+        {
+            "track_id": in_subset["track_id"],
+            "genre": genre.astype(str),
+            "official_split": in_subset["split"],
+        }
+    )[has_genre]
     return clips.sort_values("track_id").reset_index(drop=True), int((~has_genre).sum())
 
 
@@ -104,23 +110,34 @@ def audio_path(track_id: str) -> str:
     return f"{track_id[:3]}/{track_id}.mp3"
 
 
-def _open_local_or_remote(source: str, name: str, unpacked: str, checksums: dict, downloads_dir: Path,
-                          ranged: bool):
+def _open_local_or_remote(source: str, name: str, unpacked: str, checksums: dict, downloads_dir: Path, ranged: bool):
     """Open archive ``<name>.zip`` from ``source``, or the unpacked folder ``source/<unpacked>``."""
     if is_url(source) or (Path(source) / f"{name}.zip").is_file():
         return open_archive(source, f"{name}.zip", name, checksums.get(name), downloads_dir, ranged)
     if (Path(source) / unpacked).exists():
-        log.info("%s: using the files already unpacked in %s (no archive, so no checksum to verify)",
-                 name, Path(source) / unpacked)
+        log.info(
+            "%s: using the files already unpacked in %s (no archive, so no checksum to verify)",
+            name,
+            Path(source) / unpacked,
+        )
         folder = unpacked.split("/")[0]
         archive = DirectoryArchive(Path(source), str(Path(source) / folder), subdir=folder)
         return archive, {"file": f"{folder}/", "sha1": None, "verified": VERIFIED_NONE}
-    raise DataError(f"{source}: holds neither {name}.zip nor the unpacked {unpacked}; point data.source "
-                    "at a folder with the FMA archives (or their unpacked content), or at an URL prefix")
+    raise DataError(
+        f"{source}: holds neither {name}.zip nor the unpacked {unpacked}; point data.source "
+        "at a folder with the FMA archives (or their unpacked content), or at an URL prefix"
+    )
 
 
-def fetch_fma(dataset: str, source: str, checksums: dict, clips_per_genre: int | None, seed: int,
-              raw_dir: str | Path, downloads_dir: str | Path) -> dict:
+def fetch_fma(
+    dataset: str,
+    source: str,
+    checksums: dict,
+    clips_per_genre: int | None,
+    seed: int,
+    raw_dir: str | Path,
+    downloads_dir: str | Path,
+) -> dict:
     """Fetch the clips of ``dataset`` into ``raw_dir`` (audio/, clips.csv, fetch_report.json).
 
     ``source``: URL prefix, or local folder with the archives or their unpacked content.
@@ -135,16 +152,22 @@ def fetch_fma(dataset: str, source: str, checksums: dict, clips_per_genre: int |
     ranged = clips_per_genre is not None and is_url(source)
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".fetch-", dir=raw_dir.parent)))
-        metadata, metadata_record = _open_local_or_remote(source, METADATA, TRACKS_MEMBER, checksums,
-                                                          downloads_dir, ranged)
+        metadata, metadata_record = _open_local_or_remote(
+            source, METADATA, TRACKS_MEMBER, checksums, downloads_dir, ranged
+        )
         stack.enter_context(metadata)
         if TRACKS_MEMBER not in metadata.names():
             raise DataError(f"{metadata.label}: has no {TRACKS_MEMBER}; is it FMA's fma_metadata archive?")
         metadata.extract([(TRACKS_MEMBER, scratch / "tracks.csv")], desc="tracks.csv")
         tracks = read_tracks(scratch / "tracks.csv", f"{metadata.label}: {TRACKS_MEMBER}")
         clips, without_genre = subset_clips(tracks, dataset)
-        log.info("%s: %d tracks in the %s subset have a top genre; skipped %d without one",
-                 TRACKS_MEMBER, len(clips), dataset, without_genre)
+        log.info(
+            "%s: %d tracks in the %s subset have a top genre; skipped %d without one",
+            TRACKS_MEMBER,
+            len(clips),
+            dataset,
+            without_genre,
+        )
 
         audio, audio_record = _open_local_or_remote(source, dataset, dataset, checksums, downloads_dir, ranged)
         stack.enter_context(audio)
@@ -153,20 +176,34 @@ def fetch_fma(dataset: str, source: str, checksums: dict, clips_per_genre: int |
         present = clips["track_id"].isin(members)
         not_in_archive = sorted(clips.loc[~present, "track_id"])
         if not_in_archive:
-            log.warning("%s: %d tracks of tracks.csv have no clip in the archive, skipped (e.g. %s)",
-                        audio.label, len(not_in_archive), not_in_archive[:SHOWN_EXAMPLES])
+            log.warning(
+                "%s: %d tracks of tracks.csv have no clip in the archive, skipped (e.g. %s)",
+                audio.label,
+                len(not_in_archive),
+                not_in_archive[:SHOWN_EXAMPLES],
+            )
         if not present.any():
-            raise DataError(f"{audio.label}: holds none of the {len(clips)} clips tracks.csv lists for {dataset} "
-                            f"(expected members like {dataset}/000/000002.mp3); is it the {dataset} archive?")
+            raise DataError(
+                f"{audio.label}: holds none of the {len(clips)} clips tracks.csv lists for {dataset} "
+                f"(expected members like {dataset}/000/000002.mp3); is it the {dataset} archive?"
+            )
         chosen = choose_clips(clips[present], clips_per_genre, seed)
-        log.info("chose %d clips in %d genres (clips_per_genre=%s, seed=%d)",
-                 len(chosen), chosen["genre"].nunique(), clips_per_genre, seed)
+        log.info(
+            "chose %d clips in %d genres (clips_per_genre=%s, seed=%d)",
+            len(chosen),
+            chosen["genre"].nunique(),
+            clips_per_genre,
+            seed,
+        )
 
         with atomic_dir(raw_dir) as out:
-            audio.extract([(members[track_id], out / AUDIO_DIR / audio_path(track_id))
-                           for track_id in chosen["track_id"]], desc=f"{dataset} clips")
-            chosen["path"] = [(raw_dir / AUDIO_DIR / audio_path(track_id)).as_posix()
-                              for track_id in chosen["track_id"]]
+            audio.extract(
+                [(members[track_id], out / AUDIO_DIR / audio_path(track_id)) for track_id in chosen["track_id"]],
+                desc=f"{dataset} clips",
+            )
+            chosen["path"] = [
+                (raw_dir / AUDIO_DIR / audio_path(track_id)).as_posix() for track_id in chosen["track_id"]
+            ]
             report = {
                 "dataset": dataset,
                 "source": public_source(source),
@@ -174,8 +211,10 @@ def fetch_fma(dataset: str, source: str, checksums: dict, clips_per_genre: int |
                 "selection": {"clips_per_genre": clips_per_genre, "seed": seed},
                 "skipped": {
                     "tracks_without_genre": without_genre,
-                    "tracks_not_in_archive": {"count": len(not_in_archive),
-                                              "examples": not_in_archive[:SHOWN_EXAMPLES]},
+                    "tracks_not_in_archive": {
+                        "count": len(not_in_archive),
+                        "examples": not_in_archive[:SHOWN_EXAMPLES],
+                    },
                     "ignored_files": ignored_summary(ignored),
                 },
             }

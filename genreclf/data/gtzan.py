@@ -58,21 +58,33 @@ def gtzan_clips(names: list[str], label: str) -> tuple[pd.DataFrame, list[str]]:
             continue
         match = CLIP_NAME_RE.match(parts[-1])
         if not match or len(parts) < 2 or parts[-2] != match["genre"]:
-            raise DataError(f"{label}: '{name}' is an audio file out of GTZAN's layout {LAYOUT}; "
-                            "move or remove it, or point data.source at the GTZAN folder itself")
-        rows.append({"track_id": parts[-1].rsplit(".", 1)[0], "genre": match["genre"], "member": name,
-                     "top": "/".join(parts[:-2])})
+            raise DataError(
+                f"{label}: '{name}' is an audio file out of GTZAN's layout {LAYOUT}; "
+                "move or remove it, or point data.source at the GTZAN folder itself"
+            )
+        rows.append(
+            {
+                "track_id": parts[-1].rsplit(".", 1)[0],
+                "genre": match["genre"],
+                "member": name,
+                "top": "/".join(parts[:-2]),
+            }
+        )
     if not rows:
         raise DataError(f"{label}: holds no GTZAN clips; expected {LAYOUT}")
     clips = pd.DataFrame(rows)
     tops = sorted(clips["top"].unique())
     if len(tops) > 1:
-        raise DataError(f"{label}: clips lie under several folders {tops[:SHOWN_EXAMPLES]}; expected one "
-                        f"layout {LAYOUT}: point data.source at one of them")
+        raise DataError(
+            f"{label}: clips lie under several folders {tops[:SHOWN_EXAMPLES]}; expected one "
+            f"layout {LAYOUT}: point data.source at one of them"
+        )
     duplicated = sorted(clips.loc[clips["track_id"].duplicated(), "track_id"])
     if duplicated:
-        raise DataError(f"{label}: clips {duplicated[:SHOWN_EXAMPLES]} are there more than once "
-                        "(in different formats?); keep one file per clip")
+        raise DataError(
+            f"{label}: clips {duplicated[:SHOWN_EXAMPLES]} are there more than once "
+            "(in different formats?); keep one file per clip"
+        )
     return clips.drop(columns="top").sort_values("track_id").reset_index(drop=True), ignored
 
 
@@ -91,12 +103,20 @@ def _open_source(source: str, checksum: str | None, downloads_dir: Path, ranged:
     if path.is_dir():
         log.info("%s: using the files already unpacked there (no archive, so no checksum to verify)", path)
         return DirectoryArchive(path, str(path)), {"file": f"{path.name}/", "sha1": None, "verified": VERIFIED_NONE}
-    raise DataError(f"{source}: neither an URL, an archive, nor a folder; point data.source at the GTZAN "
-                    f"folder ({LAYOUT}) or at {ARCHIVE}")
+    raise DataError(
+        f"{source}: neither an URL, an archive, nor a folder; point data.source at the GTZAN "
+        f"folder ({LAYOUT}) or at {ARCHIVE}"
+    )
 
 
-def fetch_gtzan(source: str, checksum: str | None, clips_per_genre: int | None, seed: int,
-                raw_dir: str | Path, downloads_dir: str | Path) -> dict:
+def fetch_gtzan(
+    source: str,
+    checksum: str | None,
+    clips_per_genre: int | None,
+    seed: int,
+    raw_dir: str | Path,
+    downloads_dir: str | Path,
+) -> dict:
     """Fetch GTZAN clips into ``raw_dir`` (audio/<genre>/<file>, clips.csv, fetch_report.json).
 
     A tar archive from an URL is downloaded whole into ``downloads_dir`` (a gzip stream
@@ -109,14 +129,23 @@ def fetch_gtzan(source: str, checksum: str | None, clips_per_genre: int | None, 
         clips, ignored = gtzan_clips(archive.names(), archive.label)
         log_ignored(archive.label, ignored)
         chosen = choose_clips(clips, clips_per_genre, seed)
-        log.info("chose %d of %d clips in %d genres (clips_per_genre=%s, seed=%d)",
-                 len(chosen), len(clips), chosen["genre"].nunique(), clips_per_genre, seed)
+        log.info(
+            "chose %d of %d clips in %d genres (clips_per_genre=%s, seed=%d)",
+            len(chosen),
+            len(clips),
+            chosen["genre"].nunique(),
+            clips_per_genre,
+            seed,
+        )
         targets = [f"{genre}/{PurePosixPath(member).name}" for genre, member in zip(chosen["genre"], chosen["member"])]
         with atomic_dir(raw_dir) as out:
-            archive.extract([(member, out / AUDIO_DIR / target) for member, target in zip(chosen["member"], targets)],
-                            desc="gtzan clips")
-            chosen = chosen.assign(path=[(raw_dir / AUDIO_DIR / target).as_posix() for target in targets],
-                                   official_split="")
+            archive.extract(
+                [(member, out / AUDIO_DIR / target) for member, target in zip(chosen["member"], targets)],
+                desc="gtzan clips",
+            )
+            chosen = chosen.assign(
+                path=[(raw_dir / AUDIO_DIR / target).as_posix() for target in targets], official_split=""
+            )
             report = {
                 "dataset": DATASET,
                 "source": public_source(source),

@@ -30,8 +30,15 @@ def shard_chunks(num_clips: int, num_shards: int, rng: np.random.Generator) -> l
     return np.array_split(rng.permutation(num_clips), min(num_shards, num_clips))
 
 
-def write_split_shards(out_dir: str | Path, split: str, clips: Sequence[Clip], num_shards: int,
-                       rng: np.random.Generator, sample_rate: int, progress=None) -> list[int]:
+def write_split_shards(
+    out_dir: str | Path,
+    split: str,
+    clips: Sequence[Clip],
+    num_shards: int,
+    rng: np.random.Generator,
+    sample_rate: int,
+    progress=None,
+) -> list[int]:
     """Write ``clips`` as shards ``out_dir/{split}-...tfrecord`` in a shuffled order.
 
     Every WAV must be mono 16-bit at ``sample_rate``. ``progress`` (e.g. a tqdm bar)
@@ -48,8 +55,10 @@ def write_split_shards(out_dir: str | Path, split: str, clips: Sequence[Clip], n
                 clip = clips[i]
                 samples, rate = read_wav(clip.wav_path)
                 if rate != sample_rate:
-                    raise DataError(f"{clip.wav_path}: sample rate {rate} Hz, but the other clips have "
-                                    f"{sample_rate} Hz", path=clip.wav_path)
+                    raise DataError(
+                        f"{clip.wav_path}: sample rate {rate} Hz, but the other clips have {sample_rate} Hz",
+                        path=clip.wav_path,
+                    )
                 writer.write(serialize_example(samples, clip.label, clip.track_id))
                 num_samples[i] = len(samples)
                 if progress is not None:

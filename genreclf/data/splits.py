@@ -29,8 +29,9 @@ def split_totals(num_clips: int, fractions: dict[str, float]) -> dict[str, int]:
     return {"train": num_clips - n_val - n_test, "val": n_val, "test": n_test}
 
 
-def allocate_counts(genre_sizes: np.ndarray, fractions: np.ndarray, totals: np.ndarray,
-                    tie_rank: np.ndarray) -> np.ndarray:
+def allocate_counts(
+    genre_sizes: np.ndarray, fractions: np.ndarray, totals: np.ndarray, tie_rank: np.ndarray
+) -> np.ndarray:
     """How many clips of each genre go to each split: a (genres x splits) integer matrix.
 
     Each row sums to the genre's size and each column to the split's total. Rows are
@@ -48,19 +49,27 @@ def allocate_counts(genre_sizes: np.ndarray, fractions: np.ndarray, totals: np.n
 
     while (excess := counts.sum(axis=0) - totals).any():
         # Moving one clip of genre g from s to t changes the squared error by 2 + 2 x cost.
-        moves = ((round(float((counts[g, t] - quotas[g, t]) - (counts[g, s] - quotas[g, s])), 9),
-                  int(tie_rank[g]), int(s), int(t), int(g))
-                 for s in np.flatnonzero(excess > 0)
-                 for t in np.flatnonzero(excess < 0)
-                 for g in np.flatnonzero(counts[:, s] > 0))
+        moves = (
+            (
+                round(float((counts[g, t] - quotas[g, t]) - (counts[g, s] - quotas[g, s])), 9),
+                int(tie_rank[g]),
+                int(s),
+                int(t),
+                int(g),
+            )
+            for s in np.flatnonzero(excess > 0)
+            for t in np.flatnonzero(excess < 0)
+            for g in np.flatnonzero(counts[:, s] > 0)
+        )
         *_, s, t, g = min(moves)
         counts[g, s] -= 1
         counts[g, t] += 1
     return counts
 
 
-def stratified_split(track_ids: Sequence[str], genres: Sequence[str], fractions: dict[str, float],
-                     seed: int) -> list[str]:
+def stratified_split(
+    track_ids: Sequence[str], genres: Sequence[str], fractions: dict[str, float], seed: int
+) -> list[str]:
     """The split ("train" / "val" / "test") of each clip, stratified by genre.
 
     Split sizes are exact (``split_totals``); within a genre the clips are shuffled
@@ -73,8 +82,9 @@ def stratified_split(track_ids: Sequence[str], genres: Sequence[str], fractions:
         raise ValueError("track ids must be unique")
     rng = np.random.default_rng(seed)
     genre_names = sorted(set(genres))
-    members = {name: sorted((i for i, g in enumerate(genres) if g == name), key=lambda i: track_ids[i])
-               for name in genre_names}
+    members = {
+        name: sorted((i for i, g in enumerate(genres) if g == name), key=lambda i: track_ids[i]) for name in genre_names
+    }
     totals = split_totals(len(track_ids), fractions)
     counts = allocate_counts(
         genre_sizes=np.array([len(members[name]) for name in genre_names]),
@@ -98,7 +108,10 @@ def official_split(values: Sequence[str], track_ids: Sequence[str], source: str)
     """
     bad = [(t, v) for t, v in zip(track_ids, values) if v not in OFFICIAL_SPLIT_NAMES]
     if bad:
-        raise DataError(f"{source}: official_split must be one of {sorted(OFFICIAL_SPLIT_NAMES)} for every clip; "
-                        f"{len(bad)} clips have other values, e.g. {bad[:3]}; without an official split, "
-                        "split the clips stratified by genre instead", path=source)
+        raise DataError(
+            f"{source}: official_split must be one of {sorted(OFFICIAL_SPLIT_NAMES)} for every clip; "
+            f"{len(bad)} clips have other values, e.g. {bad[:3]}; without an official split, "
+            "split the clips stratified by genre instead",
+            path=source,
+        )
     return [OFFICIAL_SPLIT_NAMES[v] for v in values]

@@ -66,35 +66,46 @@ from genreclf.data.audio import read_wav
 from genreclf.errors import DataError, ParamError
 
 # The features in FMA's column order, and how many rows each has (see feature_rows).
-FEATURES = ("chroma_cens", "chroma_cqt", "chroma_stft", "mfcc", "rmse", "spectral_bandwidth",
-            "spectral_centroid", "spectral_contrast", "spectral_rolloff", "tonnetz", "zcr")
+FEATURES = (
+    "chroma_cens",
+    "chroma_cqt",
+    "chroma_stft",
+    "mfcc",
+    "rmse",
+    "spectral_bandwidth",
+    "spectral_centroid",
+    "spectral_contrast",
+    "spectral_rolloff",
+    "tonnetz",
+    "zcr",
+)
 STATISTICS = ("kurtosis", "max", "mean", "median", "min", "skew", "std")
 TONNETZ_ROWS = 6
 
 # librosa's defaults that the features rely on.
-N_MELS = catalog.FEATURES_N_MELS   # mel bands under the MFCCs
-ROLL_PERCENT = 0.85          # spectral rolloff
-TUNING_FMIN = 150.0          # piptrack's search range for the tuning estimate
+N_MELS = catalog.FEATURES_N_MELS  # mel bands under the MFCCs
+ROLL_PERCENT = 0.85  # spectral rolloff
+TUNING_FMIN = 150.0  # piptrack's search range for the tuning estimate
 TUNING_FMAX = 4000.0
-TUNING_THRESHOLD = 0.1       # piptrack: peaks below this fraction of the frame's maximum are ignored
+TUNING_THRESHOLD = 0.1  # piptrack: peaks below this fraction of the frame's maximum are ignored
 
-INT16_SCALE = 32768.0        # int16 PCM -> float32 in [-1, 1)
-WARMUP_SECONDS = 2.0         # the synthetic clip that checks params and compiles numba code
+INT16_SCALE = 32768.0  # int16 PCM -> float32 in [-1, 1)
+WARMUP_SECONDS = 2.0  # the synthetic clip that checks params and compiles numba code
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-IN_FLIGHT_PER_WORKER = 4     # clips queued per worker process: bounds memory, keeps workers busy
-SETTINGS_WHERE = "feature settings"   # how messages name the settings unless told otherwise
+IN_FLIGHT_PER_WORKER = 4  # clips queued per worker process: bounds memory, keeps workers busy
+SETTINGS_WHERE = "feature settings"  # how messages name the settings unless told otherwise
 
 
 @dataclass(frozen=True)
 class FeatureParams:
     """The settings of the feature set (defaults: FMA's)."""
 
-    n_fft: int = 2048        # STFT frame length (and rms / zcr frame length)
-    hop_length: int = 512    # between frames, for every feature
+    n_fft: int = 2048  # STFT frame length (and rms / zcr frame length)
+    hop_length: int = 512  # between frames, for every feature
     n_mfcc: int = 20
-    n_chroma: int = 12       # chroma bins; also the CQT's bins per octave
-    n_octaves: int = 7       # CQT range from C1, for chroma_cqt / chroma_cens / tonnetz
-    n_bands: int = 6         # spectral contrast bands (n_bands + 1 rows)
+    n_chroma: int = 12  # chroma bins; also the CQT's bins per octave
+    n_octaves: int = 7  # CQT range from C1, for chroma_cqt / chroma_cens / tonnetz
+    n_bands: int = 6  # spectral contrast bands (n_bands + 1 rows)
 
 
 # key -> smallest allowed value
@@ -116,8 +127,10 @@ def params_from_dict(values, where: str = SETTINGS_WHERE) -> FeatureParams:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ParamError(f"{where}: {key} = {value!r}; expected an integer >= {minimum}")
     if values["hop_length"] > values["n_fft"]:
-        raise ParamError(f"{where}: hop_length = {values['hop_length']} is more than n_fft = {values['n_fft']}; "
-                         "frames would skip samples")
+        raise ParamError(
+            f"{where}: hop_length = {values['hop_length']} is more than n_fft = {values['n_fft']}; "
+            "frames would skip samples"
+        )
     if values["n_mfcc"] > N_MELS:
         raise ParamError(f"{where}: n_mfcc = {values['n_mfcc']}; expected at most the {N_MELS} mel bands")
     return FeatureParams(**values)
@@ -129,25 +142,38 @@ def params_to_dict(params: FeatureParams) -> dict:
 
 def feature_rows(params: FeatureParams) -> dict[str, int]:
     """Rows of each feature, in FEATURES order."""
-    rows = {"chroma_cens": params.n_chroma, "chroma_cqt": params.n_chroma, "chroma_stft": params.n_chroma,
-            "mfcc": params.n_mfcc, "rmse": 1, "spectral_bandwidth": 1, "spectral_centroid": 1,
-            "spectral_contrast": params.n_bands + 1, "spectral_rolloff": 1, "tonnetz": TONNETZ_ROWS, "zcr": 1}
+    rows = {
+        "chroma_cens": params.n_chroma,
+        "chroma_cqt": params.n_chroma,
+        "chroma_stft": params.n_chroma,
+        "mfcc": params.n_mfcc,
+        "rmse": 1,
+        "spectral_bandwidth": 1,
+        "spectral_centroid": 1,
+        "spectral_contrast": params.n_bands + 1,
+        "spectral_rolloff": 1,
+        "tonnetz": TONNETZ_ROWS,
+        "zcr": 1,
+    }
     return {name: rows[name] for name in FEATURES}
 
 
 def feature_columns(params: FeatureParams) -> list[str]:
     """Column names ``{feature}_{statistic}_{NN}`` in FMA's order (feature, statistic, row)."""
-    return [f"{name}_{statistic}_{row + 1:02d}"
-            for name, n_rows in feature_rows(params).items()
-            for statistic in STATISTICS
-            for row in range(n_rows)]
+    return [
+        f"{name}_{statistic}_{row + 1:02d}"
+        for name, n_rows in feature_rows(params).items()
+        for statistic in STATISTICS
+        for row in range(n_rows)
+    ]
 
 
 DEFAULT_PARAMS = FeatureParams()
-FEATURE_COLUMNS = tuple(feature_columns(DEFAULT_PARAMS))   # the 518 FMA columns
+FEATURE_COLUMNS = tuple(feature_columns(DEFAULT_PARAMS))  # the 518 FMA columns
 
 
 # ---- one clip
+
 
 def clip_features(samples: np.ndarray, sample_rate: int, params: FeatureParams) -> np.ndarray:
     """The feature vector (float64, len(feature_columns(params))) of one mono float clip."""
@@ -195,12 +221,19 @@ def frame_features(y: np.ndarray, sample_rate: int, params: FeatureParams) -> di
     """Each feature as a [rows, frames] matrix, from one shared STFT and one shared CQT."""
     sr, hop = sample_rate, params.hop_length
     magnitude = np.abs(librosa.stft(y, n_fft=params.n_fft, hop_length=hop))
-    power = magnitude ** 2
+    power = magnitude**2
     freqs = librosa.fft_frequencies(sr=sr, n_fft=2 * (magnitude.shape[0] - 1))
 
-    cqt = np.abs(librosa.cqt(y, sr=sr, hop_length=hop, n_bins=params.n_octaves * params.n_chroma,
-                             bins_per_octave=params.n_chroma,
-                             tuning=estimate_tuning(magnitude, sr, params.n_chroma)))
+    cqt = np.abs(
+        librosa.cqt(
+            y,
+            sr=sr,
+            hop_length=hop,
+            n_bins=params.n_octaves * params.n_chroma,
+            bins_per_octave=params.n_chroma,
+            tuning=estimate_tuning(magnitude, sr, params.n_chroma),
+        )
+    )
     # FMA's CQT has n_chroma bins per octave: say so (librosa's chroma default is 36).
     cqt_chroma = dict(n_chroma=params.n_chroma, n_octaves=params.n_octaves, bins_per_octave=params.n_chroma)
     chroma_cens = librosa.feature.chroma_cens(C=cqt, **cqt_chroma)
@@ -209,8 +242,9 @@ def frame_features(y: np.ndarray, sample_rate: int, params: FeatureParams) -> di
     return {
         "chroma_cens": chroma_cens,
         "chroma_cqt": librosa.feature.chroma_cqt(C=cqt, **cqt_chroma),
-        "chroma_stft": librosa.feature.chroma_stft(S=power, sr=sr, n_chroma=params.n_chroma,
-                                                   tuning=estimate_tuning(power, sr, params.n_chroma)),
+        "chroma_stft": librosa.feature.chroma_stft(
+            S=power, sr=sr, n_chroma=params.n_chroma, tuning=estimate_tuning(power, sr, params.n_chroma)
+        ),
         "mfcc": librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=params.n_mfcc),
         "rmse": librosa.feature.rms(y=y, frame_length=params.n_fft, hop_length=hop),
         "spectral_bandwidth": bandwidth,
@@ -247,6 +281,7 @@ def frame_statistics(values: np.ndarray) -> np.ndarray:
 
 # ---- librosa's definitions, computed on the shared spectrogram at lower cost
 
+
 def estimate_tuning(spectrogram: np.ndarray, sample_rate: int, bins_per_octave: int) -> float:
     """``librosa.estimate_tuning(S=spectrogram, sr=sample_rate, bins_per_octave=...)``, faster.
 
@@ -263,9 +298,16 @@ def estimate_tuning(spectrogram: np.ndarray, sample_rate: int, bins_per_octave: 
     with warnings.catch_warnings():
         # A silent clip has no peaks: librosa warns and gives tuning 0.0.
         warnings.filterwarnings("ignore", "Trying to estimate tuning from empty frequency set")
-        return float(librosa.estimate_tuning(
-            S=spectrogram[:kept], sr=sample_rate * kept_n_fft / n_fft, bins_per_octave=bins_per_octave,
-            fmin=TUNING_FMIN, fmax=TUNING_FMAX, ref=TUNING_THRESHOLD * spectrogram.max(axis=0)))
+        return float(
+            librosa.estimate_tuning(
+                S=spectrogram[:kept],
+                sr=sample_rate * kept_n_fft / n_fft,
+                bins_per_octave=bins_per_octave,
+                fmin=TUNING_FMIN,
+                fmax=TUNING_FMAX,
+                ref=TUNING_THRESHOLD * spectrogram.max(axis=0),
+            )
+        )
 
 
 def spectral_centroid_bandwidth(magnitude: np.ndarray, freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -274,11 +316,11 @@ def spectral_centroid_bandwidth(magnitude: np.ndarray, freqs: np.ndarray) -> tup
     centroid = sum(f S) / sum(S); bandwidth = sqrt(sum(S (f - centroid)^2) / sum(S)),
     from the moments of each frame's spectrum.
     """
-    moments = np.stack([np.ones_like(freqs), freqs, freqs ** 2]) @ magnitude.astype(np.float64)
+    moments = np.stack([np.ones_like(freqs), freqs, freqs**2]) @ magnitude.astype(np.float64)
     total = moments[0]
     weight = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
     centroid = moments[1] * weight
-    variance = np.maximum(moments[2] * weight - centroid ** 2, 0.0)
+    variance = np.maximum(moments[2] * weight - centroid**2, 0.0)
     return centroid[np.newaxis], np.sqrt(variance)[np.newaxis]
 
 
@@ -298,7 +340,7 @@ def zero_crossing_rate(y: np.ndarray, frame_length: int, hop_length: int) -> np.
     """
     half = frame_length // 2
     padded = np.pad(y, (half, half), mode="edge")
-    crossings = librosa.zero_crossings(padded, pad=False)    # [i]: between samples i-1 and i
+    crossings = librosa.zero_crossings(padded, pad=False)  # [i]: between samples i-1 and i
     counts = np.zeros(padded.size + 1, dtype=np.int64)
     np.cumsum(crossings, out=counts[1:])
     starts = hop_length * np.arange(1 + (padded.size - frame_length) // hop_length)
@@ -307,6 +349,7 @@ def zero_crossing_rate(y: np.ndarray, frame_length: int, hop_length: int) -> np.
 
 
 # ---- many clips, on every core
+
 
 def int16_to_float(samples: np.ndarray) -> np.ndarray:
     """int16 PCM samples -> float32 in [-1, 1), as soundfile and librosa.load read them."""
@@ -317,8 +360,9 @@ def wav_features(path: str | Path, sample_rate: int, params: FeatureParams) -> n
     """The features of one mono 16-bit WAV written by the convert stage."""
     samples, file_rate = read_wav(path)
     if file_rate != sample_rate:
-        raise DataError(f"{path}: sample rate {file_rate} Hz, expected {sample_rate} Hz like the other clips",
-                        path=path)
+        raise DataError(
+            f"{path}: sample rate {file_rate} Hz, expected {sample_rate} Hz like the other clips", path=path
+        )
     try:
         return clip_features(int16_to_float(samples), sample_rate, params)
     except DataError as e:
@@ -351,9 +395,14 @@ def _init_worker(sample_rate: int, params: FeatureParams) -> None:
     clip_features(warmup_clip(sample_rate), sample_rate, params)
 
 
-def iter_wav_features(wav_paths: Sequence[str | Path], sample_rate: int, params: FeatureParams,
-                      workers: int | None = None, desc: str = "features",
-                      progress: bool = True) -> Iterator[np.ndarray]:
+def iter_wav_features(
+    wav_paths: Sequence[str | Path],
+    sample_rate: int,
+    params: FeatureParams,
+    workers: int | None = None,
+    desc: str = "features",
+    progress: bool = True,
+) -> Iterator[np.ndarray]:
     """Yield the features of each WAV, in the order of ``wav_paths``, computed in parallel.
 
     ``workers`` processes (default: every core) each hold one clip at a time and at most
@@ -365,8 +414,9 @@ def iter_wav_features(wav_paths: Sequence[str | Path], sample_rate: int, params:
     workers = workers or os.cpu_count() or 1
     paths = iter(wav_paths)
     # "spawn": workers start clean (no copy of the caller's threads or locks).
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                               initializer=_init_worker, initargs=(sample_rate, params))
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(sample_rate, params)
+    )
     pending: deque[Future] = deque()
 
     def submit_next(count: int) -> None:

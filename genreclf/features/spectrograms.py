@@ -32,7 +32,7 @@ import tensorflow as tf
 
 INT16_SCALE = 32768.0
 TOP_DB = 80.0
-AMIN = 1e-10                  # floor of the power before the logarithm (librosa's amin)
+AMIN = 1e-10  # floor of the power before the logarithm (librosa's amin)
 
 
 @functools.lru_cache(maxsize=16)
@@ -54,8 +54,9 @@ def audio_to_float(audio_int16: tf.Tensor) -> tf.Tensor:
     return tf.cast(audio_int16, tf.float32) / INT16_SCALE
 
 
-def log_mel_spectrogram(audio: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int,
-                        n_mels: int, top_db: float = TOP_DB) -> tf.Tensor:
+def log_mel_spectrogram(
+    audio: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, top_db: float = TOP_DB
+) -> tf.Tensor:
     """float32 audio [n] -> log-mel spectrogram in dB relative to the clip's maximum, [frames, n_mels].
 
     Same values as ``librosa.power_to_db(librosa.feature.melspectrogram(y=audio,
@@ -64,8 +65,14 @@ def log_mel_spectrogram(audio: tf.Tensor, sample_rate: int, n_fft: int, hop_leng
     """
     audio = tf.convert_to_tensor(audio, tf.float32)
     padded = tf.pad(audio, [[n_fft // 2, n_fft // 2]])
-    stft = tf.signal.stft(padded, frame_length=n_fft, frame_step=hop_length, fft_length=n_fft,
-                          window_fn=tf.signal.hann_window, pad_end=False)
+    stft = tf.signal.stft(
+        padded,
+        frame_length=n_fft,
+        frame_step=hop_length,
+        fft_length=n_fft,
+        window_fn=tf.signal.hann_window,
+        pad_end=False,
+    )
     power = tf.math.square(tf.math.abs(stft))
     mel = tf.linalg.matmul(power, tf.constant(mel_filterbank(sample_rate, n_fft, n_mels)))
     decibels = 10.0 * tf.math.log(tf.maximum(mel, AMIN)) / tf.math.log(10.0)
@@ -85,13 +92,14 @@ def spectrogram_image(log_mel: tf.Tensor) -> tf.Tensor:
 
 # ---- the three kinds of model input -----------------------------------------------
 
+
 def waveform_windows(audio_int16: tf.Tensor, window_size: int) -> tf.Tensor:
     """Consecutive non-overlapping windows of a clip: float32 [n // window_size, window_size, 1].
 
     The samples after the last whole window are dropped.
     """
     count = tf.shape(audio_int16)[0] // window_size
-    windows = tf.reshape(audio_to_float(audio_int16[:count * window_size]), [count, window_size, 1])
+    windows = tf.reshape(audio_to_float(audio_int16[: count * window_size]), [count, window_size, 1])
     return tf.ensure_shape(windows, [None, window_size, 1])
 
 
@@ -103,12 +111,13 @@ def random_waveform_window(audio_int16: tf.Tensor, window_size: int, seed: tf.Te
     """
     last_start = tf.shape(audio_int16)[0] - window_size
     start = tf.random.stateless_uniform([], seed=seed, minval=0, maxval=last_start + 1, dtype=tf.int32)
-    window = audio_to_float(audio_int16[start:start + window_size])
+    window = audio_to_float(audio_int16[start : start + window_size])
     return tf.ensure_shape(tf.reshape(window, [window_size, 1]), [window_size, 1])
 
 
-def mel_image(audio_int16: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int, n_mels: int,
-              image_size: int) -> tf.Tensor:
+def mel_image(
+    audio_int16: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, image_size: int
+) -> tf.Tensor:
     """Whole-clip log-mel spectrogram resized to an image: float32 [image_size, image_size, 1] in [0, 1].
 
     Resizing is bilinear with antialiasing (the time axis is usually shrunk).
@@ -138,19 +147,20 @@ def segment_starts(frames: tf.Tensor, segment_frames: int, segments_per_clip: in
     return tf.cast(starts, tf.int32)
 
 
-def mel_segments(audio_int16: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int,
-                 image_size: int, segments_per_clip: int) -> tf.Tensor:
+def mel_segments(
+    audio_int16: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int, image_size: int, segments_per_clip: int
+) -> tf.Tensor:
     """Log-mel segments of a clip: float32 [segments_per_clip, image_size, image_size, 1] in [0, 1].
 
     One spectrogram of the whole clip with ``n_mels = image_size`` bands (dB relative
     to the clip's maximum); segments of ``image_size`` frames start at evenly spaced
     frames from the first to the last possible one.
     """
-    log_mel = scale_decibels(log_mel_spectrogram(audio_to_float(audio_int16), sample_rate, n_fft,
-                                                 hop_length, image_size))
+    log_mel = scale_decibels(
+        log_mel_spectrogram(audio_to_float(audio_int16), sample_rate, n_fft, hop_length, image_size)
+    )
     starts = segment_starts(tf.shape(log_mel)[0], image_size, segments_per_clip)
     frame_index = starts[:, tf.newaxis] + tf.range(image_size)[tf.newaxis, :]
-    segments = tf.gather(log_mel, frame_index)                          # [k, frames, mels]
+    segments = tf.gather(log_mel, frame_index)  # [k, frames, mels]
     segments = tf.reverse(tf.transpose(segments, [0, 2, 1]), axis=[1])  # [k, mels, frames]
-    return tf.ensure_shape(segments[..., tf.newaxis],
-                           [segments_per_clip, image_size, image_size, 1])
+    return tf.ensure_shape(segments[..., tf.newaxis], [segments_per_clip, image_size, image_size, 1])

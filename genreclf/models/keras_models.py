@@ -25,8 +25,15 @@ MOBILENET_IMAGENET_ALPHAS = catalog.MOBILENET_IMAGENET_ALPHAS
 MOBILENET_MIN_IMAGE_SIZE = catalog.MOBILENET_MIN_IMAGE_SIZE
 
 
-def build_cnn1d(window_size: int, num_classes: int, conv_filters=(128, 64), kernel_size: int = 3,
-                pool_size: int = 2, dense_units=(100, 20), dropout: float = 0.5) -> keras.Model:
+def build_cnn1d(
+    window_size: int,
+    num_classes: int,
+    conv_filters=(128, 64),
+    kernel_size: int = 3,
+    pool_size: int = 2,
+    dense_units=(100, 20),
+    dropout: float = 0.5,
+) -> keras.Model:
     """1D CNN on raw audio windows [window_size, 1]: conv + max-pool blocks, dense + dropout, softmax."""
     inputs = keras.Input(shape=(window_size, 1), name="waveform")
     x = inputs
@@ -41,8 +48,14 @@ def build_cnn1d(window_size: int, num_classes: int, conv_filters=(128, 64), kern
     return keras.Model(inputs, outputs, name="cnn1d")
 
 
-def build_mobilenet(image_size: int, num_classes: int, weights: str | None = "imagenet",
-                    alpha: float = 1.0, dense_units: int = 128, dropout: float = 0.5) -> keras.Model:
+def build_mobilenet(
+    image_size: int,
+    num_classes: int,
+    weights: str | None = "imagenet",
+    alpha: float = 1.0,
+    dense_units: int = 128,
+    dropout: float = 0.5,
+) -> keras.Model:
     """MobileNetV2 base (global average pooling) + a new dense head, on [s, s, 3] images.
 
     ``weights``: "imagenet" (Keras downloads them: needs internet), the path of a
@@ -60,9 +73,14 @@ def build_mobilenet(image_size: int, num_classes: int, weights: str | None = "im
     The base is the layer named "mobilenetv2_base".
     """
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
-    base = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), alpha=alpha,
-                                          include_top=False, weights=weights, pooling="avg",
-                                          name="mobilenetv2_base")
+    base = keras.applications.MobileNetV2(
+        input_shape=(image_size, image_size, 3),
+        alpha=alpha,
+        include_top=False,
+        weights=weights,
+        pooling="avg",
+        name="mobilenetv2_base",
+    )
     if weights is None:
         # Trained from scratch: Keras' MobileNetV2 keeps batch-norm running statistics with
         # momentum 0.999, which a small data set never moves far from their initial values
@@ -73,7 +91,7 @@ def build_mobilenet(image_size: int, num_classes: int, weights: str | None = "im
         x = base(inputs)
     else:
         base.trainable = False
-        x = base(inputs, training=False)      # transfer: frozen, batch norm in inference mode
+        x = base(inputs, training=False)  # transfer: frozen, batch norm in inference mode
     x = layers.Dense(dense_units, activation="relu", name="head_dense")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="genre")(x)
@@ -89,13 +107,19 @@ def unfreeze_top_layers(model: keras.Model, count: int) -> None:
     """Make the top ``count`` layers of the MobileNetV2 base trainable (the rest stay frozen)."""
     base = mobilenet_base(model)
     base.trainable = True
-    for layer in base.layers[:len(base.layers) - count]:
+    for layer in base.layers[: len(base.layers) - count]:
         layer.trainable = False
 
 
-def build_cnn2d(image_size: int, num_classes: int, filters=(64, 128, 256, 512), pools=(2, 4, 4, 4),
-                dense_units: int = 128, dropout: float = 0.5,
-                output_activation: str = "softmax") -> keras.Model:
+def build_cnn2d(
+    image_size: int,
+    num_classes: int,
+    filters=(64, 128, 256, 512),
+    pools=(2, 4, 4, 4),
+    dense_units: int = 128,
+    dropout: float = 0.5,
+    output_activation: str = "softmax",
+) -> keras.Model:
     """2D CNN on log-mel segments [s, s, 1]: 3x3 ELU convolutions, each followed by max-pooling."""
     if output_activation not in OUTPUT_ACTIVATIONS:
         raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
@@ -126,5 +150,8 @@ def compile_model(model: keras.Model, learning_rate: float, output_activation: s
     else:
         raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
     # explicit names: auto-names ("adam_1", ...) would depend on what the process built before
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, name="adam"), loss=loss,
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate, name="adam"),
+        loss=loss,
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )

@@ -44,10 +44,10 @@ class SplitPredictions:
     """The predictions of a model on every clip of a split."""
 
     track_ids: list[str]
-    y_true: np.ndarray           # int64 [clips]: label indices
-    probabilities: np.ndarray    # float64 [clips, genres]: clip probabilities (rows sum to 1)
-    unit_name: str               # what the model scores: "clip", "window" or "segment"
-    unit_accuracy: float         # accuracy over those units (= the clip accuracy when a unit is a clip)
+    y_true: np.ndarray  # int64 [clips]: label indices
+    probabilities: np.ndarray  # float64 [clips, genres]: clip probabilities (rows sum to 1)
+    unit_name: str  # what the model scores: "clip", "window" or "segment"
+    unit_accuracy: float  # accuracy over those units (= the clip accuracy when a unit is a clip)
     num_units: int
 
     @property
@@ -60,8 +60,9 @@ class SplitPredictions:
         return {} if self.unit_name == "clip" else {f"{self.unit_name}_accuracy": self.unit_accuracy}
 
 
-def clip_probabilities(unit_probabilities: np.ndarray, clip_index: np.ndarray, num_clips: int,
-                       output_activation: str = "softmax") -> np.ndarray:
+def clip_probabilities(
+    unit_probabilities: np.ndarray, clip_index: np.ndarray, num_clips: int, output_activation: str = "softmax"
+) -> np.ndarray:
     """Mean of the units' probabilities per clip [num_clips, C] (sigmoid: then normalised to sum 1)."""
     counts = np.bincount(clip_index, minlength=num_clips)
     sums = np.zeros((num_clips, unit_probabilities.shape[1]), dtype=np.float64)
@@ -73,6 +74,7 @@ def clip_probabilities(unit_probabilities: np.ndarray, clip_index: np.ndarray, n
 
 
 # ---- scikit-learn ---------------------------------------------------------------------
+
 
 class SklearnPredictor:
     """A scikit-learn pipeline on the FMA feature set."""
@@ -88,11 +90,14 @@ class SklearnPredictor:
         self.columns = folder.preprocessing.get("columns")
         self.pipeline = sklearn_models.load_pipeline(folder.model_file)
         if not isinstance(self.columns, list) or self.pipeline.n_features_in_ != len(self.columns):
-            raise DataError(f"{where}: its columns do not match the {self.pipeline.n_features_in_} features of "
-                            "the model", path=where)
+            raise DataError(
+                f"{where}: its columns do not match the {self.pipeline.n_features_in_} features of the model",
+                path=where,
+            )
         try:
-            self.feature_params = fma_features.params_from_dict(folder.preprocessing.get("features"),
-                                                                where=f"{where}: features")
+            self.feature_params = fma_features.params_from_dict(
+                folder.preprocessing.get("features"), where=f"{where}: features"
+            )
         except ParamError as e:
             raise DataError(f"{e} (the feature settings the model was trained with)", path=where) from None
         if fma_features.feature_columns(self.feature_params) != self.columns:
@@ -102,24 +107,33 @@ class SklearnPredictor:
     def predict_split(self, data_dir: str | Path, split: str) -> SplitPredictions:
         features_dir = Path(data_dir) / artifacts.FEATURES_DIR.name
         table = artifacts.read_feature_split(features_dir, split, self.columns)
-        wrong = sorted({(int(label), genre) for label, genre in zip(table.labels, table.genres)
-                        if not 0 <= label < len(self.labels) or self.labels[label] != genre})
+        wrong = sorted(
+            {
+                (int(label), genre)
+                for label, genre in zip(table.labels, table.genres)
+                if not 0 <= label < len(self.labels) or self.labels[label] != genre
+            }
+        )
         if wrong:
-            raise DataError(f"{features_dir / split}.csv: the labels {wrong[:3]} do not match the model's genres "
-                            f"{self.labels} ({self.model_dir / artifacts.LABELS_FILE}); retrain the model on "
-                            "these features", path=self.model_dir)
+            raise DataError(
+                f"{features_dir / split}.csv: the labels {wrong[:3]} do not match the model's genres "
+                f"{self.labels} ({self.model_dir / artifacts.LABELS_FILE}); retrain the model on "
+                "these features",
+                path=self.model_dir,
+            )
         probs = sklearn_models.class_probabilities(self.pipeline, table.features, len(self.labels))
         accuracy = float(np.mean(probs.argmax(axis=1) == table.labels))
         return SplitPredictions(table.track_ids, table.labels, probs, "clip", accuracy, len(table.track_ids))
 
     def predict_audio(self, clip: np.ndarray) -> np.ndarray:
         """Probabilities of the genres for one int16 clip decoded at ``sample_rate``."""
-        samples = self._features.int16_to_float(clip)   # as the features stage reads its WAVs
+        samples = self._features.int16_to_float(clip)  # as the features stage reads its WAVs
         row = self._features.clip_features(samples, self.sample_rate, self.feature_params).reshape(1, -1)
         return sklearn_models.class_probabilities(self.pipeline, row, len(self.labels))[0]
 
 
 # ---- Keras ------------------------------------------------------------------------------
+
 
 class KerasPredictor:
     """A Keras model on the TFRecord shards (cnn1d, mobilenet, cnn2d); ``model_dir`` None for one
@@ -127,8 +141,14 @@ class KerasPredictor:
 
     family = "keras"
 
-    def __init__(self, model, preprocessing: dict, labels: list[str], batch_size: int = PREDICT_BATCH_SIZE,
-                 model_dir: Path | None = None):
+    def __init__(
+        self,
+        model,
+        preprocessing: dict,
+        labels: list[str],
+        batch_size: int = PREDICT_BATCH_SIZE,
+        model_dir: Path | None = None,
+    ):
         self.model, self.preprocessing, self.labels = model, preprocessing, labels
         self.sample_rate = preprocessing["sample_rate"]
         self.batch_size, self.model_dir = batch_size, model_dir
@@ -142,8 +162,11 @@ class KerasPredictor:
 
         where = folder.path / artifacts.PREPROCESSING_FILE
         if folder.preprocessing.get("input") not in tfdata.INPUT_KINDS:
-            raise DataError(f"{where}: not the preprocessing of a Keras model of this project (input one of "
-                            f"{list(tfdata.INPUT_KINDS)})", path=where)
+            raise DataError(
+                f"{where}: not the preprocessing of a Keras model of this project (input one of "
+                f"{list(tfdata.INPUT_KINDS)})",
+                path=where,
+            )
         tf.config.experimental.enable_op_determinism()
         model = keras.models.load_model(folder.model_file, compile=False)
         return cls(model, folder.preprocessing, folder.labels, batch_size, folder.path)
@@ -155,28 +178,36 @@ class KerasPredictor:
         prep, shard_dir = self.preprocessing, Path(data_dir) / artifacts.SHARD_DIR.name
         info = artifacts.read_dataset_info(shard_dir)
         if info["sample_rate"] != prep["sample_rate"] or info["labels"] != self.labels:
-            raise DataError(f"{shard_dir / artifacts.DATASET_INFO_FILE}: sample rate {info['sample_rate']} and "
-                            f"labels {info['labels']} differ from the model's ({prep['sample_rate']}, "
-                            f"{self.labels}); retrain the model on these shards", path=self.model_dir)
+            raise DataError(
+                f"{shard_dir / artifacts.DATASET_INFO_FILE}: sample rate {info['sample_rate']} and "
+                f"labels {info['labels']} differ from the model's ({prep['sample_rate']}, "
+                f"{self.labels}); retrain the model on these shards",
+                path=self.model_dir,
+            )
         unit_name = tfdata.UNIT_NAMES[prep["input"]]
         probs, clip_index, labels, track_ids = self._predict_units(
-            tfdata.evaluation_dataset(shard_dir, split, prep, self.batch_size), split)
+            tfdata.evaluation_dataset(shard_dir, split, prep, self.batch_size), split
+        )
         if probs is None:
             raise DataError(f"{shard_dir}: split '{split}' gives no {unit_name}s to predict", path=shard_dir)
         num_clips = int(clip_index.max()) + 1
         present = np.bincount(clip_index, minlength=num_clips) > 0
         expected_clips = info["splits"].get(split, {}).get("clips")
         if not present.all() or (expected_clips is not None and num_clips != expected_clips):
-            raise DataError(f"{shard_dir}: {int((~present).sum())} clip(s) of split '{split}' are too short for "
-                            f"one {unit_name} ({tfdata.min_clip_samples(prep)} samples); reshard with longer "
-                            f"clips (convert.min_seconds) or use a smaller window")
+            raise DataError(
+                f"{shard_dir}: {int((~present).sum())} clip(s) of split '{split}' are too short for "
+                f"one {unit_name} ({tfdata.min_clip_samples(prep)} samples); reshard with longer "
+                f"clips (convert.min_seconds) or use a smaller window"
+            )
         first = np.unique(clip_index, return_index=True)[1]
-        return SplitPredictions(track_ids=[t.decode("utf-8") for t in track_ids[first]],
-                                y_true=labels[first].astype(np.int64),
-                                probabilities=clip_probabilities(probs, clip_index, num_clips,
-                                                                 prep["output_activation"]),
-                                unit_name=unit_name, unit_accuracy=float(np.mean(probs.argmax(axis=1) == labels)),
-                                num_units=int(len(labels)))
+        return SplitPredictions(
+            track_ids=[t.decode("utf-8") for t in track_ids[first]],
+            y_true=labels[first].astype(np.int64),
+            probabilities=clip_probabilities(probs, clip_index, num_clips, prep["output_activation"]),
+            unit_name=unit_name,
+            unit_accuracy=float(np.mean(probs.argmax(axis=1) == labels)),
+            num_units=int(len(labels)),
+        )
 
     def _predict_units(self, dataset, split: str):
         """(unit probabilities, clip index, label, track id) of every unit of ``dataset``, or Nones if empty."""
@@ -197,14 +228,22 @@ class KerasPredictor:
 
         audio, prep = np.asarray(clip), self.preprocessing
         if audio.dtype != np.int16 or audio.ndim != 1:
-            raise DataError(f"expected mono int16 samples at {prep['sample_rate']} Hz (1-D int16 array), got "
-                            f"{audio.dtype} with shape {audio.shape}; decode the clip at the model's sample rate")
+            raise DataError(
+                f"expected mono int16 samples at {prep['sample_rate']} Hz (1-D int16 array), got "
+                f"{audio.dtype} with shape {audio.shape}; decode the clip at the model's sample rate"
+            )
         if len(audio) < tfdata.min_clip_samples(prep):
-            raise DataError(f"clip of {len(audio)} samples is too short for model '{prep['model']}': it needs at "
-                            f"least {tfdata.min_clip_samples(prep)} samples at {prep['sample_rate']} Hz")
+            raise DataError(
+                f"clip of {len(audio)} samples is too short for model '{prep['model']}': it needs at "
+                f"least {tfdata.min_clip_samples(prep)} samples at {prep['sample_rate']} Hz"
+            )
         units = tfdata.units_of_clip(audio, prep).numpy()
-        probs = np.concatenate([np.asarray(self.model.predict_on_batch(units[i:i + self.batch_size]), dtype=np.float64)
-                                for i in range(0, len(units), self.batch_size)])
+        probs = np.concatenate(
+            [
+                np.asarray(self.model.predict_on_batch(units[i : i + self.batch_size]), dtype=np.float64)
+                for i in range(0, len(units), self.batch_size)
+            ]
+        )
         return clip_probabilities(probs, np.zeros(len(probs), dtype=np.int64), 1, prep["output_activation"])[0]
 
 

@@ -55,6 +55,7 @@ SKOPS_ARRAY_FILE = re.compile(r"^(\d+)(\.npy|\.npz)$")
 
 # ---- the models
 
+
 def logreg_classifier(C: float, max_iter: int, seed: int) -> LogisticRegression:
     return LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
 
@@ -70,8 +71,9 @@ def gnb_classifier(var_smoothing: float) -> GaussianNB:
 def svm_classifier(C: float, kernel: str, gamma: str | float, seed: int) -> CalibratedClassifierCV:
     """An SVC trained on all the clips, its probabilities calibrated on seeded, stratified folds."""
     folds = StratifiedKFold(n_splits=CALIBRATION_FOLDS, shuffle=True, random_state=seed)
-    return CalibratedClassifierCV(SVC(C=C, kernel=kernel, gamma=gamma), method=CALIBRATION_METHOD,
-                                  cv=folds, ensemble=False)
+    return CalibratedClassifierCV(
+        SVC(C=C, kernel=kernel, gamma=gamma), method=CALIBRATION_METHOD, cv=folds, ensemble=False
+    )
 
 
 CLASSIFIER_BUILDERS = {
@@ -96,8 +98,16 @@ def build_pipeline(name: str, pca_components: int | None, **classifier_options) 
     return Pipeline(steps)
 
 
-def select_svm_settings(features: np.ndarray, labels: np.ndarray, pca_components: int | None,
-                        kernel: str, Cs: list, gammas: list, folds: int, seed: int) -> tuple[dict, float, list]:
+def select_svm_settings(
+    features: np.ndarray,
+    labels: np.ndarray,
+    pca_components: int | None,
+    kernel: str,
+    Cs: list,
+    gammas: list,
+    folds: int,
+    seed: int,
+) -> tuple[dict, float, list]:
     """Choose the SVM's C and gamma by stratified k-fold cross-validation on the given (train) clips.
 
     Every (C, gamma) pair is scored by the mean accuracy of standardise -> PCA -> SVC over
@@ -105,14 +115,21 @@ def select_svm_settings(features: np.ndarray, labels: np.ndarray, pca_components
     given. Returns ({"C", "gamma"}, its mean accuracy, [(C, gamma, mean accuracy), ...]).
     """
     pipeline = build_pipeline("svm", pca_components, C=1.0, kernel=kernel, gamma="scale", seed=seed)
-    pipeline.steps[-1] = ("classifier", SVC(kernel=kernel))      # no calibration while choosing
-    search = GridSearchCV(pipeline, {"classifier__C": list(Cs), "classifier__gamma": list(gammas)},
-                          scoring="accuracy", refit=False, n_jobs=1,
-                          cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed))
+    pipeline.steps[-1] = ("classifier", SVC(kernel=kernel))  # no calibration while choosing
+    search = GridSearchCV(
+        pipeline,
+        {"classifier__C": list(Cs), "classifier__gamma": list(gammas)},
+        scoring="accuracy",
+        refit=False,
+        n_jobs=1,
+        cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed),
+    )
     search.fit(features, labels)
     results = search.cv_results_
-    table = [(p["classifier__C"], p["classifier__gamma"], float(score))
-             for p, score in zip(results["params"], results["mean_test_score"])]
+    table = [
+        (p["classifier__C"], p["classifier__gamma"], float(score))
+        for p, score in zip(results["params"], results["mean_test_score"])
+    ]
     best = search.best_params_
     return ({"C": best["classifier__C"], "gamma": best["classifier__gamma"]}, float(search.best_score_), table)
 
@@ -125,6 +142,7 @@ def class_probabilities(pipeline: Pipeline, features: np.ndarray, n_labels: int)
 
 
 # ---- saving and loading with skops
+
 
 def _renumber_ids(state, ids: dict[int, int]):
     """Copy of a skops schema with every object id replaced by its rank of first appearance."""
@@ -152,8 +170,10 @@ def model_bytes(pipeline: Pipeline) -> bytes:
     """
     ids: dict[int, int] = {}
     renamed = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(sio.dumps(pipeline))) as src, \
-            zipfile.ZipFile(renamed, "w", compression=zipfile.ZIP_STORED) as dst:
+    with (
+        zipfile.ZipFile(io.BytesIO(sio.dumps(pipeline))) as src,
+        zipfile.ZipFile(renamed, "w", compression=zipfile.ZIP_STORED) as dst,
+    ):
         schema = _renumber_ids(json.loads(src.read("schema.json")), ids)
         dst.writestr("schema.json", json.dumps(schema, indent=2))
         for name in src.namelist():
@@ -181,8 +201,11 @@ def load_pipeline(path: str | Path) -> Pipeline:
         raise DataError(f"{path}: not a readable skops model file ({e})", path=path) from None
     refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if refused:
-        raise DataError(f"{path}: refused to load, it holds types that are not on the allow-list "
-                        f"of genreclf.models.sklearn_models.TRUSTED_TYPES: {refused}", path=path)
+        raise DataError(
+            f"{path}: refused to load, it holds types that are not on the allow-list "
+            f"of genreclf.models.sklearn_models.TRUSTED_TYPES: {refused}",
+            path=path,
+        )
     model = sio.load(path, trusted=list(TRUSTED_TYPES))
     if not isinstance(model, Pipeline):
         raise DataError(f"{path}: expected a scikit-learn Pipeline, got {type(model).__name__}", path=path)

@@ -36,12 +36,13 @@ from genreclf.features import spectrograms
 AUTOTUNE = tf.data.AUTOTUNE
 INPUT_KINDS = ("waveform_windows", "mel_image", "mel_segments")
 UNIT_NAMES = {"waveform_windows": "window", "mel_image": "clip", "mel_segments": "segment"}
-SHUFFLE_BUFFER_CLIPS = 256      # clips in the shuffle buffer when a split is not cached
-SHUFFLE_BUFFER_UNITS = 1024     # units (segments) in the second shuffle of mel_segments
-CACHE_MEMORY_FRACTION = 0.5     # cache only what fits in this share of the available memory
+SHUFFLE_BUFFER_CLIPS = 256  # clips in the shuffle buffer when a split is not cached
+SHUFFLE_BUFFER_UNITS = 1024  # units (segments) in the second shuffle of mel_segments
+CACHE_MEMORY_FRACTION = 0.5  # cache only what fits in this share of the available memory
 
 
 # ---- the shards ---------------------------------------------------------------------
+
 
 def shard_files(shard_dir: str | Path, split: str) -> list[str]:
     """The shard files of a split as strings, or a DataError if there are none."""
@@ -69,6 +70,7 @@ def read_clips(shard_dir: str | Path, split: str, shuffle_files_seed: int | None
 
 # ---- per-clip features and units ----------------------------------------------------
 
+
 def clip_features(audio_int16: tf.Tensor, preprocessing: dict) -> tf.Tensor:
     """The deterministic part of a clip's input (what ``cache()`` keeps).
 
@@ -79,12 +81,22 @@ def clip_features(audio_int16: tf.Tensor, preprocessing: dict) -> tf.Tensor:
     if kind == "waveform_windows":
         return audio_int16
     if kind == "mel_image":
-        return spectrograms.mel_image(audio_int16, preprocessing["sample_rate"], preprocessing["n_fft"],
-                                      preprocessing["hop_length"], preprocessing["n_mels"],
-                                      preprocessing["image_size"])
-    return spectrograms.mel_segments(audio_int16, preprocessing["sample_rate"], preprocessing["n_fft"],
-                                     preprocessing["hop_length"], preprocessing["image_size"],
-                                     preprocessing["segments_per_clip"])
+        return spectrograms.mel_image(
+            audio_int16,
+            preprocessing["sample_rate"],
+            preprocessing["n_fft"],
+            preprocessing["hop_length"],
+            preprocessing["n_mels"],
+            preprocessing["image_size"],
+        )
+    return spectrograms.mel_segments(
+        audio_int16,
+        preprocessing["sample_rate"],
+        preprocessing["n_fft"],
+        preprocessing["hop_length"],
+        preprocessing["image_size"],
+        preprocessing["segments_per_clip"],
+    )
 
 
 def evaluation_units(features: tf.Tensor, preprocessing: dict) -> tf.Tensor:
@@ -118,7 +130,7 @@ def min_clip_samples(preprocessing: dict) -> int:
     kind = input_kind(preprocessing)
     if kind == "waveform_windows":
         return preprocessing["window_size"]
-    if kind == "mel_segments":       # 1 + n // hop frames >= image_size
+    if kind == "mel_segments":  # 1 + n // hop frames >= image_size
         return (preprocessing["image_size"] - 1) * preprocessing["hop_length"]
     return 1
 
@@ -138,6 +150,7 @@ def units_of_clip(audio_int16: np.ndarray, preprocessing: dict) -> tf.Tensor:
 
 # ---- caching --------------------------------------------------------------------------
 
+
 def available_memory_bytes() -> int | None:
     """Memory available to new allocations (Linux MemAvailable), or None if unknown."""
     try:
@@ -155,17 +168,25 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def should_cache(needed_bytes: int, available_bytes: int | None,
-                 fraction: float = CACHE_MEMORY_FRACTION) -> bool:
+def should_cache(needed_bytes: int, available_bytes: int | None, fraction: float = CACHE_MEMORY_FRACTION) -> bool:
     """Cache a split in memory only if it takes at most ``fraction`` of the available memory."""
     return available_bytes is not None and needed_bytes <= fraction * available_bytes
 
 
 # ---- the pipelines -------------------------------------------------------------------
 
-def training_dataset(shard_dir: str | Path, split: str, preprocessing: dict, num_classes: int,
-                     batch_size: int, seed: int, num_clips: int, cache: bool = False,
-                     drop_remainder: bool = False) -> tf.data.Dataset:
+
+def training_dataset(
+    shard_dir: str | Path,
+    split: str,
+    preprocessing: dict,
+    num_classes: int,
+    batch_size: int,
+    seed: int,
+    num_clips: int,
+    cache: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
     """Shuffled batches of ``(units, one-hot labels)`` for training; new random order every epoch.
 
     waveform_windows: one random window per clip and epoch (stateless random ops
@@ -174,9 +195,10 @@ def training_dataset(shard_dir: str | Path, split: str, preprocessing: dict, num
     """
     kind = input_kind(preprocessing)
     clips = read_clips(shard_dir, split, shuffle_files_seed=None if cache else seed)
-    clips = clips.map(lambda ex: (clip_features(ex["audio"], preprocessing),
-                                  tf.one_hot(ex["label"], num_classes)),
-                      num_parallel_calls=AUTOTUNE)
+    clips = clips.map(
+        lambda ex: (clip_features(ex["audio"], preprocessing), tf.one_hot(ex["label"], num_classes)),
+        num_parallel_calls=AUTOTUNE,
+    )
     if cache:
         clips = clips.cache()
     buffer = max(1, num_clips if cache else min(num_clips, SHUFFLE_BUFFER_CLIPS))
@@ -186,14 +208,17 @@ def training_dataset(shard_dir: str | Path, split: str, preprocessing: dict, num
         seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
         units = tf.data.Dataset.zip(clips, seeds).map(
             lambda pair, pair_seed: (spectrograms.random_waveform_window(pair[0], window, pair_seed), pair[1]),
-            num_parallel_calls=AUTOTUNE)
+            num_parallel_calls=AUTOTUNE,
+        )
     elif kind == "mel_image":
-        units = clips.map(lambda image, label: (spectrograms.mobilenet_pixels(image), label),
-                          num_parallel_calls=AUTOTUNE)
+        units = clips.map(
+            lambda image, label: (spectrograms.mobilenet_pixels(image), label), num_parallel_calls=AUTOTUNE
+        )
     else:
         count = preprocessing["segments_per_clip"]
-        units = clips.map(lambda segments, label: (segments, tf.tile(label[tf.newaxis], [count, 1])),
-                          num_parallel_calls=AUTOTUNE).unbatch()
+        units = clips.map(
+            lambda segments, label: (segments, tf.tile(label[tf.newaxis], [count, 1])), num_parallel_calls=AUTOTUNE
+        ).unbatch()
         units = units.shuffle(SHUFFLE_BUFFER_UNITS, seed=seed + 2, reshuffle_each_iteration=True)
     units_per_epoch = num_clips * training_unit_count(preprocessing)
     batches = units_per_epoch // batch_size if drop_remainder else -(-units_per_epoch // batch_size)
@@ -202,17 +227,16 @@ def training_dataset(shard_dir: str | Path, split: str, preprocessing: dict, num
     return batched.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
 
 
-def validation_dataset(shard_dir: str | Path, split: str, preprocessing: dict, num_classes: int,
-                       batch_size: int, cache: bool = False) -> tf.data.Dataset:
+def validation_dataset(
+    shard_dir: str | Path, split: str, preprocessing: dict, num_classes: int, batch_size: int, cache: bool = False
+) -> tf.data.Dataset:
     """Batches of ``(units, one-hot labels)`` over every unit of every clip, in a fixed order."""
     units = _evaluation_units(shard_dir, split, preprocessing, cache)
-    units = units.map(lambda x, clip, label, track_id: (x, tf.one_hot(label, num_classes)),
-                      num_parallel_calls=AUTOTUNE)
+    units = units.map(lambda x, clip, label, track_id: (x, tf.one_hot(label, num_classes)), num_parallel_calls=AUTOTUNE)
     return units.batch(batch_size).prefetch(AUTOTUNE)
 
 
-def evaluation_dataset(shard_dir: str | Path, split: str, preprocessing: dict,
-                       batch_size: int) -> tf.data.Dataset:
+def evaluation_dataset(shard_dir: str | Path, split: str, preprocessing: dict, batch_size: int) -> tf.data.Dataset:
     """Batches of ``(units, clip_index, label, track_id)`` over every unit, in a fixed order.
 
     ``clip_index`` numbers the clips in reading order; units of a clip are consecutive.
@@ -222,9 +246,10 @@ def evaluation_dataset(shard_dir: str | Path, split: str, preprocessing: dict,
 
 def _evaluation_units(shard_dir, split, preprocessing, cache):
     clips = read_clips(shard_dir, split).enumerate()
-    clips = clips.map(lambda index, ex: (clip_features(ex["audio"], preprocessing), index,
-                                         ex["label"], ex["track_id"]),
-                      num_parallel_calls=AUTOTUNE)
+    clips = clips.map(
+        lambda index, ex: (clip_features(ex["audio"], preprocessing), index, ex["label"], ex["track_id"]),
+        num_parallel_calls=AUTOTUNE,
+    )
     if cache:
         clips = clips.cache()
 

@@ -51,59 +51,109 @@ UNSTABLE_ZIP_KEYS = {"metadata.json": ["date_saved"]}
 
 # ---- settings -> preprocessing and architecture --------------------------------------
 
+
 def preprocessing_for(model_name: str, sample_rate: int, labels: list[str], settings: dict) -> dict:
     """Everything that turns a raw clip into the model's inputs (written to preprocessing.json)."""
-    common = {"family": "keras", "model": model_name, "sample_rate": sample_rate, "labels": list(labels),
-              "audio_scaling": "int16 samples / 32768", "clip_prediction": "mean of the units' probabilities"}
+    common = {
+        "family": "keras",
+        "model": model_name,
+        "sample_rate": sample_rate,
+        "labels": list(labels),
+        "audio_scaling": "int16 samples / 32768",
+        "clip_prediction": "mean of the units' probabilities",
+    }
     if model_name == "cnn1d":
-        return {**common, "input": "waveform_windows", "unit": "window", "output_activation": "softmax",
-                "window_size": settings["window_size"],
-                "training_units": "one random window per clip and epoch",
-                "evaluation_units": "consecutive non-overlapping windows (the rest of the clip is dropped)"}
-    spectrogram = {"n_fft": settings["n_fft"], "top_db": spectrograms.TOP_DB,
-                   "stft": "centred frames (n_fft // 2 zeros padded at each end), periodic Hann window, power",
-                   "mel_filterbank": "librosa.filters.mel (Slaney scale and normalisation)",
-                   "decibels": "librosa.power_to_db(ref=clip maximum, top_db=80), scaled (dB + 80) / 80 to [0, 1]",
-                   "image_layout": "height = mel bands (lowest at the bottom row), width = frames"}
+        return {
+            **common,
+            "input": "waveform_windows",
+            "unit": "window",
+            "output_activation": "softmax",
+            "window_size": settings["window_size"],
+            "training_units": "one random window per clip and epoch",
+            "evaluation_units": "consecutive non-overlapping windows (the rest of the clip is dropped)",
+        }
+    spectrogram = {
+        "n_fft": settings["n_fft"],
+        "top_db": spectrograms.TOP_DB,
+        "stft": "centred frames (n_fft // 2 zeros padded at each end), periodic Hann window, power",
+        "mel_filterbank": "librosa.filters.mel (Slaney scale and normalisation)",
+        "decibels": "librosa.power_to_db(ref=clip maximum, top_db=80), scaled (dB + 80) / 80 to [0, 1]",
+        "image_layout": "height = mel bands (lowest at the bottom row), width = frames",
+    }
     if model_name == "mobilenet":
-        return {**common, **spectrogram, "input": "mel_image", "unit": "clip", "output_activation": "softmax",
-                "hop_length": settings["hop_length"], "n_mels": settings["n_mels"],
-                "image_size": settings["image_size"], "channels": 3,
-                "resize": "bilinear with antialiasing to image_size x image_size",
-                "pixels": "x 255, copied to 3 channels, keras.applications.mobilenet_v2.preprocess_input"}
+        return {
+            **common,
+            **spectrogram,
+            "input": "mel_image",
+            "unit": "clip",
+            "output_activation": "softmax",
+            "hop_length": settings["hop_length"],
+            "n_mels": settings["n_mels"],
+            "image_size": settings["image_size"],
+            "channels": 3,
+            "resize": "bilinear with antialiasing to image_size x image_size",
+            "pixels": "x 255, copied to 3 channels, keras.applications.mobilenet_v2.preprocess_input",
+        }
     if model_name == "cnn2d":
         sigmoid = settings["loss"] == "sigmoid"
-        return {**common, **spectrogram, "input": "mel_segments", "unit": "segment",
-                "output_activation": settings["loss"],
-                "hop_length": settings["hop_length"], "n_mels": settings["image_size"],
-                "image_size": settings["image_size"], "segments_per_clip": settings["segments_per_clip"],
-                "segment_starts": "evenly spaced frames from the first to the last possible start "
-                                  "(rounded linspace; segments may overlap)",
-                "clip_prediction": "mean of the segments' sigmoid outputs, normalised to sum to 1"
-                                   if sigmoid else common["clip_prediction"]}
+        return {
+            **common,
+            **spectrogram,
+            "input": "mel_segments",
+            "unit": "segment",
+            "output_activation": settings["loss"],
+            "hop_length": settings["hop_length"],
+            "n_mels": settings["image_size"],
+            "image_size": settings["image_size"],
+            "segments_per_clip": settings["segments_per_clip"],
+            "segment_starts": "evenly spaced frames from the first to the last possible start "
+            "(rounded linspace; segments may overlap)",
+            "clip_prediction": "mean of the segments' sigmoid outputs, normalised to sum to 1"
+            if sigmoid
+            else common["clip_prediction"],
+        }
     raise ValueError(f"unknown model {model_name!r}; known: {list(keras_models.MODEL_NAMES)}")
 
 
 def build_model(model_name: str, settings: dict, num_classes: int) -> keras.Model:
     """The uncompiled model for the validated settings of one model."""
     if model_name == "cnn1d":
-        return keras_models.build_cnn1d(settings["window_size"], num_classes, settings["conv_filters"],
-                                        settings["kernel_size"], settings["pool_size"],
-                                        settings["dense_units"], settings["dropout"])
+        return keras_models.build_cnn1d(
+            settings["window_size"],
+            num_classes,
+            settings["conv_filters"],
+            settings["kernel_size"],
+            settings["pool_size"],
+            settings["dense_units"],
+            settings["dropout"],
+        )
     if model_name == "mobilenet":
-        return keras_models.build_mobilenet(settings["image_size"], num_classes, settings["weights"],
-                                            settings["alpha"], settings["dense_units"], settings["dropout"])
+        return keras_models.build_mobilenet(
+            settings["image_size"],
+            num_classes,
+            settings["weights"],
+            settings["alpha"],
+            settings["dense_units"],
+            settings["dropout"],
+        )
     if model_name == "cnn2d":
-        return keras_models.build_cnn2d(settings["image_size"], num_classes, settings["filters"],
-                                        settings["pools"], settings["dense_units"], settings["dropout"],
-                                        settings["loss"])
+        return keras_models.build_cnn2d(
+            settings["image_size"],
+            num_classes,
+            settings["filters"],
+            settings["pools"],
+            settings["dense_units"],
+            settings["dropout"],
+            settings["loss"],
+        )
     raise ValueError(f"unknown model {model_name!r}; known: {list(keras_models.MODEL_NAMES)}")
 
 
 # ---- devices, seeds, precision, memory ------------------------------------------------
 
+
 def choose_strategy_kind(tpu_devices: list, gpu_devices: list) -> str:
-    """"tpu" if any TPU, "mirrored" if several GPUs, else "default" (one GPU or the CPU)."""
+    """ "tpu" if any TPU, "mirrored" if several GPUs, else "default" (one GPU or the CPU)."""
     if tpu_devices:
         return "tpu"
     if len(gpu_devices) > 1:
@@ -156,8 +206,9 @@ def precision_policy(mixed_precision: bool, strategy_kind: str, gpu_devices: lis
     return "mixed_float16" if gpu_devices else "float32"
 
 
-def cache_plan(split_bytes: dict[str, int], available_bytes: int | None,
-               fraction: float = tfdata.CACHE_MEMORY_FRACTION) -> dict[str, bool]:
+def cache_plan(
+    split_bytes: dict[str, int], available_bytes: int | None, fraction: float = tfdata.CACHE_MEMORY_FRACTION
+) -> dict[str, bool]:
     """Which splits to cache, in the given order, while their total fits in ``fraction`` of the memory."""
     plan, used = {}, 0
     for split, needed in split_bytes.items():
@@ -168,6 +219,7 @@ def cache_plan(split_bytes: dict[str, int], available_bytes: int | None,
 
 
 # ---- best weights over one or more fits ----------------------------------------------
+
 
 class BestWeights(keras.callbacks.Callback):
     """Keeps the weights of the epoch with the lowest validation loss, across several ``fit`` calls.
@@ -202,12 +254,13 @@ class BestWeights(keras.callbacks.Callback):
 
 # ---- training, step by step ------------------------------------------------------------
 
+
 @dataclass
 class Devices:
-    kind: str                           # choose_strategy_kind: "tpu", "mirrored" or "default"
+    kind: str  # choose_strategy_kind: "tpu", "mirrored" or "default"
     strategy: tf.distribute.Strategy
     gpus: list
-    global_batch: int                   # the settings' batch size per replica x the replicas
+    global_batch: int  # the settings' batch size per replica x the replicas
 
 
 @dataclass
@@ -221,10 +274,10 @@ class Datasets:
 class TrainingResult:
     model: keras.Model
     preprocessing: dict
-    best_epoch: int | None              # 0-based over all epochs (= the dvclive step)
-    best_logs: dict                     # loss, accuracy, val_loss, val_accuracy of that epoch
+    best_epoch: int | None  # 0-based over all epochs (= the dvclive step)
+    best_logs: dict  # loss, accuracy, val_loss, val_accuracy of that epoch
     epochs_run: int
-    seconds: float                      # wall time of the fits (for the log only)
+    seconds: float  # wall time of the fits (for the log only)
 
 
 def set_up_devices(batch_size: int, log: Callable[[str], None]) -> Devices:
@@ -234,8 +287,10 @@ def set_up_devices(batch_size: int, log: Callable[[str], None]) -> Devices:
     strategy = make_strategy(kind)
     replicas = strategy.num_replicas_in_sync
     batch = global_batch_size(batch_size, replicas)
-    log(f"strategy: {kind} ({replicas} replica(s), {len(gpus)} GPU(s), {len(tpus)} TPU(s)); "
-        f"global batch {batch} = {batch_size} per replica x {replicas}")
+    log(
+        f"strategy: {kind} ({replicas} replica(s), {len(gpus)} GPU(s), {len(tpus)} TPU(s)); "
+        f"global batch {batch} = {batch_size} per replica x {replicas}"
+    )
     return Devices(kind, strategy, gpus, batch)
 
 
@@ -248,30 +303,49 @@ def set_up_precision(mixed_precision: bool, devices: Devices, log: Callable[[str
     log(f"dtype policy: {policy}")
 
 
-def make_datasets(shard_dir: str | Path, dataset_info: dict, preprocessing: dict, settings: dict,
-                  devices: Devices, log: Callable[[str], None]) -> Datasets:
+def make_datasets(
+    shard_dir: str | Path,
+    dataset_info: dict,
+    preprocessing: dict,
+    settings: dict,
+    devices: Devices,
+    log: Callable[[str], None],
+) -> Datasets:
     """The train and val pipelines, each cached in memory when it fits (``cache_plan``)."""
     splits = dataset_info["splits"]
-    needed = {split: splits[split]["clips"] * tfdata.feature_bytes_per_clip(preprocessing,
-                                                                            splits[split]["max_samples"])
-              for split in ("train", "val")}
+    needed = {
+        split: splits[split]["clips"] * tfdata.feature_bytes_per_clip(preprocessing, splits[split]["max_samples"])
+        for split in ("train", "val")
+    }
     available = tfdata.available_memory_bytes()
     plan = cache_plan(needed, available)
     for split in needed:
-        log(f"cache {split}: {'yes' if plan[split] else 'no'} (needs about {needed[split] / 2**20:.0f} MiB; "
+        log(
+            f"cache {split}: {'yes' if plan[split] else 'no'} (needs about {needed[split] / 2**20:.0f} MiB; "
             f"available {'unknown' if available is None else f'{available / 2**20:.0f} MiB'}, "
-            f"cache limit {tfdata.CACHE_MEMORY_FRACTION:.0%} of it)")
+            f"cache limit {tfdata.CACHE_MEMORY_FRACTION:.0%} of it)"
+        )
     num_classes, train_clips = len(dataset_info["labels"]), splits["train"]["clips"]
-    train = tfdata.training_dataset(shard_dir, "train", preprocessing, num_classes, devices.global_batch,
-                                    settings["seed"], train_clips, cache=plan["train"],
-                                    drop_remainder=devices.kind == "tpu")
-    val = tfdata.validation_dataset(shard_dir, "val", preprocessing, num_classes, devices.global_batch,
-                                    cache=plan["val"])
+    train = tfdata.training_dataset(
+        shard_dir,
+        "train",
+        preprocessing,
+        num_classes,
+        devices.global_batch,
+        settings["seed"],
+        train_clips,
+        cache=plan["train"],
+        drop_remainder=devices.kind == "tpu",
+    )
+    val = tfdata.validation_dataset(
+        shard_dir, "val", preprocessing, num_classes, devices.global_batch, cache=plan["val"]
+    )
     return Datasets(train, val, train_clips * tfdata.training_unit_count(preprocessing))
 
 
-def build_and_compile(model_name: str, settings: dict, preprocessing: dict, num_classes: int,
-                      strategy: tf.distribute.Strategy) -> keras.Model:
+def build_and_compile(
+    model_name: str, settings: dict, preprocessing: dict, num_classes: int, strategy: tf.distribute.Strategy
+) -> keras.Model:
     with strategy.scope():
         model = build_model(model_name, settings, num_classes)
         keras_models.compile_model(model, settings["learning_rate"], preprocessing["output_activation"])
@@ -282,8 +356,10 @@ def fine_tune_layer_count(model_name: str, settings: dict, model: keras.Model) -
     """The layers of MobileNetV2's base to fine-tune after the first fit (0: no fine-tuning)."""
     fine_tune_layers = settings.get("fine_tune_layers", 0) if model_name == "mobilenet" else 0
     if fine_tune_layers and fine_tune_layers > len(keras_models.mobilenet_base(model).layers):
-        raise ParamError(f"mobilenet fine_tune_layers = {fine_tune_layers}, but the MobileNetV2 "
-                         f"base has only {len(keras_models.mobilenet_base(model).layers)} layers; lower it")
+        raise ParamError(
+            f"mobilenet fine_tune_layers = {fine_tune_layers}, but the MobileNetV2 "
+            f"base has only {len(keras_models.mobilenet_base(model).layers)} layers; lower it"
+        )
     return fine_tune_layers
 
 
@@ -297,18 +373,33 @@ def fit(model: keras.Model, data: Datasets, epochs: int, patience: int, batch: i
         # the validation set's size (windows per clip) is unknown until read once; Keras
         # warns when it first runs out. The training set's size is asserted in tfdata.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
-        model.fit(data.train, validation_data=data.val, epochs=epochs, verbose=0, shuffle=False,
-                  callbacks=[*callbacks, stopper, progress])
+        model.fit(
+            data.train,
+            validation_data=data.val,
+            epochs=epochs,
+            verbose=0,
+            shuffle=False,
+            callbacks=[*callbacks, stopper, progress],
+        )
 
 
-def fine_tune(model: keras.Model, layers: int, settings: dict, data: Datasets, devices: Devices,
-              callbacks: list, log: Callable[[str], None]) -> None:
+def fine_tune(
+    model: keras.Model,
+    layers: int,
+    settings: dict,
+    data: Datasets,
+    devices: Devices,
+    callbacks: list,
+    log: Callable[[str], None],
+) -> None:
     """The second phase of MobileNetV2: unfreeze the top ``layers`` of the base and fit again."""
     with devices.strategy.scope():
         keras_models.unfreeze_top_layers(model, layers)
         keras_models.compile_model(model, settings["fine_tune_learning_rate"])
-    log(f"fine-tuning the top {layers} layers of the base for {settings['fine_tune_epochs']} epoch(s) at "
-        f"learning rate {settings['fine_tune_learning_rate']}")
+    log(
+        f"fine-tuning the top {layers} layers of the base for {settings['fine_tune_epochs']} epoch(s) at "
+        f"learning rate {settings['fine_tune_learning_rate']}"
+    )
     fit(model, data, settings["fine_tune_epochs"], settings["patience"], devices.global_batch, callbacks)
 
 
@@ -319,9 +410,14 @@ def restore_best_weights(best: BestWeights, log: Callable[[str], None]) -> None:
     best.restore()
 
 
-def train_model(model_name: str, settings: dict, shard_dir: str | Path, dataset_info: dict,
-                callbacks: Sequence[keras.callbacks.Callback] = (),
-                log: Callable[[str], None] | None = None) -> TrainingResult:
+def train_model(
+    model_name: str,
+    settings: dict,
+    shard_dir: str | Path,
+    dataset_info: dict,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    log: Callable[[str], None] | None = None,
+) -> TrainingResult:
     """Train one model on the train split, early-stopped on the val split; return it with its best epoch.
 
     ``settings``: the validated settings of the model. ``callbacks``: more Keras callbacks
@@ -361,8 +457,10 @@ def renumber_shared_objects(config):
 
     def walk(node):
         if isinstance(node, dict):
-            return {key: (numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id" else walk(value))
-                    for key, value in node.items()}
+            return {
+                key: (numbers.setdefault(value, len(numbers) + 1) if key == "shared_object_id" else walk(value))
+                for key, value in node.items()
+            }
         if isinstance(node, list):
             return [walk(item) for item in node]
         return node
@@ -381,7 +479,7 @@ def save_model(model: keras.Model, path: str | Path) -> None:
     byte-stable as written by Keras. Writes ``path`` directly: call it inside
     ``genreclf.io.atomic_dir``/``atomic_path``.
     """
-    inference_model = model.__class__.from_config(model.get_config())     # same layers, not compiled
+    inference_model = model.__class__.from_config(model.get_config())  # same layers, not compiled
     inference_model.set_weights(model.get_weights())
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / MODEL_FILES["keras"]

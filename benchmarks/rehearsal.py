@@ -612,9 +612,7 @@ def project_large(
     stages: list[dict],
     clips: int,
     cores: int,
-    workspace_bytes: int,
-    cache_bytes: int,
-    data_bytes: int,
+    disk: dict[str, float],
     train_fraction: float,
     target: int = FMA_LARGE_CLIPS,
     reference_cores: int = REFERENCE_CORES,
@@ -632,7 +630,8 @@ def project_large(
       ``reference_cores / cores`` times faster and the Keras steps too (TensorFlow's
       threads: ideal scaling, an optimistic bound); the other stages run on one core
       and do not speed up;
-    - disk: what the workspace holds under data/ (``data_bytes``) grows linearly with clips,
+    - disk (``disk``: bytes of the "workspace", of its "data" folder and of the DVC "cache"):
+      what the workspace holds under data/ grows linearly with clips,
       the rest of it (models, metrics) does not; the DVC cache holds that rest once too
       and its other bytes grow linearly;
     - memory is flat in clips (what issue 8 asks; compare two runs to check it); with
@@ -643,6 +642,7 @@ def project_large(
     stages steps, batch_size, units_per_clip, seconds_per_step and work_seconds (either may be None).
     """
     speedup = reference_cores / cores
+    workspace_bytes, data_bytes, cache_bytes = disk["workspace"], disk["data"], disk["cache"]
     fixed_bytes = max(0, workspace_bytes - data_bytes)
     rows, keras = {}, {}
     for stage in stages:
@@ -882,7 +882,13 @@ def summarize(
         stages.append(row)
     complete = all(r.status == 0 for r in results)
     projection = (
-        project_large(stages, args.clips, cores, workspace, cache, data, float(params["split"]["fractions"]["train"]))
+        project_large(
+            stages,
+            args.clips,
+            cores,
+            {"workspace": workspace, "data": data, "cache": cache},
+            float(params["split"]["fractions"]["train"]),
+        )
         if complete
         else None
     )

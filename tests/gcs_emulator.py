@@ -33,6 +33,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.helpers import run_command
+
 HOST = "127.0.0.1"
 REMOTE_NAME = "gcs"
 # What DVC prints when all is well.
@@ -67,19 +69,7 @@ def dvc(
 
     With ``check`` a non-zero exit raises AssertionError showing DVC's output.
     """
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=repo,
-        env=env or dvc_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"dvc {' '.join(args)} failed ({result.returncode}) in {repo}:\n{result.stdout}\n{result.stderr}"
-        )
-    return result
+    return run_command([sys.executable, "-m", "dvc", *args], repo, env=env or dvc_env(), timeout=timeout, check=check)
 
 
 def git_clone(source: Path, dest: Path) -> Path:

@@ -60,17 +60,22 @@ def run_stage(
     exit raises with the end of both outputs.
     """
     env = dict(subprocess_env(), PYTHONPATH=str(ROOT))
-    proc = subprocess.run(
-        [sys.executable, "-m", f"stages.{module}", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    return run_command(
+        [sys.executable, "-m", f"stages.{module}", *args], project, env=env, timeout=timeout, check=check
     )
+
+
+def run_command(
+    args: list[str], cwd: Path, *, env: dict | None = None, timeout: float = 600, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run ``args`` in ``cwd``, stdout and stderr captured as text, within ``timeout`` seconds.
+
+    With ``check``, a non-zero exit raises AssertionError with the end of both outputs.
+    """
+    proc = subprocess.run(args, cwd=cwd, env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
-            f"stages.{module} {' '.join(args)} failed ({proc.returncode}) in {project}:\n"
+            f"{' '.join(map(str, args))} failed ({proc.returncode}) in {cwd}:\n"
             f"{proc.stdout[-OUTPUT_TAIL_CHARS:]}\n{proc.stderr[-OUTPUT_TAIL_CHARS:]}"
         )
     return proc

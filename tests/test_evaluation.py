@@ -132,36 +132,21 @@ def prototype(genre: int, offset: float) -> np.ndarray:
     return point
 
 
+def clips_frame(clips: list[tuple[str, int, int, float]]):
+    """A features table of (track id, label, genre whose prototype it sits near, offset) clips."""
+    features = np.stack([prototype(near, offset) for _, _, near, offset in clips])
+    return feature_frame([c[0] for c in clips], [c[1] for c in clips], LABELS, features, COLUMNS)
+
+
 @pytest.fixture(scope="module")
 def evaluated_knn(tmp_path_factory):
     project = tmp_path_factory.mktemp("evaluate")
     write_params(project, {"knn": {"n_neighbors": 1, "weights": "uniform"}})
-    train = [(g, o) for g in (B, J, R) for o in (-0.1, 0.1)]
-    val = [(g, 0.0) for g in (B, J, R)]
-    tables = {
-        "train": feature_frame(
-            [f"train.{i}" for i in range(6)],
-            [g for g, _ in train],
-            LABELS,
-            np.stack([prototype(g, o) for g, o in train]),
-            COLUMNS,
-        ),
-        "val": feature_frame(
-            [f"val.{i}" for i in range(3)],
-            [g for g, _ in val],
-            LABELS,
-            np.stack([prototype(g, o) for g, o in val]),
-            COLUMNS,
-        ),
-        # a test clip labelled `actual` placed beside the training clips of `predicted`
-        "test": feature_frame(
-            [f"{LABELS[a]}.{i:05d}" for i, (a, _) in enumerate(PAIRS)],
-            [a for a, _ in PAIRS],
-            LABELS,
-            np.stack([prototype(p, 0.01 * i) for i, (_, p) in enumerate(PAIRS)]),
-            COLUMNS,
-        ),
-    }
+    train = [(f"train.{i}", g, g, o) for i, (g, o) in enumerate((g, o) for g in (B, J, R) for o in (-0.1, 0.1))]
+    val = [(f"val.{i}", g, g, 0.0) for i, g in enumerate((B, J, R))]
+    # a test clip labelled `actual` placed beside the training clips of `predicted`
+    test = [(f"{LABELS[a]}.{i:05d}", a, p, 0.01 * i) for i, (a, p) in enumerate(PAIRS)]
+    tables = {split: clips_frame(clips) for split, clips in (("train", train), ("val", val), ("test", test))}
     write_feature_tables(project, tables, COLUMNS)
     call_stage(project, "train_sklearn", "knn")
     call_stage(project, "evaluate", "knn")

@@ -91,12 +91,7 @@ def test_columns_are_fma_sorted_triples():
 
 @pytest.mark.parametrize(
     "changes, n_columns",
-    [
-        ({}, 518),
-        ({"n_mfcc": 13}, 518 - 7 * 7),
-        ({"n_bands": 4}, 518 - 2 * 7),
-        ({"n_chroma": 24}, 518 + 3 * 12 * 7),
-    ],
+    [({}, 518), ({"n_mfcc": 13}, 518 - 7 * 7), ({"n_bands": 4}, 518 - 2 * 7), ({"n_chroma": 24}, 518 + 3 * 12 * 7)],
 )
 def test_columns_follow_params(changes, n_columns):
     params = features.FeatureParams(**changes)

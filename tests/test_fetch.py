@@ -173,12 +173,7 @@ def fma_source(kind: str, fma, server, tmp_path: Path) -> str:
 
 @pytest.mark.parametrize(
     "kind, dataset",
-    [
-        ("url", "fma_small"),
-        ("archives", "fma_small"),
-        ("archives", "fma_medium"),
-        ("unpacked", "fma_small"),
-    ],
+    [("url", "fma_small"), ("archives", "fma_small"), ("archives", "fma_medium"), ("unpacked", "fma_small")],
 )
 def test_fetch_fma_whole_subset(fma, server, tmp_path, kind, dataset):
     source = fma_source(kind, fma, server, tmp_path)
@@ -357,12 +352,7 @@ def test_open_archive_lists_bzip2_members(fma):
 
 
 @pytest.mark.parametrize(
-    "dataset, clips, without_genre",
-    [
-        ("fma_small", 58, 0),
-        ("fma_medium", 58 + 136, 0),
-        ("fma_large", 682 - 51, 51),
-    ],
+    "dataset, clips, without_genre", [("fma_small", 58, 0), ("fma_medium", 58 + 136, 0), ("fma_large", 682 - 51, 51)]
 )
 def test_tracks_head_subsets(shared_data, dataset, clips, without_genre):
     tracks = read_tracks(shared_data / "fma" / "fma_metadata" / "tracks_head.csv")

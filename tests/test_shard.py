@@ -19,13 +19,7 @@ SAMPLE_RATE = 8000
 
 @pytest.mark.parametrize(
     "num_clips, num_shards, sizes",
-    [
-        (10, 3, [4, 3, 3]),
-        (16, 4, [4, 4, 4, 4]),
-        (3, 5, [1, 1, 1]),
-        (1, 1, [1]),
-        (7, 1, [7]),
-    ],
+    [(10, 3, [4, 3, 3]), (16, 4, [4, 4, 4, 4]), (3, 5, [1, 1, 1]), (1, 1, [1]), (7, 1, [7])],
 )
 def test_shard_chunks_are_balanced_and_cover_every_clip(num_clips, num_shards, sizes):
     chunks = shard_chunks(num_clips, num_shards, np.random.default_rng(0))

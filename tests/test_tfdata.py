@@ -61,11 +61,7 @@ SEGMENTS = {
 
 @pytest.mark.parametrize(
     "sr, n_fft, hop, n_mels, seconds",
-    [
-        (4000, 256, 64, 16, 0.9),
-        (22050, 2048, 512, 128, 1.0),
-        (22050, 1024, 256, 64, 0.37),
-    ],
+    [(4000, 256, 64, 16, 0.9), (22050, 2048, 512, 128, 1.0), (22050, 1024, 256, 64, 0.37)],
 )
 def test_log_mel_matches_librosa_on_a_tone(sr, n_fft, hop, n_mels, seconds):
     t = np.arange(int(sr * seconds)) / sr
@@ -128,12 +124,7 @@ def test_random_window_is_seeded_and_inside_the_clip():
 
 @pytest.mark.parametrize(
     "frames, size, count, expected",
-    [
-        (100, 32, 3, [0, 34, 68]),
-        (32, 32, 2, [0, 0]),
-        (50, 10, 1, [0]),
-        (41, 32, 4, [0, 3, 6, 9]),
-    ],
+    [(100, 32, 3, [0, 34, 68]), (32, 32, 2, [0, 0]), (50, 10, 1, [0]), (41, 32, 4, [0, 3, 6, 9])],
 )
 def test_segment_starts_are_evenly_spaced(frames, size, count, expected):
     assert spectrograms.segment_starts(tf.constant(frames), size, count).numpy().tolist() == expected
@@ -195,11 +186,7 @@ def test_read_clips_gives_every_clip_once(shards):
 
 @pytest.mark.parametrize(
     "preprocessing, unit_shape, units_per_clip",
-    [
-        (WAVEFORM, (256, 1), 1),
-        (IMAGE, (32, 32, 3), 1),
-        (SEGMENTS, (32, 32, 1), 3),
-    ],
+    [(WAVEFORM, (256, 1), 1), (IMAGE, (32, 32, 3), 1), (SEGMENTS, (32, 32, 1), 3)],
 )
 def test_training_dataset_is_seeded_and_reshuffled(shards, preprocessing, unit_shape, units_per_clip):
     shard_dir, info = shards

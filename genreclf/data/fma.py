@@ -84,11 +84,7 @@ def subset_clips(tracks: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, int]
     genre = in_subset["genre_top"]
     has_genre = genre.notna() & (genre.astype(str).str.strip() != "")
     clips = pd.DataFrame(
-        {
-            "track_id": in_subset["track_id"],
-            "genre": genre.astype(str),
-            "official_split": in_subset["split"],
-        }
+        {"track_id": in_subset["track_id"], "genre": genre.astype(str), "official_split": in_subset["split"]}
     )[has_genre]
     return clips.sort_values("track_id").reset_index(drop=True), int((~has_genre).sum())
 

@@ -76,12 +76,7 @@ def svm_classifier(C: float, kernel: str, gamma: str | float, seed: int) -> Cali
     )
 
 
-CLASSIFIER_BUILDERS = {
-    "gnb": gnb_classifier,
-    "knn": knn_classifier,
-    "logreg": logreg_classifier,
-    "svm": svm_classifier,
-}
+CLASSIFIER_BUILDERS = {"gnb": gnb_classifier, "knn": knn_classifier, "logreg": logreg_classifier, "svm": svm_classifier}
 
 
 def build_pipeline(name: str, pca_components: int | None, **classifier_options) -> Pipeline:

@@ -52,101 +52,90 @@ UNSTABLE_ZIP_KEYS = {"metadata.json": ["date_saved"]}
 # ---- settings -> preprocessing and architecture --------------------------------------
 
 
+# How each input is made, in words, for preprocessing.json (the settings' values are added to them).
+AUDIO_DESCRIPTION = {
+    "audio_scaling": "int16 samples / 32768",
+    "clip_prediction": "mean of the units' probabilities",
+}
+WAVEFORM_DESCRIPTION = {
+    "input": "waveform_windows",
+    "unit": "window",
+    "training_units": "one random window per clip and epoch",
+    "evaluation_units": "consecutive non-overlapping windows (the rest of the clip is dropped)",
+}
+SPECTROGRAM_DESCRIPTION = {
+    "top_db": spectrograms.TOP_DB,
+    "stft": "centred frames (n_fft // 2 zeros padded at each end), periodic Hann window, power",
+    "mel_filterbank": "librosa.filters.mel (Slaney scale and normalisation)",
+    "decibels": "librosa.power_to_db(ref=clip maximum, top_db=80), scaled (dB + 80) / 80 to [0, 1]",
+    "image_layout": "height = mel bands (lowest at the bottom row), width = frames",
+}
+IMAGE_DESCRIPTION = {
+    "input": "mel_image",
+    "unit": "clip",
+    "channels": 3,
+    "resize": "bilinear with antialiasing to image_size x image_size",
+    "pixels": "x 255, copied to 3 channels, keras.applications.mobilenet_v2.preprocess_input",
+}
+SEGMENTS_DESCRIPTION = {
+    "input": "mel_segments",
+    "unit": "segment",
+    "segment_starts": "evenly spaced frames from the first to the last possible start "
+    "(rounded linspace; segments may overlap)",
+}
+SIGMOID_CLIP_PREDICTION = "mean of the segments' sigmoid outputs, normalised to sum to 1"
+
+
 def preprocessing_for(model_name: str, sample_rate: int, labels: list[str], settings: dict) -> dict:
     """Everything that turns a raw clip into the model's inputs (written to preprocessing.json)."""
-    common = {
-        "family": "keras",
-        "model": model_name,
-        "sample_rate": sample_rate,
-        "labels": list(labels),
-        "audio_scaling": "int16 samples / 32768",
-        "clip_prediction": "mean of the units' probabilities",
-    }
+    common = {"family": "keras", "model": model_name, "sample_rate": sample_rate, "labels": list(labels)}
+    common.update(AUDIO_DESCRIPTION)
     if model_name == "cnn1d":
         return {
             **common,
-            "input": "waveform_windows",
-            "unit": "window",
+            **WAVEFORM_DESCRIPTION,
             "output_activation": "softmax",
             "window_size": settings["window_size"],
-            "training_units": "one random window per clip and epoch",
-            "evaluation_units": "consecutive non-overlapping windows (the rest of the clip is dropped)",
         }
+    if model_name not in ("mobilenet", "cnn2d"):
+        raise ValueError(f"unknown model {model_name!r}; known: {list(keras_models.MODEL_NAMES)}")
     spectrogram = {
+        **common,
+        **SPECTROGRAM_DESCRIPTION,
         "n_fft": settings["n_fft"],
-        "top_db": spectrograms.TOP_DB,
-        "stft": "centred frames (n_fft // 2 zeros padded at each end), periodic Hann window, power",
-        "mel_filterbank": "librosa.filters.mel (Slaney scale and normalisation)",
-        "decibels": "librosa.power_to_db(ref=clip maximum, top_db=80), scaled (dB + 80) / 80 to [0, 1]",
-        "image_layout": "height = mel bands (lowest at the bottom row), width = frames",
+        "hop_length": settings["hop_length"],
     }
+    spectrogram["image_size"] = settings["image_size"]
     if model_name == "mobilenet":
-        return {
-            **common,
-            **spectrogram,
-            "input": "mel_image",
-            "unit": "clip",
-            "output_activation": "softmax",
-            "hop_length": settings["hop_length"],
-            "n_mels": settings["n_mels"],
-            "image_size": settings["image_size"],
-            "channels": 3,
-            "resize": "bilinear with antialiasing to image_size x image_size",
-            "pixels": "x 255, copied to 3 channels, keras.applications.mobilenet_v2.preprocess_input",
-        }
-    if model_name == "cnn2d":
-        sigmoid = settings["loss"] == "sigmoid"
-        return {
-            **common,
-            **spectrogram,
-            "input": "mel_segments",
-            "unit": "segment",
-            "output_activation": settings["loss"],
-            "hop_length": settings["hop_length"],
-            "n_mels": settings["image_size"],
-            "image_size": settings["image_size"],
-            "segments_per_clip": settings["segments_per_clip"],
-            "segment_starts": "evenly spaced frames from the first to the last possible start "
-            "(rounded linspace; segments may overlap)",
-            "clip_prediction": "mean of the segments' sigmoid outputs, normalised to sum to 1"
-            if sigmoid
-            else common["clip_prediction"],
-        }
-    raise ValueError(f"unknown model {model_name!r}; known: {list(keras_models.MODEL_NAMES)}")
+        return {**spectrogram, **IMAGE_DESCRIPTION, "output_activation": "softmax", "n_mels": settings["n_mels"]}
+    segments = {**spectrogram, **SEGMENTS_DESCRIPTION, "output_activation": settings["loss"]}
+    segments.update(n_mels=settings["image_size"], segments_per_clip=settings["segments_per_clip"])
+    if settings["loss"] == "sigmoid":
+        segments["clip_prediction"] = SIGMOID_CLIP_PREDICTION
+    return segments
+
+
+# The settings each model's builder takes as keyword arguments of the same name (besides num_classes).
+BUILDER_SETTINGS = {
+    "cnn1d": ("window_size", "conv_filters", "kernel_size", "pool_size", "dense_units", "dropout"),
+    "mobilenet": ("image_size", "weights", "alpha", "dense_units", "dropout"),
+    "cnn2d": ("image_size", "filters", "pools", "dense_units", "dropout"),
+}
 
 
 def build_model(model_name: str, settings: dict, num_classes: int) -> keras.Model:
     """The uncompiled model for the validated settings of one model."""
-    if model_name == "cnn1d":
-        return keras_models.build_cnn1d(
-            settings["window_size"],
-            num_classes,
-            settings["conv_filters"],
-            settings["kernel_size"],
-            settings["pool_size"],
-            settings["dense_units"],
-            settings["dropout"],
-        )
-    if model_name == "mobilenet":
-        return keras_models.build_mobilenet(
-            settings["image_size"],
-            num_classes,
-            settings["weights"],
-            settings["alpha"],
-            settings["dense_units"],
-            settings["dropout"],
-        )
+    builders = {
+        "cnn1d": keras_models.build_cnn1d,
+        "mobilenet": keras_models.build_mobilenet,
+        "cnn2d": keras_models.build_cnn2d,
+    }
+    if model_name not in builders:
+        raise ValueError(f"unknown model {model_name!r}; known: {list(keras_models.MODEL_NAMES)}")
+    arguments = {key: settings[key] for key in BUILDER_SETTINGS[model_name]}
     if model_name == "cnn2d":
-        return keras_models.build_cnn2d(
-            settings["image_size"],
-            num_classes,
-            settings["filters"],
-            settings["pools"],
-            settings["dense_units"],
-            settings["dropout"],
-            settings["loss"],
-        )
-    raise ValueError(f"unknown model {model_name!r}; known: {list(keras_models.MODEL_NAMES)}")
+        arguments["output_activation"] = settings["loss"]
+    return builders[model_name](num_classes=num_classes, **arguments)
 
 
 # ---- devices, seeds, precision, memory ------------------------------------------------

@@ -33,8 +33,6 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.helpers import run_command
-
 HOST = "127.0.0.1"
 REMOTE_NAME = "gcs"
 # What DVC prints when all is well.
@@ -69,6 +67,8 @@ def dvc(
 
     With ``check`` a non-zero exit raises AssertionError showing DVC's output.
     """
+    from tests.helpers import run_command  # here, not at the top: this file also runs as the emulator's script
+
     return run_command([sys.executable, "-m", "dvc", *args], repo, env=env or dvc_env(), timeout=timeout, check=check)
 
 

@@ -314,7 +314,7 @@ def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
         settings,
         tmp_path / "shards",
         info,
-        callbacks=[train_keras.DVCLiveSteps(live)],
+        callbacks=[train_keras.dvclive_callback(live)],
         log=messages.append,
     )
     assert any("mixed_precision: true is ignored" in m for m in messages)

@@ -494,7 +494,8 @@ def test_the_library_does_not_import_the_config():
     [
         (["train_keras", "cnn1d"], "cnn1d.epoch"),
         (["train_keras", "cnn1d"], "svm.Cee"),  # a typo in another section stops this stage too
-        (["train_sklearn", "svm"], "features.nfft"),
+        # its process loads scikit-learn (seconds) before it reads params.yaml: the full suite's tier
+        pytest.param(["train_sklearn", "svm"], "features.nfft", marks=pytest.mark.slow),
     ],
 )
 def test_a_stage_with_an_unknown_key_fails_in_seconds_and_writes_nothing(tmp_path, command, dotted):

@@ -119,6 +119,7 @@ def test_predict_audio_uses_the_training_preprocessing(project, gtzan_mini):
     assert result.unit_accuracy == result.clip_accuracy == np.mean(result.probabilities.argmax(axis=1) == [0, 1])
 
 
+@pytest.mark.slow  # its own process loads scikit-learn and librosa (seconds)
 def test_a_scikit_learn_model_does_not_import_tensorflow(project, gtzan_mini, repo_root):
     """Evaluating or predicting with a scikit-learn model never loads TensorFlow (seconds and memory)."""
     code = (

@@ -44,10 +44,16 @@ def pipeline_project(tmp_path_factory, gtzan_mini) -> Path:
     dvc.lock is committed. What it printed is in ``first_repro.log`` beside the project.
     Tests must not modify it: clone it (tests.pipeline_project.clone_with_shared_cache).
     GENRECLF_TEST_PROJECT reuses a project built by an earlier run, if built from this code.
+
+    Under pytest-xdist (``-n 2``) the first worker that needs it builds it, under a file lock, in
+    the run's shared temporary folder; the others wait for it and reuse it.
     """
-    from tests.pipeline_project import REUSE_VARIABLE, build_pipeline_project, reused_project
+    from tests.pipeline_project import REUSE_VARIABLE, reused_project, shared_build
 
     reuse = os.environ.get(REUSE_VARIABLE)
     if reuse:
         return reused_project(Path(reuse))
-    return build_pipeline_project(tmp_path_factory.mktemp("pipeline") / "project", gtzan_mini)
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's basetemp is a folder of the run's
+        base = base.parent
+    return shared_build(base / "pipeline", gtzan_mini)

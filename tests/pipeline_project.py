@@ -22,22 +22,22 @@ from tests.helpers import ROOT, make_project, set_params, subprocess_env
 # Small settings: every model trains for real, on 100 clips, in a few minutes on 2 cores.
 SMALL_PARAMS = {
     "shard": {"num_shards": {"train": 4, "val": 2, "test": 2}},
-    "cnn1d": {"epochs": 15, "patience": 15},
+    "cnn1d": {"epochs": 3, "patience": 3},
     "mobilenet": {
         "weights": None,
         "image_size": 96,
         "alpha": 0.35,
         "n_mels": 96,
-        "epochs": 30,
-        "patience": 30,
+        "epochs": 12,
+        "patience": 12,
         "batch_size": 16,
     },
     "cnn2d": {
         "image_size": 64,
         "segments_per_clip": 4,
         "hop_length": 512,
-        "epochs": 8,
-        "patience": 8,
+        "epochs": 6,
+        "patience": 6,
         "batch_size": 32,
     },
 }
@@ -118,6 +118,31 @@ def build_pipeline_project(dest: Path, gtzan_dir: Path) -> Path:
     return project
 
 
+BUILD_FAILED_NAME = "build_failed.txt"  # beside the project, when a shared build failed
+
+
+def shared_build(folder: Path, gtzan_dir: Path) -> Path:
+    """The project in ``folder``, built by the first test worker that asks, reused by the others.
+
+    A file lock makes the others wait for the build; a failed build is recorded, so that
+    they fail at once with its message instead of building again.
+    """
+    from filelock import FileLock
+
+    folder.mkdir(parents=True, exist_ok=True)
+    project, failed = folder / "project", folder / BUILD_FAILED_NAME
+    with FileLock(str(folder / "build.lock")):
+        if failed.is_file():
+            pytest.fail(f"another test worker failed to build the pipeline project:\n{failed.read_text()}")
+        if (folder / FINGERPRINT_NAME).is_file():
+            return reused_project(project)
+        try:
+            return build_pipeline_project(project, gtzan_dir)
+        except BaseException as error:
+            failed.write_text(f"{type(error).__name__}: {error}"[-8000:])
+            raise
+
+
 def code_fingerprint(root: Path = ROOT) -> dict[str, str]:
     """SHA-256 of each file under FINGERPRINTED in ``root`` (relative path -> digest; no __pycache__)."""
     digests = {}
@@ -148,7 +173,7 @@ def reused_project(project: Path, root: Path = ROOT) -> Path:
     """``project`` (from GENRECLF_TEST_PROJECT) if it was built from the code in ``root``; else pytest.fail."""
     rebuild = (
         f"build a new one from this code: without {REUSE_VARIABLE}, run `python -m pytest "
-        f"tests/test_pipeline.py --basetemp=DIR`, then set {REUSE_VARIABLE}=DIR/pipeline0/project "
+        f"tests/test_pipeline.py --basetemp=DIR`, then set {REUSE_VARIABLE}=DIR/pipeline/project "
         f"(and give later runs another --basetemp, or none: pytest empties it)"
     )
     if not (project / "dvc.lock").is_file():

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 
+from tests import pipeline_project
 from tests.helpers import ROOT
 from tests.pipeline_project import FINGERPRINT_NAME, FINGERPRINTED, code_fingerprint, record_fingerprint, reused_project
 
@@ -75,3 +76,30 @@ def test_a_project_without_a_fingerprint_is_refused(checkout):
 def test_a_folder_that_is_not_a_built_project_is_refused(tmp_path):
     with pytest.raises(pytest.fail.Exception, match="not a built pipeline project"):
         reused_project(tmp_path)
+
+
+# ---- the build shared by the test processes (pytest-xdist)
+
+
+def test_a_shared_build_already_made_from_this_code_is_reused_without_building(tmp_path):
+    project = tmp_path / "pipeline" / "project"
+    project.mkdir(parents=True)
+    (project / "dvc.lock").write_text("schema: '2.0'\n")
+    record_fingerprint(project)
+    # A build would fail: there is no audio at this path.
+    assert pipeline_project.shared_build(tmp_path / "pipeline", tmp_path / "no_audio") == project
+
+
+def test_a_failed_shared_build_is_recorded_and_the_next_worker_fails_at_once(tmp_path, monkeypatch):
+    calls = []
+
+    def failing_build(dest, gtzan_dir):
+        calls.append(dest)
+        raise AssertionError("dvc repro failed (2) in the project: convert: no audio")
+
+    monkeypatch.setattr(pipeline_project, "build_pipeline_project", failing_build)
+    with pytest.raises(AssertionError, match="no audio"):
+        pipeline_project.shared_build(tmp_path / "pipeline", tmp_path / "audio")
+    with pytest.raises(pytest.fail.Exception, match="(?s)another test worker failed.*convert: no audio"):
+        pipeline_project.shared_build(tmp_path / "pipeline", tmp_path / "audio")
+    assert calls == [tmp_path / "pipeline" / "project"]

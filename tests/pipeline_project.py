@@ -46,7 +46,15 @@ STAGE_RAN = re.compile(r"Running stage '([^']+)'")
 
 REUSE_VARIABLE = "GENRECLF_TEST_PROJECT"
 # What decides the built project's outputs: the code, the pipeline, the params and how the project is made.
-FINGERPRINTED = ("genreclf", "stages", "dvc.yaml", "params.yaml", "tests/helpers.py", "tests/pipeline_project.py")
+FINGERPRINTED = (
+    "genreclf",
+    "stages",
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc/config",
+    "tests/helpers.py",
+    "tests/pipeline_project.py",
+)
 FINGERPRINT_NAME = "code_fingerprint.json"  # beside the project folder, with first_repro.log
 NAMED_CHANGES = 10
 

@@ -92,6 +92,32 @@ def test_real_gtzan_wav_is_unchanged_at_its_own_rate(gtzan_mini):
     np.testing.assert_array_equal(decode_clip(path, 22050), original)
 
 
+def librosa_reference(path, target_rate: int) -> np.ndarray:
+    """What decode_clip replaced: librosa.load (mono, soxr_hq) then rounding and clipping in float64."""
+    import librosa
+
+    with sf.SoundFile(path) as audio_file:
+        samples, _ = librosa.load(audio_file, sr=target_rate, mono=True, res_type="soxr_hq")
+    return np.clip(np.round(samples.astype(np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+@pytest.mark.parametrize("target_rate", [22050, 16000, 44100])
+@pytest.mark.parametrize("clip", ["fma/fma_audio/000/000182.mp3", "gtzan_mini/jazz/jazz.00001.wav"])
+def test_real_clips_decode_to_the_same_samples_as_librosa_load(shared_data, clip, target_rate):
+    expected = librosa_reference(shared_data / clip, target_rate)
+
+    np.testing.assert_array_equal(decode_clip(shared_data / clip, target_rate), expected)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+@pytest.mark.parametrize("source_rate", [22050, 48000])
+def test_any_channel_count_decodes_to_the_same_samples_as_librosa_load(tmp_path, channels, source_rate):
+    noise = np.random.default_rng(channels).uniform(-1.0, 1.0, (source_rate // 4, channels))
+    path = write_audio(tmp_path / "noise.wav", noise, source_rate, subtype="FLOAT")
+
+    np.testing.assert_array_equal(decode_clip(path, 22050), librosa_reference(path, 22050))
+
+
 def test_empty_file_has_no_audio(tmp_path):
     path = tmp_path / "empty.mp3"
     path.write_bytes(b"")

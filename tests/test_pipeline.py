@@ -37,6 +37,18 @@ def test_repro_leaves_nothing_untracked(pipeline_project):
     assert status == ["?? dvc.lock"]
 
 
+def test_outputs_are_the_cache_objects_not_copies(pipeline_project):
+    """Every file DVC tracks in the workspace is a hard link to its cache object (.dvc/config
+    cache.type), so the decoded audio is on disk twice (data/wav, data/shards), not four times."""
+    cache = pipeline_project / ".dvc" / "cache" / "files" / "md5"
+    cache_inodes = {p.stat().st_ino for p in cache.rglob("*") if p.is_file()}
+    for folder in ("data/wav", "data/shards", "models", "evaluation"):
+        files = [p for p in (pipeline_project / folder).rglob("*") if p.is_file()]
+        assert files, folder
+        copies = [p.relative_to(pipeline_project).as_posix() for p in files if p.stat().st_ino not in cache_inodes]
+        assert copies == [], f"{folder}: {len(copies)} of {len(files)} files are copies, e.g. {copies[:3]}"
+
+
 def test_split_is_exactly_64_16_20_with_no_overlap(pipeline_project):
     manifest = pd.read_csv(pipeline_project / "data/split/split_manifest.csv", dtype={"track_id": str})
     assert len(manifest) == 100

@@ -282,3 +282,36 @@ def test_the_keras_stage_stops_after_the_step_limit_and_logs_the_step_times(tmp_
         assert f"over {limit - 1} step(s)" in timing and float(rehearsal.STEADY_STEP_RE.search(timing).group(1)) > 0
         assert read_tsv_rows(tmp_path / "dvclive" / "cnn1d" / "plots" / "metrics" / "train" / "loss.tsv") == epochs
         assert (tmp_path / "models" / "cnn1d" / "model.keras").is_file()
+
+
+@pytest.mark.parametrize(("linked", "copies"), [(True, 2.0), (False, 4.0)])
+def test_audio_copies_counts_the_workspace_and_the_cache_once_each_inode(tmp_path, linked, copies):
+    """Two audio outputs of 300 and 100 bytes per clip; a cache object for each file."""
+    import json
+    import os
+
+    import yaml
+
+    cache = tmp_path / ".dvc" / "cache" / "files" / "md5"
+    outs = []
+    for out, size in (("data/wav", 300), ("data/shards", 100)):
+        manifest = []
+        for index in range(3):
+            content = bytes([index]) * size + out.encode()
+            md5 = hashlib.md5(content).hexdigest()
+            workspace_file = tmp_path / out / f"{index}.bin"
+            workspace_file.parent.mkdir(parents=True, exist_ok=True)
+            workspace_file.write_bytes(content)
+            cached = cache / md5[:2] / md5[2:]
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            os.link(workspace_file, cached) if linked else cached.write_bytes(content)
+            manifest.append({"md5": md5, "relpath": f"{index}.bin"})
+        text = json.dumps(manifest)
+        dir_md5 = hashlib.md5(text.encode()).hexdigest() + ".dir"
+        (cache / dir_md5[:2]).mkdir(parents=True, exist_ok=True)
+        (cache / dir_md5[:2] / dir_md5[2:]).write_text(text)
+        outs.append({"path": out, "md5": dir_md5})
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"stages": {"convert": {"outs": outs}}}))
+
+    wav, shards = 300 + len("data/wav"), 100 + len("data/shards")
+    assert rehearsal.audio_copies(tmp_path) == pytest.approx(copies * (wav + shards) / 2 / wav)

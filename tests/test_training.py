@@ -19,7 +19,7 @@ from genreclf.models import keras_models, predictors, tfdata, training
 from stages import train_keras
 from stages.config import load_config
 from tests.helpers import call_stage, directory_bytes, run_stage
-from tests.keras_fixture import LABELS, MAX_SAMPLES, TINY_PARAMS, write_tiny_repo, write_tiny_shards
+from tests.keras_fixture import LABELS, TINY_PARAMS, write_tiny_repo, write_tiny_shards
 
 DVCLIVE_FILES = [
     "metrics.json",
@@ -336,12 +336,16 @@ def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
 
 @pytest.mark.slow  # a minute of graph building for MobileNetV2; test_pipeline trains it too
 def test_mobilenet_stage_without_weights(tmp_path):
-    write_tiny_repo(tmp_path)
+    info = write_tiny_repo(tmp_path)
     call_stage(tmp_path, "train_keras", "mobilenet")
     assert sorted(directory_bytes(tmp_path / "models/mobilenet")) == MODEL_FILES
     predictor = predictors.load_predictor(tmp_path / "models/mobilenet")
     prep = predictor.preprocessing
-    assert prep["input"] == "audio_clip" and prep["image_size"] == 32 and prep["clip_samples"] == MAX_SAMPLES
+    assert (
+        prep["input"] == "audio_clip"
+        and prep["image_size"] == 32
+        and prep["clip_samples"] == info["splits"]["train"]["max_samples"]
+    )
     assert predictor.model.get_layer("spectrogram").mode == "mobilenet_image"
     result = predictor.predict_split(tmp_path / "data", "test")
     assert result.probabilities.shape == (6, 3) and result.num_units == 6 and result.unit_name == "clip"

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from genreclf.models import keras_models, training
+from genreclf.artifacts import write_model_folder
+from genreclf.features import spectrograms
+from genreclf.models import keras_models, predictors, tfdata, training
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +207,71 @@ def test_renumber_shared_objects_keeps_the_sharing():
         "a": {"dtype": {"shared_object_id": 1, "x": 1}},
         "layers": [{"shared_object_id": 2}, {"shared_object_id": 1}, {"other": 140001}],
     }
+
+
+# ---- the spectrogram layer inside a model, and models saved without it -----------------------
+
+SPECTROGRAM_SETTINGS = {
+    "mobilenet": dict(
+        weights=None, image_size=32, n_mels=16, n_fft=256, hop_length=64, alpha=0.35, dense_units=4, dropout=0.5
+    ),
+    "cnn2d": dict(
+        image_size=16,
+        n_fft=128,
+        hop_length=32,
+        segments_per_clip=2,
+        filters=[2, 2],
+        pools=[2, 2],
+        dense_units=4,
+        dropout=0.5,
+        loss="softmax",
+    ),
+}
+
+
+def saved_audio_model(model_name, path):
+    """A seeded model of an audio input with its spectrogram layer, saved by training.save_model."""
+    settings = SPECTROGRAM_SETTINGS[model_name]
+    prep = training.preprocessing_for(model_name, 4000, ["a", "b", "c"], settings, clip_samples=3000)
+    keras.backend.clear_session()  # MobileNetV2's auto-named inner layers count what the process built before
+    keras.utils.set_random_seed(0)
+    model = training.build_model(model_name, settings, 3, prep)
+    training.save_model(model, path)
+    return model, prep
+
+
+@pytest.mark.parametrize("model_name, kind", [("mobilenet", "audio_clip"), ("cnn2d", "audio_segments")])
+def test_a_saved_model_with_the_spectrogram_layer_loads_and_predicts_the_same(tmp_path, model_name, kind):
+    model, prep = saved_audio_model(model_name, tmp_path / "a.keras")
+    saved_audio_model(model_name, tmp_path / "b.keras")
+    assert (tmp_path / "a.keras").read_bytes() == (tmp_path / "b.keras").read_bytes()
+    assert prep["input"] == kind and model.input.dtype == "int16"
+    loaded = keras.saving.load_model(tmp_path / "a.keras")  # no custom_objects: the layer is registered
+    assert isinstance(loaded.get_layer("spectrogram"), spectrograms.SpectrogramLayer)
+    audio = (np.random.default_rng(1).standard_normal(3500) * 3000).astype(np.int16)
+    units = tfdata.units_of_clip(audio, prep).numpy()
+    assert units.dtype == np.int16 and len(units) == (1 if kind == "audio_clip" else 2)
+    np.testing.assert_array_equal(loaded.predict_on_batch(units), model.predict_on_batch(units))
+
+
+def test_a_model_saved_with_the_earlier_mel_segments_input_still_predicts(tmp_path):
+    # models/<name> of the earlier design: images made in tf.data, no layer in the model
+    keras.utils.set_random_seed(0)
+    model = keras_models.build_cnn2d(16, 3, [2, 2], [2, 2], 4, 0.5)
+    prep = {
+        "family": "keras",
+        "model": "cnn2d",
+        "input": "mel_segments",
+        "sample_rate": 4000,
+        "n_fft": 128,
+        "hop_length": 32,
+        "n_mels": 16,
+        "image_size": 16,
+        "segments_per_clip": 2,
+        "output_activation": "softmax",
+    }
+    write_model_folder(tmp_path / "old", prep, ["a", "b", "c"], lambda path: training.save_model(model, path))
+    predictor = predictors.load_predictor(tmp_path / "old")
+    audio = (np.random.default_rng(2).standard_normal(3000) * 3000).astype(np.int16)
+    images = spectrograms.mel_segments(audio, 4000, 128, 32, 16, 2).numpy()
+    np.testing.assert_allclose(predictor.predict_audio(audio), model.predict_on_batch(images).mean(axis=0), rtol=1e-6)

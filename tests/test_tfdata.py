@@ -55,6 +55,11 @@ SEGMENTS = {
     "segments_per_clip": 3,
 }
 
+AUDIO_CLIP = {**IMAGE, "input": "audio_clip", "clip_samples": 4000}
+AUDIO_SEGMENTS = {**SEGMENTS, "input": "audio_segments", "n_mels": 32}
+AUDIO_CLIP_SAMPLES = 4000
+SEGMENT_SAMPLES = (32 - 1) * 64 + 256  # image_size frames of hop 64 and n_fft 256
+
 
 # ---- spectrograms -----------------------------------------------------------------------
 
@@ -186,7 +191,13 @@ def test_read_clips_gives_every_clip_once(shards):
 
 @pytest.mark.parametrize(
     "preprocessing, unit_shape, units_per_clip",
-    [(WAVEFORM, (256, 1), 1), (IMAGE, (32, 32, 3), 1), (SEGMENTS, (32, 32, 1), 3)],
+    [
+        (WAVEFORM, (256, 1), 1),
+        (IMAGE, (32, 32, 3), 1),
+        (SEGMENTS, (32, 32, 1), 3),
+        (AUDIO_CLIP, (AUDIO_CLIP_SAMPLES,), 1),
+        (AUDIO_SEGMENTS, (SEGMENT_SAMPLES,), 3),
+    ],
 )
 def test_training_dataset_is_seeded_and_reshuffled(shards, preprocessing, unit_shape, units_per_clip):
     shard_dir, info = shards
@@ -218,7 +229,7 @@ def test_training_dataset_is_seeded_and_reshuffled(shards, preprocessing, unit_s
         np.testing.assert_allclose(key(first[0]), key(again[0]), rtol=1e-6)
 
 
-@pytest.mark.parametrize("preprocessing", [WAVEFORM, IMAGE, SEGMENTS])
+@pytest.mark.parametrize("preprocessing", [WAVEFORM, IMAGE, SEGMENTS, AUDIO_CLIP, AUDIO_SEGMENTS])
 def test_evaluation_dataset_units_belong_to_their_clip(shards, preprocessing):
     shard_dir, info = shards
     clips = {c["track_id"]: c for c in tfdata.read_clips(shard_dir, "val").as_numpy_iterator()}
@@ -244,7 +255,7 @@ def test_evaluation_dataset_units_belong_to_their_clip(shards, preprocessing):
     np.testing.assert_array_equal(np.concatenate([y for _, y in validation]).argmax(axis=1), labels)
 
 
-@pytest.mark.parametrize("preprocessing", [WAVEFORM, IMAGE, SEGMENTS])
+@pytest.mark.parametrize("preprocessing", [WAVEFORM, IMAGE, SEGMENTS, AUDIO_CLIP, AUDIO_SEGMENTS])
 def test_bytes_per_clip_are_those_of_the_cached_features(preprocessing):
     audio = genre_clip(0, 3000, np.random.default_rng(3))
     cached = tfdata.clip_features(tf.constant(audio), preprocessing).numpy()  # what cache() keeps
@@ -263,9 +274,91 @@ def test_minimum_clip_is_the_shortest_that_gives_a_unit():
     ]
     assert frames == [31, 32]
     assert tfdata.units_of_clip(np.zeros(shortest, np.int16), SEGMENTS).shape == (3, 32, 32, 1)
+    assert tfdata.min_clip_samples(AUDIO_SEGMENTS) == shortest
+    assert tfdata.units_of_clip(np.zeros(shortest, np.int16), AUDIO_SEGMENTS).shape == (3, SEGMENT_SAMPLES)
 
 
 def test_cache_decision_and_memory():
     assert tfdata.should_cache(100, 200) and not tfdata.should_cache(101, 200)
     assert not tfdata.should_cache(1, None)
     assert tfdata.available_memory_bytes() > 0
+
+
+# ---- audio shipped by tf.data, spectrograms in the model (SpectrogramLayer) ------------------
+
+
+@pytest.mark.parametrize("length, expected", [(5, [0, 1, 2, 3]), (3, [0, 1, 2, 0]), (4, [0, 1, 2, 3])])
+def test_fixed_length_crops_or_pads_at_the_end(length, expected):
+    fixed = spectrograms.fixed_length(np.arange(length, dtype=np.int16), 4).numpy()
+    assert fixed.dtype == np.int16 and fixed.tolist() == expected
+
+
+def test_segment_audio_spans_the_frames_of_the_clip_spectrogram():
+    # the segments' frames are exactly the clip's centred-STFT frames; only the dB reference differs
+    audio = genre_clip(1, 4000, np.random.default_rng(1))
+    segments = spectrograms.segment_audio(audio, 256, 64, 32, 3)
+    assert segments.dtype == tf.int16 and segments.shape == (3, SEGMENT_SAMPLES)
+    images = spectrograms.segment_images(segments, SAMPLE_RATE, 256, 64, 32).numpy()[..., 0]
+    whole = spectrograms.log_mel_spectrogram(spectrograms.audio_to_float(audio), SAMPLE_RATE, 256, 64, 32).numpy()
+    starts = spectrograms.segment_starts(tf.constant(len(whole)), 32, 3).numpy()
+    assert images.shape == (3, 32, 32)
+    for image, begin in zip(images, starts):
+        frames = whole[begin : begin + 32]
+        decibels = np.maximum(frames - frames.max(), -80.0)  # relative to the segment's maximum
+        expected = spectrograms.spectrogram_image(spectrograms.scale_decibels(decibels)).numpy()[..., 0]
+        np.testing.assert_allclose(image, expected, atol=2e-5)
+
+
+def test_segment_images_match_librosa_without_centring():
+    audio = genre_clip(2, SEGMENT_SAMPLES, np.random.default_rng(4))
+    ours = spectrograms.segment_images(audio, SAMPLE_RATE, 256, 64, 32).numpy()[..., 0]
+    mel = librosa.feature.melspectrogram(
+        y=audio / 32768.0, sr=SAMPLE_RATE, n_fft=256, hop_length=64, n_mels=32, center=False, power=2.0
+    )
+    expected = (librosa.power_to_db(mel, ref=np.max, top_db=80.0)[::-1] + 80.0) / 80.0
+    assert ours.shape == expected.shape == (32, 32)
+    np.testing.assert_allclose(ours, expected, atol=0.05 / 80)
+
+
+@pytest.mark.parametrize("preprocessing", [AUDIO_CLIP, AUDIO_SEGMENTS])
+def test_spectrogram_layer_is_the_tf_data_side_ops_on_the_same_audio(preprocessing):
+    from genreclf.models import training
+
+    audio = genre_clip(0, 3700, np.random.default_rng(5))
+    units = tfdata.units_of_clip(audio, preprocessing)  # what tf.data ships: int16
+    assert units.dtype == tf.int16
+    layer = training.front_end_for(preprocessing).layer
+    out = layer(units).numpy()
+    if preprocessing is AUDIO_CLIP:  # the earlier mel_image input, computed on the padded clip
+        fixed = spectrograms.fixed_length(audio, AUDIO_CLIP_SAMPLES)
+        expected = tfdata.units_of_clip(fixed.numpy(), IMAGE).numpy()
+        assert out.shape == (1, 32, 32, 3)
+    else:
+        expected = np.stack([spectrograms.segment_images(u, SAMPLE_RATE, 256, 64, 32).numpy() for u in units])
+        assert out.shape == (3, 32, 32, 1)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert layer.compute_dtype == "float32"
+
+
+@pytest.mark.parametrize("preprocessing", [AUDIO_CLIP, AUDIO_SEGMENTS])
+def test_training_and_evaluation_ship_the_same_units(shards, preprocessing):
+    # training (shuffled, cached or not), evaluation and units_of_clip give the same units of each clip
+    shard_dir, info = shards
+    clips = info["splits"]["train"]["clips"]
+
+    def rows(x):
+        return sorted(map(bytes, np.asarray(x).reshape(len(x), -1).view(np.uint8)))
+
+    expected = rows(
+        np.concatenate(
+            [
+                tfdata.units_of_clip(c["audio"], preprocessing)
+                for c in tfdata.read_clips(shard_dir, "train").as_numpy_iterator()
+            ]
+        )
+    )
+    for cache in (False, True):
+        batches = tfdata.training_dataset(shard_dir, "train", preprocessing, 3, 5, 0, clips, cache=cache)
+        assert rows(np.concatenate([x.numpy() for x, _ in batches])) == expected
+    evaluation = tfdata.evaluation_dataset(shard_dir, "train", preprocessing, 7)
+    assert rows(np.concatenate([batch[0].numpy() for batch in evaluation])) == expected

@@ -269,6 +269,7 @@ def test_cnn2d_with_sigmoid_loss(tmp_path):
     predictor = predictors.load_predictor(tmp_path / "models/cnn2d")
     result = predictor.predict_split(tmp_path / "data", "val")
     assert result.unit_name == "segment" and result.num_units == 2 * len(result.track_ids)
+    assert predictor.preprocessing["input"] == "audio_segments" and model.input.dtype == "int16"
     np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, rtol=1e-6)
     clip = next(
         c
@@ -335,11 +336,17 @@ def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
 
 @pytest.mark.slow  # a minute of graph building for MobileNetV2; test_pipeline trains it too
 def test_mobilenet_stage_without_weights(tmp_path):
-    write_tiny_repo(tmp_path)
+    info = write_tiny_repo(tmp_path)
     call_stage(tmp_path, "train_keras", "mobilenet")
     assert sorted(directory_bytes(tmp_path / "models/mobilenet")) == MODEL_FILES
     predictor = predictors.load_predictor(tmp_path / "models/mobilenet")
-    assert predictor.preprocessing["input"] == "mel_image" and predictor.preprocessing["image_size"] == 32
+    prep = predictor.preprocessing
+    assert (
+        prep["input"] == "audio_clip"
+        and prep["image_size"] == 32
+        and prep["clip_samples"] == info["splits"]["train"]["max_samples"]
+    )
+    assert predictor.model.get_layer("spectrogram").mode == "mobilenet_image"
     result = predictor.predict_split(tmp_path / "data", "test")
     assert result.probabilities.shape == (6, 3) and result.num_units == 6 and result.unit_name == "clip"
     assert result.unit_accuracy == np.mean(result.probabilities.argmax(axis=1) == result.y_true)

@@ -1,8 +1,11 @@
-"""Model inputs computed from raw audio with TensorFlow ops, inside ``tf.data``.
+"""Model inputs computed from raw audio with TensorFlow ops, in ``tf.data`` or in the model.
 
 The shards (``genreclf.tfrecords``) hold only whole int16 clips: every model input
 (raw-audio windows, log-mel images, log-mel segments) is computed from the audio by
-the functions below, which ``genreclf.tfdata`` maps over the clips. The same
+the functions below. ``genreclf.tfdata`` maps the cheap ones over the clips (windows;
+crop/pad to a fixed length; the segments' audio); the log-mel images of the spectrogram
+models are computed by ``SpectrogramLayer``, the models' first layer, on the device
+(earlier models, saved without it, get their images from ``tfdata``). The same
 functions run at training, evaluation and prediction time, so a model always sees
 its inputs computed the same way; the settings they take are written to the model's
 ``preprocessing.json``.
@@ -16,7 +19,7 @@ Conventions follow librosa (checked against it in tests/test_tfdata.py):
 - mel filterbank: ``librosa.filters.mel`` (Slaney mel scale and area normalisation),
   taken as a constant matrix;
 - decibels: ``librosa.power_to_db(S, ref=np.max, top_db=80)``, i.e. relative to the
-  loudest bin of the clip, floored at -80 dB; then scaled to [0, 1] by
+  loudest bin of the clip (of the segment, for ``segment_images``), floored at -80 dB; then scaled to [0, 1] by
   ``(dB + top_db) / top_db``.
 
 Spectrograms are laid out as images: height = mel bands (lowest band at the bottom
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import functools
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -54,17 +58,31 @@ def audio_to_float(audio_int16: tf.Tensor) -> tf.Tensor:
     return tf.cast(audio_int16, tf.float32) / INT16_SCALE
 
 
+def pad_centred(audio: tf.Tensor, n_fft: int) -> tf.Tensor:
+    """``n_fft // 2`` zeros at each end of the last axis (librosa's ``center=True, pad_mode="constant"``)."""
+    paddings = [[0, 0]] * (audio.shape.rank - 1) + [[n_fft // 2, n_fft // 2]]
+    return tf.pad(audio, paddings)
+
+
 def log_mel_spectrogram(
-    audio: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, top_db: float = TOP_DB
+    audio: tf.Tensor,
+    sample_rate: int,
+    n_fft: int,
+    hop_length: int,
+    n_mels: int,
+    top_db: float = TOP_DB,
+    centred: bool = True,
 ) -> tf.Tensor:
-    """float32 audio [n] -> log-mel spectrogram in dB relative to the clip's maximum, [frames, n_mels].
+    """float32 audio [..., n] -> log-mel spectrogram in dB relative to each clip's maximum, [..., frames, n_mels].
 
     Same values as ``librosa.power_to_db(librosa.feature.melspectrogram(y=audio,
     sr=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels), ref=np.max,
-    top_db=top_db).T`` (up to float32 round-off).
+    top_db=top_db).T`` (up to float32 round-off). Leading axes are a batch: the maximum
+    is taken per item. ``centred=False``: the audio is already padded (no zeros are added),
+    so ``n`` samples give ``1 + (n - n_fft) // hop_length`` frames.
     """
     audio = tf.convert_to_tensor(audio, tf.float32)
-    padded = tf.pad(audio, [[n_fft // 2, n_fft // 2]])
+    padded = pad_centred(audio, n_fft) if centred else audio
     stft = tf.signal.stft(
         padded,
         frame_length=n_fft,
@@ -76,7 +94,7 @@ def log_mel_spectrogram(
     power = tf.math.square(tf.math.abs(stft))
     mel = tf.linalg.matmul(power, tf.constant(mel_filterbank(sample_rate, n_fft, n_mels)))
     decibels = 10.0 * tf.math.log(tf.maximum(mel, AMIN)) / tf.math.log(10.0)
-    decibels = decibels - tf.reduce_max(decibels)
+    decibels = decibels - tf.reduce_max(decibels, axis=[-2, -1], keepdims=True)
     return tf.maximum(decibels, -top_db)
 
 
@@ -86,8 +104,8 @@ def scale_decibels(decibels: tf.Tensor, top_db: float = TOP_DB) -> tf.Tensor:
 
 
 def spectrogram_image(log_mel: tf.Tensor) -> tf.Tensor:
-    """[frames, n_mels] -> image layout [n_mels, frames, 1], lowest mel band at the bottom row."""
-    return tf.reverse(tf.transpose(log_mel), axis=[0])[..., tf.newaxis]
+    """[..., frames, n_mels] -> image layout [..., n_mels, frames, 1], lowest mel band at the bottom row."""
+    return tf.reverse(tf.linalg.matrix_transpose(log_mel), axis=[-2])[..., tf.newaxis]
 
 
 # ---- the three kinds of model input -----------------------------------------------
@@ -120,12 +138,15 @@ def mel_image(
 ) -> tf.Tensor:
     """Whole-clip log-mel spectrogram resized to an image: float32 [image_size, image_size, 1] in [0, 1].
 
-    Resizing is bilinear with antialiasing (the time axis is usually shrunk).
+    A batch of clips of one length [b, n] gives [b, image_size, image_size, 1]. Resizing
+    is bilinear with antialiasing (the time axis is usually shrunk).
     """
+    audio_int16 = tf.convert_to_tensor(audio_int16)
     log_mel = log_mel_spectrogram(audio_to_float(audio_int16), sample_rate, n_fft, hop_length, n_mels)
     image = spectrogram_image(scale_decibels(log_mel))
     image = tf.image.resize(image, [image_size, image_size], method="bilinear", antialias=True)
-    return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), [image_size, image_size, 1])
+    shape = audio_int16.shape[:-1].concatenate([image_size, image_size, 1])
+    return tf.ensure_shape(tf.clip_by_value(image, 0.0, 1.0), shape)
 
 
 def mobilenet_pixels(image: tf.Tensor) -> tf.Tensor:
@@ -164,3 +185,98 @@ def mel_segments(
     segments = tf.gather(log_mel, frame_index)  # [k, frames, mels]
     segments = tf.reverse(tf.transpose(segments, [0, 2, 1]), axis=[1])  # [k, mels, frames]
     return tf.ensure_shape(segments[..., tf.newaxis], [segments_per_clip, image_size, image_size, 1])
+
+
+# ---- audio shipped by tf.data, spectrograms computed in the model ----------------------
+#
+# The "audio_clip" and "audio_segments" inputs: tf.data only crops, pads and slices the
+# int16 audio (cheap), and ``SpectrogramLayer``, the model's first layer, computes the
+# log-mel images on the accelerator with the ops above.
+
+
+def fixed_length(audio_int16: tf.Tensor, num_samples: int) -> tf.Tensor:
+    """The first ``num_samples`` samples of a clip, zero-padded at the end if it is shorter: [num_samples]."""
+    audio = audio_int16[:num_samples]
+    padded = tf.pad(audio, [[0, num_samples - tf.shape(audio)[0]]])
+    return tf.ensure_shape(padded, [num_samples])
+
+
+def segment_samples(image_size: int, n_fft: int, hop_length: int) -> int:
+    """Samples of a segment's audio: the span of ``image_size`` STFT frames (no centring)."""
+    return (image_size - 1) * hop_length + n_fft
+
+
+def segment_audio(
+    audio_int16: tf.Tensor, n_fft: int, hop_length: int, image_size: int, segments_per_clip: int
+) -> tf.Tensor:
+    """The audio of a clip's segments: int16 [segments_per_clip, segment_samples].
+
+    The segments are those of ``mel_segments`` (same evenly spaced start frames of the
+    clip's centred STFT): segment i is the span of the clip, padded with ``n_fft // 2``
+    zeros at each end, that frames ``start_i .. start_i + image_size - 1`` cover, so an
+    uncentred STFT of it (``segment_images``) gives exactly those frames.
+    """
+    audio_int16 = tf.convert_to_tensor(audio_int16)
+    frames = 1 + tf.shape(audio_int16)[0] // hop_length
+    starts = segment_starts(frames, image_size, segments_per_clip)
+    length = segment_samples(image_size, n_fft, hop_length)
+    index = starts[:, tf.newaxis] * hop_length + tf.range(length)[tf.newaxis, :]
+    segments = tf.gather(pad_centred(audio_int16, n_fft), index)
+    return tf.ensure_shape(segments, [segments_per_clip, length])
+
+
+def segment_images(segments_int16: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int, n_mels: int) -> tf.Tensor:
+    """Log-mel images of segments' audio [..., segment_samples] -> float32 [..., n_mels, frames, 1] in [0, 1].
+
+    Uncentred STFT (the audio already spans the frames' windows); dB relative to each
+    segment's own maximum.
+    """
+    audio = audio_to_float(tf.convert_to_tensor(segments_int16))
+    log_mel = log_mel_spectrogram(audio, sample_rate, n_fft, hop_length, n_mels, centred=False)
+    return spectrogram_image(scale_decibels(log_mel))
+
+
+SPECTROGRAM_LAYER_MODES = ("mobilenet_image", "segment_image")
+
+
+@keras.saving.register_keras_serializable(package="genreclf")
+class SpectrogramLayer(keras.layers.Layer):
+    """int16 audio [batch, samples] -> log-mel images, computed in float32 inside the model.
+
+    mode "mobilenet_image": ``mobilenet_pixels(mel_image(...))`` of each clip,
+    [batch, image_size, image_size, 3]; mode "segment_image": ``segment_images`` of
+    each segment's audio, [batch, n_mels, frames, 1]. No weights; the settings are
+    the layer's config, so ``keras.saving.load_model`` rebuilds it.
+    """
+
+    def __init__(self, mode, sample_rate, n_fft, hop_length, n_mels, image_size, **kwargs):
+        if mode not in SPECTROGRAM_LAYER_MODES:
+            raise ValueError(f"SpectrogramLayer mode must be one of {SPECTROGRAM_LAYER_MODES}, got {mode!r}")
+        kwargs.setdefault("dtype", "float32")  # spectrograms in float32 even under mixed precision
+        super().__init__(**kwargs)
+        self.mode, self.sample_rate, self.n_fft = mode, int(sample_rate), int(n_fft)
+        self.hop_length, self.n_mels, self.image_size = int(hop_length), int(n_mels), int(image_size)
+
+    def call(self, audio_int16):
+        if self.mode == "mobilenet_image":
+            image = mel_image(audio_int16, self.sample_rate, self.n_fft, self.hop_length, self.n_mels, self.image_size)
+            return mobilenet_pixels(image)
+        return segment_images(audio_int16, self.sample_rate, self.n_fft, self.hop_length, self.n_mels)
+
+    def compute_output_shape(self, input_shape):
+        if self.mode == "mobilenet_image":
+            return (input_shape[0], self.image_size, self.image_size, 3)
+        samples = input_shape[-1]
+        frames = None if samples is None else 1 + (samples - self.n_fft) // self.hop_length
+        return (input_shape[0], self.n_mels, frames, 1)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "mode": self.mode,
+            "sample_rate": self.sample_rate,
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "n_mels": self.n_mels,
+            "image_size": self.image_size,
+        }

@@ -4,17 +4,23 @@
 - ``build_mobilenet``: MobileNetV2 transfer learning on log-mel spectrogram images.
 - ``build_cnn2d``: the GTZAN-style study's 4-convolution CNN on log-mel segments.
 
-Inputs are computed from the audio by ``genreclf.spectrograms`` inside ``tf.data``;
-the models take the ready tensors. Under a ``mixed_float16`` policy the output layer
+cnn1d takes raw-audio windows from ``tf.data``. mobilenet and cnn2d take int16 audio
+(a fixed-length clip, or a segment's samples) when given an ``AudioFrontEnd``: their
+first layer, ``genreclf.features.spectrograms.SpectrogramLayer``, computes the log-mel
+image on the device; without one they take the ready images (the earlier design, whose
+saved models still load). Under a ``mixed_float16`` policy the output layer
 is kept float32 (numerically stable softmax / sigmoid).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 from keras import layers
 
 from genreclf import catalog
+from genreclf.features.spectrograms import SpectrogramLayer
 
 MODEL_NAMES = catalog.KERAS_MODELS
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
@@ -23,6 +29,24 @@ SCRATCH_BATCHNORM_MOMENTUM = 0.9
 # alpha values for which keras.applications has ImageNet weights of MobileNetV2
 MOBILENET_IMAGENET_ALPHAS = catalog.MOBILENET_IMAGENET_ALPHAS
 MOBILENET_MIN_IMAGE_SIZE = catalog.MOBILENET_MIN_IMAGE_SIZE
+AUDIO_INPUT_NAME = "audio"
+
+
+@dataclass(frozen=True)
+class AudioFrontEnd:
+    """int16 audio of ``samples`` samples per unit, made into the model's image by ``layer``."""
+
+    samples: int
+    layer: SpectrogramLayer
+
+
+def model_input(front_end: AudioFrontEnd | None, image_shape: tuple, name: str):
+    """(the model's input, the image tensor): an image input, or int16 audio and its spectrogram layer."""
+    if front_end is None:
+        inputs = keras.Input(shape=image_shape, name=name)
+        return inputs, inputs
+    inputs = keras.Input(shape=(front_end.samples,), dtype="int16", name=AUDIO_INPUT_NAME)
+    return inputs, front_end.layer(inputs)
 
 
 def build_cnn1d(
@@ -55,8 +79,10 @@ def build_mobilenet(
     alpha: float = 1.0,
     dense_units: int = 128,
     dropout: float = 0.5,
+    front_end: AudioFrontEnd | None = None,
 ) -> keras.Model:
-    """MobileNetV2 base (global average pooling) + a new dense head, on [s, s, 3] images.
+    """MobileNetV2 base (global average pooling) + a new dense head, on [s, s, 3] images
+    (or on int16 clips made into those images by ``front_end``).
 
     ``weights``: "imagenet" (Keras downloads them: needs internet), the path of a
     weights file for the base (e.g. the official
@@ -72,7 +98,7 @@ def build_mobilenet(
 
     The base is the layer named "mobilenetv2_base".
     """
-    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
+    inputs, image = model_input(front_end, (image_size, image_size, 3), "image")
     base = keras.applications.MobileNetV2(
         input_shape=(image_size, image_size, 3),
         alpha=alpha,
@@ -88,10 +114,10 @@ def build_mobilenet(
         for layer in base.layers:
             if isinstance(layer, layers.BatchNormalization):
                 layer.momentum = SCRATCH_BATCHNORM_MOMENTUM
-        x = base(inputs)
+        x = base(image)
     else:
         base.trainable = False
-        x = base(inputs, training=False)  # transfer: frozen, batch norm in inference mode
+        x = base(image, training=False)  # transfer: frozen, batch norm in inference mode
     x = layers.Dense(dense_units, activation="relu", name="head_dense")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="genre")(x)
@@ -119,14 +145,15 @@ def build_cnn2d(
     dense_units: int = 128,
     dropout: float = 0.5,
     output_activation: str = "softmax",
+    front_end: AudioFrontEnd | None = None,
 ) -> keras.Model:
-    """2D CNN on log-mel segments [s, s, 1]: 3x3 ELU convolutions, each followed by max-pooling."""
+    """2D CNN on log-mel segments [s, s, 1] (or on int16 segment audio made into them by
+    ``front_end``): 3x3 ELU convolutions, each followed by max-pooling."""
     if output_activation not in OUTPUT_ACTIVATIONS:
         raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, got {output_activation!r}")
     if len(filters) != len(pools):
         raise ValueError(f"filters {list(filters)} and pools {list(pools)} must have the same length")
-    inputs = keras.Input(shape=(image_size, image_size, 1), name="segment")
-    x = inputs
+    inputs, x = model_input(front_end, (image_size, image_size, 1), "segment")
     for i, (count, pool) in enumerate(zip(filters, pools), start=1):
         x = layers.Conv2D(count, 3, padding="same", activation="elu", name=f"conv{i}")(x)
         x = layers.MaxPooling2D(pool, padding="same", name=f"pool{i}")(x)

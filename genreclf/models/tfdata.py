@@ -8,10 +8,16 @@ training, evaluation and prediction time. What a model's input is comes from its
 
 - ``"waveform_windows"`` (cnn1d): ``window_size`` samples of raw audio; training takes
   one random window of each clip per epoch, evaluation all consecutive windows;
-- ``"mel_image"`` (mobilenet): the whole clip's log-mel spectrogram resized to
-  ``image_size`` x ``image_size`` x 3; one unit per clip;
-- ``"mel_segments"`` (cnn2d): ``segments_per_clip`` evenly spaced log-mel segments of
-  ``image_size`` x ``image_size`` x 1.
+- ``"audio_clip"`` (mobilenet): the clip's int16 audio cropped or zero-padded to
+  ``clip_samples``; one unit per clip. The model's first layer
+  (``spectrograms.SpectrogramLayer``) makes the log-mel image of it;
+- ``"audio_segments"`` (cnn2d): the int16 audio of ``segments_per_clip`` evenly spaced
+  segments (``spectrograms.segment_audio``), ``segment_samples`` each; the model's first
+  layer makes their log-mel images;
+- ``"mel_image"``, ``"mel_segments"``: the earlier design, still read to load models
+  saved with it: the images themselves are computed here, on the CPU
+  (``image_size`` x ``image_size`` x 3 per clip; ``segments_per_clip`` segments of
+  ``image_size`` x ``image_size`` x 1).
 
 A *unit* is what the model classifies (window, clip image, segment); a clip's
 prediction is the mean of its units' predictions.
@@ -34,8 +40,16 @@ from genreclf.errors import DataError
 from genreclf.features import spectrograms
 
 AUTOTUNE = tf.data.AUTOTUNE
-INPUT_KINDS = ("waveform_windows", "mel_image", "mel_segments")
-UNIT_NAMES = {"waveform_windows": "window", "mel_image": "clip", "mel_segments": "segment"}
+INPUT_KINDS = ("waveform_windows", "audio_clip", "audio_segments", "mel_image", "mel_segments")
+UNIT_NAMES = {
+    "waveform_windows": "window",
+    "audio_clip": "clip",
+    "audio_segments": "segment",
+    "mel_image": "clip",
+    "mel_segments": "segment",
+}
+SEGMENT_KINDS = ("audio_segments", "mel_segments")  # several units per clip, shuffled again
+INT16_BYTES = 2
 SHUFFLE_BUFFER_CLIPS = 256  # clips in the shuffle buffer when a split is not cached
 SHUFFLE_BUFFER_UNITS = 1024  # units (segments) in the second shuffle of mel_segments
 CACHE_MEMORY_FRACTION = 0.5  # cache only what fits in this share of the available memory
@@ -74,12 +88,24 @@ def read_clips(shard_dir: str | Path, split: str, shuffle_files_seed: int | None
 def clip_features(audio_int16: tf.Tensor, preprocessing: dict) -> tf.Tensor:
     """The deterministic part of a clip's input (what ``cache()`` keeps).
 
-    waveform_windows: the int16 audio itself; mel_image: the [s, s, 1] image in
-    [0, 1]; mel_segments: the [k, s, s, 1] segments.
+    waveform_windows: the int16 audio itself; audio_clip: the int16 audio cropped or
+    padded to ``clip_samples``; audio_segments: the int16 audio of the segments
+    [k, segment_samples]; mel_image: the [s, s, 1] image in [0, 1]; mel_segments: the
+    [k, s, s, 1] segments.
     """
     kind = input_kind(preprocessing)
     if kind == "waveform_windows":
         return audio_int16
+    if kind == "audio_clip":
+        return spectrograms.fixed_length(audio_int16, preprocessing["clip_samples"])
+    if kind == "audio_segments":
+        return spectrograms.segment_audio(
+            audio_int16,
+            preprocessing["n_fft"],
+            preprocessing["hop_length"],
+            preprocessing["image_size"],
+            preprocessing["segments_per_clip"],
+        )
     if kind == "mel_image":
         return spectrograms.mel_image(
             audio_int16,
@@ -100,10 +126,12 @@ def clip_features(audio_int16: tf.Tensor, preprocessing: dict) -> tf.Tensor:
 
 
 def evaluation_units(features: tf.Tensor, preprocessing: dict) -> tf.Tensor:
-    """All units of a clip, [k, ...]: consecutive windows, the one image, or the segments."""
+    """All units of a clip, [k, ...]: consecutive windows, the one clip or image, or the segments."""
     kind = input_kind(preprocessing)
     if kind == "waveform_windows":
         return spectrograms.waveform_windows(features, preprocessing["window_size"])
+    if kind == "audio_clip":
+        return features[tf.newaxis]
     if kind == "mel_image":
         return spectrograms.mobilenet_pixels(features)[tf.newaxis]
     return features
@@ -111,14 +139,21 @@ def evaluation_units(features: tf.Tensor, preprocessing: dict) -> tf.Tensor:
 
 def training_unit_count(preprocessing: dict) -> int:
     """Units a clip gives per training epoch."""
-    return preprocessing["segments_per_clip"] if input_kind(preprocessing) == "mel_segments" else 1
+    return preprocessing["segments_per_clip"] if input_kind(preprocessing) in SEGMENT_KINDS else 1
 
 
 def feature_bytes_per_clip(preprocessing: dict, max_samples: int) -> int:
-    """Upper bound of the memory one clip's cached features take."""
+    """Upper bound of the memory one clip's cached features take (exact but for waveform_windows)."""
     kind = input_kind(preprocessing)
     if kind == "waveform_windows":
-        return 2 * max_samples
+        return INT16_BYTES * max_samples
+    if kind == "audio_clip":
+        return INT16_BYTES * preprocessing["clip_samples"]
+    if kind == "audio_segments":
+        length = spectrograms.segment_samples(
+            preprocessing["image_size"], preprocessing["n_fft"], preprocessing["hop_length"]
+        )
+        return INT16_BYTES * preprocessing["segments_per_clip"] * length
     size = preprocessing["image_size"]
     if kind == "mel_image":
         return 4 * size * size
@@ -130,7 +165,7 @@ def min_clip_samples(preprocessing: dict) -> int:
     kind = input_kind(preprocessing)
     if kind == "waveform_windows":
         return preprocessing["window_size"]
-    if kind == "mel_segments":  # 1 + n // hop frames >= image_size
+    if kind in SEGMENT_KINDS:  # 1 + n // hop frames >= image_size
         return (preprocessing["image_size"] - 1) * preprocessing["hop_length"]
     return 1
 
@@ -190,8 +225,9 @@ def training_dataset(
     """Shuffled batches of ``(units, one-hot labels)`` for training; new random order every epoch.
 
     waveform_windows: one random window per clip and epoch (stateless random ops
-    seeded from ``seed``); mel_image: the clip's image; mel_segments: every segment,
-    shuffled again at the segment level. Same seed -> same batches, epoch after epoch.
+    seeded from ``seed``); audio_clip: the clip's fixed-length audio; mel_image: the
+    clip's image; audio_segments, mel_segments: every segment, shuffled again at the
+    segment level. Same seed -> same batches, epoch after epoch.
     """
     kind = input_kind(preprocessing)
     clips = read_clips(shard_dir, split, shuffle_files_seed=None if cache else seed)
@@ -210,6 +246,8 @@ def training_dataset(
             lambda pair, pair_seed: (spectrograms.random_waveform_window(pair[0], window, pair_seed), pair[1]),
             num_parallel_calls=AUTOTUNE,
         )
+    elif kind == "audio_clip":
+        units = clips
     elif kind == "mel_image":
         units = clips.map(
             lambda image, label: (spectrograms.mobilenet_pixels(image), label), num_parallel_calls=AUTOTUNE

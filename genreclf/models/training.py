@@ -10,7 +10,8 @@
    batch size in the settings is per replica;
 3. optional ``mixed_float16`` (GPU only; ignored with a log line elsewhere);
 4. tf.data pipelines of the train and val splits (``genreclf.tfdata``), cached in
-   memory when they fit (``cache_plan``);
+   memory when they fit (``cache_plan``); they ship int16 audio, and the spectrogram
+   models (mobilenet, cnn2d) compute their log-mel images in their first layer;
 5. ``fit`` with early stopping on the validation loss and the weights of the best
    validation epoch restored at the end (across both phases for MobileNetV2
    fine-tuning). The test split is never read here.
@@ -67,27 +68,38 @@ SPECTROGRAM_DESCRIPTION = {
     "top_db": spectrograms.TOP_DB,
     "stft": "centred frames (n_fft // 2 zeros padded at each end), periodic Hann window, power",
     "mel_filterbank": "librosa.filters.mel (Slaney scale and normalisation)",
-    "decibels": "librosa.power_to_db(ref=clip maximum, top_db=80), scaled (dB + 80) / 80 to [0, 1]",
     "image_layout": "height = mel bands (lowest at the bottom row), width = frames",
+    "spectrogram_layer": "computed in the model's first layer (genreclf>SpectrogramLayer, float32) "
+    "from the int16 audio that tf.data ships",
 }
 IMAGE_DESCRIPTION = {
-    "input": "mel_image",
+    "input": "audio_clip",
     "unit": "clip",
+    "clip_length": "the first clip_samples samples (the longest training clip), zero-padded at the end",
+    "decibels": "librosa.power_to_db(ref=clip maximum, top_db=80), scaled (dB + 80) / 80 to [0, 1]",
     "channels": 3,
     "resize": "bilinear with antialiasing to image_size x image_size",
     "pixels": "x 255, copied to 3 channels, keras.applications.mobilenet_v2.preprocess_input",
 }
 SEGMENTS_DESCRIPTION = {
-    "input": "mel_segments",
+    "input": "audio_segments",
     "unit": "segment",
-    "segment_starts": "evenly spaced frames from the first to the last possible start "
-    "(rounded linspace; segments may overlap)",
+    "segment_starts": "evenly spaced frames of the clip's centred STFT from the first to the last possible "
+    "start (rounded linspace; segments may overlap)",
+    "segment_audio": "segment_samples = (image_size - 1) * hop_length + n_fft samples of the centre-padded "
+    "clip: exactly the image_size frames' windows (uncentred STFT in the layer)",
+    "decibels": "librosa.power_to_db(ref=segment maximum, top_db=80), scaled (dB + 80) / 80 to [0, 1]",
 }
 SIGMOID_CLIP_PREDICTION = "mean of the segments' sigmoid outputs, normalised to sum to 1"
 
 
-def preprocessing_for(model_name: str, sample_rate: int, labels: list[str], settings: dict) -> dict:
-    """Everything that turns a raw clip into the model's inputs (written to preprocessing.json)."""
+def preprocessing_for(
+    model_name: str, sample_rate: int, labels: list[str], settings: dict, clip_samples: int | None = None
+) -> dict:
+    """Everything that turns a raw clip into the model's inputs (written to preprocessing.json).
+
+    ``clip_samples`` (mobilenet only): the fixed length of its clips, the longest training clip.
+    """
     common = {"family": "keras", "model": model_name, "sample_rate": sample_rate, "labels": list(labels)}
     common.update(AUDIO_DESCRIPTION)
     if model_name == "cnn1d":
@@ -107,9 +119,15 @@ def preprocessing_for(model_name: str, sample_rate: int, labels: list[str], sett
     }
     spectrogram["image_size"] = settings["image_size"]
     if model_name == "mobilenet":
-        return {**spectrogram, **IMAGE_DESCRIPTION, "output_activation": "softmax", "n_mels": settings["n_mels"]}
+        if clip_samples is None:
+            raise ValueError("mobilenet's preprocessing needs clip_samples (the longest training clip)")
+        image = {**spectrogram, **IMAGE_DESCRIPTION, "output_activation": "softmax", "n_mels": settings["n_mels"]}
+        return {**image, "clip_samples": int(clip_samples)}
     segments = {**spectrogram, **SEGMENTS_DESCRIPTION, "output_activation": settings["loss"]}
     segments.update(n_mels=settings["image_size"], segments_per_clip=settings["segments_per_clip"])
+    segments["segment_samples"] = spectrograms.segment_samples(
+        settings["image_size"], settings["n_fft"], settings["hop_length"]
+    )
     if settings["loss"] == "sigmoid":
         segments["clip_prediction"] = SIGMOID_CLIP_PREDICTION
     return segments
@@ -123,8 +141,35 @@ BUILDER_SETTINGS = {
 }
 
 
-def build_model(model_name: str, settings: dict, num_classes: int) -> keras.Model:
-    """The uncompiled model for the validated settings of one model."""
+def front_end_for(preprocessing: dict | None) -> keras_models.AudioFrontEnd | None:
+    """The spectrogram layer and audio length of an "audio_clip"/"audio_segments" input, else None."""
+    kind = (preprocessing or {}).get("input")
+    if kind not in ("audio_clip", "audio_segments"):
+        return None
+    layer = spectrograms.SpectrogramLayer(
+        "mobilenet_image" if kind == "audio_clip" else "segment_image",
+        preprocessing["sample_rate"],
+        preprocessing["n_fft"],
+        preprocessing["hop_length"],
+        preprocessing["n_mels"],
+        preprocessing["image_size"],
+        name="spectrogram",
+    )
+    if kind == "audio_clip":
+        samples = preprocessing["clip_samples"]
+    else:  # as tfdata slices them
+        samples = spectrograms.segment_samples(
+            preprocessing["image_size"], preprocessing["n_fft"], preprocessing["hop_length"]
+        )
+    return keras_models.AudioFrontEnd(samples, layer)
+
+
+def build_model(model_name: str, settings: dict, num_classes: int, preprocessing: dict | None = None) -> keras.Model:
+    """The uncompiled model for the validated settings of one model.
+
+    With the ``preprocessing`` of an "audio_clip"/"audio_segments" input, the model takes
+    that int16 audio and makes its images in its first layer (``front_end_for``).
+    """
     builders = {
         "cnn1d": keras_models.build_cnn1d,
         "mobilenet": keras_models.build_mobilenet,
@@ -133,6 +178,9 @@ def build_model(model_name: str, settings: dict, num_classes: int) -> keras.Mode
     if model_name not in builders:
         raise ValueError(f"unknown model {model_name!r}; known: {list(keras_models.MODEL_NAMES)}")
     arguments = {key: settings[key] for key in BUILDER_SETTINGS[model_name]}
+    front_end = front_end_for(preprocessing)
+    if front_end is not None:
+        arguments["front_end"] = front_end
     if model_name == "cnn2d":
         arguments["output_activation"] = settings["loss"]
     return builders[model_name](num_classes=num_classes, **arguments)
@@ -336,7 +384,7 @@ def build_and_compile(
     model_name: str, settings: dict, preprocessing: dict, num_classes: int, strategy: tf.distribute.Strategy
 ) -> keras.Model:
     with strategy.scope():
-        model = build_model(model_name, settings, num_classes)
+        model = build_model(model_name, settings, num_classes, preprocessing)
         keras_models.compile_model(model, settings["learning_rate"], preprocessing["output_activation"])
     return model
 
@@ -416,7 +464,13 @@ def train_model(
     """
     log = log or logger.info
     set_seeds(settings["seed"])
-    preprocessing = preprocessing_for(model_name, dataset_info["sample_rate"], dataset_info["labels"], settings)
+    preprocessing = preprocessing_for(
+        model_name,
+        dataset_info["sample_rate"],
+        dataset_info["labels"],
+        settings,
+        clip_samples=dataset_info["splits"]["train"]["max_samples"],
+    )
     devices = set_up_devices(settings["batch_size"], log)
     previous_policy = keras.mixed_precision.global_policy()
     set_up_precision(settings["mixed_precision"], devices, log)

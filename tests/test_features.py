@@ -8,7 +8,6 @@ and the stage run as a subprocess in a scratch project.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import warnings
@@ -22,6 +21,7 @@ import scipy.stats
 import soundfile as sf
 import yaml
 
+from benchmarks.plain_librosa import plain_features
 from genreclf import artifacts
 from genreclf.artifacts import read_feature_info, read_feature_split, write_split
 from genreclf.errors import DataError, ParamError
@@ -300,37 +300,7 @@ def test_fast_paths_equal_librosa(gtzan_mini, signal):
 def test_one_clip_equals_fma_recipe_in_plain_librosa(gtzan_mini):
     """The whole vector against FMA's recipe written with librosa's functions only."""
     y = read_clip(gtzan_mini / "rock" / "rock.00000.wav")
-    stft = np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
-    cqt = np.abs(librosa.cqt(y, sr=SR, hop_length=512, bins_per_octave=12, n_bins=7 * 12, tuning=None))
-    cens = librosa.feature.chroma_cens(C=cqt, n_chroma=12, n_octaves=7, bins_per_octave=12)
-    mel = librosa.feature.melspectrogram(sr=SR, S=stft**2)
-    frames = {
-        "chroma_cens": cens,
-        "chroma_cqt": librosa.feature.chroma_cqt(C=cqt, n_chroma=12, n_octaves=7, bins_per_octave=12),
-        "chroma_stft": librosa.feature.chroma_stft(S=stft**2, sr=SR, n_chroma=12),
-        "mfcc": librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=20),
-        "rmse": librosa.feature.rms(y=y, frame_length=2048, hop_length=512),
-        "spectral_bandwidth": librosa.feature.spectral_bandwidth(S=stft, sr=SR),
-        "spectral_centroid": librosa.feature.spectral_centroid(S=stft, sr=SR),
-        "spectral_contrast": librosa.feature.spectral_contrast(S=stft, sr=SR, n_bands=6),
-        "spectral_rolloff": librosa.feature.spectral_rolloff(S=stft, sr=SR),
-        "tonnetz": librosa.feature.tonnetz(chroma=cens),
-        "zcr": librosa.feature.zero_crossing_rate(y, frame_length=2048, hop_length=512),
-    }
-    expected = {}
-    for name in features.FEATURES:
-        f = frames[name].astype(np.float64)
-        moments = {
-            "mean": f.mean(1),
-            "std": f.std(1),
-            "skew": scipy.stats.skew(f, 1),
-            "kurtosis": scipy.stats.kurtosis(f, 1),
-            "median": np.median(f, 1),
-            "min": f.min(1),
-            "max": f.max(1),
-        }
-        for moment, row in itertools.product(moments, range(f.shape[0])):
-            expected[f"{name}_{moment}_{row + 1:02d}"] = moments[moment][row]
+    expected = plain_features(y, SR)  # benchmarks/plain_librosa.py, the benchmark's baseline too
     values = named(features.clip_features(y, SR, PARAMS))
     assert values == pytest.approx(expected, rel=1e-5, abs=1e-6)
 

@@ -297,6 +297,47 @@ def test_fast_paths_equal_librosa(gtzan_mini, signal):
     )
 
 
+@pytest.mark.parametrize("signal", SIGNAL_NAMES)
+def test_cqt_equals_librosa(gtzan_mini, signal):
+    """The CQT with filters built once per tuning: librosa.cqt's values, bit for bit, call after call."""
+    y = signals(gtzan_mini)[signal]
+    for tuning in (0.0, -0.5, 0.17):
+        expected = np.abs(librosa.cqt(y, sr=SR, hop_length=512, n_bins=84, bins_per_octave=12, tuning=tuning))
+        for _ in range(2):  # the second call reuses the cached filters
+            np.testing.assert_array_equal(features.cqt_magnitude(y, SR, 512, 84, 12, tuning), expected)
+
+
+@pytest.mark.parametrize(
+    "sample_rate, hop_length, n_bins, bins_per_octave",
+    [(22050, 512, 84, 12), (22050, 256, 168, 24), (16000, 512, 72, 12), (44100, 1024, 84, 12), (22050, 300, 60, 12)],
+)
+def test_cqt_equals_librosa_at_other_settings(sample_rate, hop_length, n_bins, bins_per_octave):
+    # 44.1 kHz with hop 1024: librosa downsamples the input before the first octave.
+    y = noise(seconds=3.0)
+    expected = librosa.cqt(
+        y, sr=sample_rate, hop_length=hop_length, n_bins=n_bins, bins_per_octave=bins_per_octave, tuning=0.25
+    )
+    np.testing.assert_array_equal(
+        features.cqt_magnitude(y, sample_rate, hop_length, n_bins, bins_per_octave, 0.25), np.abs(expected)
+    )
+
+
+def test_cqt_above_the_nyquist_frequency_is_refused_like_librosa():
+    with pytest.raises(librosa.util.exceptions.ParameterError, match="exceed the Nyquist"):
+        librosa.cqt(noise(1.0), sr=8000, n_bins=84, bins_per_octave=12, tuning=0.0)
+    with pytest.raises(librosa.util.exceptions.ParameterError, match="exceed the Nyquist"):
+        features.cqt_magnitude(noise(1.0), 8000, 512, 84, 12, 0.0)
+
+
+@pytest.mark.parametrize("genre", ["blues", "classical", "country", "disco", "hiphop", "metal", "pop", "reggae"])
+def test_tuning_equals_librosa_on_real_clips(gtzan_mini, genre):
+    y = read_clip(gtzan_mini / genre / f"{genre}.00001.wav")
+    magnitude = np.abs(librosa.stft(y, n_fft=PARAMS.n_fft, hop_length=PARAMS.hop_length))
+    assert features.estimate_tuning(magnitude, SR, 12) == librosa.estimate_tuning(y=y, sr=SR, bins_per_octave=12)
+    power = magnitude**2
+    assert features.estimate_tuning(power, SR, 12) == librosa.estimate_tuning(S=power, sr=SR, bins_per_octave=12)
+
+
 def test_one_clip_equals_fma_recipe_in_plain_librosa(gtzan_mini):
     """The whole vector against FMA's recipe written with librosa's functions only."""
     y = read_clip(gtzan_mini / "rock" / "rock.00000.wav")

@@ -307,6 +307,18 @@ def test_cqt_equals_librosa(gtzan_mini, signal):
             np.testing.assert_array_equal(features.cqt_magnitude(y, SR, 512, 84, 12, tuning), expected)
 
 
+@pytest.mark.parametrize("n_samples", [100, 256, 257, 5000, 22050])
+@pytest.mark.parametrize("n_fft, hop_length", [(256, 512), (256, 8), (64, 64), (512, 100)])
+def test_plain_stft_equals_librosa(n_samples, n_fft, hop_length):
+    y = noise(seconds=n_samples / SR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # librosa: n_fft longer than the signal
+        expected = librosa.stft(
+            y, n_fft=n_fft, hop_length=hop_length, window="ones", pad_mode="constant", dtype=np.complex64
+        )
+    np.testing.assert_array_equal(features.plain_stft(y, n_fft, hop_length, np.complex64), expected)
+
+
 @pytest.mark.parametrize(
     "sample_rate, hop_length, n_bins, bins_per_octave",
     [(22050, 512, 84, 12), (22050, 256, 168, 24), (16000, 512, 72, 12), (44100, 1024, 84, 12), (22050, 300, 60, 12)],

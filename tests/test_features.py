@@ -319,6 +319,29 @@ def test_plain_stft_equals_librosa(n_samples, n_fft, hop_length):
     np.testing.assert_array_equal(features.plain_stft(y, n_fft, hop_length, np.complex64), expected)
 
 
+@pytest.mark.parametrize("sample_rate, fmin, n_bins", [(22050, 2093.0, 12), (5512.5, 523.25, 12), (16000, 100.0, 24)])
+def test_wavelet_basis_equals_librosa(sample_rate, fmin, n_bins):
+    freqs = librosa.cqt_frequencies(n_bins, fmin=fmin, bins_per_octave=12)
+    alpha = librosa.filters._relative_bandwidth(freqs=freqs)
+    basis, lengths = features.wavelet_basis(freqs, sample_rate, alpha)
+    expected, expected_lengths = librosa.filters.wavelet(freqs=freqs, sr=sample_rate, alpha=alpha, norm=1)
+    np.testing.assert_array_equal(basis, expected)
+    np.testing.assert_array_equal(lengths, expected_lengths)
+
+
+@pytest.mark.parametrize("quantile", [0.0, 0.01, 0.3])
+def test_sparsify_rows_equals_librosa(quantile):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 40)) * np.exp(rng.standard_normal((5, 40))) + 1j * rng.standard_normal((5, 40))
+    x[2, :10] = 0.0  # exact zeros stay out of the sparse matrix
+    expected = librosa.util.sparsify_rows(x, quantile=quantile, dtype=np.complex64)
+    result = features.sparsify_rows(x, quantile, np.complex64)
+    assert result.dtype == expected.dtype and result.nnz == expected.nnz
+    np.testing.assert_array_equal(result.indptr, expected.indptr)
+    np.testing.assert_array_equal(result.indices, expected.indices)
+    np.testing.assert_array_equal(result.data, expected.data)
+
+
 @pytest.mark.parametrize(
     "sample_rate, hop_length, n_bins, bins_per_octave",
     [(22050, 512, 84, 12), (22050, 256, 168, 24), (16000, 512, 72, 12), (44100, 1024, 84, 12), (22050, 300, 60, 12)],

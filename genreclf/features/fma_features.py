@@ -61,6 +61,7 @@ from pathlib import Path
 
 import librosa
 import numpy as np
+import scipy.sparse
 import scipy.stats
 from threadpoolctl import ThreadpoolController
 from tqdm import tqdm
@@ -460,19 +461,59 @@ def cqt_filters(sample_rate: float, hop_length: int, n_bins: int, bins_per_octav
     for i in range(n_octaves):
         sl = slice(-n_filters, None) if i == 0 else slice(-n_filters * (i + 1), -n_filters * i)
         # librosa's __vqt_filter_fft
-        basis, basis_lengths = librosa.filters.wavelet(
-            freqs=freqs[sl], sr=my_sr, filter_scale=1, norm=1, pad_fft=True, window=CQT_WINDOW, gamma=0, alpha=alpha[sl]
-        )
+        basis, basis_lengths = wavelet_basis(freqs[sl], my_sr, alpha[sl])
         n_fft = basis.shape[1]
         basis *= basis_lengths[:, np.newaxis] / float(n_fft)
         fft_basis = librosa.get_fftlib().fft(basis, n=n_fft, axis=1)[:, : (n_fft // 2) + 1]
-        fft_basis = librosa.util.sparsify_rows(fft_basis, quantile=CQT_SPARSITY, dtype=dtype)
-        fft_basis[:] *= np.sqrt(first_sr / my_sr)
+        fft_basis = sparsify_rows(fft_basis, CQT_SPARSITY, dtype)
+        fft_basis.data *= np.sqrt(first_sr / my_sr)  # librosa: fft_basis[:] *= ..., the same products
         octaves.append((fft_basis, n_fft))
         if my_hop % 2 == 0:
             my_hop //= 2
             my_sr /= 2.0
     return CqtFilters(octaves, np.sqrt(lengths)[:, np.newaxis], downsample, hop_length // downsample, n_octaves)
+
+
+def wavelet_basis(freqs: np.ndarray, sample_rate: float, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``librosa.filters.wavelet(freqs=..., sr=..., alpha=...)`` at librosa.cqt's settings
+    (Hann window, filter_scale 1, L1 norm, gamma 0, padded to a power of 2, complex64),
+    built the same way with each window length's window made once per process."""
+    lengths, _ = librosa.filters.wavelet_lengths(
+        freqs=freqs, sr=sample_rate, window=CQT_WINDOW, filter_scale=1, gamma=0, alpha=alpha
+    )
+    size = int(2.0 ** (np.ceil(np.log2(max(lengths)))))
+    basis = np.zeros((len(freqs), size), dtype=np.complex64)
+    for row, (length, freq) in enumerate(zip(lengths, freqs)):
+        sig = librosa.util.phasor(np.arange(-length // 2, length // 2, dtype=float) * 2 * np.pi * freq / sample_rate)
+        sig *= hann_window(len(sig))
+        norm = np.sum(np.abs(sig))  # librosa.util.normalize(sig, norm=1)
+        if norm >= np.finfo(norm.dtype).tiny:
+            sig = sig / norm
+        start = (size - len(sig)) // 2
+        basis[row, start : start + len(sig)] = sig
+    return basis, lengths
+
+
+@functools.cache
+def hann_window(length: int) -> np.ndarray:
+    """librosa's (periodic) Hann window of a whole number of samples, made once per length."""
+    window = librosa.filters.get_window(CQT_WINDOW, length, fftbins=True)
+    window.flags.writeable = False
+    return window
+
+
+def sparsify_rows(x: np.ndarray, quantile: float, dtype) -> scipy.sparse.csr_matrix:
+    """``librosa.util.sparsify_rows(x, quantile=..., dtype=...)``: each row keeps its largest
+    magnitudes, those that make up all but ``quantile`` of its L1 norm; in one pass over the
+    rows instead of one sparse assignment per row."""
+    mags = np.abs(x)
+    norms = np.sum(mags, axis=1, keepdims=True)
+    mag_sort = np.sort(mags, axis=1)
+    cumulative_mag = np.cumsum(mag_sort / norms, axis=1)
+    threshold_idx = np.argmin(cumulative_mag < quantile, axis=1)
+    keep = mags >= mag_sort[np.arange(x.shape[0]), threshold_idx][:, np.newaxis]
+    values = np.where(keep, x, 0).astype(dtype)
+    return scipy.sparse.csr_matrix(values)  # the zeros left out, as librosa's assignment leaves them
 
 
 def zero_crossing_rate(y: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:

@@ -1,11 +1,14 @@
 """Time the data stages on N clips: convert (decode to 16-bit WAV) and features.
 
-    python benchmarks/bench_data.py --clips 50 200 [--source DIR] [--workers N]
+    python benchmarks/bench_data.py --clips 50 200 [--source DIR] [--workers N] [--plain]
 
 For each N, N clips are taken from --source (every audio file under it, sorted, cycled
 when N is larger), converted with genreclf.audio.convert_clip and then featurised with
 genreclf.features.iter_wav_features, each with one process per core as the stages do,
 at the settings of params.yaml (convert.sample_rate, convert.min_seconds, features).
+With --plain, the same WAVs are then featurised a second time the plain way
+(benchmarks/plain_librosa.py: FMA's recipe in librosa's own functions, one clip per call,
+one process per core, FMA's default settings), and the ratio of the two rates is printed.
 
 Printed per phase: seconds, clips/s, CPU seconds per clip (the workers' user + system
 time: what the machine needs per clip, whatever else is running on it), and peak memory
@@ -31,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.plain_librosa import init_plain_worker, plain_wav_features  # noqa: E402
 from benchmarks.process_tree import TreePeak, peak_rss  # noqa: E402
 from genreclf.data import audio  # noqa: E402
 from genreclf.features import fma_features as features  # noqa: E402
@@ -98,6 +102,18 @@ def convert_clips(
         )
 
 
+def plain_featurise(wavs: list[Path], sample_rate: int, workers: int) -> None:
+    """The plain-librosa baseline over the same WAVs, one process per core, one clip per task."""
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=init_plain_worker,
+        initargs=(sample_rate,),
+    ) as pool:
+        for _ in pool.map(plain_wav_features, [str(w) for w in wavs], [sample_rate] * len(wavs)):
+            pass
+
+
 def run(
     n_clips: int,
     source_files: list[Path],
@@ -105,6 +121,7 @@ def run(
     min_seconds: float,
     params: features.FeatureParams,
     workers: int,
+    plain: bool = False,
 ) -> list[Measurement]:
     sources = [source_files[i % len(source_files)] for i in range(n_clips)]
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
@@ -129,7 +146,10 @@ def run(
 
         featurised = measure("features", len(wavs), featurise)
         featurised.first_result = first_result[0] if first_result else None
-        return [convert, featurised]
+        if not plain:
+            return [convert, featurised]
+        baseline = measure("plain", len(wavs), lambda: plain_featurise(wavs, sample_rate, workers))
+        return [convert, featurised, baseline]
 
 
 def main() -> None:
@@ -139,6 +159,9 @@ def main() -> None:
         "--source", type=Path, default=DEFAULT_SOURCE, help="folder of audio files (searched recursively)"
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="processes per phase (default: every core)")
+    parser.add_argument(
+        "--plain", action="store_true", help="also time the plain-librosa recipe on the same WAVs (FMA defaults)"
+    )
     args = parser.parse_args()
 
     source_files = sorted(p for p in args.source.rglob("*") if p.is_file() and audio.is_audio_file(p))
@@ -152,9 +175,15 @@ def main() -> None:
         f"{len(source_files)} source files in {args.source}; {args.workers} workers; {sample_rate} Hz; "
         f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores"
     )
+    if args.plain and feature_params != features.DEFAULT_PARAMS:
+        sys.exit("--plain computes FMA's default settings; params.yaml's features differ")
     for n_clips in args.clips:
-        for measurement in run(n_clips, source_files, sample_rate, min_seconds, feature_params, args.workers):
+        measurements = run(n_clips, source_files, sample_rate, min_seconds, feature_params, args.workers, args.plain)
+        for measurement in measurements:
             print(measurement.line(), flush=True)
+        if args.plain:
+            fast, plain = measurements[1:]
+            print(f"features / plain: {plain.seconds / fast.seconds:.2f}x the clips/s", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 

@@ -315,3 +315,20 @@ def test_audio_copies_counts_the_workspace_and_the_cache_once_each_inode(tmp_pat
 
     wav, shards = 300 + len("data/wav"), 100 + len("data/shards")
     assert rehearsal.audio_copies(tmp_path) == pytest.approx(copies * (wav + shards) / 2 / wav)
+
+
+@pytest.mark.parametrize("skip_keras", [False, True])
+def test_the_noop_repro_names_every_stage_that_ran_with_one_pattern(skip_keras):
+    import fnmatch
+
+    import yaml
+
+    params = yaml.safe_load((rehearsal.ROOT / "params.yaml").read_text())
+    planned = rehearsal.pipeline_stages(params, skip_keras)
+    every_stage = rehearsal.pipeline_stages(params, False)
+
+    flag, pattern = rehearsal.noop_targets(planned, planned)
+
+    assert flag == "--glob"
+    assert [s for s in every_stage if fnmatch.fnmatch(s, pattern)] == [s for s in planned if s.startswith("train_")]
+    assert rehearsal.noop_targets(planned[:3], planned) == planned[:3]  # a run that stopped early

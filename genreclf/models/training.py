@@ -360,7 +360,8 @@ def make_datasets(
         log(
             f"cache {split}: {'yes' if plan[split] else 'no'} (needs about {needed[split] / 2**20:.0f} MiB; "
             f"available {'unknown' if available is None else f'{available / 2**20:.0f} MiB'}, "
-            f"cache limit {tfdata.CACHE_MEMORY_FRACTION:.0%} of it)"
+            f"cache limit {tfdata.CACHE_MEMORY_FRACTION:.0%} of it and {tfdata.cache_limit_bytes() / 2**20:.0f} MiB; "
+            f"{tfdata.CACHE_LIMIT_VARIABLE} sets the MiB; without the cache the shards are read every epoch)"
         )
     num_classes, train_clips = len(dataset_info["labels"]), splits["train"]["clips"]
     train = tfdata.training_dataset(

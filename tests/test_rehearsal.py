@@ -282,6 +282,9 @@ def test_the_keras_stage_stops_after_the_step_limit_and_logs_the_step_times(tmp_
         assert f"over {limit - 1} step(s)" in timing and float(rehearsal.STEADY_STEP_RE.search(timing).group(1)) > 0
         assert read_tsv_rows(tmp_path / "dvclive" / "cnn1d" / "plots" / "metrics" / "train" / "loss.tsv") == epochs
         assert (tmp_path / "models" / "cnn1d" / "model.keras").is_file()
+        messages = [r.getMessage() for r in caplog.records]
+        assert f"{MAX_STEPS_ENV} is set: the val clip accuracy is not computed" in messages
+        assert not any(m.startswith("kept epoch") for m in messages)
 
 
 @pytest.mark.parametrize(("linked", "copies"), [(True, 2.0), (False, 4.0)])

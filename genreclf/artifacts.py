@@ -329,41 +329,67 @@ def read_feature_info(features_dir: str | Path) -> dict:
     return info
 
 
+FEATURE_READ_CHUNK_ROWS = 512  # rows parsed at a time: the memory is the matrix plus one chunk, not a table
+
+
 def read_feature_split(features_dir: str | Path, split: str, columns: list[str]) -> FeatureSplit:
-    """data/features/<split>.csv, checked: exactly the id columns then ``columns``, clips, no NaN."""
+    """data/features/<split>.csv, checked: exactly the id columns then ``columns``, clips, no NaN.
+
+    Parsed FEATURE_READ_CHUNK_ROWS rows at a time, so that reading it takes little more memory
+    than the float64 matrix it gives (a whole pandas table of it took about 5 times that).
+    """
     path = Path(features_dir) / f"{split}.csv"
     if not path.is_file():
         raise DataError(f"{path} does not exist", path=path)
+    expected = [*FEATURE_ID_COLUMNS, *columns]
     try:
-        table = pd.read_csv(path, dtype={"track_id": str, "genre": str})
+        header = list(pd.read_csv(path, nrows=0).columns)
+        if header != expected:
+            unexpected = sorted(set(header) - set(expected))
+            missing = sorted(set(expected) - set(header))
+            raise DataError(
+                f"{path}: expected the columns {FEATURE_ID_COLUMNS} then the {len(columns)} feature "
+                f"columns of {FEATURE_INFO_FILE} in order (missing: {missing[:SHOWN]}, unexpected: "
+                f"{unexpected[:SHOWN]})",
+                path=path,
+            )
+        reader = pd.read_csv(path, dtype={"track_id": str, "genre": str}, chunksize=FEATURE_READ_CHUNK_ROWS)
+        parts = [_feature_chunk(chunk, path, columns) for chunk in reader if len(chunk)]
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV ({e})", path=path) from None
-    expected = [*FEATURE_ID_COLUMNS, *columns]
-    if list(table.columns) != expected:
-        unexpected = sorted(set(table.columns) - set(expected))
-        missing = sorted(set(expected) - set(table.columns))
-        raise DataError(
-            f"{path}: expected the columns {FEATURE_ID_COLUMNS} then the {len(columns)} feature "
-            f"columns of {FEATURE_INFO_FILE} in order (missing: {missing[:SHOWN]}, unexpected: "
-            f"{unexpected[:SHOWN]})",
-            path=path,
-        )
-    if table.empty:
+    if not parts:
         raise DataError(f"{path}: no clips", path=path)
-    if not pd.api.types.is_integer_dtype(table["label"]) or (table["label"] < 0).any():
-        raise DataError(f"{path}: the label column must hold non-negative integers", path=path)
-    features = table[columns].to_numpy(dtype=np.float64)
-    bad_rows = ~np.isfinite(features).all(axis=1)
-    if bad_rows.any():
-        raise DataError(
-            f"{path}: NaN or infinite features for the clips {table.loc[bad_rows, 'track_id'].tolist()[:SHOWN]}",
-            path=path,
-        )
+    bad = [track_id for part in parts for track_id, ok in zip(part.track_ids, part.finite) if not ok]
+    if bad:
+        raise DataError(f"{path}: NaN or infinite features for the clips {bad[:SHOWN]}", path=path)
+    features = np.concatenate([part.features for part in parts])
     return FeatureSplit(
-        track_ids=table["track_id"].tolist(),
+        track_ids=[t for part in parts for t in part.track_ids],
         features=features,
-        labels=table["label"].to_numpy(dtype=np.int64),
-        genres=table["genre"].tolist(),
+        labels=np.concatenate([part.labels for part in parts]),
+        genres=[g for part in parts for g in part.genres],
+    )
+
+
+@dataclass(frozen=True)
+class _FeatureChunk:
+    track_ids: list[str]
+    features: np.ndarray
+    labels: np.ndarray
+    genres: list[str]
+    finite: list[bool]
+
+
+def _feature_chunk(chunk: pd.DataFrame, path: Path, columns: list[str]) -> _FeatureChunk:
+    if not pd.api.types.is_integer_dtype(chunk["label"]) or (chunk["label"] < 0).any():
+        raise DataError(f"{path}: the label column must hold non-negative integers", path=path)
+    features = chunk[columns].to_numpy(dtype=np.float64)
+    return _FeatureChunk(
+        track_ids=chunk["track_id"].tolist(),
+        features=features,
+        labels=chunk["label"].to_numpy(dtype=np.int64),
+        genres=chunk["genre"].tolist(),
+        finite=np.isfinite(features).all(axis=1).tolist(),
     )
 
 

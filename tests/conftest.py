@@ -57,3 +57,13 @@ def pipeline_project(tmp_path_factory, gtzan_mini) -> Path:
     if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's basetemp is a folder of the run's
         base = base.parent
     return shared_build(base / "pipeline", gtzan_mini)
+
+
+FIRST_FILE = "test_pipeline.py"  # its first test needs the end-to-end project
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """FIRST_FILE first (the rest in their order): pytest-xdist (--dist loadfile) hands files out
+    in this order, so one process starts building the end-to-end project at once while the
+    other runs the tests that do not need it."""
+    items.sort(key=lambda item: item.path.name != FIRST_FILE)

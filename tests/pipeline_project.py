@@ -22,14 +22,16 @@ from tests.helpers import ROOT, make_project, set_params, subprocess_env
 # Small settings: every model trains for real, on 100 clips, in a few minutes on 2 cores.
 SMALL_PARAMS = {
     "shard": {"num_shards": {"train": 4, "val": 2, "test": 2}},
-    "cnn1d": {"epochs": 3, "patience": 3},
+    # batches of 16: four updates per epoch over the 64 training windows, whose cost is small
+    # beside the validation of every window of the 16 val clips
+    "cnn1d": {"epochs": 8, "patience": 8, "batch_size": 16},
     "mobilenet": {
         "weights": None,
         "image_size": 96,
         "alpha": 0.35,
         "n_mels": 96,
-        "epochs": 12,
-        "patience": 12,
+        "epochs": 24,
+        "patience": 24,
         "batch_size": 16,
     },
     "cnn2d": {

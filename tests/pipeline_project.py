@@ -24,14 +24,14 @@ SMALL_PARAMS = {
     "shard": {"num_shards": {"train": 4, "val": 2, "test": 2}},
     # batches of 16: four updates per epoch over the 64 training windows, whose cost is small
     # beside the validation of every window of the 16 val clips
-    "cnn1d": {"epochs": 8, "patience": 8, "batch_size": 16},
+    "cnn1d": {"epochs": 15, "patience": 15, "batch_size": 16},
     "mobilenet": {
         "weights": None,
         "image_size": 96,
         "alpha": 0.35,
         "n_mels": 96,
-        "epochs": 24,
-        "patience": 24,
+        "epochs": 40,
+        "patience": 40,
         "batch_size": 16,
     },
     "cnn2d": {

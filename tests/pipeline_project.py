@@ -22,16 +22,14 @@ from tests.helpers import ROOT, make_project, set_params, subprocess_env
 # Small settings: every model trains for real, on 100 clips, in a few minutes on 2 cores.
 SMALL_PARAMS = {
     "shard": {"num_shards": {"train": 4, "val": 2, "test": 2}},
-    # batches of 16: four updates per epoch over the 64 training windows, whose cost is small
-    # beside the validation of every window of the 16 val clips
-    "cnn1d": {"epochs": 15, "patience": 15, "batch_size": 16},
+    "cnn1d": {"epochs": 15, "patience": 15},
     "mobilenet": {
         "weights": None,
         "image_size": 96,
         "alpha": 0.35,
         "n_mels": 96,
-        "epochs": 40,
-        "patience": 40,
+        "epochs": 30,
+        "patience": 30,
         "batch_size": 16,
     },
     "cnn2d": {

@@ -254,9 +254,10 @@ def training_dataset(
     segment level. Same seed -> same batches, epoch after epoch.
     """
     kind = input_kind(preprocessing)
-    # The same stream with or without the cache (whether it fits depends on the machine):
-    # files in a seeded order, a bounded shuffle buffer, reshuffled every epoch.
-    clips = read_clips(shard_dir, split, shuffle_files_seed=seed)
+    # The same stream with or without the cache (whether it fits depends on the machine): the
+    # shards in index order (the shard stage shuffled the clips into them), a bounded shuffle
+    # buffer, reshuffled every epoch.
+    clips = read_clips(shard_dir, split)
     clips = clips.map(
         lambda ex: (clip_features(ex["audio"], preprocessing), tf.one_hot(ex["label"], num_classes)),
         num_parallel_calls=AUTOTUNE,

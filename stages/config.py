@@ -260,6 +260,7 @@ class Cnn1dSection(KerasSection):
     kernel_size: PositiveInt
     pool_size: PositiveInt
     dense_units: Layers
+    val_windows_per_clip: PositiveInt | None  # evenly spaced; null: all (test evaluation always uses all)
 
     @model_validator(mode="after")
     def _window_survives_the_convolutions(self) -> Cnn1dSection:

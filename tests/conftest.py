@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import ROOT
+from tests.pipeline_project import REUSE_VARIABLE
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
+BACKGROUND_BUILD = pytest.StashKey[subprocess.Popen]()
 
 # gcsfs otherwise waits 60 s on a gRPC probe at every call (see README, 'Remote').
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
@@ -48,15 +53,60 @@ def pipeline_project(tmp_path_factory, gtzan_mini) -> Path:
     Under pytest-xdist (``-n 2``) the first worker that needs it builds it, under a file lock, in
     the run's shared temporary folder; the others wait for it and reuse it.
     """
-    from tests.pipeline_project import REUSE_VARIABLE, reused_project, shared_build
+    from tests.pipeline_project import reused_project, shared_build
 
     reuse = os.environ.get(REUSE_VARIABLE)
     if reuse:
         return reused_project(Path(reuse))
+    return shared_build(pipeline_folder(tmp_path_factory), gtzan_mini)
+
+
+def pipeline_folder(tmp_path_factory) -> Path:
+    """Where the run's end-to-end project is built: one folder for all the test processes."""
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's basetemp is a folder of the run's
         base = base.parent
-    return shared_build(base / "pipeline", gtzan_mini)
+    return base / "pipeline"
+
+
+def runs_the_whole_suite(config) -> bool:
+    """No marker or keyword selection and no test file named: every test runs, the end-to-end ones too."""
+    named = [arg for arg in config.args if not Path(arg.split("::")[0]).is_dir()]
+    return not (config.option.markexpr or config.option.keyword or named)
+
+
+def pytest_sessionstart(session):
+    """In the full suite under pytest-xdist, the main process starts building the end-to-end
+    project at once, in the background (tests/pipeline_project.py, shared_build: the test
+    processes wait for it under the same file lock), instead of when a test process has
+    collected the tests and reached the first test that needs it."""
+    config = session.config
+    if (
+        os.environ.get("PYTEST_XDIST_WORKER")
+        or not getattr(config.option, "numprocesses", None)
+        or os.environ.get(REUSE_VARIABLE)
+        or not runs_the_whole_suite(config)
+        or not (SHARED_DATA / "gtzan_mini").is_dir()
+    ):
+        return
+    folder = pipeline_folder(config._tmp_path_factory)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "background_build.log", "w") as log:
+        config.stash[BACKGROUND_BUILD] = subprocess.Popen(
+            [sys.executable, "-m", "tests.pipeline_project", str(folder), str(SHARED_DATA / "gtzan_mini")],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped with dvc and the stage it runs
+        )
+
+
+def pytest_sessionfinish(session):
+    """Stop a background build that no test waited for (a run cut short)."""
+    build = session.config.stash.get(BACKGROUND_BUILD, None)
+    if build is not None and build.poll() is None:
+        os.killpg(build.pid, signal.SIGTERM)
+        build.wait(timeout=60)
 
 
 FIRST_FILE = "test_pipeline.py"  # its first test needs the end-to-end project

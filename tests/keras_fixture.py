@@ -35,6 +35,7 @@ TINY_PARAMS = {
         "kernel_size": 3,
         "pool_size": 2,
         "dense_units": [16, 8],
+        "val_windows_per_clip": 4,
         "dropout": 0.5,
         "epochs": 2,
         "batch_size": 8,

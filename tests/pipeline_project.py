@@ -203,3 +203,18 @@ def reused_project(project: Path, root: Path = ROOT) -> Path:
             f"({len(changes)} file(s) differ: {shown}); {rebuild}"
         )
     return project
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.pipeline_project FOLDER GTZAN_DIR``: shared_build, as the test session
+    starts it in the background (tests/conftest.py, pytest_sessionstart)."""
+    if len(argv) != 2:
+        print("usage: python -m tests.pipeline_project FOLDER GTZAN_DIR", file=sys.stderr)
+        return 2
+    project = shared_build(Path(argv[0]), Path(argv[1]))
+    print(f"built {project}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -251,6 +251,38 @@ def test_evaluation_dataset_units_belong_to_their_clip(shards, preprocessing):
     np.testing.assert_array_equal(np.concatenate([y for _, y in validation]).argmax(axis=1), labels)
 
 
+@pytest.mark.parametrize(
+    ("count", "limit", "expected"),
+    [
+        (66, 8, [4, 12, 20, 28, 37, 45, 53, 61]),  # a 30 s clip's 10000-sample windows at 22050 Hz
+        (8, 8, list(range(8))),
+        (3, 8, [0, 1, 2]),  # fewer units than the limit: all of them
+        (10, 1, [5]),
+        (10, 2, [2, 7]),
+    ],
+)
+def test_spaced_units_are_the_middles_of_equal_stretches(count, limit, expected):
+    units = tf.reshape(tf.range(count * 2), [count, 2])
+    picked = tfdata.spaced_units(units, limit).numpy()
+    np.testing.assert_array_equal(picked[:, 0] // 2, expected)
+
+
+def test_validation_on_spaced_windows_keeps_those_of_every_clip(shards):
+    shard_dir, info = shards
+    every = [(x.numpy(), y.numpy()) for x, y in tfdata.validation_dataset(shard_dir, "val", WAVEFORM, 3, 7)]
+    spaced = [
+        (x.numpy(), y.numpy()) for x, y in tfdata.validation_dataset(shard_dir, "val", WAVEFORM, 3, 7, units_per_clip=2)
+    ]
+    units, labels = (np.concatenate(parts) for parts in zip(*spaced))
+    assert len(units) == 2 * info["splits"]["val"]["clips"]  # every clip has >= 2 windows
+    expected = []
+    for clip in tfdata.read_clips(shard_dir, "val").as_numpy_iterator():
+        windows = tfdata.units_of_clip(clip["audio"], WAVEFORM).numpy()
+        expected.extend(windows[[len(windows) // 4, 3 * len(windows) // 4]])
+    np.testing.assert_allclose(units, np.stack(expected), atol=1e-6)
+    assert set(np.concatenate([y for _, y in every]).argmax(axis=1)) == set(labels.argmax(axis=1))
+
+
 @pytest.mark.parametrize("preprocessing", [WAVEFORM, IMAGE, SEGMENTS, AUDIO_CLIP, AUDIO_SEGMENTS])
 def test_bytes_per_clip_are_those_of_the_cached_features(preprocessing):
     audio = genre_clip(0, 3000, np.random.default_rng(3))

@@ -7,7 +7,8 @@ training, evaluation and prediction time. What a model's input is comes from its
 ``"input"`` is one of:
 
 - ``"waveform_windows"`` (cnn1d): ``window_size`` samples of raw audio; training takes
-  one random window of each clip per epoch, evaluation all consecutive windows;
+  one random window of each clip per epoch, evaluation all consecutive windows
+  (validation during training: ``units_per_clip`` evenly spaced ones, when given);
 - ``"audio_clip"`` (mobilenet): the clip's int16 audio cropped or zero-padded to
   ``clip_samples``; one unit per clip. The model's first layer
   (``spectrograms.SpectrogramLayer``) makes the log-mel image of it;
@@ -293,10 +294,17 @@ def training_dataset(
 
 
 def validation_dataset(
-    shard_dir: str | Path, split: str, preprocessing: dict, num_classes: int, batch_size: int, cache: bool = False
+    shard_dir: str | Path,
+    split: str,
+    preprocessing: dict,
+    num_classes: int,
+    batch_size: int,
+    cache: bool = False,
+    units_per_clip: int | None = None,
 ) -> tf.data.Dataset:
-    """Batches of ``(units, one-hot labels)`` over every unit of every clip, in a fixed order."""
-    units = _evaluation_units(shard_dir, split, preprocessing, cache)
+    """Batches of ``(units, one-hot labels)`` over the units of every clip, in a fixed order:
+    all of them, or ``units_per_clip`` evenly spaced ones (``spaced_units``) of each clip."""
+    units = _evaluation_units(shard_dir, split, preprocessing, cache, units_per_clip)
     units = units.map(lambda x, clip, label, track_id: (x, tf.one_hot(label, num_classes)), num_parallel_calls=AUTOTUNE)
     return units.batch(batch_size).prefetch(AUTOTUNE)
 
@@ -309,7 +317,16 @@ def evaluation_dataset(shard_dir: str | Path, split: str, preprocessing: dict, b
     return _evaluation_units(shard_dir, split, preprocessing, cache=False).batch(batch_size).prefetch(AUTOTUNE)
 
 
-def _evaluation_units(shard_dir, split, preprocessing, cache):
+def spaced_units(units: tf.Tensor, limit: int) -> tf.Tensor:
+    """``limit`` of a clip's ``units`` (all if it has fewer), evenly spaced: unit
+    floor((i + 1/2) * count / limit) for i < limit, the middle of each of ``limit`` equal stretches."""
+    count = tf.shape(units, out_type=tf.int64)[0]
+    kept = tf.minimum(count, limit)
+    index = (2 * tf.range(kept) + 1) * count // (2 * kept)
+    return tf.gather(units, index)
+
+
+def _evaluation_units(shard_dir, split, preprocessing, cache, units_per_clip=None):
     clips = read_clips(shard_dir, split).enumerate()
     clips = clips.map(
         lambda index, ex: (clip_features(ex["audio"], preprocessing), index, ex["label"], ex["track_id"]),
@@ -320,6 +337,8 @@ def _evaluation_units(shard_dir, split, preprocessing, cache):
 
     def to_units(features, index, label, track_id):
         units = evaluation_units(features, preprocessing)
+        if units_per_clip is not None:
+            units = spaced_units(units, units_per_clip)
         count = tf.shape(units)[0]
         return units, tf.fill([count], index), tf.fill([count], label), tf.fill([count], track_id)
 

@@ -375,9 +375,12 @@ def make_datasets(
         cache=plan["train"],
         drop_remainder=devices.kind == "tpu",
     )
+    val_units = settings.get("val_windows_per_clip")  # cnn1d: the val loss per epoch on fewer windows
     val = tfdata.validation_dataset(
-        shard_dir, "val", preprocessing, num_classes, devices.global_batch, cache=plan["val"]
+        shard_dir, "val", preprocessing, num_classes, devices.global_batch, cache=plan["val"], units_per_clip=val_units
     )
+    if val_units is not None:
+        log(f"validation each epoch: {val_units} evenly spaced {tfdata.UNIT_NAMES[preprocessing['input']]}s per clip")
     return Datasets(train, val, train_clips * tfdata.training_unit_count(preprocessing))
 
 

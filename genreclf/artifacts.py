@@ -59,6 +59,7 @@ CONVERTED_CSV = DATA_DIR / "converted.csv"
 SKIPPED_CSV = DATA_DIR / "convert_skipped.csv"
 SPLIT_DIR = DATA_DIR / "split"
 MANIFEST_FILE = "split_manifest.csv"
+LEFT_OUT_FILE = "left_out.csv"  # in data/split/: converted clips that no split holds
 LABELS_FILE = "labels.json"  # in data/split/ and in every model folder
 SHARD_DIR = DATA_DIR / "shards"
 DATASET_INFO_FILE = "dataset_info.json"
@@ -76,6 +77,7 @@ CLIP_COLUMNS = ["track_id", "genre", "path", "official_split"]
 CONVERTED_COLUMNS = [*CLIP_COLUMNS, "num_samples"]
 SKIPPED_COLUMNS = ["track_id", "source_path", "reason"]
 MANIFEST_COLUMNS = ["track_id", "path", "genre", "label", "split"]
+LEFT_OUT_COLUMNS = ["track_id", "genre", "reason"]
 FEATURE_ID_COLUMNS = ["track_id", "label", "genre"]
 DATASET_INFO_SIZES = ("clips", "min_samples", "max_samples")
 FEATURE_INFO_KEYS = ("sample_rate", "params", "columns")
@@ -205,12 +207,18 @@ def read_skipped(path: str | Path) -> pd.DataFrame:
 # ---- the split: data/split/split_manifest.csv and data/split/labels.json
 
 
-def write_split(split_dir: str | Path, manifest: pd.DataFrame, labels: list[str]) -> None:
+def write_split(
+    split_dir: str | Path, manifest: pd.DataFrame, labels: list[str], left_out: pd.DataFrame | None = None
+) -> None:
     """The folder data/split, written whole: split_manifest.csv (MANIFEST_COLUMNS, label i is
-    labels[i], rows sorted by track id) and labels.json (the genre names)."""
+    labels[i], rows sorted by track id), labels.json (the genre names) and left_out.csv
+    (LEFT_OUT_COLUMNS: the converted clips the split left out, and why; often none)."""
+    if left_out is None:
+        left_out = pd.DataFrame(columns=LEFT_OUT_COLUMNS)
     with atomic_dir(split_dir) as tmp:
         write_csv(tmp / MANIFEST_FILE, by_track_id(manifest[MANIFEST_COLUMNS]))
         write_json(tmp / LABELS_FILE, labels)
+        write_csv(tmp / LEFT_OUT_FILE, by_track_id(left_out[LEFT_OUT_COLUMNS]))
 
 
 def read_split(split_dir: str | Path, check_wavs: bool = True) -> tuple[pd.DataFrame, list[str]]:

@@ -125,7 +125,7 @@ class Fractions(Section):
 
 
 class SplitSection(Section):
-    method: Literal["stratified", "official"]
+    method: Literal["stratified", "official", "fault_filtered"]
     fractions: Fractions
     seed: Seed
 

@@ -1,4 +1,5 @@
-"""genreclf.splits and the split stage: exact sizes, stratification, determinism, FMA's official split."""
+"""genreclf.splits and the split stage: exact sizes, stratification, determinism, FMA's official
+split, GTZAN's fault-filtered split."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ import pandas as pd
 import pytest
 
 from genreclf.artifacts import read_split, write_split
-from genreclf.data.splits import SPLITS, allocate_counts, official_split, split_totals, stratified_split
+from genreclf.data.splits import (
+    FAULT_FILTERED_FILES,
+    SPLITS,
+    allocate_counts,
+    listed_split,
+    official_split,
+    read_fault_filtered_lists,
+    split_totals,
+    stratified_split,
+)
 from genreclf.errors import DataError
 from tests.helpers import make_project, run_stage
 
@@ -110,6 +120,37 @@ def test_official_split():
         official_split(["training", "", "test"], ["1", "2", "3"], "x.csv")
 
 
+def test_fault_filtered_lists_are_the_published_ones(shared_data):
+    listed = read_fault_filtered_lists()
+    assert Counter(listed.values()) == {"train": 443, "val": 197, "test": 290}
+    for split, name in FAULT_FILTERED_FILES.items():  # the shipped copy is ../shared's, line for line
+        published = (shared_data / "gtzan_splits" / name).read_text().split()
+        assert [f"{t.split('.')[0]}/{t}.wav" for t, s in listed.items() if s == split] == published
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("blues/blues.00012.au", "'blues/blues.00012.au' is not genre/genre.NNNNN.wav"),
+        ("rock/blues.00012.wav", "'rock/blues.00012.wav' is not genre/genre.NNNNN.wav"),
+        ("blues/blues.00001.wav", "blues.00001 is listed twice"),
+    ],
+)
+def test_a_malformed_list_names_its_file_and_line(tmp_path, line, message):
+    (tmp_path / "train_filtered.txt").write_text("blues/blues.00001.wav\n")
+    (tmp_path / "valid_filtered.txt").write_text("rock/rock.00001.wav\n")
+    (tmp_path / "test_filtered.txt").write_text(f"\n{line}\n")
+    with pytest.raises(DataError, match=rf"test_filtered.txt, line 2: {message}"):
+        read_fault_filtered_lists(tmp_path)
+
+
+def test_listed_split_leaves_out_unlisted_clips_and_reports_unmatched_entries():
+    listed = {"a.1": "train", "a.2": "val", "b.1": "test", "b.2": "train"}
+    split = listed_split(["b.1", "a.1", "c.9"], listed)
+    assert split.assignment == ["test", "train", None]
+    assert split.unmatched == {"train": ["b.2"], "val": ["a.2"], "test": []}
+
+
 # ---- the stage
 
 
@@ -157,6 +198,38 @@ def test_stage_stratified(tmp_path):
     assert (project / "data" / "split" / "split_manifest.csv").read_bytes() == first
 
 
+def test_stage_fault_filtered_on_gtzan_mini(tmp_path, gtzan_mini):
+    """93 of gtzan_mini's 100 clips are in the lists: 40 train, 49 val, 4 test, exactly as listed."""
+    project = make_project(tmp_path, {"split": {"method": "fault_filtered"}})
+    track_ids = sorted(p.stem for p in gtzan_mini.rglob("*.wav"))
+    write_converted(project, track_ids, [t.split(".")[0] for t in track_ids])
+
+    result = run_stage(project, "split")
+
+    assert result.returncode == 0, result.stderr
+    manifest, labels = read_outputs(project)
+    listed = read_fault_filtered_lists()
+    assert manifest["split"].value_counts().to_dict() == {"val": 49, "train": 40, "test": 4}
+    assert dict(zip(manifest["track_id"], manifest["split"])) == {t: listed[t] for t in track_ids if t in listed}
+    assert labels == GENRES
+    left_out = pd.read_csv(project / "data" / "split" / "left_out.csv", dtype=str)
+    expected = ["country.00008", "hiphop.00001", "metal.00004", "reggae.00003", "reggae.00005", "reggae.00007"]
+    assert list(left_out["track_id"]) == [*expected, "reggae.00008"]
+    assert set(left_out["reason"]) == {"not in GTZAN's fault-filtered lists"}
+    assert "left out 7 of 100 clips" in result.stderr
+    assert "403 train entries of the fault-filtered lists have no clip in the data" in result.stderr
+
+
+def test_stage_fault_filtered_refuses_data_that_is_not_gtzan(tmp_path):
+    project = make_project(tmp_path, {"split": {"method": "fault_filtered"}})
+    write_converted(project, ["000002", "000005", "000010"], ["Hip-Hop", "Hip-Hop", "Pop"])
+    result = run_stage(project, "split", check=False)
+    assert result.returncode == 1
+    assert "split.method = 'fault_filtered' is GTZAN's split, but none of the 3 clips" in result.stderr
+    assert "set split.method: stratified (or official for FMA)" in result.stderr
+    assert not (project / "data" / "split").exists()
+
+
 def test_stage_seed_changes_the_split(tmp_path):
     project = make_project(tmp_path, {"split": {"seed": 7}})
     track_ids, genres = gtzan_like()
@@ -186,7 +259,11 @@ def test_stage_official(tmp_path):
     "split_params, clips_per_genre, message",
     [
         ({"method": "official"}, 10, "the dataset has no official split"),
-        ({"method": "random"}, 10, 'params.yaml: split.method = "random": expected one of ["stratified", "official"]'),
+        (
+            {"method": "random"},
+            10,
+            'params.yaml: split.method = "random": expected one of ["stratified", "official", "fault_filtered"]',
+        ),
         (
             {"fractions": {"train": 0.7, "val": 0.2, "test": 0.2}},
             10,

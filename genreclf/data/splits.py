@@ -3,12 +3,16 @@
 ``stratified_split`` splits at file level with exact split sizes and every genre
 spread over the splits as close to the fractions as whole clips allow.
 ``official_split`` maps FMA's own artist-disjoint split column to the same names.
+``fault_filtered_split`` uses GTZAN's fault-filtered lists (Kereliuk, Sturm & Larsen 2015),
+shipped in ``gtzan_fault_filtered/``: artist-disjoint, repeated and mislabelled excerpts removed.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -17,6 +21,9 @@ from genreclf.errors import DataError
 
 # FMA's tracks.csv ('set', 'split') values.
 OFFICIAL_SPLIT_NAMES = {"training": "train", "validation": "val", "test": "test"}
+# GTZAN's fault-filtered split: one list per split, a `genre/genre.NNNNN.wav` line each.
+FAULT_FILTERED_DIR = Path(__file__).parent / "gtzan_fault_filtered"
+FAULT_FILTERED_FILES = {"train": "train_filtered.txt", "val": "valid_filtered.txt", "test": "test_filtered.txt"}
 
 
 def split_totals(num_clips: int, fractions: dict[str, float]) -> dict[str, int]:
@@ -115,3 +122,42 @@ def official_split(values: Sequence[str], track_ids: Sequence[str], source: str)
             path=source,
         )
     return [OFFICIAL_SPLIT_NAMES[v] for v in values]
+
+
+def read_fault_filtered_lists(folder: str | Path = FAULT_FILTERED_DIR) -> dict[str, str]:
+    """GTZAN track id (``blues.00012``) -> split, from the three lists in ``folder``.
+
+    Raises DataError naming the list file for a line that is not ``genre/genre.NNNNN.wav``
+    or a track listed twice.
+    """
+    listed: dict[str, str] = {}
+    for split, name in FAULT_FILTERED_FILES.items():
+        path = Path(folder) / name
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            entry = line.strip()
+            if not entry:
+                continue
+            genre, _, file = entry.partition("/")
+            track_id = file.removesuffix(".wav")
+            if not file.endswith(".wav") or not track_id.startswith(f"{genre}."):
+                raise DataError(f"{path}, line {number}: {entry!r} is not genre/genre.NNNNN.wav", path=path)
+            if track_id in listed:
+                raise DataError(f"{path}, line {number}: {track_id} is listed twice", path=path)
+            listed[track_id] = split
+    return listed
+
+
+@dataclass(frozen=True)
+class ListedSplit:
+    """A split from lists: the split of each clip (None: not listed, left out) and the listed
+    track ids with no clip in the data, by split."""
+
+    assignment: list[str | None]
+    unmatched: dict[str, list[str]]
+
+
+def listed_split(track_ids: Sequence[str], listed: dict[str, str]) -> ListedSplit:
+    """The split of each clip as ``listed`` gives it (``read_fault_filtered_lists``)."""
+    present = set(track_ids)
+    unmatched = {split: sorted(t for t, s in listed.items() if s == split and t not in present) for split in SPLITS}
+    return ListedSplit([listed.get(t) for t in track_ids], unmatched)

@@ -509,3 +509,45 @@ def read_summary(path: str | Path) -> dict:
     ):
         raise DataError(f'{path}: expected {{"models": {{name: {{"accuracy": number, ...}}}}}}', path=path)
     return summary
+
+
+# ---- the similar-song index: models/recommend/ (genreclf.models.neighbours)
+
+RECOMMEND_DIR = MODELS_DIR / "recommend"
+RECOMMEND_METRICS_JSON = Path("metrics/recommend.json")
+LIBRARY_FILE = "library.csv"  # track_id, genre, split of each library clip, in index order
+LIBRARY_COLUMNS = ["track_id", "genre", "split"]
+VECTORS_FILE = "vectors.npy"  # float32 [clips, dims]: standardised, unit length
+STANDARDISE_FILE = "standardise.npy"  # float64 [2, dims]: the library's mean and standard deviation
+INDEX_INFO_FILE = "index_info.json"  # {"embedding", "sample_rate", "params", "columns"}
+
+
+def write_similarity_index(
+    folder: str | Path, mean: np.ndarray, scale: np.ndarray, vectors: np.ndarray, library: pd.DataFrame, info: dict
+) -> None:
+    """models/recommend, written whole: the index (genreclf.models.neighbours.SimilarityIndex's
+    arrays), its clips in index order, and how new audio gets the same embedding (``info``:
+    embedding name, sample rate, params, columns)."""
+    with atomic_dir(folder) as tmp:
+        write_csv(tmp / LIBRARY_FILE, library[LIBRARY_COLUMNS])
+        np.save(tmp / VECTORS_FILE, vectors, allow_pickle=False)
+        np.save(tmp / STANDARDISE_FILE, np.stack([mean, scale]), allow_pickle=False)
+        write_json(tmp / INDEX_INFO_FILE, info)
+
+
+def read_similarity_index(folder: str | Path) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], pd.DataFrame, dict]:
+    """((mean, scale, vectors), library table, info) of models/recommend, checked against each other."""
+    folder = Path(folder)
+    if not (folder / VECTORS_FILE).is_file():
+        raise DataError(f"{folder / VECTORS_FILE} does not exist; run `dvc repro recommend_index`", path=folder)
+    library = read_table(folder / LIBRARY_FILE, LIBRARY_COLUMNS)
+    vectors = np.load(folder / VECTORS_FILE, allow_pickle=False)
+    mean, scale = np.load(folder / STANDARDISE_FILE, allow_pickle=False)
+    info = read_json(folder / INDEX_INFO_FILE)
+    if vectors.ndim != 2 or len(vectors) != len(library) or vectors.shape[1] != len(mean):
+        raise DataError(
+            f"{folder}: {VECTORS_FILE} has shape {vectors.shape}, but {LIBRARY_FILE} lists {len(library)} clips "
+            f"and {STANDARDISE_FILE} {len(mean)} dimensions; run `dvc repro -f recommend_index`",
+            path=folder,
+        )
+    return (mean, scale, vectors), library, info

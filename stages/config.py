@@ -341,6 +341,14 @@ class Cnn2dSection(KerasSection):
         return self
 
 
+# ---- similar songs ---------------------------------------------------------------------------
+
+
+class RecommendSection(Section):
+    embedding: Literal["features"]  # the table the index is built on: the FMA feature set
+    top: PositiveInt  # neighbours per query in the evaluation (precision@top)
+
+
 # ---- the whole file --------------------------------------------------------------------------
 
 
@@ -360,6 +368,7 @@ class Config(Section):
     cnn1d: Cnn1dSection | None = None
     mobilenet: MobilenetSection | None = None
     cnn2d: Cnn2dSection | None = None
+    recommend: RecommendSection
 
     @model_validator(mode="after")
     def _listed_models_have_sections(self) -> Config:

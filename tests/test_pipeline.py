@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import set_params
+from tests.helpers import run_stage, set_params
 from tests.pipeline_project import clone_with_shared_cache, dvc, git, stages_ran
 
 pytestmark = pytest.mark.slow
@@ -26,7 +26,7 @@ def test_first_repro_ran_every_stage(pipeline_project):
         set(DATA_STAGES)
         | {f"{stage}_sklearn@{m}" for m in SKLEARN for stage in ("train", "evaluate")}
         | {f"{stage}_keras@{m}" for m in KERAS for stage in ("train", "evaluate")}
-        | {"summarize"}
+        | {"summarize", "recommend_index"}
     )
     assert stages_ran(log) == expected
 
@@ -113,7 +113,9 @@ def test_changing_a_features_param_reruns_only_features_and_what_depends_on_it(p
     set_params(clone, {"features": {"n_mfcc": 13}})
     out = dvc(["repro"], clone, timeout=1200).stdout
     expected = (
-        {"features"} | {f"{stage}_sklearn@{m}" for m in SKLEARN for stage in ("train", "evaluate")} | {"summarize"}
+        {"features", "recommend_index"}
+        | {f"{stage}_sklearn@{m}" for m in SKLEARN for stage in ("train", "evaluate")}
+        | {"summarize"}
     )
     assert stages_ran(out) == expected
 
@@ -129,3 +131,18 @@ def test_repro_is_byte_identical(pipeline_project, tmp_path):
     # dvc.lock records the hash of every output: unchanged means byte-identical outputs.
     diff = git(["diff", "dvc.lock"], clone).stdout
     assert diff == "", diff
+
+
+def test_recommend_answers_a_real_fma_song_from_the_gtzan_library(pipeline_project, shared_data):
+    """An FMA mp3 (not in the library) gets its 10 most similar gtzan_mini clips, with genres."""
+    metrics = json.loads((pipeline_project / "metrics" / "recommend.json").read_text())
+    assert metrics["library_clips"] == 80 and metrics["queries"] == 20
+    assert 0.1 < metrics["genre_precision_at_10"] <= 1.0  # above chance (0.1) on 10 balanced genres
+    song = shared_data / "fma" / "fma_audio" / "000" / "000182.mp3"
+    result = run_stage(pipeline_project, "recommend", str(song))
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(song) and len(lines) == 11
+    assert [line.split()[0] for line in lines[1:]] == [f"{rank}." for rank in range(1, 11)]
+    genres = set(json.loads((pipeline_project / "data" / "split" / "labels.json").read_text()))
+    assert all(line.split()[-1] in genres for line in lines[1:])
+    print(f"\n[recommend] genre precision@10 {metrics['genre_precision_at_10']}\n{result.stdout}")

@@ -1,0 +1,86 @@
+"""Songs that sound like yours: python -m stages.recommend FILE... [--top N].
+
+Each file is decoded exactly as the library's clips were (genreclf.data.audio.decode_clip at
+the index's sample rate), gets the embedding the index was built on (models/recommend/, made
+by the recommend_index stage), and the N most similar library clips (train and val) are
+printed with their cosine similarity, track id and genre. A file that cannot be read gets an
+error line and the others are still answered; the exit status is 1 if any file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from genreclf.artifacts import RECOMMEND_DIR
+from genreclf.errors import DataError, GenreError
+from stages.common import run_stage, stage_logger
+from stages.predict import positive_int
+
+DEFAULT_TOP = 10
+
+log = stage_logger("recommend")
+
+
+def format_neighbours(path: str, rows: list[tuple[float, str, str]]) -> str:
+    """The file, then one line per neighbour: rank, similarity, track id, genre."""
+    width = max((len(track_id) for _, track_id, _ in rows), default=0)
+    lines = [path] + [
+        f"  {rank:2d}. {similarity:6.3f}  {track_id:<{width}}  {genre}"
+        for rank, (similarity, track_id, genre) in enumerate(rows, 1)
+    ]
+    return "\n".join(lines)
+
+
+def embedding_of(clip, info: dict):
+    """The embedding of one int16 clip, as the index's table has it (``info['embedding']``)."""
+    from genreclf.features import fma_features
+
+    if info.get("embedding") != "features":
+        raise DataError(
+            f"{RECOMMEND_DIR}: unknown embedding {info.get('embedding')!r}; run `dvc repro recommend_index`"
+        )
+    params = fma_features.params_from_dict(info["params"], where=f"{RECOMMEND_DIR}: params")
+    return fma_features.clip_features(fma_features.int16_to_float(clip), info["sample_rate"], params)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m stages.recommend", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("files", nargs="+", help="audio files (wav, au, mp3, flac, ogg)")
+    parser.add_argument("--top", type=positive_int, default=DEFAULT_TOP, help=f"songs per file ({DEFAULT_TOP})")
+    args = parser.parse_args()
+    from genreclf.artifacts import read_similarity_index
+    from genreclf.data.audio import decode_clip
+    from genreclf.models import neighbours
+
+    arrays, library, info = read_similarity_index(RECOMMEND_DIR)
+    index = neighbours.SimilarityIndex(*arrays)
+    log.info(
+        "index %s: %d library clips, embedding %s, audio decoded at %d Hz",
+        RECOMMEND_DIR,
+        len(library),
+        info.get("embedding"),
+        info["sample_rate"],
+    )
+    failed = []
+    for path in args.files:
+        try:
+            clip = decode_clip(path, info["sample_rate"])  # its errors name the file
+            query = neighbours.query_vectors(index, embedding_of(clip, info)[None, :])
+        except GenreError as e:
+            message = str(e)
+            log.error("error: %s", message if message.startswith(f"{path}:") else f"{path}: {message}")
+            failed.append(path)
+            continue
+        found, similarity = neighbours.nearest(index, query, args.top)
+        rows = [(float(s), library["track_id"][i], library["genre"][i]) for i, s in zip(found[0], similarity[0])]
+        print(format_neighbours(path, rows), flush=True)
+    if failed:
+        sys.stdout.flush()
+        raise DataError(f"{len(failed)} of {len(args.files)} files could not be answered: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    run_stage("recommend", main)

@@ -100,7 +100,8 @@ def averaging_function(variables: list, strategy: tf.distribute.Strategy):
 
     def replica_average():
         context = tf.distribute.get_replica_context()
-        averages = context.all_reduce(tf.distribute.ReduceOp.MEAN, [variable.value for variable in variables])
+        values = [tf.identity(variable.value) for variable in variables]  # this replica's, as tensors
+        averages = context.all_reduce(tf.distribute.ReduceOp.MEAN, values)
         for variable, mean in zip(variables, averages):
             variable.assign(mean)
 

@@ -13,6 +13,10 @@ and val splits; never test) and data/shards/dataset_info.json. Writes:
   last epoch's values plus "best": the epoch whose weights were kept, its values and
   the clip-level val accuracy of the kept model.
 
+With TF_CONFIG naming several workers (README, "Train on several machines"), every worker
+runs this stage on the same shards and trains under MultiWorkerMirroredStrategy; only the
+chief (task "chief", or worker 0) writes the outputs: the others write nothing.
+
 models/<name> is written under a temporary name and swapped in when complete;
 dvclive/<name> is written by dvclive epoch by epoch (so a run can be followed live)
 and removed if the stage fails. dvclive is told to write nothing else (no dvc.yaml,
@@ -46,6 +50,8 @@ from genreclf.artifacts import (
     write_model_folder,
 )
 from genreclf.errors import ParamError
+from genreclf.models.cluster import VARIABLE as CLUSTER_VARIABLE
+from genreclf.models.cluster import read_cluster
 from stages.common import run_stage, stage_logger
 from stages.config import PARAMS_FILE, load_config
 
@@ -167,8 +173,21 @@ def dvclive_callback(live):
     return DVCLiveSteps()
 
 
+def train_without_outputs(
+    model_name: str, settings: dict, dataset_info: dict, task: str, max_steps: int | None
+) -> None:
+    """A worker other than the chief: it trains in step with the others and writes nothing."""
+    from genreclf.models import training
+
+    log.info("%s: %s; this worker writes no output", CLUSTER_VARIABLE, task)
+    callbacks = [] if max_steps is None else [step_limit_callback(max_steps, log.info)]
+    result = training.train_model(model_name, settings, SHARD_DIR, dataset_info, callbacks=callbacks, log=log.info)
+    log.info("training time: %.1f s for %d epoch(s) (log only)", result.seconds, result.epochs_run)
+
+
 def main(argv: list[str] | None = None) -> None:
     model_name = parse_model_name(argv)
+    cluster = read_cluster()  # a malformed TF_CONFIG stops the stage here, before TensorFlow loads
     settings = load_config().model_section(model_name).model_dump()
     dataset_info = read_dataset_info(SHARD_DIR)
     check_settings_fit_data(model_name, settings, dataset_info)
@@ -200,6 +219,10 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     model_dir, live_dir = MODELS_DIR / model_name, DVCLIVE_DIR / model_name
+    if cluster is not None and not cluster.is_chief:
+        train_without_outputs(model_name, settings, dataset_info, cluster.describe(), max_steps)
+        log.info("wrote nothing: the chief writes %s and %s", model_dir, live_dir)
+        return
     try:
         # dvclive writes live_dir epoch by epoch (so a running experiment can be followed);
         # it is removed below if the stage fails, so no partial training curves remain.

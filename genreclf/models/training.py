@@ -5,22 +5,26 @@
 1. seeds (``keras.utils.set_random_seed``) and deterministic ops
    (``tf.config.experimental.enable_op_determinism``): same settings and data give
    the same model, byte for byte (``save_model``);
-2. a distribution strategy chosen from the devices (``choose_strategy_kind``: TPU ->
-   TPUStrategy, several GPUs -> MirroredStrategy, else the default strategy); the
-   batch size in the settings is per replica;
+2. a distribution strategy chosen from TF_CONFIG and the devices (``choose_strategy_kind``:
+   several workers in TF_CONFIG -> MultiWorkerMirroredStrategy, TPU -> TPUStrategy, several
+   GPUs -> MirroredStrategy, else the default strategy); the batch size in the settings is
+   per replica;
 3. optional ``mixed_float16`` (GPU only; ignored with a log line elsewhere);
 4. tf.data pipelines of the train and val splits (``genreclf.tfdata``), cached in
    memory when they fit (``cache_plan``); they ship int16 audio, and the spectrogram
    models (mobilenet, cnn2d) compute their log-mel images in their first layer;
 5. ``fit`` with early stopping on the validation loss and the weights of the best
    validation epoch restored at the end (across both phases for MobileNetV2
-   fine-tuning). The test split is never read here.
+   fine-tuning). The test split is never read here. Under MultiWorkerMirroredStrategy,
+   where ``model.fit`` fails, the same callbacks run in a loop of ``strategy.run``
+   (``genreclf.models.distributed``), and the model returned is a copy outside the strategy.
 
 Callbacks other than those (progress logging such as dvclive's) come from the caller.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io as _io
 import json
 import logging
@@ -42,7 +46,8 @@ from genreclf.artifacts import MODEL_FILES
 from genreclf.errors import ParamError
 from genreclf.features import spectrograms
 from genreclf.io import reproducible_zip
-from genreclf.models import keras_models, tfdata
+from genreclf.models import cluster as cluster_config
+from genreclf.models import distributed, keras_models, tfdata
 
 MONITOR = "val_loss"
 logger = logging.getLogger(__name__)
@@ -189,8 +194,16 @@ def build_model(model_name: str, settings: dict, num_classes: int, preprocessing
 # ---- devices, seeds, precision, memory ------------------------------------------------
 
 
-def choose_strategy_kind(tpu_devices: list, gpu_devices: list) -> str:
-    """ "tpu" if any TPU, "mirrored" if several GPUs, else "default" (one GPU or the CPU)."""
+def choose_strategy_kind(tpu_devices: list, gpu_devices: list, workers: int = 1) -> str:
+    """ "multi_worker" if TF_CONFIG names several ``workers``, else "tpu" if any TPU, "mirrored" if
+    several GPUs, else "default" (one GPU or the CPU)."""
+    if workers > 1:
+        if tpu_devices:
+            raise ParamError(
+                f"{cluster_config.VARIABLE} names {workers} workers, but this machine has a TPU: TPUStrategy spans "
+                f"the hosts of a TPU pod slice itself; unset {cluster_config.VARIABLE} there"
+            )
+        return "multi_worker"
     if tpu_devices:
         return "tpu"
     if len(gpu_devices) > 1:
@@ -219,6 +232,8 @@ def make_strategy(kind: str) -> tf.distribute.Strategy:
         return tf.distribute.TPUStrategy(resolver)
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
+    if kind == "multi_worker":  # reads TF_CONFIG; must come before any other TensorFlow op
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "default":
         return tf.distribute.get_strategy()
     raise ValueError(f"unknown strategy kind {kind!r}")
@@ -294,7 +309,7 @@ class BestWeights(keras.callbacks.Callback):
 
 @dataclass
 class Devices:
-    kind: str  # choose_strategy_kind: "tpu", "mirrored" or "default"
+    kind: str  # choose_strategy_kind: "multi_worker", "tpu", "mirrored" or "default"
     strategy: tf.distribute.Strategy
     gpus: list
     global_batch: int  # the settings' batch size per replica x the replicas
@@ -318,14 +333,16 @@ class TrainingResult:
 
 
 def set_up_devices(batch_size: int, log: Callable[[str], None]) -> Devices:
-    """The distribution strategy of the devices here, and the global batch size."""
+    """The distribution strategy of TF_CONFIG and the devices here, and the global batch size."""
+    cluster = cluster_config.read_cluster()
     tpus, gpus = detect_devices()
-    kind = choose_strategy_kind(tpus, gpus)
+    kind = choose_strategy_kind(tpus, gpus, cluster.workers if cluster else 1)
     strategy = make_strategy(kind)
     replicas = strategy.num_replicas_in_sync
     batch = global_batch_size(batch_size, replicas)
+    where = f"; {cluster_config.VARIABLE}: {cluster.describe()}" if cluster else ""
     log(
-        f"strategy: {kind} ({replicas} replica(s), {len(gpus)} GPU(s), {len(tpus)} TPU(s)); "
+        f"strategy: {kind} ({replicas} replica(s), {len(gpus)} GPU(s), {len(tpus)} TPU(s){where}); "
         f"global batch {batch} = {batch_size} per replica x {replicas}"
     )
     return Devices(kind, strategy, gpus, batch)
@@ -404,12 +421,24 @@ def fine_tune_layer_count(model_name: str, settings: dict, model: keras.Model) -
     return fine_tune_layers
 
 
-def fit(model: keras.Model, data: Datasets, epochs: int, patience: int, batch: int, callbacks: list) -> None:
-    """One ``fit``, early-stopped on the validation loss, with a progress bar over the training units."""
+def fit_callbacks(data: Datasets, epochs: int, patience: int, batch: int, callbacks: list) -> list:
+    """The caller's callbacks, then early stopping on the validation loss and a progress bar over the units."""
     from tqdm.keras import TqdmCallback
 
     stopper = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=patience)
     progress = TqdmCallback(epochs=epochs, data_size=data.units_per_epoch, batch_size=batch, verbose=1)
+    return [*callbacks, stopper, progress]
+
+
+def fit(model: keras.Model, data: Datasets, epochs: int, patience: int, devices: Devices, callbacks: list) -> None:
+    """One ``fit``, early-stopped on the validation loss, with a progress bar over the training units.
+
+    Under MultiWorkerMirroredStrategy, ``distributed.fit_with_strategy`` in its place (``model.fit`` fails there).
+    """
+    callbacks = fit_callbacks(data, epochs, patience, devices.global_batch, callbacks)
+    if devices.kind == "multi_worker":
+        distributed.fit_with_strategy(model, data.train, data.val, epochs, devices.strategy, callbacks)
+        return
     with warnings.catch_warnings():
         # the validation set's size (windows per clip) is unknown until read once; Keras
         # warns when it first runs out. The training set's size is asserted in tfdata.
@@ -420,7 +449,7 @@ def fit(model: keras.Model, data: Datasets, epochs: int, patience: int, batch: i
             epochs=epochs,
             verbose=0,
             shuffle=False,
-            callbacks=[*callbacks, stopper, progress],
+            callbacks=callbacks,
         )
 
 
@@ -441,7 +470,7 @@ def fine_tune(
         f"fine-tuning the top {layers} layers of the base for {settings['fine_tune_epochs']} epoch(s) at "
         f"learning rate {settings['fine_tune_learning_rate']}"
     )
-    fit(model, data, settings["fine_tune_epochs"], settings["patience"], devices.global_batch, callbacks)
+    fit(model, data, settings["fine_tune_epochs"], settings["patience"], devices, callbacks)
 
 
 def restore_best_weights(best: BestWeights, log: Callable[[str], None]) -> None:
@@ -485,7 +514,7 @@ def train_model(
         best = BestWeights()
         callbacks = [best, *callbacks]
         start = time.perf_counter()
-        fit(model, data, settings["epochs"], settings["patience"], devices.global_batch, callbacks)
+        fit(model, data, settings["epochs"], settings["patience"], devices, callbacks)
         log(f"trained {best.epochs_done} epoch(s); best val_loss {best.best_value:.4f} at epoch {best.best_epoch}")
         if fine_tune_layers > 0:
             best.restore()
@@ -494,7 +523,25 @@ def train_model(
         restore_best_weights(best, log)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+    if devices.kind == "multi_worker":  # predicting and saving need no workers but this one
+        model = plain_copy(model)
+        log(f"kept weights: sha256 {weights_fingerprint(model)} (compare it with the other workers' logs)")
     return TrainingResult(model, preprocessing, best.best_epoch, best.best_logs, best.epochs_done, seconds)
+
+
+def plain_copy(model: keras.Model) -> keras.Model:
+    """The same layers and weights, not compiled and outside any distribution strategy."""
+    copy = model.__class__.from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """The first 16 hex digits of the SHA-256 of the model's weights, in order (to compare two models' weights)."""
+    digest = hashlib.sha256()
+    for array in model.get_weights():
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def renumber_shared_objects(config):
@@ -526,8 +573,7 @@ def save_model(model: keras.Model, path: str | Path) -> None:
     byte-stable as written by Keras. Writes ``path`` directly: call it inside
     ``genreclf.io.atomic_dir``/``atomic_path``.
     """
-    inference_model = model.__class__.from_config(model.get_config())  # same layers, not compiled
-    inference_model.set_weights(model.get_weights())
+    inference_model = plain_copy(model)
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / MODEL_FILES["keras"]
         inference_model.save(saved)

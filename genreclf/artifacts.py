@@ -20,6 +20,10 @@ data/shards/dataset_info.json      write_dataset_info     read_dataset_info (tra
 data/features/{train,val,test}.csv write_features         read_feature_info, read_feature_split
   + feature_info.json              (features)             (train_sklearn, evaluate of a
                                                           scikit-learn model)
+models/musicnn_msd/{model.keras,   write_pretrained       read_pretrained (embed)
+  pretrained.json}                 (pretrained)
+data/embeddings/{train,val,test}   write_embeddings       read_feature_info, read_feature_split
+  .csv + feature_info.json         (embed)                (train_sklearn, evaluate of musicnn)
 models/<name>/{preprocessing.json, write_model_folder     read_model_folder (evaluate,
   labels.json, model.skops|.keras} (train_sklearn/keras)  predict)
 metrics/models/<name>.json         write_model_metrics    read_model_metrics (summarize)
@@ -66,6 +70,11 @@ DATASET_INFO_FILE = "dataset_info.json"
 FEATURES_DIR = DATA_DIR / "features"
 FEATURE_INFO_FILE = "feature_info.json"
 MODELS_DIR = Path("models")
+PRETRAINED_DIR = MODELS_DIR / "musicnn_msd"  # the pretrained network (not a genre model: no preprocessing.json)
+PRETRAINED_INFO_FILE = "pretrained.json"
+PRETRAINED_MODEL_FILE = "model.keras"
+PRETRAINED_INFO_KEYS = ("source", "sha256", "sample_rate", "outputs", "tags")
+EMBEDDINGS_DIR = DATA_DIR / "embeddings"  # the embedding tables: the layout of data/features
 PREPROCESSING_FILE = "preprocessing.json"
 MODEL_FILES = {"keras": "model.keras", "sklearn": "model.skops"}
 FAMILIES = tuple(MODEL_FILES)
@@ -411,6 +420,42 @@ def genre_labels(splits: dict[str, FeatureSplit], source: str | Path) -> list[st
     if sorted(names) != list(range(len(names))):
         raise DataError(f"{source}: labels {sorted(names)} are not 0..{len(names) - 1}", path=source)
     return [names[i] for i in range(len(names))]
+
+
+# ---- the embedding tables: data/embeddings/{train,val,test}.csv and feature_info.json
+# The same layout as the feature tables, so that the same readers (read_feature_info,
+# read_feature_split) and the scikit-learn models take either.
+
+
+# The folder data/embeddings, written whole as write_features writes data/features: <split>.csv per
+# split (track_id, label, genre, then the embedding's columns) and feature_info.json ({"sample_rate"
+# the audio is decoded at, "params" of the embedding, "columns"}).
+write_embeddings = write_features
+
+
+# ---- the pretrained network: models/musicnn_msd/{model.keras, pretrained.json}
+
+
+def write_pretrained(pretrained_dir: str | Path, info: dict, save_model: Callable[[Path], None]) -> None:
+    """models/musicnn_msd, written whole: model.keras (written by ``save_model(path)``) and
+    pretrained.json (PRETRAINED_INFO_KEYS: the wheel it came from and its SHA-256, the sample rate
+    of its input audio, its outputs and its tags)."""
+    with atomic_dir(pretrained_dir) as tmp:
+        save_model(tmp / PRETRAINED_MODEL_FILE)
+        write_json(tmp / PRETRAINED_INFO_FILE, info)
+
+
+def read_pretrained(pretrained_dir: str | Path) -> tuple[Path, dict]:
+    """(the model file, pretrained.json) of models/musicnn_msd, checked."""
+    path = Path(pretrained_dir) / PRETRAINED_INFO_FILE
+    info = read_json(path)
+    missing = [k for k in PRETRAINED_INFO_KEYS if k not in info] if isinstance(info, dict) else PRETRAINED_INFO_KEYS
+    if missing:
+        raise DataError(f"{path}: the keys {list(missing)} are missing", path=path)
+    model_file = Path(pretrained_dir) / PRETRAINED_MODEL_FILE
+    if not model_file.is_file():
+        raise DataError(f"{model_file} does not exist", path=model_file)
+    return model_file, info
 
 
 # ---- a model folder: models/<name>/{preprocessing.json, labels.json, model file}

@@ -13,7 +13,10 @@ ARCHIVES = (FMA_METADATA, *FMA_DATASETS, GTZAN)  # the archives whose SHA-1 can 
 
 SPLITS = ("train", "val", "test")
 
-SKLEARN_MODELS = ("gnb", "knn", "logreg", "svm")
+SKLEARN_MODELS = ("gnb", "knn", "logreg", "svm", "musicnn")
+# The scikit-learn models trained on the pretrained embeddings (data/embeddings) instead of the features.
+EMBEDDING_MODELS = ("musicnn",)
+MUSICNN_EMBEDDINGS = ("penultimate", "max_pool")  # the layers of MSD_musicnn offered as embeddings
 KERAS_MODELS = ("cnn1d", "mobilenet", "cnn2d")
 
 FEATURES_N_MELS = 128  # mel bands under the MFCCs of the FMA feature set

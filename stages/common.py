@@ -31,6 +31,8 @@ PRODUCERS = tuple(
         (artifacts.SPLIT_DIR, "split"),
         (artifacts.SHARD_DIR, "shard"),
         (artifacts.FEATURES_DIR, "features"),
+        (artifacts.EMBEDDINGS_DIR, "embed"),
+        (artifacts.PRETRAINED_DIR, "pretrained"),
         (artifacts.SUMMARY_JSON.with_suffix(""), "summarize"),
     )
 )

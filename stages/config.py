@@ -37,6 +37,7 @@ SVM_KERNELS = ("linear", "poly", "rbf", "sigmoid")
 SVM_GAMMA_WORDS = ("scale", "auto")
 WEIGHTS_SUFFIX = ".h5"  # a Keras weights file: .h5 or .weights.h5
 SHA1_PATTERN = r"^[0-9a-fA-F]{40}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
 FRACTIONS_TOLERANCE = 1e-6
 
 
@@ -65,6 +66,7 @@ DropoutRate = Annotated[float, Field(ge=0, lt=1)]
 Sha1 = Annotated[str, Field(pattern=SHA1_PATTERN), Expect("a SHA-1 (40 hexadecimal digits)")]
 PcaComponents = Annotated[PositiveInt | None, Expect("an integer > 0 (components), or null for no PCA")]
 Layers = Annotated[list[PositiveInt], Field(min_length=1)]
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN), Expect("a SHA-256 (64 lowercase hexadecimal digits)")]
 
 
 class Section(BaseModel):
@@ -158,6 +160,19 @@ class FeaturesSection(Section):
         return self
 
 
+class PretrainedSection(Section):
+    """Where the musicnn wheel comes from (a local file, or PyPI into cache_dir) and its SHA-256."""
+
+    wheel: Annotated[str, Field(min_length=1)] | None  # checked against the disk by the pretrained stage
+    cache_dir: Annotated[str, Field(min_length=1)]  # "~" is the home folder
+    sha256: Sha256
+
+
+class EmbedSection(Section):
+    embedding: Literal[catalog.MUSICNN_EMBEDDINGS]
+    patches_per_clip: PositiveInt | None  # null: every 3 s patch of the clip
+
+
 class ModelsSection(Section):
     sklearn: Annotated[list[Literal[catalog.SKLEARN_MODELS]], Field(min_length=1)]
     keras: Annotated[list[Literal[catalog.KERAS_MODELS]], Field(min_length=1)]
@@ -227,6 +242,21 @@ class SvmSection(Section):
     @classmethod
     def _gamma_candidates(cls, value: Any) -> list[float | str]:
         return svm_candidates(value, SVM_GAMMA_WORDS)
+
+
+class MusicnnSection(Section):
+    """Standardised logistic regression on the musicnn embeddings; C chosen by CV on the train split."""
+
+    pca_components: PcaComponents
+    C: list[float]  # one value in params.yaml: a list of one candidate
+    cv_folds: Annotated[int, Field(ge=2)]
+    max_iter: PositiveInt
+    seed: Seed
+
+    @field_validator("C", mode="plain")
+    @classmethod
+    def _c_candidates(cls, value: Any) -> list[float]:
+        return svm_candidates(value)
 
 
 # ---- Keras models ----------------------------------------------------------------------------
@@ -360,11 +390,14 @@ class Config(Section):
     split: SplitSection
     shard: ShardSection
     features: FeaturesSection
+    pretrained: PretrainedSection
+    embed: EmbedSection
     models: ModelsSection
     logreg: LogregSection | None = None
     knn: KnnSection | None = None
     gnb: GnbSection | None = None
     svm: SvmSection | None = None
+    musicnn: MusicnnSection | None = None
     cnn1d: Cnn1dSection | None = None
     mobilenet: MobilenetSection | None = None
     cnn2d: Cnn2dSection | None = None

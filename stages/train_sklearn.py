@@ -1,11 +1,12 @@
-"""Train one scikit-learn model on the feature table: python -m stages.train_sklearn <logreg|knn|gnb|svm>.
+"""Train one scikit-learn model on its table: python -m stages.train_sklearn <logreg|knn|gnb|svm|musicnn>.
 
-Reads params.yaml section <name>, data/features/{train,val}.csv and feature_info.json;
+Reads params.yaml section <name>, data/features/{train,val}.csv and feature_info.json
+(data/embeddings/ for the models of catalog.EMBEDDING_MODELS: musicnn);
 writes models/<name>/ (model.skops, preprocessing.json, labels.json).
 
 svm.C and svm.gamma may each be one value or a list: the pair used is then chosen by
 stratified cross-validation (svm.cv_folds folds, seeded by svm.seed) on the train split
-only, logged, and recorded in preprocessing.json ("selected").
+only, logged, and recorded in preprocessing.json ("selected"); so may musicnn.C.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import time
 
 import numpy as np
 
+from genreclf import catalog
 from genreclf.artifacts import (
+    EMBEDDINGS_DIR,
     FEATURES_DIR,
     LABELS_FILE,
     MODEL_FILES,
@@ -67,11 +70,11 @@ def check_settings_fit_data(
             f"{TRAIN_CSV}: no training clip of the genres {missing}; "
             "a model cannot learn them (use more clips per genre, data.clips_per_genre)"
         )
-    if name == "svm" and counts.min() < options["cv_folds"]:
+    if name in ("svm", "musicnn") and counts.min() < options["cv_folds"]:
         few = [genre for genre, count in zip(labels, counts) if count < options["cv_folds"]]
         raise DataError(
-            f"{TRAIN_CSV}: svm.cv_folds = {options['cv_folds']} needs at least "
-            f"{options['cv_folds']} training clips per genre; {few} have fewer (lower svm.cv_folds)"
+            f"{TRAIN_CSV}: {name}.cv_folds = {options['cv_folds']} needs at least "
+            f"{options['cv_folds']} training clips per genre; {few} have fewer (lower {name}.cv_folds)"
         )
     if name == "svm" and counts.min() < sklearn_models.CALIBRATION_FOLDS:
         few = [genre for genre, count in zip(labels, counts) if count < sklearn_models.CALIBRATION_FOLDS]
@@ -110,6 +113,22 @@ def choose_svm_settings(pca_components: int | None, options: dict, train: Featur
     return {**final, **best}, {"selected": {**best, "cv_accuracy": round(score, 6), "cv_folds": options["cv_folds"]}}
 
 
+def choose_musicnn_settings(pca_components: int | None, options: dict, train: FeatureSplit) -> tuple[dict, dict]:
+    """Resolve a musicnn.C list by cross-validation on the train split; log the scores."""
+    final = {key: options[key] for key in ("max_iter", "seed")}
+    if len(options["C"]) == 1:
+        return {**final, "C": options["C"][0]}, {}
+    best, score, table = sklearn_models.select_musicnn_C(
+        train.features, train.labels, pca_components, options["C"], options["cv_folds"], **final
+    )
+    for C, mean in table:
+        log.info("musicnn cross-validation on the train split: C=%s accuracy %.3f", C, mean)
+    log.info("musicnn: chose C=%s (mean %d-fold accuracy %.3f on the train split)", best, options["cv_folds"], score)
+    return {**final, "C": best}, {
+        "selected": {"C": best, "cv_accuracy": round(score, 6), "cv_folds": options["cv_folds"]}
+    }
+
+
 def accuracy(pipeline, split: FeatureSplit, n_labels: int) -> float:
     probs = sklearn_models.class_probabilities(pipeline, split.features, n_labels)
     return float(np.mean(probs.argmax(axis=1) == split.labels))
@@ -125,13 +144,14 @@ def main() -> None:
         "%s: pca_components=%s %s", name, pca_components, " ".join(f"{key}={value}" for key, value in options.items())
     )
 
-    info = read_feature_info(FEATURES_DIR)
-    splits = {split: read_feature_split(FEATURES_DIR, split, info["columns"]) for split in ("train", "val")}
-    labels = genre_labels(splits, FEATURES_DIR)
+    table_dir = EMBEDDINGS_DIR if name in catalog.EMBEDDING_MODELS else FEATURES_DIR
+    info = read_feature_info(table_dir)
+    splits = {split: read_feature_split(table_dir, split, info["columns"]) for split in ("train", "val")}
+    labels = genre_labels(splits, table_dir)
     train, val = splits["train"], splits["val"]
     log.info(
         "read %s: %d train and %d val clips, %d features, %d genres",
-        FEATURES_DIR,
+        table_dir,
         len(train.labels),
         len(val.labels),
         len(info["columns"]),
@@ -143,6 +163,8 @@ def main() -> None:
     selected = {}
     if name == "svm":
         options, selected = choose_svm_settings(pca_components, options, train)
+    elif name == "musicnn":
+        options, selected = choose_musicnn_settings(pca_components, options, train)
     pipeline = sklearn_models.build_pipeline(name, pca_components, **options)
     pipeline.fit(train.features, train.labels)
     log.info("trained %s in %.2f s (log only)", name, time.perf_counter() - started)
@@ -159,6 +181,7 @@ def main() -> None:
         "sample_rate": info["sample_rate"],
         "features": info["params"],
         "columns": info["columns"],
+        **({"table": table_dir.name} if table_dir != FEATURES_DIR else {}),
         **selected,
     }
     model_dir = MODELS_DIR / name

@@ -22,6 +22,7 @@ from tests.helpers import ROOT, make_project, set_params, subprocess_env
 # Small settings: every model trains for real, on 100 clips, in a few minutes on 2 cores.
 SMALL_PARAMS = {
     "shard": {"num_shards": {"train": 4, "val": 2, "test": 2}},
+    "embed": {"patches_per_clip": 3},  # 3 evenly spaced 3 s patches per clip instead of 10
     "cnn1d": {"epochs": 15, "patience": 15},
     "mobilenet": {
         "weights": None,

@@ -67,7 +67,7 @@ def mappings(params: dict, prefix: str = "") -> list[tuple[str, dict]]:
 MAPPINGS = mappings(PARAMS)
 # keys that may be left out: the archives the chosen dataset (fma_small) does not need
 OPTIONAL_KEYS = {"data.checksums.fma_medium", "data.checksums.fma_large", "data.checksums.gtzan"}
-MODEL_SECTIONS = ("logreg", "knn", "gnb", "svm", "cnn1d", "mobilenet", "cnn2d")
+MODEL_SECTIONS = ("logreg", "knn", "gnb", "svm", "musicnn", "cnn1d", "mobilenet", "cnn2d")
 ALL_KEYS = [*PARAMS, *(f"{name}.{key}" for name, mapping in MAPPINGS for key in mapping)]
 
 
@@ -85,6 +85,7 @@ def test_the_repository_params_validate_to_the_same_values():
         ("knn", "sklearn"),
         ("gnb", "sklearn"),
         ("svm", "sklearn"),
+        ("musicnn", "sklearn"),
         ("cnn1d", "keras"),
         ("mobilenet", "keras"),
         ("cnn2d", "keras"),
@@ -163,7 +164,8 @@ def test_optional_parts_may_be_left_out():
     """The archives the dataset does not use, and the sections of models the study does not list."""
     validate(removals=tuple(sorted(OPTIONAL_KEYS)))
     config = validate(
-        {"models.sklearn": ["svm"], "models.keras": ["cnn2d"]}, removals=("logreg", "knn", "gnb", "cnn1d", "mobilenet")
+        {"models.sklearn": ["svm"], "models.keras": ["cnn2d"]},
+        removals=("logreg", "knn", "gnb", "musicnn", "cnn1d", "mobilenet"),
     )
     assert config.gnb is None and list(config.models.family_of()) == ["svm", "cnn2d"]
     with pytest.raises(ParamError, match=r"^params.yaml: gnb: missing; add it \(see README, 'Params'\)$"):
@@ -206,12 +208,21 @@ def test_optional_parts_may_be_left_out():
         ("features.n_fft", "2048", '"2048"', "expected an integer >= 16"),
         ("features.hop_length", True, "true", "expected an integer > 0"),
         ("features.n_octaves", 7.0, "7.0", "expected an integer > 0"),
-        ("models.sklearn", "svm", '"svm"', 'expected a non-empty list, each one of ["gnb", "knn", "logreg", "svm"]'),
+        (
+            "models.sklearn",
+            "svm",
+            '"svm"',
+            'expected a non-empty list, each one of ["gnb", "knn", "logreg", "svm", "musicnn"]',
+        ),
         ("logreg.C", "big", '"big"', "expected a number > 0"),
         ("logreg.seed", True, "true", "expected an integer >= 0"),
         ("knn.n_neighbors", 2.5, "2.5", "expected an integer > 0"),
         ("svm.pca_components", "ten", '"ten"', "expected an integer > 0 (components), or null for no PCA"),
         ("svm.C", True, "true", "expected a number > 0, or a non-empty list of them"),
+        ("musicnn.C", [], "[]", "expected a number > 0, or a non-empty list of them"),
+        ("embed.embedding", "mean_pool", '"mean_pool"', 'expected one of ["penultimate", "max_pool"]'),
+        ("embed.patches_per_clip", 0, "0", "expected an integer > 0 or null"),
+        ("pretrained.sha256", "F38A", '"F38A"', "expected a SHA-256 (64 lowercase hexadecimal digits)"),
         ("mobilenet.weights", 3, "3", "expected a string or null"),
         ("knn", 3, "3", "expected a mapping with the keys [pca_components, n_neighbors, weights] or null"),
     ],
@@ -293,7 +304,7 @@ def test_an_out_of_range_value_is_named_with_what_is_expected(dotted, value, exp
         (
             "models.sklearn",
             ["logreg", "forest"],
-            ('models.sklearn[1] = "forest": expected one of ["gnb", "knn", "logreg", "svm"]'),
+            ('models.sklearn[1] = "forest": expected one of ["gnb", "knn", "logreg", "svm", "musicnn"]'),
         ),
         ("models.keras", ["svm"], 'models.keras[0] = "svm": expected one of ["cnn1d", "mobilenet", "cnn2d"]'),
         (

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
 SKLEARN, KERAS = PARAMS["models"]["sklearn"], PARAMS["models"]["keras"]
 MODELS = SKLEARN + KERAS
-DATA_STAGES = ["fetch", "convert", "split", "shard", "features"]
+DATA_STAGES = ["fetch", "convert", "split", "shard", "features", "pretrained", "embed"]
 
 
 def test_first_repro_ran_every_stage(pipeline_project):
@@ -121,12 +121,12 @@ def test_changing_a_features_param_reruns_only_features_and_what_depends_on_it(p
 
 
 def test_repro_is_byte_identical(pipeline_project, tmp_path):
-    """Forcing the features stage and one model of each family to run again gives the same bytes.
+    """Forcing the features and pretrained stages and one model of each family to run again gives the same bytes.
 
     (split, shard and convert reruns are checked byte for byte in their own tests.)
     """
     clone = clone_with_shared_cache(pipeline_project, tmp_path / "clone")
-    for stage in ["features", "train_sklearn@svm", "train_keras@cnn2d"]:
+    for stage in ["features", "pretrained", "train_sklearn@svm", "train_keras@cnn2d"]:
         dvc(["repro", "--force", "--single-item", stage], clone, timeout=1200)
     # dvc.lock records the hash of every output: unchanged means byte-identical outputs.
     diff = git(["diff", "dvc.lock"], clone).stdout

@@ -15,8 +15,13 @@ from genreclf import artifacts
 from genreclf.errors import DataError, ParamError
 from genreclf.models import sklearn_models
 from stages.config import load_config
-from stages.train_sklearn import check_settings_fit_data, choose_svm_settings, model_settings
-from tests.helpers import run_stage
+from stages.train_sklearn import (
+    check_settings_fit_data,
+    choose_musicnn_settings,
+    choose_svm_settings,
+    model_settings,
+)
+from tests.helpers import call_stage, run_stage
 from tests.sklearn_fixture import feature_frame, write_feature_tables, write_params
 
 OPTIONS = {
@@ -24,6 +29,7 @@ OPTIONS = {
     "knn": {"n_neighbors": 3, "weights": "distance"},
     "gnb": {"var_smoothing": 1e-9},
     "svm": {"C": 10.0, "kernel": "rbf", "gamma": "scale", "seed": 0},
+    "musicnn": {"C": 1.0, "max_iter": 500, "seed": 0},
 }
 GENRES = ["blues", "classical", "metal"]
 
@@ -196,6 +202,7 @@ CLASSIFIER_SETTINGS = {
     "knn": {"n_neighbors": 1, "weights": "uniform"},
     "gnb": {"var_smoothing": 1e-9},
     "svm": {"estimator__C": 10.0, "estimator__kernel": "rbf", "estimator__gamma": "scale"},
+    "musicnn": {"C": 1.0, "max_iter": 2000, "random_state": 0},
 }
 
 
@@ -205,6 +212,9 @@ def test_default_like_params_set_the_classifier_and_give_a_working_model(tmp_pat
     assert pca is None
     if name == "svm":  # one candidate each for C and gamma: nothing to cross-validate
         options, selected = choose_svm_settings(pca, options, train=None)
+        assert selected == {}
+    if name == "musicnn":  # one candidate for C: nothing to cross-validate
+        options, selected = choose_musicnn_settings(pca, options, train=None)
         assert selected == {}
     (train_x, train_y), (test_x, test_y) = blobs(10, seed=0), blobs(5, seed=1)
     pipeline = sklearn_models.build_pipeline(name, pca, **options).fit(train_x, train_y)
@@ -334,3 +344,37 @@ def test_stage_with_bad_params_fails_clearly_and_writes_nothing(tmp_path):
     proc = run_stage(tmp_path, "train_sklearn", "forest", check=False)
     assert proc.returncode == 2  # argparse's status for a bad argument
     assert "argument model: invalid choice: 'forest' (choose from 'gnb', 'knn', 'logreg', 'svm')" in proc.stderr
+
+
+def test_musicnn_C_is_chosen_by_cross_validation_ties_to_the_first():
+    x, y = blobs(10, n_features=6)
+    best, score, table = sklearn_models.select_musicnn_C(x, y, None, [10.0, 1.0], folds=5, max_iter=2000, seed=0)
+    assert (best, score) == (10.0, 1.0)  # both separate the blobs: the first candidate wins the tie
+    assert table == [(10.0, 1.0), (1.0, 1.0)]
+
+
+def test_the_musicnn_model_trains_and_predicts_on_the_embedding_tables_alone(tmp_path):
+    """train_sklearn musicnn reads data/embeddings (no data/features here); the predictor reads them too."""
+    from genreclf.models import musicnn
+    from genreclf.models.predictors import load_predictor
+
+    columns = musicnn.embedding_columns("penultimate")
+    write_params(tmp_path, {"musicnn": {"C": [1.0, 10.0]}})
+    tables = {}
+    for split, n, seed in [("train", 8, 0), ("val", 3, 1), ("test", 3, 2)]:
+        x, y = blobs(n, n_features=len(columns), seed=seed)
+        tables[split] = feature_frame([f"{split}.{i:03d}" for i in range(len(y))], y.tolist(), GENRES, x, columns)
+    artifacts.write_embeddings(
+        tmp_path / artifacts.EMBEDDINGS_DIR,
+        {split: table[artifacts.FEATURE_ID_COLUMNS] for split, table in tables.items()},
+        (row for table in tables.values() for row in table[columns].to_numpy()),
+        columns,
+        16000,
+        {"model": "models/musicnn_msd", "embedding": "penultimate", "patches_per_clip": None},
+    )
+    call_stage(tmp_path, "train_sklearn", "musicnn")
+    folder = artifacts.read_model_folder(tmp_path / "models/musicnn")
+    assert folder.preprocessing["table"] == "embeddings" and folder.sample_rate == 16000
+    assert folder.preprocessing["selected"] == {"C": 1.0, "cv_accuracy": 1.0, "cv_folds": 5}
+    predictions = load_predictor(tmp_path / "models/musicnn").predict_split(tmp_path / "data", "test")
+    assert predictions.track_ids == tables["test"]["track_id"].tolist() and predictions.clip_accuracy == 1.0

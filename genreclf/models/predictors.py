@@ -13,7 +13,9 @@ and returns a predictor with
 - ``predict_audio(clip)`` -> probabilities [genres] of one mono int16 clip at ``sample_rate``.
 
 A scikit-learn model reads the feature table, and computes the features of new audio with
-``genreclf.features.fma_features`` and the very parameters it was trained with.
+``genreclf.features.fma_features`` and the very parameters it was trained with. A model on
+the pretrained embeddings (preprocessing.json ``"table": "embeddings"``: musicnn) reads
+``<data_dir>/embeddings`` instead, and embeds new audio with the pretrained network it names.
 
 A Keras model classifies *units* (cnn1d: consecutive windows; cnn2d: segments; mobilenet:
 the whole clip as one image). A clip's probabilities are the mean of its units'
@@ -88,12 +90,16 @@ class SklearnPredictor:
         self.model_dir, self.preprocessing = folder.path, folder.preprocessing
         self.labels, self.sample_rate = folder.labels, folder.sample_rate
         self.columns = folder.preprocessing.get("columns")
+        self.table = folder.preprocessing.get("table", artifacts.FEATURES_DIR.name)
         self.pipeline = sklearn_models.load_pipeline(folder.model_file)
         if not isinstance(self.columns, list) or self.pipeline.n_features_in_ != len(self.columns):
             raise DataError(
                 f"{where}: its columns do not match the {self.pipeline.n_features_in_} features of the model",
                 path=where,
             )
+        if self.table == artifacts.EMBEDDINGS_DIR.name:
+            self._check_embedding(where)
+            return
         try:
             self.feature_params = fma_features.params_from_dict(
                 folder.preprocessing.get("features"), where=f"{where}: features"
@@ -104,8 +110,17 @@ class SklearnPredictor:
             raise DataError(f"{where}: its columns are not those of its feature params", path=where)
         self._features = fma_features
 
+    def _check_embedding(self, where: Path) -> None:
+        from genreclf.models import musicnn
+
+        settings = self.preprocessing.get("features")
+        embedding = settings.get("embedding") if isinstance(settings, dict) else None
+        if embedding not in musicnn.EMBEDDING_SIZES or musicnn.embedding_columns(embedding) != self.columns:
+            raise DataError(f"{where}: its columns are not those of a musicnn embedding", path=where)
+        self.embedding, self._embedder = embedding, None
+
     def predict_split(self, data_dir: str | Path, split: str) -> SplitPredictions:
-        features_dir = Path(data_dir) / artifacts.FEATURES_DIR.name
+        features_dir = Path(data_dir) / self.table
         table = artifacts.read_feature_split(features_dir, split, self.columns)
         wrong = sorted(
             {
@@ -127,9 +142,27 @@ class SklearnPredictor:
 
     def predict_audio(self, clip: np.ndarray) -> np.ndarray:
         """Probabilities of the genres for one int16 clip decoded at ``sample_rate``."""
-        samples = self._features.int16_to_float(clip)  # as the features stage reads its WAVs
-        row = self._features.clip_features(samples, self.sample_rate, self.feature_params).reshape(1, -1)
+        from genreclf.features.fma_features import int16_to_float
+
+        samples = int16_to_float(clip)  # as the features and embed stages read their WAVs
+        if self.table == artifacts.EMBEDDINGS_DIR.name:
+            row = self._embed(samples).reshape(1, -1)
+        else:
+            row = self._features.clip_features(samples, self.sample_rate, self.feature_params).reshape(1, -1)
         return sklearn_models.class_probabilities(self.pipeline, row, len(self.labels))[0]
+
+    def _embed(self, samples: np.ndarray) -> np.ndarray:
+        """The clip's embedding, by the pretrained network the embeddings were made with (loaded once)."""
+        from genreclf.models import musicnn
+
+        if self._embedder is None:
+            import keras
+
+            model_file, _ = artifacts.read_pretrained(self.preprocessing["features"]["model"])
+            self._embedder = keras.models.load_model(model_file, compile=False)
+        return musicnn.clip_embedding(
+            self._embedder, samples, self.embedding, self.preprocessing["features"].get("patches_per_clip")
+        )
 
 
 # ---- Keras ------------------------------------------------------------------------------

@@ -81,7 +81,18 @@ def svm_classifier(C: float, kernel: str, gamma: str | float, seed: int) -> Cali
     )
 
 
-CLASSIFIER_BUILDERS = {"gnb": gnb_classifier, "knn": knn_classifier, "logreg": logreg_classifier, "svm": svm_classifier}
+def musicnn_classifier(C: float, max_iter: int, seed: int) -> LogisticRegression:
+    """The musicnn model: a logistic regression on the (standardised) pretrained embeddings."""
+    return LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+
+
+CLASSIFIER_BUILDERS = {
+    "gnb": gnb_classifier,
+    "knn": knn_classifier,
+    "logreg": logreg_classifier,
+    "svm": svm_classifier,
+    "musicnn": musicnn_classifier,
+}
 
 
 def build_pipeline(name: str, pca_components: int | None, **classifier_options) -> Pipeline:
@@ -132,6 +143,26 @@ def select_svm_settings(
     ]
     best = search.best_params_
     return ({"C": best["classifier__C"], "gamma": best["classifier__gamma"]}, float(search.best_score_), table)
+
+
+def select_musicnn_C(
+    features: np.ndarray, labels: np.ndarray, pca_components: int | None, Cs: list, folds: int, max_iter: int, seed: int
+) -> tuple[float, float, list]:
+    """Choose the musicnn model's C by stratified k-fold cross-validation on the given (train) clips,
+    as select_svm_settings does: (C, its mean accuracy, [(C, mean accuracy), ...]); ties go to the first."""
+    pipeline = build_pipeline("musicnn", pca_components, C=1.0, max_iter=max_iter, seed=seed)
+    search = GridSearchCV(
+        pipeline,
+        {"classifier__C": list(Cs)},
+        scoring="accuracy",
+        refit=False,
+        n_jobs=-1,
+        cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed),
+    )
+    search.fit(features, labels)
+    results = search.cv_results_
+    table = [(p["classifier__C"], float(score)) for p, score in zip(results["params"], results["mean_test_score"])]
+    return search.best_params_["classifier__C"], float(search.best_score_), table
 
 
 def class_probabilities(pipeline: Pipeline, features: np.ndarray, n_labels: int) -> np.ndarray:

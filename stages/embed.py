@@ -1,0 +1,109 @@
+"""embed: the pretrained musicnn embedding of every clip.
+
+Reads   params embed.embedding (penultimate: 200 values, or max_pool: 753) and
+        embed.patches_per_clip (null: every patch; N: N evenly spaced ones, cheaper);
+        models/musicnn_msd (the pretrained stage); data/split/split_manifest.csv,
+        data/split/labels.json and the WAVs they list.
+Writes  data/embeddings/{train,val,test}.csv: track_id, label, genre, then the columns
+        <embedding>_000 ...: each clip decoded at 16 kHz (resampled with soxr, as convert
+        resamples), cut into non-overlapping 3 s log-mel patches, the embedding averaged over
+        them; one row per clip, in manifest order; data/embeddings/feature_info.json
+        ({"sample_rate": 16000, "params", "columns"}). Same inputs, same bytes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+from tqdm import tqdm
+
+from genreclf.artifacts import (
+    EMBEDDINGS_DIR,
+    FEATURE_ID_COLUMNS,
+    FEATURE_INFO_FILE,
+    MANIFEST_FILE,
+    PRETRAINED_DIR,
+    SPLIT_DIR,
+    SPLITS,
+    read_pretrained,
+    read_split,
+    write_embeddings,
+)
+from genreclf.errors import DataError
+from stages.common import run_stage, stage_logger
+from stages.config import load_config
+
+log = stage_logger("embed")
+
+
+def main() -> None:
+    settings = load_config().embed
+    embedding, patches_per_clip = settings.embedding, settings.patches_per_clip
+    clips, labels = read_split(SPLIT_DIR)
+    model_file, info = read_pretrained(PRETRAINED_DIR)
+    by_split = {split: clips[clips["split"] == split] for split in SPLITS}
+    log.info(
+        "read %s/%s: %d clips (%s), %d genres; %s (%s)",
+        SPLIT_DIR,
+        MANIFEST_FILE,
+        len(clips),
+        ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS),
+        len(labels),
+        model_file,
+        info["source"],
+    )
+    # TensorFlow and librosa (seconds to import) only once the inputs are there
+    import keras
+    import tensorflow as tf
+
+    from genreclf.data.audio import decode_clip
+    from genreclf.features.fma_features import int16_to_float
+    from genreclf.models import musicnn
+
+    tf.config.experimental.enable_op_determinism()
+    model = keras.models.load_model(model_file, compile=False)
+    sample_rate = info["sample_rate"]
+    columns = musicnn.embedding_columns(embedding)
+    ordered = pd.concat([by_split[split] for split in SPLITS])
+
+    def audio():
+        for track_id, path in zip(ordered["track_id"], ordered["path"]):
+            samples = int16_to_float(decode_clip(path, sample_rate))
+            if samples.size < musicnn.PATCH_FRAMES * musicnn.HOP_LENGTH:
+                raise DataError(f"{path}: clip {track_id} is shorter than one 3 s patch", path=path)
+            yield samples
+
+    started = time.perf_counter()
+    with tqdm(total=len(ordered), desc="embed", unit="clip") as progress:
+        rows = musicnn.iter_clip_embeddings(model, audio(), embedding, patches_per_clip, on_clip=progress.update)
+        write_embeddings(
+            EMBEDDINGS_DIR,
+            {split: by_split[split][FEATURE_ID_COLUMNS] for split in SPLITS},
+            rows,
+            columns,
+            sample_rate,
+            {
+                "model": PRETRAINED_DIR.as_posix(),
+                "source": info["source"],
+                "embedding": embedding,
+                "patches_per_clip": patches_per_clip,
+            },
+        )
+    seconds = time.perf_counter() - started
+    log.info("patches per clip: %s", "all" if patches_per_clip is None else patches_per_clip)
+    log.info("embedded %d clips in %.1f s (%.2f clips/s)", len(ordered), seconds, len(ordered) / seconds)
+    log.info(
+        "wrote %s/{%s}.csv (%s rows, %d %s columns) and %s/%s",
+        EMBEDDINGS_DIR,
+        ",".join(SPLITS),
+        ", ".join(str(len(by_split[s])) for s in SPLITS),
+        len(columns),
+        embedding,
+        EMBEDDINGS_DIR,
+        FEATURE_INFO_FILE,
+    )
+
+
+if __name__ == "__main__":
+    run_stage("embed", main)

@@ -92,7 +92,7 @@ def pipeline_flags(flags: Sequence[str]) -> list[str]:
         options.get_all_options(add_extra_args_fn=strict)
         _, unknown = parsers[0].parse_known_args(flags)
     except _OptionError as e:
-        raise ValueError(f"{e}; see `python -m apache_beam.examples.wordcount --help` for Beam's options") from None
+        raise ValueError(f"{e}; expected Beam pipeline options") from None
     finally:
         options_log.setLevel(level)
     if unknown:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +30,7 @@ from genreclf.artifacts import (
     write_skipped,
 )
 from genreclf.data import audio
+from genreclf.engine import engine_from_environ, limit_threads, map_in_order
 from genreclf.errors import DataError
 from genreclf.io import atomic_dir, write_json
 from stages.common import run_stage, stage_logger
@@ -35,61 +38,44 @@ from stages.config import load_config
 
 METRICS_JSON = Path("metrics/convert.json")
 
-# One thread per worker process: the pool already uses every core.
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SKIPPED_SHOWN_IN_LOG = 20
 
 log = stage_logger("convert")
 
 
-def limit_threads() -> None:
-    """Pool initializer: one BLAS/OpenMP thread per worker."""
-    for name in THREAD_ENV_VARS:
-        os.environ[name] = "1"
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # the environment variables still cover libraries loaded later
-        return
-    threadpool_limits(1)
-
-
-def convert_all(
-    sources: list[str], destinations: list[Path], sample_rate: int, min_seconds: float
-) -> list[audio.ConvertResult]:
-    """convert_clip on every clip with one process per core; results in input order."""
+def convert_here(convert: Callable, clips: Sequence[tuple]) -> list[audio.ConvertResult]:
+    """The local engine: ``convert(source, destination)`` of every clip with one process per core;
+    results in input order."""
     workers = os.cpu_count() or 1
-    log.info("decoding %d clips with %d worker processes", len(sources), workers)
+    log.info("decoding %d clips with %d worker processes", len(clips), workers)
     with ProcessPoolExecutor(max_workers=workers, initializer=limit_threads) as pool:
-        results = pool.map(
-            audio.convert_clip,
-            sources,
-            destinations,
-            [sample_rate] * len(sources),
-            [min_seconds] * len(sources),
-            chunksize=4,
-        )
-        return list(tqdm(results, total=len(sources), desc="convert", unit="clip"))
+        results = pool.map(convert, *zip(*clips), chunksize=4)
+        return list(tqdm(results, total=len(clips), desc="convert", unit="clip"))
 
 
 def main() -> None:
     params = load_config().convert
+    engine = engine_from_environ()
     sample_rate, min_seconds = params.sample_rate, params.min_seconds
     clips = read_clips(CLIPS_CSV)
     extensions = Counter(Path(p).suffix.lower() for p in clips["path"])
     log.info(
-        "read %s: %d clips, %d genres, files %s; sample_rate %d Hz, min_seconds %g",
+        "read %s: %d clips, %d genres, files %s; sample_rate %d Hz, min_seconds %g; engine %s",
         CLIPS_CSV,
         len(clips),
         clips["genre"].nunique(),
         dict(sorted(extensions.items())),
         sample_rate,
         min_seconds,
+        engine.describe(),
     )
 
     started = time.perf_counter()
     with atomic_dir(WAV_DIR) as wav_tmp:
         destinations = [wav_tmp / f"{track_id}.wav" for track_id in clips["track_id"]]
-        results = convert_all(list(clips["path"]), destinations, sample_rate, min_seconds)
+        convert = partial(audio.convert_clip, sample_rate=sample_rate, min_seconds=min_seconds)
+        jobs = list(zip(clips["path"], destinations))
+        results = list(map_in_order(convert, jobs, engine, setup=limit_threads, local=convert_here))
         ok = [r.ok for r in results]
         if not any(ok):
             kinds = Counter(r.kind for r in results)

@@ -13,6 +13,7 @@ memory stays flat and the same inputs give the same bytes.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import pandas as pd
 import soundfile as sf
@@ -27,6 +28,7 @@ from genreclf.artifacts import (
     read_split,
     write_features,
 )
+from genreclf.engine import engine_from_environ, map_in_order
 from genreclf.errors import DataError
 from genreclf.features import fma_features as features
 from stages.common import run_stage, stage_logger
@@ -45,13 +47,14 @@ def wav_sample_rate(path: str) -> int:
 
 def main() -> None:
     params = features.FeatureParams(**load_config().features.model_dump())
+    engine = engine_from_environ()
     clips, labels = read_split(SPLIT_DIR)
     sample_rate = wav_sample_rate(clips["path"].iloc[0])
     features.check_params(params, sample_rate, where=f"{PARAMS_FILE}: features")
     columns = features.feature_columns(params)
     by_split = {split: clips[clips["split"] == split] for split in SPLITS}
     log.info(
-        "read %s/%s: %s clips (%s), %d genres; %d Hz WAVs; params %s; %d feature columns",
+        "read %s/%s: %s clips (%s), %d genres; %d Hz WAVs; params %s; %d feature columns; engine %s",
         SPLIT_DIR,
         MANIFEST_FILE,
         len(clips),
@@ -60,11 +63,18 @@ def main() -> None:
         sample_rate,
         features.params_to_dict(params),
         len(columns),
+        engine.describe(),
     )
 
     ordered = pd.concat([by_split[split] for split in SPLITS])
     started = time.perf_counter()
-    rows = features.iter_wav_features(ordered["path"].tolist(), sample_rate, params)
+    rows = map_in_order(
+        partial(features.wav_features, sample_rate=sample_rate, params=params),
+        [(path,) for path in ordered["path"]],
+        engine,
+        setup=partial(features.init_worker, sample_rate, params),
+        local=lambda _, paths: features.iter_wav_features([p for (p,) in paths], sample_rate, params),
+    )
     try:
         write_features(
             FEATURES_DIR,

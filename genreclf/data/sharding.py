@@ -30,6 +30,43 @@ def shard_chunks(num_clips: int, num_shards: int, rng: np.random.Generator) -> l
     return np.array_split(rng.permutation(num_clips), min(num_shards, num_clips))
 
 
+def write_shard(path: str | Path, clips: Sequence[Clip], sample_rate: int, progress=None) -> list[int]:
+    """Write ``clips``, in this order, as one TFRecord file ``path``; the number of samples of each.
+
+    Every WAV must be mono 16-bit at ``sample_rate``. ``progress`` (e.g. a tqdm bar) is
+    advanced by one per clip. Both engines write each shard with this function (see
+    ``genreclf.engine``).
+    """
+    import tensorflow as tf
+
+    num_samples = []
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for clip in clips:
+            samples, rate = read_wav(clip.wav_path)
+            if rate != sample_rate:
+                raise DataError(
+                    f"{clip.wav_path}: sample rate {rate} Hz, but the other clips have {sample_rate} Hz",
+                    path=clip.wav_path,
+                )
+            writer.write(serialize_example(samples, clip.label, clip.track_id))
+            num_samples.append(len(samples))
+            if progress is not None:
+                progress.update(1)
+    return num_samples
+
+
+def plan_split_shards(
+    out_dir: str | Path, split: str, clips: Sequence[Clip], num_shards: int, rng: np.random.Generator
+) -> list[tuple[Path, list[int]]]:
+    """The shards of one split: (path ``out_dir/{split}-...tfrecord``, the indices of its clips in
+    ``clips``, in their shuffled order) for each shard (``shard_chunks`` with ``rng``)."""
+    chunks = shard_chunks(len(clips), num_shards, rng)
+    return [
+        (Path(out_dir) / shard_name(split, index, len(chunks), len(chunk)), chunk.tolist())
+        for index, chunk in enumerate(chunks)
+    ]
+
+
 def write_split_shards(
     out_dir: str | Path,
     split: str,
@@ -39,28 +76,13 @@ def write_split_shards(
     sample_rate: int,
     progress=None,
 ) -> list[int]:
-    """Write ``clips`` as shards ``out_dir/{split}-...tfrecord`` in a shuffled order.
+    """Write ``clips`` as shards ``out_dir/{split}-...tfrecord`` in a shuffled order, one after the other.
 
     Every WAV must be mono 16-bit at ``sample_rate``. ``progress`` (e.g. a tqdm bar)
     is advanced by one per clip. Returns the number of samples of each clip, in input order.
     """
-    import tensorflow as tf
-
-    chunks = shard_chunks(len(clips), num_shards, rng)
     num_samples = [0] * len(clips)
-    for index, chunk in enumerate(chunks):
-        path = Path(out_dir) / shard_name(split, index, len(chunks), len(chunk))
-        with tf.io.TFRecordWriter(str(path)) as writer:
-            for i in chunk:
-                clip = clips[i]
-                samples, rate = read_wav(clip.wav_path)
-                if rate != sample_rate:
-                    raise DataError(
-                        f"{clip.wav_path}: sample rate {rate} Hz, but the other clips have {sample_rate} Hz",
-                        path=clip.wav_path,
-                    )
-                writer.write(serialize_example(samples, clip.label, clip.track_id))
-                num_samples[i] = len(samples)
-                if progress is not None:
-                    progress.update(1)
+    for path, indices in plan_split_shards(out_dir, split, clips, num_shards, rng):
+        for i, count in zip(indices, write_shard(path, [clips[i] for i in indices], sample_rate, progress)):
+            num_samples[i] = count
     return num_samples

@@ -581,7 +581,7 @@ def check_params(params: FeatureParams, sample_rate: int, where: str = SETTINGS_
         raise ParamError(f"{where} = {params_to_dict(params)} does not work at {sample_rate} Hz: {e}") from None
 
 
-def _init_worker(sample_rate: int, params: FeatureParams) -> None:
+def init_worker(sample_rate: int, params: FeatureParams) -> None:
     """Worker start-up: one thread for any thread pool a library starts later (the
     processes already use every core; clip_features limits BLAS itself), then one
     warm-up clip so that numba compiles before the first real clip."""
@@ -610,7 +610,7 @@ def iter_wav_features(
     paths = iter(wav_paths)
     # "spawn": workers start clean (no copy of the caller's threads or locks).
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_init_worker, initargs=(sample_rate, params)
+        max_workers=workers, mp_context=get_context("spawn"), initializer=init_worker, initargs=(sample_rate, params)
     )
     pending: deque[Future] = deque()
 

@@ -375,7 +375,7 @@ class Cnn2dSection(KerasSection):
 
 
 class RecommendSection(Section):
-    embedding: Literal["features"]  # the table the index is built on: the FMA feature set
+    embedding: Literal["musicnn", "features"]  # the table the index is built on: data/embeddings or data/features
     top: PositiveInt  # neighbours per query in the evaluation (precision@top)
 
 

@@ -32,16 +32,34 @@ def format_neighbours(path: str, rows: list[tuple[float, str, str]]) -> str:
     return "\n".join(lines)
 
 
-def embedding_of(clip, info: dict):
+class Embedder:
     """The embedding of one int16 clip, as the index's table has it (``info['embedding']``)."""
-    from genreclf.features import fma_features
 
-    if info.get("embedding") != "features":
-        raise DataError(
-            f"{RECOMMEND_DIR}: unknown embedding {info.get('embedding')!r}; run `dvc repro recommend_index`"
-        )
-    params = fma_features.params_from_dict(info["params"], where=f"{RECOMMEND_DIR}: params")
-    return fma_features.clip_features(fma_features.int16_to_float(clip), info["sample_rate"], params)
+    def __init__(self, info: dict):
+        self.info, self._model = info, None
+        if info.get("embedding") not in ("features", "musicnn"):
+            raise DataError(
+                f"{RECOMMEND_DIR}: unknown embedding {info.get('embedding')!r}; run `dvc repro recommend_index`"
+            )
+
+    def __call__(self, clip):
+        from genreclf.features import fma_features
+
+        samples = fma_features.int16_to_float(clip)  # as the features and embed stages read their WAVs
+        params = self.info["params"]
+        if self.info["embedding"] == "features":
+            feature_params = fma_features.params_from_dict(params, where=f"{RECOMMEND_DIR}: params")
+            return fma_features.clip_features(samples, self.info["sample_rate"], feature_params)
+        from genreclf.models import musicnn
+
+        if self._model is None:  # the pretrained network the embeddings were made with, loaded once
+            import keras
+
+            from genreclf.artifacts import read_pretrained
+
+            model_file, _ = read_pretrained(params["model"])
+            self._model = keras.models.load_model(model_file, compile=False)
+        return musicnn.clip_embedding(self._model, samples, params["embedding"], params.get("patches_per_clip"))
 
 
 def main() -> None:
@@ -56,7 +74,7 @@ def main() -> None:
     from genreclf.models import neighbours
 
     arrays, library, info = read_similarity_index(RECOMMEND_DIR)
-    index = neighbours.SimilarityIndex(*arrays)
+    index, embed = neighbours.SimilarityIndex(*arrays), Embedder(info)
     log.info(
         "index %s: %d library clips, embedding %s, audio decoded at %d Hz",
         RECOMMEND_DIR,
@@ -68,7 +86,7 @@ def main() -> None:
     for path in args.files:
         try:
             clip = decode_clip(path, info["sample_rate"])  # its errors name the file
-            query = neighbours.query_vectors(index, embedding_of(clip, info)[None, :])
+            query = neighbours.query_vectors(index, embed(clip)[None, :])
         except GenreError as e:
             message = str(e)
             log.error("error: %s", message if message.startswith(f"{path}:") else f"{path}: {message}")

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from genreclf.artifacts import read_similarity_index
+from genreclf.artifacts import FEATURE_ID_COLUMNS, read_similarity_index, write_embeddings
 from genreclf.models import neighbours
 from tests.helpers import call_stage, make_project, run_stage, tone, write_audio
 from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
@@ -48,36 +48,47 @@ def test_genre_precision_is_the_mean_share_of_same_genre_neighbours(neighbour_ge
     assert neighbours.genre_precision(["a", "b"], library_genres, found) == expected
 
 
-def clustered_tables(rng: np.random.Generator) -> dict:
-    """Two genres whose features sit around two far-apart points: every neighbour is of the query's genre."""
+EMBEDDING_COLUMNS = [f"penultimate_{i:03d}" for i in range(8)]
+
+
+def clustered_tables(rng: np.random.Generator, columns: list[str], noise: float) -> dict:
+    """Two genres whose rows sit around two far-apart points, plus ``noise``: with little noise
+    every neighbour is of the query's genre; with much, about half."""
     tables = {}
     for split, per_genre in {"train": 6, "val": 2, "test": 2}.items():
         labels = [g for g in range(len(GENRES)) for _ in range(per_genre)]
-        centres = np.where(np.array(labels)[:, None] == 0, 1.0, -1.0) * np.linspace(1, 2, len(FEATURE_COLUMNS))
-        features = centres + 0.01 * rng.standard_normal(centres.shape)
+        centres = np.where(np.array(labels)[:, None] == 0, 1.0, -1.0) * np.linspace(1, 2, len(columns))
+        features = centres + noise * rng.standard_normal(centres.shape)
         track_ids = [f"{split}{i:03d}" for i in range(len(labels))]
-        tables[split] = feature_frame(track_ids, labels, GENRES, features, FEATURE_COLUMNS)
+        tables[split] = feature_frame(track_ids, labels, GENRES, features, columns)
     return tables
 
 
 @pytest.fixture
 def index_project(tmp_path):
+    """The FMA features cluster by genre; the (musicnn-like) embeddings are mostly noise."""
     project = make_project(tmp_path / "project")
     write_params(project, {"recommend": {"embedding": "features", "top": 3}})
-    write_feature_tables(project, clustered_tables(np.random.default_rng(0)))
+    write_feature_tables(project, clustered_tables(np.random.default_rng(0), FEATURE_COLUMNS, 0.01))
+    embeddings = clustered_tables(np.random.default_rng(1), EMBEDDING_COLUMNS, 100.0)
+    write_embeddings(
+        project / "data" / "embeddings",
+        {split: table[FEATURE_ID_COLUMNS] for split, table in embeddings.items()},
+        (row for table in embeddings.values() for row in table[EMBEDDING_COLUMNS].to_numpy()),
+        EMBEDDING_COLUMNS,
+        16000,
+        {"embedding": "penultimate"},
+    )
     return project
 
 
 def test_stage_indexes_train_and_val_and_scores_the_test_queries(index_project):
     call_stage(index_project, "recommend_index")
     metrics = json.loads((index_project / "metrics" / "recommend.json").read_text())
-    assert metrics == {
-        "embedding": "features",
-        "library_clips": 16,
-        "queries": 4,
-        "top": 3,
-        "genre_precision_at_3": 1.0,
-    }
+    by_embedding = metrics.pop("genre_precision_at_3_by_embedding")
+    expected = {"embedding": "features", "library_clips": 16, "queries": 4, "top": 3, "genre_precision_at_3": 1.0}
+    assert metrics == expected
+    assert by_embedding["features"] == 1.0 and by_embedding["musicnn"] < 1.0
     arrays, library, info = read_similarity_index(index_project / "models" / "recommend")
     assert list(library["split"]) == ["train"] * 12 + ["val"] * 4
     assert arrays[2].shape == (16, len(FEATURE_COLUMNS)) and info["embedding"] == "features"

@@ -347,13 +347,26 @@ def read_feature_info(features_dir: str | Path) -> dict:
 
 
 FEATURE_READ_CHUNK_ROWS = 512  # rows parsed at a time: the memory is the matrix plus one chunk, not a table
+LINE_COUNT_BYTES = 1 << 20  # block size of the pass that counts a table's lines
+
+
+def count_lines(path: str | Path) -> int:
+    """The lines of a text file (a last line without its newline counts), read in blocks."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as file:
+        while block := file.read(LINE_COUNT_BYTES):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
 
 
 def read_feature_split(features_dir: str | Path, split: str, columns: list[str]) -> FeatureSplit:
     """data/features/<split>.csv, checked: exactly the id columns then ``columns``, clips, no NaN.
 
-    Parsed FEATURE_READ_CHUNK_ROWS rows at a time, so that reading it takes little more memory
-    than the float64 matrix it gives (a whole pandas table of it took about 5 times that).
+    The float64 matrix is allocated once, for as many clips as the file has lines after its
+    header (a CSV record cannot have fewer lines), and filled FEATURE_READ_CHUNK_ROWS parsed
+    rows at a time, so that reading it takes the matrix plus one chunk: no second copy of the
+    matrix (a whole pandas table of it took about 5 times that, a list of chunks twice).
     """
     path = Path(features_dir) / f"{split}.csv"
     if not path.is_file():
@@ -370,44 +383,34 @@ def read_feature_split(features_dir: str | Path, split: str, columns: list[str])
                 f"{unexpected[:SHOWN]})",
                 path=path,
             )
+        capacity = max(count_lines(path) - 1, 0)
+        features = np.empty((capacity, len(columns)), dtype=np.float64)
+        labels = np.empty(capacity, dtype=np.int64)
+        track_ids: list[str] = []
+        genres: list[str] = []
+        bad: list[str] = []
         reader = pd.read_csv(path, dtype={"track_id": str, "genre": str}, chunksize=FEATURE_READ_CHUNK_ROWS)
-        parts = [_feature_chunk(chunk, path, columns) for chunk in reader if len(chunk)]
+        for chunk in reader:
+            if chunk.empty:  # a header alone
+                continue
+            start, stop = len(track_ids), len(track_ids) + len(chunk)
+            if not pd.api.types.is_integer_dtype(chunk["label"]) or (chunk["label"] < 0).any():
+                raise DataError(f"{path}: the label column must hold non-negative integers", path=path)
+            features[start:stop] = chunk[columns].to_numpy(dtype=np.float64)
+            labels[start:stop] = chunk["label"].to_numpy(dtype=np.int64)
+            track_ids += chunk["track_id"].tolist()
+            genres += chunk["genre"].tolist()
+            finite = np.isfinite(features[start:stop]).all(axis=1)
+            bad += [track_id for track_id, ok in zip(chunk["track_id"], finite) if not ok]
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not a readable CSV ({e})", path=path) from None
-    if not parts:
+    if not track_ids:
         raise DataError(f"{path}: no clips", path=path)
-    bad = [track_id for part in parts for track_id, ok in zip(part.track_ids, part.finite) if not ok]
     if bad:
         raise DataError(f"{path}: NaN or infinite features for the clips {bad[:SHOWN]}", path=path)
-    features = np.concatenate([part.features for part in parts])
-    return FeatureSplit(
-        track_ids=[t for part in parts for t in part.track_ids],
-        features=features,
-        labels=np.concatenate([part.labels for part in parts]),
-        genres=[g for part in parts for g in part.genres],
-    )
-
-
-@dataclass(frozen=True)
-class _FeatureChunk:
-    track_ids: list[str]
-    features: np.ndarray
-    labels: np.ndarray
-    genres: list[str]
-    finite: list[bool]
-
-
-def _feature_chunk(chunk: pd.DataFrame, path: Path, columns: list[str]) -> _FeatureChunk:
-    if not pd.api.types.is_integer_dtype(chunk["label"]) or (chunk["label"] < 0).any():
-        raise DataError(f"{path}: the label column must hold non-negative integers", path=path)
-    features = chunk[columns].to_numpy(dtype=np.float64)
-    return _FeatureChunk(
-        track_ids=chunk["track_id"].tolist(),
-        features=features,
-        labels=chunk["label"].to_numpy(dtype=np.int64),
-        genres=chunk["genre"].tolist(),
-        finite=np.isfinite(features).all(axis=1).tolist(),
-    )
+    if len(track_ids) < capacity:  # blank lines, or line breaks inside quoted cells: a smaller copy
+        features, labels = features[: len(track_ids)].copy(), labels[: len(track_ids)].copy()
+    return FeatureSplit(track_ids=track_ids, features=features, labels=labels, genres=genres)
 
 
 def genre_labels(splits: dict[str, FeatureSplit], source: str | Path) -> list[str]:

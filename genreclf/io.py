@@ -107,8 +107,13 @@ def reproducible_zip(data: bytes, drop_json_keys: dict[str, list[str]] | None = 
                 for key in drop_json_keys[name]:
                     obj.pop(key, None)
                 content = json.dumps(obj, sort_keys=True).encode()
-            info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            dst.writestr(info, content)
+            dst.writestr(reproducible_member(name), content)
     return out.getvalue()
+
+
+def reproducible_member(name: str) -> zipfile.ZipInfo:
+    """The entry of a member of a reproducible zip: fixed timestamp and mode, deflated."""
+    info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info

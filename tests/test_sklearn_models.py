@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -14,6 +15,7 @@ from sklearn.preprocessing import FunctionTransformer
 from genreclf import artifacts
 from genreclf.errors import DataError, ParamError
 from genreclf.models import sklearn_models
+from stages import train_sklearn
 from stages.config import load_config
 from stages.train_sklearn import (
     check_settings_fit_data,
@@ -126,6 +128,85 @@ def test_same_model_gives_the_same_bytes_and_loads_back(name, tmp_path):
         assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in archive.infolist())
     loaded = sklearn_models.load_pipeline(path)
     np.testing.assert_array_equal(loaded.predict_proba(x), first.predict_proba(x))
+
+
+@pytest.mark.parametrize("name", sklearn_models.MODEL_NAMES)
+@pytest.mark.parametrize("pca_components", [None, 3])
+def test_fitting_in_place_gives_the_same_model_without_a_copy(name, pca_components):
+    x, y = blobs(10)
+    plain = sklearn_models.build_pipeline(name, pca_components, **OPTIONS[name]).fit(x, y)
+    features = x.copy()
+    pipeline = sklearn_models.build_pipeline(name, pca_components, **OPTIONS[name])
+
+    scaled = sklearn_models.fit_in_place(pipeline, features, y)
+
+    assert scaled is features  # standardised where it was
+    np.testing.assert_allclose(features, (x - x.mean(axis=0)) / x.std(axis=0), atol=1e-12)
+    assert sklearn_models.model_bytes(pipeline) == sklearn_models.model_bytes(plain)
+    np.testing.assert_array_equal(pipeline[1:].predict_proba(scaled), plain.predict_proba(x))
+    # the saved scaler still copies what it is given: predicting leaves the caller's array alone
+    again = x.copy()
+    np.testing.assert_array_equal(pipeline.predict_proba(again), plain.predict_proba(x))
+    np.testing.assert_array_equal(again, x)
+
+
+def test_knn_fitted_in_place_keeps_the_standardised_array_itself():
+    x, y = blobs(10)
+    features = x.copy()
+    pipeline = sklearn_models.build_pipeline("knn", None, **OPTIONS["knn"])
+    sklearn_models.fit_in_place(pipeline, features, y)
+    assert pipeline.named_steps["classifier"]._fit_X is features  # no second copy of the data
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+@pytest.mark.parametrize(
+    "features",
+    [np.ones((6, 2), dtype=np.float32), np.ones((2, 6)).T, read_only(np.ones((6, 2)))],
+    ids=["float32", "fortran-order", "read-only"],
+)
+def test_fitting_in_place_needs_a_writeable_c_ordered_float64_array(features):
+    with pytest.raises(ValueError, match="writeable C-ordered float64"):
+        sklearn_models.fit_in_place(sklearn_models.build_pipeline("gnb", None, **OPTIONS["gnb"]), features, np.zeros(6))
+
+
+def test_the_svm_search_leaves_its_features_as_they_were():
+    """Its scaler works in place on each fold's own copy, never on the array it is given."""
+    x, y = blobs(10)
+    features = x.copy()
+    sklearn_models.select_svm_settings(features, y, None, "rbf", [1.0, 10.0], ["scale"], folds=5, seed=0)
+    np.testing.assert_array_equal(features, x)
+
+
+@pytest.mark.parametrize("name", sklearn_models.MODEL_NAMES)
+def test_the_saved_file_is_the_canonical_bytes(name, tmp_path):
+    x, y = blobs(10)
+    pipeline = sklearn_models.build_pipeline(name, 3, **OPTIONS[name]).fit(x, y)
+    sklearn_models.save_pipeline(pipeline, tmp_path / "model.skops")
+    assert (tmp_path / "model.skops").read_bytes() == sklearn_models.model_bytes(pipeline)
+    with zipfile.ZipFile(tmp_path / "model.skops") as archive:
+        names = archive.namelist()
+    assert names == sorted(names) and "schema.json" in names and all(n.startswith(tuple("123456789s")) for n in names)
+
+
+def test_saving_a_model_that_holds_its_data_copies_it_little(tmp_path):
+    """Traced memory at its peak while a kNN model (its training matrix inside) is saved: skops'
+    own copy of the matrix, not the five copies of building the whole file in memory twice over."""
+    x, y = blobs(2000, n_features=100)  # a 4.8 MB matrix
+    pipeline = sklearn_models.build_pipeline("knn", None, **OPTIONS["knn"])
+    sklearn_models.fit_in_place(pipeline, x, y)
+    tracemalloc.start()
+    try:
+        sklearn_models.save_pipeline(pipeline, tmp_path / "model.skops")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2.5 * x.nbytes, f"peak {peak / x.nbytes:.2f} times the matrix"
+    loaded = sklearn_models.load_pipeline(tmp_path / "model.skops")
+    np.testing.assert_array_equal(loaded.named_steps["classifier"]._fit_X, x)
 
 
 def double(values):
@@ -378,3 +459,27 @@ def test_the_musicnn_model_trains_and_predicts_on_the_embedding_tables_alone(tmp
     assert folder.preprocessing["selected"] == {"C": 1.0, "cv_accuracy": 1.0, "cv_folds": 5}
     predictions = load_predictor(tmp_path / "models/musicnn").predict_split(tmp_path / "data", "test")
     assert predictions.track_ids == tables["test"]["track_id"].tolist() and predictions.clip_accuracy == 1.0
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 1024])
+def test_logged_accuracy_is_the_same_in_chunks(monkeypatch, chunk_rows):
+    (train_x, train_y), (test_x, test_y) = blobs(10, seed=0), blobs(20, seed=1)
+    test_x = test_x + np.random.default_rng(5).normal(scale=12.0, size=test_x.shape)  # some clips wrong
+    pipeline = sklearn_models.build_pipeline("gnb", None, **OPTIONS["gnb"]).fit(train_x, train_y)
+    expected = np.mean(pipeline.predict(test_x) == test_y)
+    assert 0.3 < expected < 1.0
+    monkeypatch.setattr(train_sklearn, "ACCURACY_CHUNK_ROWS", chunk_rows)
+    assert train_sklearn.accuracy(pipeline, test_x, test_y, 3) == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["knn", "logreg"])
+def test_stage_model_is_that_of_a_plain_fit(tmp_path, name):
+    """The stage standardises the training matrix in place: the file is that of Pipeline.fit."""
+    write_params(tmp_path)
+    write_blob_features(tmp_path)
+    run_stage(tmp_path, "train_sklearn", name)
+    train = artifacts.read_feature_split(tmp_path / "data/features", "train", COLUMNS)
+    pca, options = model_settings(load_config(tmp_path / "params.yaml").model_section(name))
+    plain = sklearn_models.build_pipeline(name, pca, **options).fit(train.features, train.labels)
+    assert (tmp_path / "models" / name / "model.skops").read_bytes() == sklearn_models.model_bytes(plain)

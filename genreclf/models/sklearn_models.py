@@ -10,11 +10,15 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import skops.io as sio
+from joblib import parallel_config
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -27,7 +31,7 @@ from sklearn.svm import SVC
 
 from genreclf import catalog
 from genreclf.errors import DataError
-from genreclf.io import reproducible_zip, write_bytes
+from genreclf.io import atomic_path, reproducible_member
 
 MODEL_NAMES = catalog.SKLEARN_MODELS
 
@@ -38,8 +42,15 @@ MODEL_NAMES = catalog.SKLEARN_MODELS
 # lost about 6 points of cross-validated accuracy on GTZAN.
 CALIBRATION_FOLDS = 5
 CALIBRATION_METHOD = "temperature"
-# libsvm's kernel cache (MB): speed only (the default 200 MB is small for thousands of clips).
+# libsvm's kernel cache (MB): speed only. It is allocated as used and never exceeds the kernel
+# matrix of one pair of genres (libsvm trains one SVM per pair): 4 bytes x (clips of the two
+# genres)^2, 10 MB for fma_small's 1600 training clips per pair; this bound matters only beyond.
 SVC_CACHE_MB = 1000
+# The SVM's cross-validation runs its fits in threads, not processes: libsvm releases the GIL,
+# so they still use every core, while processes each held their own copy of the interpreter,
+# of scikit-learn and of the training data (memory-mapped, counted once per process).
+SEARCH_BACKEND = "threading"
+MODEL_COPY_BYTES = 1 << 20  # block size when an array member is copied into the canonical model file
 
 # Types that skops does not trust by default but that the pipelines built here hold.
 # A model file holding any other untrusted type is refused.
@@ -95,14 +106,15 @@ CLASSIFIER_BUILDERS = {
 }
 
 
-def build_pipeline(name: str, pca_components: int | None, **classifier_options) -> Pipeline:
+def build_pipeline(name: str, pca_components: int | None, copy: bool = True, **classifier_options) -> Pipeline:
     """standardise -> PCA (if ``pca_components``) -> the classifier ``name`` built from its options.
 
-    PCA uses the exact (full) SVD, so it needs no seed to be deterministic.
+    PCA uses the exact (full) SVD, so it needs no seed to be deterministic. ``copy=False``
+    makes the scaler standardise the arrays it is given in place (see fit_in_place).
     """
     if name not in CLASSIFIER_BUILDERS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODEL_NAMES)}")
-    steps = [("standardize", StandardScaler())]
+    steps = [("standardize", StandardScaler(copy=copy))]
     if pca_components is not None:
         steps.append(("pca", PCA(n_components=pca_components, svd_solver="full")))
     steps.append(("classifier", CLASSIFIER_BUILDERS[name](**classifier_options)))
@@ -125,7 +137,9 @@ def select_svm_settings(
     ``folds`` seeded, shuffled, stratified folds; ties go to the first pair in the order
     given. Returns ({"C", "gamma"}, its mean accuracy, [(C, gamma, mean accuracy), ...]).
     """
-    pipeline = build_pipeline("svm", pca_components, C=1.0, kernel=kernel, gamma="scale", seed=seed)
+    # The scaler works in place: each fit gets its fold's clips as a new array (scikit-learn
+    # indexes them out of ``features``), so standardising it in place changes nothing else.
+    pipeline = build_pipeline("svm", pca_components, copy=False, C=1.0, kernel=kernel, gamma="scale", seed=seed)
     pipeline.steps[-1] = ("classifier", SVC(kernel=kernel, cache_size=SVC_CACHE_MB))  # no calibration while choosing
     search = GridSearchCV(
         pipeline,
@@ -135,7 +149,8 @@ def select_svm_settings(
         n_jobs=-1,  # one fit per core; the scores do not depend on the number of workers
         cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed),
     )
-    search.fit(features, labels)
+    with parallel_config(backend=SEARCH_BACKEND):
+        search.fit(features, labels)
     results = search.cv_results_
     table = [
         (p["classifier__C"], p["classifier__gamma"], float(score))
@@ -165,6 +180,25 @@ def select_musicnn_C(
     return search.best_params_["classifier__C"], float(search.best_score_), table
 
 
+def fit_in_place(pipeline: Pipeline, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Fit ``pipeline`` as Pipeline.fit does, standardising ``features`` in place; return them.
+
+    The same model, to the byte, as ``pipeline.fit(features, labels)``, without its standardised
+    copy of the matrix: ``features`` is overwritten with what the steps after the scaler were
+    fitted on (``pipeline[1:]`` predicts from it), and a model that keeps its training data
+    (kNN) keeps that very array. The scaler keeps its own setting (copy=True by default),
+    so the fitted pipeline standardises a copy of whatever it is given later.
+    """
+    scaler = pipeline.steps[0][1]
+    if not isinstance(scaler, StandardScaler):
+        raise TypeError(f"the pipeline's first step is {type(scaler).__name__}, not StandardScaler")
+    if features.dtype != np.float64 or not features.flags.c_contiguous or not features.flags.writeable:
+        raise ValueError("fit_in_place needs a writeable C-ordered float64 array")
+    scaled = scaler.fit(features, labels).transform(features, copy=False)
+    pipeline[1:].fit(scaled, labels)
+    return scaled
+
+
 def class_probabilities(pipeline: Pipeline, features: np.ndarray, n_labels: int) -> np.ndarray:
     """Probabilities [clips, n_labels], column i for label i (zero for a label never trained on)."""
     probs = np.zeros((len(features), n_labels), dtype=np.float64)
@@ -192,33 +226,50 @@ def _renumber_ids(state, ids: dict[int, int]):
     return renumbered
 
 
-def model_bytes(pipeline: Pipeline) -> bytes:
-    """The skops file of a fitted pipeline, canonical: the same model always gives the same bytes.
+def write_model(pipeline: Pipeline, out: BinaryIO) -> None:
+    """Write the skops file of a fitted pipeline to the seekable ``out``, canonical: the same
+    model always gives the same bytes.
 
     skops names objects (and the array files in the zip) by their id() in memory,
     which differs from run to run; they are renumbered in schema order (from 1:
-    skops ignores an id of 0), then the zip is rewritten with fixed timestamps.
+    skops ignores an id of 0), and the members are written in name order with fixed
+    timestamps (genreclf.io.reproducible_member). skops builds its zip in memory, then it
+    goes to a temporary file, and each array is copied from there in blocks: a model that
+    holds its training data (kNN) is not copied several times over in memory.
     """
     ids: dict[int, int] = {}
-    renamed = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(sio.dumps(pipeline))) as src,
-        zipfile.ZipFile(renamed, "w", compression=zipfile.ZIP_STORED) as dst,
-    ):
-        schema = _renumber_ids(json.loads(src.read("schema.json")), ids)
-        dst.writestr("schema.json", json.dumps(schema, indent=2))
-        for name in src.namelist():
-            if name == "schema.json":
-                continue
-            match = SKOPS_ARRAY_FILE.match(name)
-            if match is None or int(match[1]) not in ids:
-                raise ValueError(f"skops wrote a member {name!r} that its schema does not name")
-            dst.writestr(f"{ids[int(match[1])]}{match[2]}", src.read(name))
-    return reproducible_zip(renamed.getvalue())
+    with tempfile.TemporaryFile() as raw:
+        sio.dump(pipeline, raw)
+        raw.seek(0)
+        with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+            schema = json.dumps(_renumber_ids(json.loads(src.read("schema.json")), ids), indent=2)
+            members = {"schema.json": None}
+            for name in src.namelist():
+                if name == "schema.json":
+                    continue
+                match = SKOPS_ARRAY_FILE.match(name)
+                if match is None or int(match[1]) not in ids:
+                    raise ValueError(f"skops wrote a member {name!r} that its schema does not name")
+                members[f"{ids[int(match[1])]}{match[2]}"] = name
+            for name in sorted(members):
+                if members[name] is None:
+                    dst.writestr(reproducible_member(name), schema)
+                    continue
+                with src.open(members[name]) as member, dst.open(reproducible_member(name), "w") as copy:
+                    shutil.copyfileobj(member, copy, MODEL_COPY_BYTES)
+
+
+def model_bytes(pipeline: Pipeline) -> bytes:
+    """The canonical skops file of a fitted pipeline (write_model), as bytes."""
+    out = io.BytesIO()
+    write_model(pipeline, out)
+    return out.getvalue()
 
 
 def save_pipeline(pipeline: Pipeline, path: str | Path) -> None:
-    write_bytes(path, model_bytes(pipeline))
+    """Write the canonical skops file (write_model) to ``path``, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+        write_model(pipeline, out)
 
 
 def load_pipeline(path: str | Path) -> Pipeline:

@@ -424,7 +424,8 @@ def test_stage_with_bad_params_fails_clearly_and_writes_nothing(tmp_path):
     assert not (tmp_path / "models").exists()
     proc = run_stage(tmp_path, "train_sklearn", "forest", check=False)
     assert proc.returncode == 2  # argparse's status for a bad argument
-    assert "argument model: invalid choice: 'forest' (choose from 'gnb', 'knn', 'logreg', 'svm')" in proc.stderr
+    choices = "'gnb', 'knn', 'logreg', 'svm', 'musicnn'"
+    assert f"argument model: invalid choice: 'forest' (choose from {choices})" in proc.stderr
 
 
 def test_musicnn_C_is_chosen_by_cross_validation_ties_to_the_first():

@@ -75,6 +75,17 @@ def runs_the_whole_suite(config) -> bool:
     return not (config.option.markexpr or config.option.keyword or named)
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, the main process compiles librosa's cached gufuncs before the test
+    processes start, so that they and the stages they run load one consistent numba cache
+    instead of compiling it together (a fresh install could then crash one of them:
+    genreclf/features/librosa_cache.py). About 7 s with the cache written, 45 s without."""
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        from genreclf.features.librosa_cache import compile_librosa_gufuncs
+
+        compile_librosa_gufuncs()
+
+
 def pytest_sessionstart(session):
     """In the full suite under pytest-xdist, the main process starts building the end-to-end
     project at once, in the background (tests/pipeline_project.py, shared_build: the test

@@ -9,6 +9,7 @@ checkpoint written here with TensorFlow's own TF1 saver.
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 
 import numpy as np
@@ -252,6 +253,22 @@ def test_the_keras_model_agrees_with_the_original_graph_within_1e_4(real_wheel):
     assert all(diff < PARITY_TOLERANCE for diff in worst.values()), worst
     # a tagger that works: the original's (and so our) top tags of the blues and the metal clip
     assert [musicnn.MSD_TAGS[i] for i in fixture["taggram"].argmax(axis=1)] == ["blues", "hard rock"]
+
+
+def test_the_pretrained_stage_writes_the_same_bytes_twice(fake_wheel, tmp_path):
+    """The stage, as DVC runs it, on the fake wheel: twice the same model.keras and pretrained.json."""
+    from genreclf import artifacts
+    from tests.helpers import call_stage, directory_bytes, make_project
+
+    wheel, _ = fake_wheel
+    digest = pretrained_stage.sha256_of(wheel)
+    project = make_project(tmp_path / "project", {"pretrained": {"wheel": str(wheel), "sha256": digest}})
+    call_stage(project, "pretrained")
+    first = directory_bytes(project / artifacts.PRETRAINED_DIR)
+    call_stage(project, "pretrained")
+    assert directory_bytes(project / artifacts.PRETRAINED_DIR) == first
+    assert sorted(first) == sorted([artifacts.PRETRAINED_INFO_FILE, artifacts.PRETRAINED_MODEL_FILE])
+    assert json.loads(first[artifacts.PRETRAINED_INFO_FILE])["sha256"] == digest
 
 
 # ---- the embed stage ---------------------------------------------------------------------------

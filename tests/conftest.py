@@ -86,19 +86,26 @@ def pytest_configure(config):
         compile_librosa_gufuncs()
 
 
+def background_build_runs(config) -> bool:
+    """Whether the main process builds the end-to-end project in the background: the full suite
+    under pytest-xdist, with ../shared/data and without GENRECLF_TEST_PROJECT. (A test process
+    sees numprocesses unset: that it is one says pytest-xdist runs.)"""
+    under_xdist = bool(os.environ.get("PYTEST_XDIST_WORKER") or getattr(config.option, "numprocesses", None))
+    return (
+        under_xdist
+        and not os.environ.get(REUSE_VARIABLE)
+        and runs_the_whole_suite(config)
+        and (SHARED_DATA / "gtzan_mini").is_dir()
+    )
+
+
 def pytest_sessionstart(session):
     """In the full suite under pytest-xdist, the main process starts building the end-to-end
     project at once, in the background (tests/pipeline_project.py, shared_build: the test
     processes wait for it under the same file lock), instead of when a test process has
     collected the tests and reached the first test that needs it."""
     config = session.config
-    if (
-        os.environ.get("PYTEST_XDIST_WORKER")
-        or not getattr(config.option, "numprocesses", None)
-        or os.environ.get(REUSE_VARIABLE)
-        or not runs_the_whole_suite(config)
-        or not (SHARED_DATA / "gtzan_mini").is_dir()
-    ):
+    if os.environ.get("PYTEST_XDIST_WORKER") or not background_build_runs(config):
         return
     folder = pipeline_folder(config._tmp_path_factory)
     folder.mkdir(parents=True, exist_ok=True)
@@ -120,11 +127,20 @@ def pytest_sessionfinish(session):
         build.wait(timeout=60)
 
 
-FIRST_FILE = "test_pipeline.py"  # its first test needs the end-to-end project
+FIRST_FILE = "test_pipeline.py"  # its first test needs the end-to-end project; the longest of those files
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """FIRST_FILE first (the rest in their order): pytest-xdist (--dist loadfile) hands files out
-    in this order, so one process starts building the end-to-end project at once while the
-    other runs the tests that do not need it."""
-    items.sort(key=lambda item: item.path.name != FIRST_FILE)
+    """The order in which pytest-xdist (--dist loadfile) hands the files out.
+
+    - With the background build: the files with a test that needs the end-to-end project go
+      last (FIRST_FILE first among them), so that both test processes run the other tests while
+      the project builds, instead of one of them waiting for it from the start.
+    - Without: FIRST_FILE first, so that one process starts building the project at once while
+      the other runs the tests that do not need it.
+    """
+    if background_build_runs(config):
+        needing = {item.path for item in items if "pipeline_project" in item.fixturenames}
+        items.sort(key=lambda item: (item.path in needing, item.path.name != FIRST_FILE))
+    else:
+        items.sort(key=lambda item: item.path.name != FIRST_FILE)

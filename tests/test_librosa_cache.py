@@ -38,7 +38,8 @@ def cached_gufuncs() -> dict[str, list[tuple[str, int]]]:
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef) and any(map(is_cached_guvectorize, node.decorator_list)):
                 module = ".".join(("librosa", *path.relative_to(LIBROSA_DIR).with_suffix("").parts))
-                found.setdefault(module.removesuffix(".__init__"), []).append((node.name, node.decorator_list[0].lineno))
+                first_line = node.decorator_list[0].lineno
+                found.setdefault(module.removesuffix(".__init__"), []).append((node.name, first_line))
     return found
 
 
@@ -52,19 +53,22 @@ def test_the_module_list_is_every_librosa_module_with_a_cached_gufunc():
 
 
 @pytest.mark.slow
-def test_one_call_writes_the_cache_of_every_gufunc(tmp_path):
-    """In a fresh process with an empty NUMBA_CACHE_DIR, the call leaves both cache files of
-    each gufunc (the function and its guf- wrapper), so later processes compile nothing."""
-    code = "from genreclf.features.librosa_cache import compile_librosa_gufuncs; compile_librosa_gufuncs()"
+def test_the_call_writes_both_cache_files_of_each_gufunc_of_the_listed_modules(tmp_path, monkeypatch):
+    """In a fresh process with an empty NUMBA_CACHE_DIR and only librosa.core.audio listed, the
+    call leaves the cache index of its gufunc and of the guf- wrapper, and none of beat's: the
+    processes started later load what the listed modules declare instead of compiling it."""
+    code = (
+        "from genreclf.features import librosa_cache as c; "
+        "c.GUFUNC_MODULES = ('librosa.core.audio',); c.compile_librosa_gufuncs()"
+    )
     env = dict(subprocess_env(), NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600)
     index_files = {p.name for p in tmp_path.rglob("*.nbi")}
-    for module, functions in cached_gufuncs().items():
-        stem = module.rsplit(".", 1)[-1]
-        for name, line in functions:
-            for prefix in ("", "guf-"):
-                expected = f"{prefix}{stem}.{name}-{line}.py{sys.version_info.major}{sys.version_info.minor}.nbi"
-                assert expected in index_files, f"{module}.{name}: no {expected} in {sorted(index_files)}"
+    python = f"py{sys.version_info.major}{sys.version_info.minor}"
+    for name, line in cached_gufuncs()["librosa.core.audio"]:
+        for prefix in ("", "guf-"):
+            assert f"{prefix}audio.{name}-{line}.{python}.nbi" in index_files, sorted(index_files)
+    assert not [name for name in index_files if "beat." in name], sorted(index_files)
 
 
 @pytest.mark.slow

@@ -38,7 +38,9 @@ def cached_gufuncs() -> dict[str, list[tuple[str, int]]]:
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef) and any(map(is_cached_guvectorize, node.decorator_list)):
                 module = ".".join(("librosa", *path.relative_to(LIBROSA_DIR).with_suffix("").parts))
-                found.setdefault(module.removesuffix(".__init__"), []).append((node.name, node.decorator_list[0].lineno))
+                found.setdefault(module.removesuffix(".__init__"), []).append(
+                    (node.name, node.decorator_list[0].lineno)
+                )
     return found
 
 

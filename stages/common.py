@@ -80,7 +80,7 @@ def with_hint(error: GenreError, running: str | None = None) -> str:
     if stage is None or stage == running:
         return message
     if isinstance(error, RemoteObjectError):  # DVC tracks the manifest only: it sees no change on the bucket
-        return f"{message}; run `dvc repro -f {stage}` to write them again"
+        return f"{message} with `dvc repro -f {stage}`"
     return f"{message}; run `dvc repro {stage}` to (re)create it"
 
 

@@ -100,8 +100,11 @@ def test_a_bad_manifest_is_named(tmp_path, manifest, message):
 
 
 def test_a_damaged_object_asks_for_a_forced_run_of_the_shard_stage():
-    error = RemoteObjectError("gs://b/p/x: expected 3 bytes", path=f"data/shards/{SHARD_MANIFEST_FILE}")
-    assert with_hint(error, running="train_keras@cnn1d").endswith("; run `dvc repro -f shard` to write them again")
+    error = RemoteObjectError(
+        "gs://b/p/x: expected 3 bytes, …: write them again", path=f"data/shards/{SHARD_MANIFEST_FILE}"
+    )
+    assert with_hint(error, running="train_keras@cnn1d").endswith(": write them again with `dvc repro -f shard`")
+    assert with_hint(error, running="shard").endswith(": write them again")
 
 
 # ---- on the emulated bucket ----------------------------------------------------------------
@@ -257,10 +260,11 @@ def test_a_deleted_or_changed_object_is_named(gcs_project, damage):
 
 
 @pytest.mark.slow
-def test_train_keras_from_the_bucket_fails_on_a_deleted_object_and_trains_when_it_is_back(tmp_path, bucket):
+def test_train_keras_from_the_bucket_fails_on_a_deleted_object_and_trains_once_it_is_written_again(tmp_path, bucket):
     """The Keras stage, in its own process, on shards that stay on the bucket: a deleted object stops
-    it before training, naming the object and the command that writes it again; with the object
-    back it trains from gs:// to the same model as from the same shards on disk."""
+    it before training, naming the object and the command that writes it again; the shard stage run
+    again uploads that object alone, and then the Keras stage trains from gs:// to the same model as
+    from the same shards on disk."""
     from tests.keras_fixture import write_tiny_repo
 
     local, remote = tmp_path / "local", tmp_path / "remote"
@@ -274,10 +278,12 @@ def test_train_keras_from_the_bucket_fails_on_a_deleted_object_and_trains_when_i
     content = fs.cat_file(entry.url)
     fs.rm(entry.url)
     failed = run_stage(remote, "train_keras", "cnn1d", check=False)
-    fs.pipe_file(entry.url, content)
+    repaired = run_stage(remote, "shard")  # what `dvc repro -f shard` runs
+    assert f"uploaded 1 objects; {len(objects) - 1} were there already" in repaired.stderr
+    assert fs.cat_file(entry.url) == content
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert f"{entry.url}: expected {entry.size} bytes" in failed.stderr
-    assert "run `dvc repro -f shard` to write them again" in failed.stderr
+    assert "since they were written: write them again with `dvc repro -f shard`" in failed.stderr
     assert not (remote / "models" / "cnn1d").exists()
     for project in (local, remote):
         run_stage(project, "train_keras", "cnn1d", timeout=300)

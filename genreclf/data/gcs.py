@@ -73,6 +73,7 @@ def stored_md5(info: dict, fs, url: str) -> str:
 
 def stat(fs, url: str) -> ObjectEntry | None:
     """The entry of the object stored at ``url`` now, or None if there is none."""
+    fs.invalidate_cache(url)
     try:
         info = fs.info(url)
     except FileNotFoundError:
@@ -95,7 +96,6 @@ def upload(local_path: str | Path, url: str) -> tuple[ObjectEntry, bool]:
     if stat(fs, url) == entry:
         return entry, False
     fs.put_file(str(local_path), url)
-    fs.invalidate_cache(url)
     stored = stat(fs, url)
     if stored != entry:
         raise DataError(

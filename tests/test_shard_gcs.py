@@ -298,3 +298,16 @@ def test_the_shards_of_the_workspace_stay_files(tmp_path):
 
     (tmp_path / "train-00000-of-00001.n2.tfrecord").write_bytes(b"")
     assert tfdata.shard_files(tmp_path, "train") == [str(tmp_path / "train-00000-of-00001.n2.tfrecord")]
+
+
+@pytest.mark.slow
+def test_a_bucket_that_does_not_exist_is_named(bucket, tmp_path):
+    local = tmp_path / "shard.tfrecord"
+    local.write_bytes(b"records")
+    url = "gs://no-such-bucket-here/data/shards/k/train-00000-of-00001.n1.tfrecord"
+    with pytest.raises(DataError) as caught:
+        gcs.upload(local, url)
+    assert str(caught.value).startswith(f"{url}: ")
+    assert "check that the bucket exists" in str(caught.value) and caught.value.path == url
+    with pytest.raises(RemoteObjectError, match="found no object on the bucket"):
+        gcs.check_objects([ObjectEntry(url, 7, hashlib.md5(b"records").hexdigest())], "shard_manifest.json")

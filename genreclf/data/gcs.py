@@ -17,16 +17,21 @@ gcsfs is imported only when a gs:// root is used.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from genreclf.artifacts import SCHEME, ObjectEntry
-from genreclf.errors import DataError, RemoteObjectError
+from genreclf.errors import DataError, GenreError, RemoteObjectError
 
 EMULATOR_VARIABLE = "STORAGE_EMULATOR_HOST"
 READ_BLOCK_BYTES = 1 << 20
+CREDENTIALS_HINT = (
+    "check that the bucket exists, that this machine can reach it and that the credentials in the environment "
+    "may use it (gcloud auth application-default login, or GOOGLE_APPLICATION_CREDENTIALS=key.json)"
+)
 
 
 def is_remote(root: str | Path | None) -> bool:
@@ -45,6 +50,18 @@ def filesystem():
 
     token = "anon" if os.environ.get(EMULATOR_VARIABLE) else None
     return gcsfs.GCSFileSystem(token=token)
+
+
+@contextlib.contextmanager
+def reaching(url: str) -> Iterator[None]:
+    """A failure of GCS itself (no such bucket, no credentials, no access, no network) raised as a
+    DataError that names ``url``, what failed and what to check."""
+    try:
+        yield
+    except GenreError:
+        raise
+    except Exception as e:
+        raise DataError(f"{url}: {type(e).__name__}: {e}; {CREDENTIALS_HINT}", path=url) from None
 
 
 def stream_digest(stream, algorithm: str = "md5") -> str:
@@ -92,11 +109,12 @@ def upload(local_path: str | Path, url: str) -> tuple[ObjectEntry, bool]:
     object must have the file's size and MD5.
     """
     entry = ObjectEntry(url, os.path.getsize(local_path), file_digest(local_path))
-    fs = filesystem()
-    if stat(fs, url) == entry:
-        return entry, False
-    fs.put_file(str(local_path), url)
-    stored = stat(fs, url)
+    with reaching(url):
+        fs = filesystem()
+        if stat(fs, url) == entry:
+            return entry, False
+        fs.put_file(str(local_path), url)
+        stored = stat(fs, url)
     if stored != entry:
         raise DataError(
             f"{url}: the upload of {local_path} ({entry.size} bytes, MD5 {entry.md5}) stored "
@@ -131,7 +149,8 @@ def check_objects(expected: Sequence[ObjectEntry], listed_in: str | Path) -> Non
     the file (the manifest) that lists them, which the error's ``path`` names."""
     if not expected:
         return
-    stored = listed(filesystem(), [entry.url for entry in expected])
+    with reaching(expected[0].url):
+        stored = listed(filesystem(), [entry.url for entry in expected])
     bad = [entry for entry in expected if stored.get(entry.url) != entry]
     if bad:
         first = bad[0]

@@ -17,6 +17,8 @@ data/split/{split_manifest.csv,    write_split (split)    read_split (shard, fea
   labels.json}
 data/shards/dataset_info.json      write_dataset_info     read_dataset_info (train_keras,
                                    (shard)                evaluate of a Keras model)
+data/shards/shard_manifest.json    write_shard_manifest   read_shard_manifest (train_keras,
+  (a gs:// data root only)         (shard)                evaluate of a Keras model)
 data/features/{train,val,test}.csv write_features         read_feature_info, read_feature_split
   + feature_info.json              (features)             (train_sklearn, evaluate of a
                                                           scikit-learn model)
@@ -67,6 +69,7 @@ LEFT_OUT_FILE = "left_out.csv"  # in data/split/: converted clips that no split 
 LABELS_FILE = "labels.json"  # in data/split/ and in every model folder
 SHARD_DIR = DATA_DIR / "shards"
 DATASET_INFO_FILE = "dataset_info.json"
+SHARD_MANIFEST_FILE = "shard_manifest.json"  # in data/shards/ when the shards are on GCS
 FEATURES_DIR = DATA_DIR / "features"
 FEATURE_INFO_FILE = "feature_info.json"
 MODELS_DIR = Path("models")
@@ -289,6 +292,71 @@ def read_dataset_info(shard_dir: str | Path) -> dict:
         if not (isinstance(sizes, dict) and all(isinstance(sizes.get(k), int) for k in DATASET_INFO_SIZES)):
             raise DataError(f"{path}: split '{split}' needs integer {', '.join(DATASET_INFO_SIZES)}", path=path)
     return info
+
+
+# ---- the shards on GCS: data/shards/shard_manifest.json
+
+SCHEME = "gs://"
+MD5_HEX_CHARS = 32
+
+
+@dataclass(frozen=True)
+class ObjectEntry:
+    """One object on GCS: its gs:// URL, its size in bytes and the MD5 of its content (hexadecimal)."""
+
+    url: str
+    size: int
+    md5: str
+
+
+def write_shard_manifest(shard_dir: str | Path, prefix: str, objects: list[ObjectEntry]) -> dict:
+    """<shard_dir>/shard_manifest.json: the gs:// ``prefix`` the shards were written under (derived
+    from the stage's inputs) and every object under it ({"url", "size", "md5"}), in the given
+    order. Write it after the objects. Returns what it wrote."""
+    manifest = {
+        "prefix": prefix,
+        "objects": [{"url": o.url, "size": o.size, "md5": o.md5} for o in objects],
+    }
+    write_json(Path(shard_dir) / SHARD_MANIFEST_FILE, manifest)
+    return manifest
+
+
+def read_shard_manifest(shard_dir: str | Path) -> tuple[str, list[ObjectEntry]] | None:
+    """(prefix, objects) of <shard_dir>/shard_manifest.json, checked; None when there is none
+    (the shards are files of <shard_dir>)."""
+    path = Path(shard_dir) / SHARD_MANIFEST_FILE
+    if not path.exists():
+        return None
+    manifest = read_json(path)
+    prefix = manifest.get("prefix") if isinstance(manifest, dict) else None
+    objects = manifest.get("objects") if isinstance(manifest, dict) else None
+    if not (isinstance(prefix, str) and prefix.startswith(SCHEME) and isinstance(objects, list) and objects):
+        raise DataError(
+            f'{path}: expected {{"prefix": "gs://...", "objects": [{{"url", "size", "md5"}}, ...]}} '
+            "with at least one object",
+            path=path,
+        )
+    return prefix, [manifest_entry(item, prefix, path) for item in objects]
+
+
+def manifest_entry(item, prefix: str, path: Path) -> ObjectEntry:
+    """One object of a shard manifest, checked: a URL under ``prefix``, a size, a 32-digit MD5."""
+    url, size, md5 = (item.get(k) for k in ("url", "size", "md5")) if isinstance(item, dict) else (None,) * 3
+    if not (
+        isinstance(url, str)
+        and url.startswith(prefix.rstrip("/") + "/")
+        and isinstance(size, int)
+        and not isinstance(size, bool)
+        and size >= 0
+        and isinstance(md5, str)
+        and re.fullmatch(f"[0-9a-f]{{{MD5_HEX_CHARS}}}", md5)
+    ):
+        raise DataError(
+            f"{path}: object {item!r:.200}: expected a url under {prefix}/, a size (bytes, an integer >= 0) "
+            f"and an md5 ({MD5_HEX_CHARS} lowercase hexadecimal digits)",
+            path=path,
+        )
+    return ObjectEntry(url, size, md5)
 
 
 # ---- the feature tables: data/features/{train,val,test}.csv and feature_info.json

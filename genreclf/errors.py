@@ -25,3 +25,7 @@ class DataError(GenreError):
 
 class ChecksumError(DataError):
     """A downloaded archive does not have the expected SHA-1 (or a member its CRC-32)."""
+
+
+class RemoteObjectError(DataError):
+    """An object on the bucket is missing or differs from the manifest that lists it (``path``)."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from genreclf import artifacts
-from genreclf.errors import GenreError
+from genreclf.errors import GenreError, RemoteObjectError
 
 LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
 LOG_DATE_FORMAT = "%H:%M:%S"
@@ -79,6 +79,8 @@ def with_hint(error: GenreError, running: str | None = None) -> str:
     stage = producer_of(path) if path is not None else None
     if stage is None or stage == running:
         return message
+    if isinstance(error, RemoteObjectError):  # DVC tracks the manifest only: it sees no change on the bucket
+        return f"{message} with `dvc repro -f {stage}`"
     return f"{message}; run `dvc repro {stage}` to (re)create it"
 
 

@@ -38,6 +38,8 @@ SVM_GAMMA_WORDS = ("scale", "auto")
 WEIGHTS_SUFFIX = ".h5"  # a Keras weights file: .h5 or .weights.h5
 SHA1_PATTERN = r"^[0-9a-fA-F]{40}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# gs://bucket[/prefix]: a bucket name as GCS allows it (3-222 of a-z 0-9 . _ -), then folders, no "/" at the end
+GCS_ROOT_PATTERN = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^/\s]+)*$"
 FRACTIONS_TOLERANCE = 1e-6
 
 
@@ -67,6 +69,10 @@ Sha1 = Annotated[str, Field(pattern=SHA1_PATTERN), Expect("a SHA-1 (40 hexadecim
 PcaComponents = Annotated[PositiveInt | None, Expect("an integer > 0 (components), or null for no PCA")]
 Layers = Annotated[list[PositiveInt], Field(min_length=1)]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN), Expect("a SHA-256 (64 lowercase hexadecimal digits)")]
+DataRoot = Annotated[
+    Annotated[str, Field(pattern=GCS_ROOT_PATTERN)] | None,
+    Expect("null (the workspace) or a gs://bucket/prefix URL without a '/' at the end"),
+]
 
 
 class Section(BaseModel):
@@ -94,6 +100,7 @@ class DataSection(Section):
     checksums: Checksums
     clips_per_genre: PositiveInt | None
     seed: Seed
+    root: DataRoot  # where the shards go: null = data/shards of the workspace; gs://... = that prefix
 
     @model_validator(mode="after")
     def _dataset_archives_listed(self) -> DataSection:

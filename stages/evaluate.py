@@ -1,9 +1,10 @@
 """Score one trained model on the test split: python -m stages.evaluate <name>.
 
 Reads models/<name>/ and its data (data/features for scikit-learn models, data/shards
-for Keras models); writes metrics/models/<name>.json (accuracy, macro-F1, per-genre scores,
-the number of test clips, and the window/segment accuracy of the Keras models that
-score parts of clips) and evaluation/<name>/test_predictions.csv (the confusion plot's data).
+for Keras models: the files, or the objects its shard_manifest.json lists); writes
+metrics/models/<name>.json (accuracy, macro-F1, per-genre scores, the number of test clips,
+and the window/segment accuracy of the Keras models that score parts of clips) and
+evaluation/<name>/test_predictions.csv (the confusion plot's data).
 """
 
 from __future__ import annotations

@@ -1,21 +1,37 @@
 """shard: write each split as shuffled TFRecord shards of whole int16 clips.
 
-Reads   params shard.num_shards, shard.seed; data/split/split_manifest.csv, data/split/labels.json, data/wav/.
+Reads   params shard.num_shards, shard.seed, data.root; data/split/split_manifest.csv, data/split/labels.json,
+        data/wav/.
 Writes  data/shards/{split}-{i:05d}-of-{n:05d}.n{records}.tfrecord (format: genreclf/tfrecords.py)
         and data/shards/dataset_info.json (sample rate, labels, clips and min/max samples per split).
+        With data.root a gs:// prefix, the shards are objects <root>/data/shards/<key>/{split}-...tfrecord
+        instead (the same bytes; <key> is derived from the inputs: genreclf.data.sharding.shard_key), written
+        by the workers, and data/shards holds dataset_info.json and shard_manifest.json (every object's
+        URL, size and MD5), written last.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
-from genreclf.artifacts import MANIFEST_FILE, SHARD_DIR, SPLIT_DIR, SPLITS, read_split, write_dataset_info
+from genreclf.artifacts import (
+    MANIFEST_FILE,
+    SHARD_DIR,
+    SPLIT_DIR,
+    SPLITS,
+    read_split,
+    write_dataset_info,
+    write_shard_manifest,
+)
+from genreclf.data import gcs
 from genreclf.data.audio import read_wav
-from genreclf.data.sharding import Clip, plan_split_shards, write_shard
+from genreclf.data.sharding import Clip, plan_split_shards, shard_key, write_shard, write_shard_object
 from genreclf.engine import engine_from_environ, limit_threads, map_in_order
 from genreclf.io import atomic_dir
 from stages.common import run_stage, stage_logger
@@ -35,8 +51,72 @@ def write_here(total_clips: int) -> Callable[[Callable, Sequence[tuple]], Iterat
     return write
 
 
+def plan_shards(
+    target: str | Path, manifest: pd.DataFrame, num_shards: dict[str, int], seed: int, sample_rate: int
+) -> tuple[list[tuple], list[str]]:
+    """Every shard: (its path or URL under ``target``, its clips in their shuffled order, the sample
+    rate), and the split of each. One independent random stream per split, derived from ``seed``."""
+    streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
+    shards, shard_splits = [], []
+    for split, stream in zip(SPLITS, streams):
+        rows = manifest[manifest["split"] == split]
+        clips = [
+            Clip(path, int(label), track_id)
+            for path, label, track_id in zip(rows["path"], rows["label"], rows["track_id"])
+        ]
+        for path, indices in plan_split_shards(target, split, clips, num_shards[split], np.random.default_rng(stream)):
+            shards.append((path, [clips[i] for i in indices], sample_rate))
+            shard_splits.append(split)
+    return shards, shard_splits
+
+
+def split_sizes(shard_splits: list[str], samples_per_shard: Iterable[list[int]]) -> dict:
+    """Per split: its clips, and the fewest and most samples of a clip (for dataset_info.json)."""
+    sizes = {split: [] for split in SPLITS}  # the samples of each clip
+    for split, counts in zip(shard_splits, samples_per_shard):
+        sizes[split] += counts
+    return {
+        split: {"clips": len(samples), "min_samples": min(samples), "max_samples": max(samples)}
+        for split, samples in sizes.items()
+    }
+
+
+def write_to_workspace(manifest, labels, sample_rate, num_shards, seed, engine) -> tuple[dict, list[str]]:
+    """The shards as files of data/shards, with dataset_info.json; (split sizes, file names)."""
+    with atomic_dir(SHARD_DIR) as tmp:
+        shards, shard_splits = plan_shards(tmp, manifest, num_shards, seed, sample_rate)
+        written = map_in_order(write_shard, shards, engine, setup=limit_threads, local=write_here(len(manifest)))
+        splits_info = split_sizes(shard_splits, written)
+        write_dataset_info(tmp, sample_rate, labels, splits_info)
+        files = sorted(p.name for p in tmp.iterdir())
+    return splits_info, files
+
+
+def write_to_bucket(manifest, labels, sample_rate, num_shards, seed, engine, root: str) -> tuple[dict, list[str]]:
+    """The shards as objects under ``root``/data/shards/<key> (the key derived from the inputs),
+    then data/shards/{dataset_info.json, shard_manifest.json}; (split sizes, file names)."""
+    started = time.perf_counter()
+    digests = [gcs.file_digest(path, "sha256") for path in manifest["path"]]
+    clips = list(zip(manifest["track_id"], manifest["label"].tolist(), manifest["split"], digests))
+    prefix = gcs.join(root, SHARD_DIR.as_posix(), shard_key(clips, labels, sample_rate, num_shards, seed))
+    log.info("hashed %d WAVs in %.1f s; the shards go under %s", len(digests), time.perf_counter() - started, prefix)
+    shards, shard_splits = plan_shards(prefix, manifest, num_shards, seed, sample_rate)
+    results = list(
+        map_in_order(write_shard_object, shards, engine, setup=limit_threads, local=write_here(len(manifest)))
+    )
+    splits_info = split_sizes(shard_splits, (samples for samples, _, _ in results))
+    uploaded = sum(was_uploaded for _, _, was_uploaded in results)
+    log.info("uploaded %d objects; %d were there already with the same bytes", uploaded, len(results) - uploaded)
+    with atomic_dir(SHARD_DIR) as tmp:  # the manifest last: after every object it lists
+        write_dataset_info(tmp, sample_rate, labels, splits_info)
+        write_shard_manifest(tmp, prefix, [entry for _, entry, _ in results])
+        files = sorted(p.name for p in tmp.iterdir())
+    return splits_info, files
+
+
 def main() -> None:
-    params = load_config().shard
+    config = load_config()
+    params, root = config.shard, config.data.root
     engine = engine_from_environ()
     num_shards, seed = params.num_shards.model_dump(), params.seed
     manifest, labels = read_split(SPLIT_DIR)
@@ -61,30 +141,11 @@ def main() -> None:
                 num_shards[split],
                 counts[split],
             )
-
-    # One independent random stream per split, all derived from shard.seed.
-    rngs = dict(zip(SPLITS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(SPLITS)))))
-    splits_info = {}
     started = time.perf_counter()
-    with atomic_dir(SHARD_DIR) as tmp:
-        shards, shard_splits = [], []  # each shard: (path, its clips in their shuffled order, sample rate)
-        for split in SPLITS:
-            rows = manifest[manifest["split"] == split]
-            clips = [
-                Clip(path, int(label), track_id)
-                for path, label, track_id in zip(rows["path"], rows["label"], rows["track_id"])
-            ]
-            for path, indices in plan_split_shards(tmp, split, clips, num_shards[split], rngs[split]):
-                shards.append((path, [clips[i] for i in indices], sample_rate))
-                shard_splits.append(split)
-        sizes = {split: [] for split in SPLITS}  # the samples of each clip
-        written = map_in_order(write_shard, shards, engine, setup=limit_threads, local=write_here(len(manifest)))
-        for split, counts in zip(shard_splits, written):
-            sizes[split] += counts
-        for split, samples in sizes.items():
-            splits_info[split] = {"clips": len(samples), "min_samples": min(samples), "max_samples": max(samples)}
-        write_dataset_info(tmp, sample_rate, labels, splits_info)
-        files = sorted(p.name for p in tmp.iterdir())
+    if gcs.is_remote(root):
+        splits_info, files = write_to_bucket(manifest, labels, sample_rate, num_shards, seed, engine, root)
+    else:
+        splits_info, files = write_to_workspace(manifest, labels, sample_rate, num_shards, seed, engine)
     log.info(
         "wrote %d files to %s/ in %.1f s: %s",
         len(files),

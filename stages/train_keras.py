@@ -3,7 +3,9 @@
     python -m stages.train_keras <cnn1d|mobilenet|cnn2d>
 
 Reads params.yaml section <name> (checked first, before TensorFlow loads), data/shards (train
-and val splits; never test) and data/shards/dataset_info.json. Writes:
+and val splits; never test) and data/shards/dataset_info.json. When data/shards holds a
+shard_manifest.json (data.root on GCS), the shards are read by URL from the bucket, each object
+checked against the manifest first (genreclf.models.tfdata.shard_files). Writes:
 
 - models/<name>/model.keras (byte-stable), preprocessing.json (how a raw clip becomes
   the model's input: "family": "keras", "model", "sample_rate", "labels" and every

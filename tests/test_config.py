@@ -274,6 +274,14 @@ OUT_OF_RANGE = {
     "expected a non-empty list, each an integer > 0": [("cnn1d.conv_filters", [])],
     "expected an integer >= 32": [("mobilenet.image_size", 16)],
     "expected a non-empty string": [("data.source", "")],
+    "expected null (the workspace) or a gs://bucket/prefix URL without a '/' at the end": [
+        ("data.root", "s3://bucket/genres"),
+        ("data.root", "gs://bucket/genres/"),
+        ("data.root", "gs://Bucket/genres"),
+        ("data.root", "gs://b"),
+        ("data.root", "data/shards"),
+        ("data.root", 3),
+    ],
     'expected one of ["fma_small", "fma_medium", "fma_large", "gtzan"]': [("data.dataset", "fma_tiny")],
     'expected one of ["stratified", "official", "fault_filtered"]': [("split.method", "random")],
     'expected one of ["uniform", "distance"]': [("knn.weights", "closest")],
@@ -338,8 +346,10 @@ def test_good_values_at_the_limits_pass():
             "data.checksums.fma_small": "ADE154F733639D52E35E32F5593EFE5BE76C6D70",
             "data.clips_per_genre": 1,
             "knn.pca_components": 1,
+            "data.root": "gs://my-bucket.example/team/genres",
         }
     )
+    assert validate({"data.root": "gs://abc"}).data.root == "gs://abc"
     config = validate({"svm.C": 10, "svm.gamma": 0.001, "logreg.C": 1})
     assert config.svm.C == [10.0] and config.svm.gamma == [0.001] and config.logreg.C == 1.0
 

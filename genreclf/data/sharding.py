@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from genreclf.artifacts import ObjectEntry
+from genreclf.data import gcs
 from genreclf.data.audio import read_wav
-from genreclf.data.tfrecords import serialize_example, shard_name
+from genreclf.data.tfrecords import FORMAT_VERSION, serialize_example, shard_name
 from genreclf.errors import DataError
+
+KEY_HEX_CHARS = 32  # of the SHA-256 that names a set of shards on GCS
 
 
 @dataclass(frozen=True)
@@ -62,9 +70,14 @@ def plan_split_shards(
     ``clips``, in their shuffled order) for each shard (``shard_chunks`` with ``rng``)."""
     chunks = shard_chunks(len(clips), num_shards, rng)
     return [
-        (Path(out_dir) / shard_name(split, index, len(chunks), len(chunk)), chunk.tolist())
+        (shard_target(out_dir, shard_name(split, index, len(chunks), len(chunk))), chunk.tolist())
         for index, chunk in enumerate(chunks)
     ]
+
+
+def shard_target(out_dir: str | Path, name: str) -> Path | str:
+    """Where shard ``name`` goes: a file of the folder ``out_dir``, or an object under a gs:// prefix."""
+    return gcs.join(out_dir, name) if gcs.is_remote(out_dir) else Path(out_dir) / name
 
 
 def write_split_shards(
@@ -86,3 +99,50 @@ def write_split_shards(
         for i, count in zip(indices, write_shard(path, [clips[i] for i in indices], sample_rate, progress)):
             num_samples[i] = count
     return num_samples
+
+
+# ---- shards on Google Cloud Storage
+
+
+def write_shard_object(
+    url: str, clips: Sequence[Clip], sample_rate: int, progress=None
+) -> tuple[list[int], ObjectEntry, bool]:
+    """``write_shard`` to a local temporary file, then that file uploaded as the object ``url``
+    (``gcs.upload``: nothing is uploaded when the object already holds these bytes).
+
+    Returns (the number of samples of each clip, the object's entry, whether it was uploaded).
+    The object holds exactly the bytes ``write_shard`` writes to a local path.
+    """
+    handle, local = tempfile.mkstemp(prefix="genreclf-shard-", suffix=".tfrecord")
+    os.close(handle)
+    try:
+        num_samples = write_shard(local, clips, sample_rate, progress)
+        entry, uploaded = gcs.upload(local, url)
+    finally:
+        os.unlink(local)
+    return num_samples, entry, uploaded
+
+
+def shard_key(
+    clips: Sequence[tuple[str, int, str, str]],
+    labels: Sequence[str],
+    sample_rate: int,
+    num_shards: dict[str, int],
+    seed: int,
+) -> str:
+    """The name of a set of shards on GCS, derived from everything their bytes depend on.
+
+    ``clips``: (track id, label, split, SHA-256 of the WAV's content) of every clip, in the
+    order of the split manifest. The shard format's FORMAT_VERSION is part of it, so that a
+    change of the bytes for the same inputs gives a new prefix (objects never change).
+    """
+    inputs = {
+        "format": FORMAT_VERSION,
+        "clips": [list(clip) for clip in clips],
+        "labels": list(labels),
+        "sample_rate": sample_rate,
+        "num_shards": num_shards,
+        "seed": seed,
+    }
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:KEY_HEX_CHARS]

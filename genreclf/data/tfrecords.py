@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+# Bump when the bytes of a shard change for the same clips and params: the shards on GCS then go
+# under a new prefix (genreclf.data.sharding.shard_key), and objects never change in place.
+FORMAT_VERSION = 1
 SHARD_RE = re.compile(r"^(?P<split>[a-z]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.n(?P<records>\d+)\.tfrecord$")
 
 

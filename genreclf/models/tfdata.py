@@ -36,7 +36,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from genreclf.data.tfrecords import list_shards, parse_example
+from genreclf.artifacts import SHARD_MANIFEST_FILE, ObjectEntry, read_shard_manifest
+from genreclf.data import gcs
+from genreclf.data.tfrecords import SHARD_RE, list_shards, parse_example
 from genreclf.errors import DataError
 from genreclf.features import spectrograms
 
@@ -66,14 +68,40 @@ CACHE_LIMIT_VARIABLE = "GENRECLF_TFDATA_CACHE_MIB"
 
 
 def shard_files(shard_dir: str | Path, split: str) -> list[str]:
-    """The shard files of a split as strings, or a DataError if there are none."""
+    """The shard files of a split as strings, or a DataError if there are none.
+
+    When ``shard_dir`` holds a shard manifest (the shards are on GCS), the gs:// URLs of the
+    split's objects it lists, in index order, each checked on the bucket first (it exists, with
+    the size and MD5 the manifest gives: a RemoteObjectError naming it if not); tf.data reads
+    them with TensorFlow's own GCS filesystem.
+    """
     shard_dir = Path(shard_dir)
     if not shard_dir.is_dir():
         raise DataError(f"{shard_dir}: no such directory", path=shard_dir)
+    manifest = read_shard_manifest(shard_dir)
+    if manifest is not None:
+        return remote_shard_files(shard_dir, manifest[1], split)
     files = [str(p) for p in list_shards(shard_dir, split)]
     if not files:
         raise DataError(f"{shard_dir}: no '{split}-*.tfrecord' shards", path=shard_dir)
     return files
+
+
+def remote_shard_files(shard_dir: Path, objects: list[ObjectEntry], split: str) -> list[str]:
+    """The URLs of a split's objects of a shard manifest, in index order, checked on the bucket."""
+    path = shard_dir / SHARD_MANIFEST_FILE
+    by_name = {entry.url.rsplit("/", 1)[1]: entry for entry in objects}
+    bad = [name for name in by_name if not SHARD_RE.match(name)]
+    if bad:
+        raise DataError(f"{path}: objects not named as shards are: {bad[:5]}", path=path)
+    ours = sorted(
+        (name for name in by_name if SHARD_RE.match(name)["split"] == split),
+        key=lambda name: int(SHARD_RE.match(name)["index"]),
+    )
+    if not ours:
+        raise DataError(f"{path}: no '{split}-*.tfrecord' objects", path=path)
+    gcs.check_objects([by_name[name] for name in ours], path)
+    return [by_name[name].url for name in ours]
 
 
 def read_clips(shard_dir: str | Path, split: str, shuffle_files_seed: int | None = None) -> tf.data.Dataset:

@@ -1,0 +1,100 @@
+"""Shards that stay on GCS, end to end with DVC on gtzan_mini, against gcp-storage-emulator.
+
+    python benchmarks/gcs_shards.py [--gtzan ../shared/data/gtzan_mini] [--workdir DIR]
+
+In a fresh copy of this checkout (tests/pipeline_project.make_dvc_project: gtzan_mini, the
+end-to-end project's small settings, cnn1d for 2 epochs) with ``data.root`` =
+gs://genreclf-bench/gtzan on an emulator on 127.0.0.1 (gcsfs through STORAGE_EMULATOR_HOST,
+TensorFlow through tests/gcs_tls_proxy.py), it runs and times:
+
+1. ``dvc repro train_keras@cnn1d``: fetch, convert, split, shard (the shards to the bucket),
+   train_keras@cnn1d (trained from gs://); the shard stage's own log lines are printed;
+2. the same again: DVC must run nothing;
+3. ``dvc repro -f -s shard``: a forced rerun, which must upload nothing;
+4. data.root null, ``dvc repro -s shard``: the same shards as files of data/shards (the
+   local path), to compare its time and bytes with the objects';
+5. one object deleted, ``dvc repro -f -s train_keras@cnn1d``: it must fail naming the object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from genreclf.artifacts import read_shard_manifest  # noqa: E402
+from genreclf.data import gcs  # noqa: E402
+from tests.gcs_emulator import GcsEmulator  # noqa: E402
+from tests.gcs_tls_proxy import TlsProxy  # noqa: E402
+from tests.helpers import set_params  # noqa: E402
+from tests.pipeline_project import dvc, make_dvc_project  # noqa: E402
+
+BUCKET = "genreclf-bench"
+DATA_ROOT = f"gs://{BUCKET}/gtzan"
+SHOWN_LINES = ("stages.shard: hashed", "stages.shard: uploaded", "stages.shard: wrote", "Running stage", "error:")
+SHOWN_LINE_STARTS = ("Stage '", "ERROR")
+
+
+def timed_dvc(project: Path, *args: str, check: bool = True) -> tuple[str, float]:
+    started = time.perf_counter()
+    result = dvc(list(args), project, check=check)
+    seconds = time.perf_counter() - started
+    print(f"$ dvc {' '.join(args)}  ->  exit {result.returncode} in {seconds:.1f} s")
+    for line in result.stdout.splitlines():
+        if any(word in line for word in SHOWN_LINES) or line.startswith(SHOWN_LINE_STARTS):
+            print("   ", line.strip()[:600])
+    return result.stdout, seconds
+
+
+def run(gtzan: Path, workdir: Path) -> None:
+    emulator = GcsEmulator(workdir / "emulator", BUCKET)
+    emulator.start()
+    proxy = TlsProxy(workdir / "certificates", emulator.port)
+    proxy.start()
+    os.environ.update(proxy.environment())
+    os.environ.update({gcs.EMULATOR_VARIABLE: emulator.endpoint, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
+    try:
+        params = {"data": {"root": DATA_ROOT}, "cnn1d": {"epochs": 2, "patience": 2}}
+        project = make_dvc_project(workdir / "project", gtzan, params)
+        timed_dvc(project, "repro", "train_keras@cnn1d")
+        out, _ = timed_dvc(project, "repro", "train_keras@cnn1d")
+        print("    second repro ran nothing:", "Running stage" not in out)
+        timed_dvc(project, "repro", "-f", "-s", "shard")
+        _, objects = read_shard_manifest(project / "data" / "shards")
+        print(f"    {len(objects)} objects, {sum(o.size for o in objects)} bytes")
+        set_params(project, {"data": {"root": None}})
+        timed_dvc(project, "repro", "-s", "shard")
+        local = {p.name: p.read_bytes() for p in (project / "data" / "shards").glob("*.tfrecord")}
+        same = all(hashlib.md5(local[o.url.rsplit("/", 1)[1]]).hexdigest() == o.md5 for o in objects)
+        print(f"    local shards: {len(local)} files, the objects' bytes: {same and len(local) == len(objects)}")
+        set_params(project, {"data": {"root": DATA_ROOT}})
+        timed_dvc(project, "repro", "-s", "shard")
+        gcs.filesystem().rm(objects[0].url)
+        timed_dvc(project, "repro", "-f", "-s", "train_keras@cnn1d", check=False)
+    finally:
+        proxy.stop()
+        emulator.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gtzan", type=Path, default=ROOT.parent / "shared" / "data" / "gtzan_mini")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
+    if args.workdir is None:
+        with tempfile.TemporaryDirectory(prefix="gcs-shards-") as workdir:
+            run(args.gtzan.resolve(), Path(workdir))
+    else:
+        run(args.gtzan.resolve(), args.workdir.resolve())
+
+
+if __name__ == "__main__":
+    main()

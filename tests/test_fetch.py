@@ -498,6 +498,7 @@ GOOD_DATA = {
     },
     "clips_per_genre": None,
     "seed": 0,
+    "root": None,
 }
 
 

@@ -3,7 +3,8 @@
 The equality tests run each per-clip function of convert, shard and features on a few real
 and synthetic clips on both engines, the beam one on Beam's FnApiRunner in this process
 (nothing is downloaded). The slow test runs `dvc repro -f -s convert shard features` on the beam
-engine, with 2 worker processes, in a clone of the end-to-end project: dvc.lock must not change.
+engine, with 2 worker processes, in a DVC project where the local engine ran them: dvc.lock
+must not change.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from genreclf.engine import (
 from genreclf.errors import DataError, ParamError
 from genreclf.features import fma_features as features
 from tests.helpers import ROOT, directory_bytes, run_command, subprocess_env, tone, write_audio
-from tests.pipeline_project import clone_with_shared_cache, git, stages_ran
+from tests.pipeline_project import git, make_dvc_project, stages_ran
 
 beam = pytest.importorskip("genreclf.beam", reason="the beam engine needs `pip install -r requirements-beam.txt`")
 
@@ -242,9 +243,20 @@ def test_wav_features_are_the_same_and_errors_come_first_in_input_order(tmp_path
 # ---- the stages on the beam engine, as DVC runs them
 
 
+BEAM_PROJECT_CLIPS_PER_GENRE = 5  # 50 of gtzan_mini's clips: every genre, 3 splits
+
+
 @pytest.mark.slow
-def test_the_beam_engine_reproduces_the_data_stages_byte_for_byte(pipeline_project, tmp_path):
-    clone = clone_with_shared_cache(pipeline_project, tmp_path / "clone")
+def test_the_beam_engine_reproduces_the_data_stages_byte_for_byte(gtzan_mini, tmp_path):
+    """In a DVC project of this repository where `dvc repro shard features` ran on the local
+    engine (50 gtzan_mini clips, dvc.lock committed), the beam engine runs the data stages again."""
+    clone = make_dvc_project(
+        tmp_path / "project", gtzan_mini, {"data": {"clips_per_genre": BEAM_PROJECT_CLIPS_PER_GENRE}}
+    )
+    local = run_command([sys.executable, "-m", "dvc", "repro", "shard", "features"], clone, timeout=1200)
+    assert stages_ran(local.stdout + local.stderr) == {"fetch", "convert", "split", "shard", "features"}
+    git(["add", "dvc.lock"], clone)
+    git(["commit", "-q", "-m", "the data stages on the local engine"], clone)
     env = dict(subprocess_env(), **beam_environ("--direct_num_workers=2"))
     result = run_command(
         [sys.executable, "-m", "dvc", "repro", "-f", "-s", "convert", "shard", "features"], clone, env=env, timeout=1200

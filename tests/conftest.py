@@ -15,6 +15,9 @@ from tests.pipeline_project import REUSE_VARIABLE
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 BACKGROUND_BUILD = pytest.StashKey[subprocess.Popen]()
+# How much lower the test processes' CPU priority is than the background build's (Linux CFS:
+# against a busy build process on the same core, a process 5 steps nicer gets about a quarter).
+WORKER_NICENESS = 5
 
 # gcsfs otherwise waits 60 s on a gRPC probe at every call (see README, 'Remote').
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
@@ -76,11 +79,20 @@ def runs_the_whole_suite(config) -> bool:
 
 
 def pytest_configure(config):
-    """Under pytest-xdist, the main process compiles librosa's cached gufuncs before the test
-    processes start, so that they and the stages they run load one consistent numba cache
-    instead of compiling it together (a fresh install could then crash one of them:
-    genreclf/features/librosa_cache.py). About 7 s with the cache written, 45 s without."""
-    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+    """Under pytest-xdist:
+
+    - the main process compiles librosa's cached gufuncs before the test processes start, so
+      that they and the stages they run load one consistent numba cache instead of compiling
+      it together (a fresh install could then crash one of them:
+      genreclf/features/librosa_cache.py). About 7 s with the cache written, 45 s without;
+    - with the background build, each test process lowers its own CPU priority (and so that of
+      the commands it runs) by WORKER_NICENESS: the build is the run's critical path, and the
+      other tests fill the CPU time it leaves.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        if background_build_runs(config):
+            os.nice(WORKER_NICENESS)
+    elif getattr(config.option, "numprocesses", None):
         from genreclf.features.librosa_cache import compile_librosa_gufuncs
 
         compile_librosa_gufuncs()

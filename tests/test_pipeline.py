@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from tests.helpers import run_stage, set_params
-from tests.pipeline_project import clone_with_shared_cache, dvc, git, stages_ran
+from tests.pipeline_project import SMALL_PARAMS, clone_with_shared_cache, dvc, git, stages_ran
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +97,27 @@ def test_metrics_show_lists_every_model(pipeline_project):
         assert f"| {model} " in table
 
 
+def test_mobilenet_without_weights_is_a_clip_model_with_its_spectrogram_layer(pipeline_project):
+    """models/mobilenet, trained from scratch (`weights: null`): its folder, its preprocessing
+    (one unit per clip: the longest training clip's samples) and, in the saved Keras file, the
+    spectrogram layer that makes the mel image from the int16 audio."""
+    folder = pipeline_project / "models" / "mobilenet"
+    assert sorted(p.name for p in folder.iterdir()) == ["labels.json", "model.keras", "preprocessing.json"]
+    prep = json.loads((folder / "preprocessing.json").read_text())
+    info = json.loads((pipeline_project / "data/shards/dataset_info.json").read_text())
+    size = SMALL_PARAMS["mobilenet"]["image_size"]
+    assert (prep["input"], prep["unit"], prep["image_size"]) == ("audio_clip", "clip", size)
+    assert prep["clip_samples"] == info["splits"]["train"]["max_samples"]
+    with zipfile.ZipFile(folder / "model.keras") as saved:
+        layers = json.loads(saved.read("config.json"))["config"]["layers"]
+    spectrogram = next(layer["config"] for layer in layers if layer["config"]["name"] == "spectrogram")
+    assert spectrogram["mode"] == "mobilenet_image"
+    assert (spectrogram["image_size"], spectrogram["n_mels"]) == (prep["image_size"], prep["n_mels"])
+    metrics = json.loads((pipeline_project / "metrics/models/mobilenet.json").read_text())
+    # one unit per clip: no unit accuracy beside the clip accuracy
+    assert set(metrics) == {"accuracy", "family", "macro_f1", "n_test", "per_class"}
+
+
 def test_plots_hold_every_confusion_matrix_and_training_curve(pipeline_project):
     shown = json.loads(dvc(["plots", "show", "--json"], pipeline_project).stdout)
     plots = json.dumps(shown)
@@ -109,15 +131,24 @@ def test_plots_hold_every_confusion_matrix_and_training_curve(pipeline_project):
 
 
 def test_changing_a_features_param_reruns_only_features_and_what_depends_on_it(pipeline_project, tmp_path):
+    """What `dvc repro` would run after a features param changes: features and every stage
+    downstream of it (`--dry --force-downstream` lists them without running them), not the
+    data stages before it, the musicnn embeddings or the Keras models. (Real reruns after a
+    param change, and that they run no more than this, are in test_experiments.py and
+    test_remote_gcs.py.)"""
     clone = clone_with_shared_cache(pipeline_project, tmp_path / "clone")
     set_params(clone, {"features": {"n_mfcc": 13}})
-    out = dvc(["repro"], clone, timeout=1200).stdout
+    status = dvc(["status"], clone).stdout
+    assert status.startswith("features:") and "modified:           features" in status, status
+    assert "params.yaml" in status and status.count(":\n\tchanged deps:") == 1, status
+    out = dvc(["repro", "--dry", "--force-downstream"], clone).stdout
     expected = (
         {"features", "recommend_index"}
         | {f"{stage}_sklearn@{m}" for m in SKLEARN for stage in ("train", "evaluate")}
         | {"summarize"}
     )
     assert stages_ran(out) == expected
+    assert git(["status", "--porcelain"], clone).stdout == " M params.yaml\n"  # a dry run writes nothing
 
 
 def test_repro_is_byte_identical(pipeline_project, tmp_path):

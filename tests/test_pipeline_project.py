@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 
@@ -103,3 +104,13 @@ def test_a_failed_shared_build_is_recorded_and_the_next_worker_fails_at_once(tmp
     with pytest.raises(pytest.fail.Exception, match="(?s)another test worker failed.*convert: no audio"):
         pipeline_project.shared_build(tmp_path / "pipeline", tmp_path / "audio")
     assert calls == [tmp_path / "pipeline" / "project"]
+
+
+def test_test_processes_yield_the_cpu_to_the_background_build(pytestconfig):
+    """In the full suite under pytest-xdist the test processes run WORKER_NICENESS steps nicer
+    than the main process that starts the end-to-end build; otherwise at its priority."""
+    from tests.conftest import WORKER_NICENESS, background_build_runs
+
+    lowered = bool(os.environ.get("PYTEST_XDIST_WORKER")) and background_build_runs(pytestconfig)
+    parent = os.getpriority(os.PRIO_PROCESS, os.getppid())
+    assert os.getpriority(os.PRIO_PROCESS, 0) == parent + (WORKER_NICENESS if lowered else 0)

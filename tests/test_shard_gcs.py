@@ -286,7 +286,7 @@ def test_train_keras_from_the_bucket_fails_on_a_deleted_object_and_trains_once_i
     assert "since they were written: write them again with `dvc repro -f shard`" in failed.stderr
     assert not (remote / "models" / "cnn1d").exists()
     for project in (local, remote):
-        run_stage(project, "train_keras", "cnn1d", timeout=300)
+        run_stage(project, "train_keras", "cnn1d")
     for folder in ("models/cnn1d", "dvclive/cnn1d"):
         assert directory_bytes(remote / folder) == directory_bytes(local / folder), folder
     assert not any(name.endswith(".tfrecord") for name in os.listdir(remote / "data" / "shards"))

@@ -334,25 +334,6 @@ def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
     assert all(math.isfinite(float(r["loss"])) for r in rows)
 
 
-@pytest.mark.slow  # a minute of graph building for MobileNetV2; test_pipeline trains it too
-def test_mobilenet_stage_without_weights(tmp_path):
-    info = write_tiny_repo(tmp_path)
-    call_stage(tmp_path, "train_keras", "mobilenet")
-    assert sorted(directory_bytes(tmp_path / "models/mobilenet")) == MODEL_FILES
-    predictor = predictors.load_predictor(tmp_path / "models/mobilenet")
-    prep = predictor.preprocessing
-    assert (
-        prep["input"] == "audio_clip"
-        and prep["image_size"] == 32
-        and prep["clip_samples"] == info["splits"]["train"]["max_samples"]
-    )
-    assert predictor.model.get_layer("spectrogram").mode == "mobilenet_image"
-    result = predictor.predict_split(tmp_path / "data", "test")
-    assert result.probabilities.shape == (6, 3) and result.num_units == 6 and result.unit_name == "clip"
-    assert result.unit_accuracy == np.mean(result.probabilities.argmax(axis=1) == result.y_true)
-    assert result.extra_metrics == {}
-
-
 def test_fine_tune_layers_beyond_the_base_are_refused(tmp_path):
     info = write_tiny_shards(tmp_path / "shards")
     settings = dict(TINY_PARAMS["mobilenet"], fine_tune_layers=1000, fine_tune_epochs=1)

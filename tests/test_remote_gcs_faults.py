@@ -32,9 +32,10 @@ from tests.gcs_emulator import (
     point_remote_at,
     start_dvc,
 )
-from tests.pipeline_project import clone_with_shared_cache
+from tests.pipeline_project import dvc as project_dvc
+from tests.pipeline_project import git, make_dvc_project
 
-pytestmark = pytest.mark.slow  # dvc push/pull against a GCS emulator, from the end-to-end project
+pytestmark = pytest.mark.slow  # dvc push/pull against a GCS emulator
 
 BUCKET = "genreclf-test"
 # The push that is cut short: stop the remote once this many objects have landed.
@@ -44,12 +45,27 @@ PUSH_PULL_TIMEOUT_S = 300
 
 
 @pytest.fixture(scope="module")
-def source_repo(pipeline_project, tmp_path_factory) -> Path:
-    """The clone that pushes: checked out, reading its objects from the project's DVC cache."""
-    return clone_with_shared_cache(pipeline_project, tmp_path_factory.mktemp("source") / "repo")
+def pushable_project(gtzan_mini, tmp_path_factory) -> Path:
+    """A DVC project of this repository where `dvc repro split` ran on 50 gtzan_mini clips, dvc.lock
+    committed: 100 audio files (each clip fetched and converted) and the tables in its cache,
+    enough for a push to be cut short. These tests need a project to push, not the end-to-end one, so
+    they run while that one builds."""
+    project = make_dvc_project(
+        tmp_path_factory.mktemp("faults") / "project", gtzan_mini, {"data": {"clips_per_genre": 5}}
+    )
+    project_dvc(["repro", "split"], project, timeout=PUSH_PULL_TIMEOUT_S)
+    git(["add", "-A"], project)
+    git(["commit", "-q", "-m", "dvc repro split"], project)
+    return project
 
 
-def test_unreachable_remote_fails_clearly_and_an_interrupted_push_resumes(pipeline_project, source_repo, tmp_path):
+@pytest.fixture(scope="module")
+def source_repo(pushable_project) -> Path:
+    """The repository that pushes: the project itself (this module's own)."""
+    return pushable_project
+
+
+def test_unreachable_remote_fails_clearly_and_an_interrupted_push_resumes(pushable_project, source_repo, tmp_path):
     """A remote stopped in the middle of a push, and (meanwhile) a push from a clone whose
     endpoint is a closed port: both fail in bounded time, naming the endpoint. The
     interrupted push then completes against the restarted remote; no cached object is touched."""
@@ -60,7 +76,7 @@ def test_unreachable_remote_fails_clearly_and_an_interrupted_push_resumes(pipeli
         point_remote_at(source_repo, f"gs://{BUCKET}/{prefix}", server.endpoint)
         closed_endpoint = f"http://{HOST}:{free_port()}"
         unreachable_clone = fresh_clone(
-            pipeline_project, tmp_path / "clone", closed_endpoint, f"gs://{BUCKET}/{prefix}"
+            pushable_project, tmp_path / "clone", closed_endpoint, f"gs://{BUCKET}/{prefix}"
         )
         cache = cache_dir(source_repo)
         dvc(unreachable_clone, "cache", "dir", "--local", str(cache))
@@ -107,7 +123,8 @@ def test_unreachable_remote_fails_clearly_and_an_interrupted_push_resumes(pipeli
         resumed = dvc(source_repo, "push", timeout=PUSH_PULL_TIMEOUT_S)
         assert count_pushed(resumed.stdout) + landed == len(server.object_names(f"{prefix}/"))
         assert IN_SYNC in dvc(source_repo, "status", "-c", timeout=PUSH_PULL_TIMEOUT_S).stdout
-        assert UP_TO_DATE in dvc(source_repo, "status").stdout
+        # (the project ran the stages up to split: those are all up to date)
+        assert UP_TO_DATE in dvc(source_repo, "status", "--with-deps", "split").stdout
         # The project's cache is shared with the other test process, whose clones may add objects
         # meanwhile: the check is that none of those that were there changed or went.
         cache_after = file_digests(cache)
@@ -117,7 +134,7 @@ def test_unreachable_remote_fails_clearly_and_an_interrupted_push_resumes(pipeli
 
 
 @pytest.mark.parametrize("command", ["push", "pull"])
-def test_wrong_bucket_fails_clearly(command, pipeline_project, source_repo, tmp_path):
+def test_wrong_bucket_fails_clearly(command, pushable_project, source_repo, tmp_path):
     server = GcsEmulator(tmp_path / "gcs", BUCKET)
     server.start()
     try:
@@ -127,7 +144,7 @@ def test_wrong_bucket_fails_clearly(command, pipeline_project, source_repo, tmp_
             repo = source_repo
             point_remote_at(repo, url, server.endpoint)
         else:
-            repo = fresh_clone(pipeline_project, tmp_path / "clone", server.endpoint, url)
+            repo = fresh_clone(pushable_project, tmp_path / "clone", server.endpoint, url)
         start = time.perf_counter()
         result = dvc(repo, command, timeout=FAILURE_TIMEOUT_S, check=False)
     finally:

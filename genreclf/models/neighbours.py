@@ -76,6 +76,15 @@ def top_order(scores: np.ndarray, top: int) -> np.ndarray:
     return np.take_along_axis(candidates, order, axis=1)
 
 
+def same_artist(query_artists: list[str], library_artists: list[str]) -> np.ndarray | None:
+    """bool [queries, library clips]: True where a library clip is by the query's artist (an
+    empty artist matches nothing), for ``nearest``'s ``exclude``; None when no clip names an artist."""
+    queries, library = np.asarray(query_artists, dtype=object), np.asarray(library_artists, dtype=object)
+    if not ((queries != "").any() or (library != "").any()):
+        return None
+    return (queries[:, None] == library[None, :]) & (queries != "")[:, None]
+
+
 def genre_precision(query_genres: list[str], library_genres: list[str], neighbours: np.ndarray) -> float:
     """The mean share of each query's neighbours whose genre is the query's (missing ones count as wrong)."""
     library = np.asarray(library_genres + [None], dtype=object)  # index -1: no neighbour

@@ -79,10 +79,13 @@ def top_order(scores: np.ndarray, top: int) -> np.ndarray:
 def same_artist(query_artists: list[str], library_artists: list[str]) -> np.ndarray | None:
     """bool [queries, library clips]: True where a library clip is by the query's artist (an
     empty artist matches nothing), for ``nearest``'s ``exclude``; None when no clip names an artist."""
-    queries, library = np.asarray(query_artists, dtype=object), np.asarray(library_artists, dtype=object)
-    if not ((queries != "").any() or (library != "").any()):
+    names = {"": -1}  # artist -> a number, so that the matrix compares integers, not strings
+    queries, library = (
+        np.array([names.setdefault(a, len(names)) for a in artists]) for artists in (query_artists, library_artists)
+    )
+    if len(names) == 1:
         return None
-    return (queries[:, None] == library[None, :]) & (queries != "")[:, None]
+    return (queries[:, None] == library[None, :]) & (queries >= 0)[:, None]
 
 
 def genre_precision(query_genres: list[str], library_genres: list[str], neighbours: np.ndarray) -> float:

@@ -11,6 +11,8 @@ DataError whose ``path`` is the file at fault; it never says which stage makes t
 artifact                           writer (stage)         reader (stages)
 =================================  =====================  ==================================
 data/raw/clips.csv                 write_clips (fetch)    read_clips (convert)
+data/raw/track_info.csv            write_track_info       read_track_info (recommend_index)
+                                   (fetch)
 data/converted.csv                 write_converted        read_converted (split)
 data/convert_skipped.csv           write_skipped          read_skipped (tests, people)
 data/split/{split_manifest.csv,    write_split (split)    read_split (shard, features)
@@ -32,6 +34,9 @@ metrics/models/<name>.json         write_model_metrics    read_model_metrics (su
                                    (evaluate)
 metrics/summary.json               write_summary          read_summary (predict)
                                    (summarize)
+models/recommend/{library.csv,     write_similarity_index read_similarity_index (recommend)
+  vectors.npy, standardise.npy,    (recommend_index)
+  index_info.json}
 =================================  =====================  ==================================
 
 The TFRecord shards themselves are written and read by ``genreclf.data.tfrecords``.
@@ -60,6 +65,8 @@ DATA_DIR = Path("data")
 RAW_DIR = DATA_DIR / "raw"
 CLIPS_FILE = "clips.csv"
 CLIPS_CSV = RAW_DIR / CLIPS_FILE
+TRACK_INFO_FILE = "track_info.csv"  # beside clips.csv: what a person knows a track by
+TRACK_INFO_CSV = RAW_DIR / TRACK_INFO_FILE
 WAV_DIR = DATA_DIR / "wav"
 CONVERTED_CSV = DATA_DIR / "converted.csv"
 SKIPPED_CSV = DATA_DIR / "convert_skipped.csv"
@@ -87,6 +94,7 @@ SUMMARY_JSON = Path("metrics/summary.json")
 # ---- what they hold
 CLIP_COLUMNS = ["track_id", "genre", "path", "official_split"]
 CONVERTED_COLUMNS = [*CLIP_COLUMNS, "num_samples"]
+TRACK_INFO_COLUMNS = ["track_id", "artist", "title"]  # '' where the dataset does not say (GTZAN: always)
 SKIPPED_COLUMNS = ["track_id", "source_path", "reason"]
 MANIFEST_COLUMNS = ["track_id", "path", "genre", "label", "split"]
 LEFT_OUT_COLUMNS = ["track_id", "genre", "reason"]
@@ -188,6 +196,20 @@ def read_clips(path: str | Path) -> pd.DataFrame:
     if absent:
         raise DataError(f"{path} lists {len(absent)} files that do not exist (e.g. {absent[:3]})", path=path)
     return by_track_id(clips[CLIP_COLUMNS])
+
+
+def write_track_info(path: str | Path, clips: pd.DataFrame) -> None:
+    """data/raw/track_info.csv: track_id, artist, title of each clip of clips.csv (sorted by track
+    id); '' where ``clips`` has no such column or no value (GTZAN names neither)."""
+    info = pd.DataFrame(
+        {c: clips[c].fillna("").astype(str) if c in clips else "" for c in TRACK_INFO_COLUMNS}, index=clips.index
+    )
+    write_csv(path, by_track_id(info))
+
+
+def read_track_info(path: str | Path) -> pd.DataFrame:
+    """data/raw/track_info.csv, checked (each track id once), sorted by track id; empty cells are ''."""
+    return by_track_id(read_clip_table(path, TRACK_INFO_COLUMNS)[TRACK_INFO_COLUMNS])
 
 
 def write_converted(path: str | Path, converted: pd.DataFrame) -> None:
@@ -631,11 +653,12 @@ def read_summary(path: str | Path) -> dict:
 
 RECOMMEND_DIR = MODELS_DIR / "recommend"
 RECOMMEND_METRICS_JSON = Path("metrics/recommend.json")
-LIBRARY_FILE = "library.csv"  # track_id, genre, split of each library clip, in index order
-LIBRARY_COLUMNS = ["track_id", "genre", "split"]
+LIBRARY_FILE = "library.csv"  # track_id, genre, split, artist, title of each library clip, in index order
+LIBRARY_COLUMNS = ["track_id", "genre", "split", "artist", "title"]
 VECTORS_FILE = "vectors.npy"  # float32 [clips, dims]: standardised, unit length
 STANDARDISE_FILE = "standardise.npy"  # float64 [2, dims]: the library's mean and standard deviation
 INDEX_INFO_FILE = "index_info.json"  # {"embedding", "sample_rate", "params", "columns"}
+RECOMMEND_EMBEDDINGS = ("musicnn", "features", "cnn2d")  # what an index may be built on
 
 
 def write_similarity_index(

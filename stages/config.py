@@ -382,7 +382,8 @@ class Cnn2dSection(KerasSection):
 
 
 class RecommendSection(Section):
-    embedding: Literal["musicnn", "features"]  # the table the index is built on: data/embeddings or data/features
+    # what the index is built on: data/embeddings, data/features, or models/cnn2d's layer "dense"
+    embedding: Literal["musicnn", "features", "cnn2d"]
     top: PositiveInt  # neighbours per query in the evaluation (precision@top)
 
 

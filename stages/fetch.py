@@ -1,7 +1,8 @@
 """Stage fetch: get the dataset's archives, verify them, and pick the clips into data/raw.
 
 Reads params data.{dataset, source, checksums, clips_per_genre, seed}.
-Writes data/raw/{clips.csv, fetch_report.json, audio/}; whole downloads (and .part files
+Writes data/raw/{clips.csv, track_info.csv (artist and title where FMA's tracks.csv has them;
+blank for GTZAN), fetch_report.json, audio/}; whole downloads (and .part files
 being resumed) go to data/downloads/, which DVC keeps between runs.
 """
 
@@ -68,10 +69,11 @@ def main() -> None:
     for what, value in report["skipped"].items():
         log.info("skipped %s: %s", what, value)
     log.info(
-        "wrote %s/clips.csv (%d clips: %s), %s/fetch_report.json and %d files under %s/audio",
+        "wrote %s/clips.csv (%d clips: %s), %s/track_info.csv, %s/fetch_report.json and %d files under %s/audio",
         RAW_DIR,
         report["clips"],
         report["clips_per_genre"],
+        RAW_DIR,
         RAW_DIR,
         report["clips"],
         RAW_DIR,

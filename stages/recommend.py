@@ -3,7 +3,8 @@
 Each file is decoded exactly as the library's clips were (genreclf.data.audio.decode_clip at
 the index's sample rate), gets the embedding the index was built on (models/recommend/, made
 by the recommend_index stage), and the N most similar library clips (train and val) are
-printed with their cosine similarity, track id and genre. A file that cannot be read gets an
+printed with their cosine similarity, track id, genre, and artist and title where the dataset
+names them (FMA's tracks.csv; GTZAN names none). A file that cannot be read gets an
 error line and the others are still answered; the exit status is 1 if any file failed.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from genreclf.artifacts import RECOMMEND_DIR
+from genreclf.artifacts import RECOMMEND_DIR, RECOMMEND_EMBEDDINGS
 from genreclf.errors import DataError, GenreError
 from stages.common import run_stage, stage_logger
 from stages.predict import positive_int
@@ -22,22 +23,28 @@ DEFAULT_TOP = 10
 log = stage_logger("recommend")
 
 
-def format_neighbours(path: str, rows: list[tuple[float, str, str]]) -> str:
-    """The file, then one line per neighbour: rank, similarity, track id, genre."""
-    width = max((len(track_id) for _, track_id, _ in rows), default=0)
+def track_name(artist: str, title: str) -> str:
+    """'artist - title', or whichever of them is known ('' for none, as for a GTZAN clip)."""
+    return " - ".join(part for part in (artist, title) if part)
+
+
+def format_neighbours(path: str, rows: list[tuple[float, str, str, str]]) -> str:
+    """The file, then one line per neighbour: rank, similarity, track id, genre, artist - title."""
+    width = max((len(row[1]) for row in rows), default=0)
+    genre_width = max((len(row[2]) for row in rows), default=0)
     lines = [path] + [
-        f"  {rank:2d}. {similarity:6.3f}  {track_id:<{width}}  {genre}"
-        for rank, (similarity, track_id, genre) in enumerate(rows, 1)
+        f"  {rank:2d}. {similarity:6.3f}  {track_id:<{width}}  {genre:<{genre_width}}  {name}".rstrip()
+        for rank, (similarity, track_id, genre, name) in enumerate(rows, 1)
     ]
     return "\n".join(lines)
 
 
 class Embedder:
-    """The embedding of one int16 clip, as the index's table has it (``info['embedding']``)."""
+    """The embedding of one int16 clip, as the index has it (``info['embedding']``)."""
 
     def __init__(self, info: dict):
         self.info, self._model = info, None
-        if info.get("embedding") not in ("features", "musicnn"):
+        if info.get("embedding") not in RECOMMEND_EMBEDDINGS:
             raise DataError(
                 f"{RECOMMEND_DIR}: unknown embedding {info.get('embedding')!r}; run `dvc repro recommend_index`"
             )
@@ -45,8 +52,10 @@ class Embedder:
     def __call__(self, clip):
         from genreclf.features import fma_features
 
-        samples = fma_features.int16_to_float(clip)  # as the features and embed stages read their WAVs
         params = self.info["params"]
+        if self.info["embedding"] == "cnn2d":
+            return self._cnn2d(params).embed_audio(clip, params["layer"])  # int16, as the stage embeds its WAVs
+        samples = fma_features.int16_to_float(clip)  # as the features and embed stages read their WAVs
         if self.info["embedding"] == "features":
             feature_params = fma_features.params_from_dict(params, where=f"{RECOMMEND_DIR}: params")
             return fma_features.clip_features(samples, self.info["sample_rate"], feature_params)
@@ -60,6 +69,14 @@ class Embedder:
             model_file, _ = read_pretrained(params["model"])
             self._model = keras.models.load_model(model_file, compile=False)
         return musicnn.clip_embedding(self._model, samples, params["embedding"], params.get("patches_per_clip"))
+
+    def _cnn2d(self, params: dict):
+        """The trained cnn2d the index was built with (its predictor), loaded once."""
+        if self._model is None:
+            from genreclf.models.predictors import load_predictor
+
+            self._model = load_predictor(params["model"])
+        return self._model
 
 
 def main() -> None:
@@ -93,7 +110,16 @@ def main() -> None:
             failed.append(path)
             continue
         found, similarity = neighbours.nearest(index, query, args.top)
-        rows = [(float(s), library["track_id"][i], library["genre"][i]) for i, s in zip(found[0], similarity[0])]
+        rows = [
+            (
+                float(s),
+                library["track_id"][i],
+                library["genre"][i],
+                track_name(library["artist"][i], library["title"][i]),
+            )
+            for i, s in zip(found[0], similarity[0])
+            if i >= 0  # fewer library clips than --top
+        ]
         print(format_neighbours(path, rows), flush=True)
     if failed:
         sys.stdout.flush()

@@ -45,7 +45,7 @@ class FmaFixture:
     directory: Path
     archives: dict[str, Path]  # checksum key (fma_metadata, fma_small ...) -> zip path
     sha1: dict[str, str]  # checksum key -> SHA-1 of the zip
-    tracks: dict[str, dict]  # track_id -> {"subset", "split", "genre"} as written in tracks.csv
+    tracks: dict[str, dict]  # track_id -> {"subset", "split", "genre", "artist", "title"} as in tracks.csv
     audio: dict[str, bytes]  # track_id -> mp3 bytes in the archives
 
     def clip_ids(self, dataset: str) -> list[str]:
@@ -91,7 +91,17 @@ def build_fma_fixture(shared_data: Path, out_dir: Path, datasets: tuple[str, ...
         rows[track_id] = row
     subset_at, split_at = _column(header, "set", "subset"), _column(header, "set", "split")
     genre_at = _column(header, "track", "genre_top")
-    tracks = {t: {"subset": r[subset_at], "split": r[split_at], "genre": r[genre_at]} for t, r in rows.items()}
+    artist_at, title_at = _column(header, "artist", "name"), _column(header, "track", "title")
+    tracks = {
+        t: {
+            "subset": r[subset_at],
+            "split": r[split_at],
+            "genre": r[genre_at],
+            "artist": r[artist_at],
+            "title": r[title_at],
+        }
+        for t, r in rows.items()
+    }
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")

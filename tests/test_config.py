@@ -287,6 +287,7 @@ OUT_OF_RANGE = {
     'expected one of ["uniform", "distance"]': [("knn.weights", "closest")],
     'expected one of ["linear", "poly", "rbf", "sigmoid"]': [("svm.kernel", "cubic")],
     'expected one of ["softmax", "sigmoid"]': [("cnn2d.loss", "hinge")],
+    'expected one of ["musicnn", "features", "cnn2d"]': [("recommend.embedding", "cnn1d")],
     'expected a non-empty list, each one of ["cnn1d", "mobilenet", "cnn2d"]': [("models.keras", [])],
     "expected a SHA-1 (40 hexadecimal digits) or null": [
         ("data.checksums.fma_small", "abc"),
@@ -325,6 +326,11 @@ def test_an_out_of_range_value_is_named_with_what_is_expected(dotted, value, exp
 )
 def test_list_items_are_named_by_position(dotted, value, listed):
     assert refused({dotted: value}) == f"params.yaml: {listed}"
+
+
+@pytest.mark.parametrize("embedding", ["musicnn", "features", "cnn2d"])
+def test_every_recommend_embedding_is_accepted(embedding):
+    assert validate({"recommend.embedding": embedding}).recommend.embedding == embedding
 
 
 def test_good_values_at_the_limits_pass():

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from genreclf.artifacts import read_track_info
 from genreclf.data.fetch import (
     DOWNLOAD_CHUNK_SIZE,
     VERIFIED_MEMBER_CRC32,
@@ -190,7 +191,13 @@ def test_fetch_fma_whole_subset(fma, server, tmp_path, kind, dataset):
         assert row.official_split == fma.tracks[row.track_id]["split"]
         assert row.path == (raw / "audio" / row.track_id[:3] / f"{row.track_id}.mp3").as_posix()
         assert Path(row.path).read_bytes() == fma.audio[row.track_id]
-    assert sorted(p.name for p in raw.iterdir()) == ["audio", "clips.csv", "fetch_report.json"]
+    assert sorted(p.name for p in raw.iterdir()) == ["audio", "clips.csv", "fetch_report.json", "track_info.csv"]
+    names = read_track_info(raw / "track_info.csv")
+    assert names.values.tolist() == [[t, fma.tracks[t]["artist"], fma.tracks[t]["title"]] for t in expected_ids]
+    assert names.set_index("track_id").loc["000182"].tolist() == [
+        "Ariel Pink's Haunted Graffiti",
+        "Jules Lost His Jewels",
+    ]
     assert json.loads((raw / "fetch_report.json").read_text()) == report
     assert report["clips"] == len(expected_ids)
     assert report["clips_per_genre"] == clips.groupby("genre").size().to_dict()
@@ -228,7 +235,7 @@ def test_clips_per_genre_over_http_reads_only_the_chosen_members(fma, server, tm
     (tmp_path / "again").mkdir()
     monkeypatch.chdir(tmp_path / "again")
     fetch_fma("fma_small", server.url, fma.sha1, 1, 0, raw, downloads)
-    for name in ("clips.csv", "fetch_report.json"):
+    for name in ("clips.csv", "track_info.csv", "fetch_report.json"):
         assert (raw / name).read_bytes() == (tmp_path / raw / name).read_bytes()
 
 
@@ -367,6 +374,21 @@ def test_tracks_head_subsets(shared_data, dataset, clips, without_genre):
     assert ("000003" in genre) == (dataset != "fma_small")  # a Hip-Hop track of the medium subset
 
 
+def test_tracks_artist_and_title_are_blank_where_tracks_csv_lacks_them(shared_data, tmp_path):
+    raw = pd.read_csv(shared_data / "fma" / "fma_metadata" / "tracks_head.csv", index_col=0, header=[0, 1])
+    raw.loc[141, ("track", "title")] = None  # an empty cell
+    raw.to_csv(tmp_path / "with_names.csv")
+    raw.drop(columns=[("artist", "name"), ("track", "title")]).to_csv(tmp_path / "without_names.csv")
+    tracks = read_tracks(tmp_path / "with_names.csv").set_index("track_id")
+    assert tracks.loc["000141", ["artist", "title"]].tolist() == ["Alec K. Redfearn & the Eyesores", ""]
+    assert tracks.loc["000182", ["artist", "title"]].tolist() == [
+        "Ariel Pink's Haunted Graffiti",
+        "Jules Lost His Jewels",
+    ]
+    tracks = read_tracks(tmp_path / "without_names.csv")
+    assert len(tracks) == 682 and (tracks[["artist", "title"]] == "").all().all()
+
+
 @pytest.mark.parametrize("text", ["genre_id,title\n1,Rock\n", "a,b\nc,d\ne,f\n1,2\n"])
 def test_read_tracks_rejects_other_tables(tmp_path, text):
     path = tmp_path / "tracks.csv"
@@ -438,6 +460,8 @@ def test_gtzan_mini_with_clips_per_genre(gtzan_mini, tmp_path):
     report = fetch_gtzan(str(gtzan_mini), None, 2, 0, tmp_path / "raw", tmp_path / "dl")
     assert report["clips_per_genre"] == {genre: 2 for genre in GTZAN_GENRES}
     assert len(list((tmp_path / "raw" / "audio").glob("*/*.wav"))) == 20
+    names = read_track_info(tmp_path / "raw" / "track_info.csv")  # GTZAN names no artist nor title
+    assert len(names) == 20 and (names[["artist", "title"]] == "").all().all()
 
 
 @pytest.mark.parametrize("form", ["file", "folder", "url", "url-prefix"])

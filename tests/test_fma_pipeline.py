@@ -64,6 +64,12 @@ def test_fetch_read_only_the_chosen_clips_and_verified_them(fma_run):
     clips = pd.read_csv(project / "data/raw/clips.csv", dtype=str, keep_default_na=False)
     assert {NO_AUDIO_ID, SHORT_ID} <= set(clips["track_id"])  # all of Rock and Experimental are chosen
     assert "member-crc32" in logs["fetch"]
+    names = pd.read_csv(project / "data/raw/track_info.csv", dtype=str, keep_default_na=False)
+    assert list(names["track_id"]) == list(clips["track_id"])  # artist and title, for recommend_index
+    assert names.values.tolist() == [
+        [t, fixture.tracks[t]["artist"], fixture.tracks[t]["title"]] for t in clips["track_id"]
+    ]
+    assert (names["artist"] != "").all() and "data/raw/track_info.csv" in logs["fetch"]
 
 
 def test_convert_skipped_the_bad_clips(fma_run):

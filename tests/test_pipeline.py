@@ -170,11 +170,13 @@ def test_recommend_answers_a_real_fma_song_from_the_gtzan_library(pipeline_proje
     metrics = json.loads((pipeline_project / "metrics" / "recommend.json").read_text())
     assert metrics["library_clips"] == 80 and metrics["queries"] == 20
     assert 0.1 < metrics["genre_precision_at_10"] <= 1.0  # above chance (0.1) on 10 balanced genres
+    assert set(metrics["genre_precision_at_10_by_embedding"]) == {"musicnn", "features", "cnn2d"}
+    assert metrics["genre_precision_at_10_artist_filtered"] is None  # GTZAN names no artist
     song = shared_data / "fma" / "fma_audio" / "000" / "000182.mp3"
     result = run_stage(pipeline_project, "recommend", str(song))
     lines = result.stdout.splitlines()
     assert lines[0] == str(song) and len(lines) == 11
     assert [line.split()[0] for line in lines[1:]] == [f"{rank}." for rank in range(1, 11)]
     genres = set(json.loads((pipeline_project / "data" / "split" / "labels.json").read_text()))
-    assert all(line.split()[-1] in genres for line in lines[1:])
+    assert all(line.split()[-1] in genres for line in lines[1:])  # and nothing after it: no artist, no title
     print(f"\n[recommend] genre precision@10 {metrics['genre_precision_at_10']}\n{result.stdout}")

@@ -6,11 +6,19 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from genreclf.artifacts import FEATURE_ID_COLUMNS, read_similarity_index, write_embeddings
+from genreclf.artifacts import (
+    FEATURE_ID_COLUMNS,
+    read_similarity_index,
+    write_embeddings,
+    write_model_folder,
+    write_split,
+    write_track_info,
+)
 from genreclf.models import neighbours
-from tests.helpers import call_stage, make_project, run_stage, tone, write_audio
+from tests.helpers import call_stage, make_project, run_stage, to_int16, tone, write_audio
 from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
 
 GENRES = ["jazz", "rock"]
@@ -35,6 +43,27 @@ def test_ties_go_to_the_earlier_clip_and_excluded_or_missing_ones_are_minus_one(
     found, similarity = neighbours.nearest(index, query, top=3, exclude=exclude)
     assert found.tolist() == [[1, -1, -1]]
     assert np.isinf(similarity[0, 1:]).all()
+
+
+def test_same_artist_marks_the_library_clips_by_the_querys_artist_and_never_a_blank_one():
+    exclude = neighbours.same_artist(["Ann", "", "Bob"], ["Ann", "Bob", "Ann", ""])
+    assert exclude.tolist() == [[True, False, True, False], [False] * 4, [False, True, False, False]]
+    assert neighbours.same_artist(["", ""], ["", "", ""]) is None  # GTZAN: no artist anywhere
+
+
+def test_the_querys_own_artist_is_left_out_and_the_next_clips_move_up():
+    """Eight clips at 0, 45, ..., 315 degrees (mean 0, equal deviations: the standardised cosine is
+    the plain one); the query at 10 degrees is nearest 0, 45, 315, 90. The two nearest are by its
+    artist: filtered, 315 and 90 are its neighbours."""
+    angles = np.radians(np.arange(0, 360, 45))
+    index = neighbours.build_index(np.stack([np.cos(angles), np.sin(angles)], axis=1))
+    query = neighbours.query_vectors(index, np.array([[np.cos(np.radians(10)), np.sin(np.radians(10))]]))
+    genres = ["a", "a", "b", "b", "b", "b", "b", "a"]
+    found, _ = neighbours.nearest(index, query, top=2)
+    assert found.tolist() == [[0, 1]] and neighbours.genre_precision(["a"], genres, found) == 1.0
+    exclude = neighbours.same_artist(["Ann"], ["Ann", "Ann", "Bob", "", "Cid", "Cid", "Cid", "Bob"])
+    found, _ = neighbours.nearest(index, query, top=2, exclude=exclude)
+    assert found.tolist() == [[7, 2]] and neighbours.genre_precision(["a"], genres, found) == 0.5
 
 
 @pytest.mark.parametrize(
@@ -64,12 +93,57 @@ def clustered_tables(rng: np.random.Generator, columns: list[str], noise: float)
     return tables
 
 
-@pytest.fixture
-def index_project(tmp_path):
-    """The FMA features cluster by genre; the (musicnn-like) embeddings are mostly noise."""
+CNN2D_RATE = 4000
+CNN2D_SETTINGS = {  # a tiny cnn2d (untrained: its layer "dense" is still a deterministic embedding)
+    "image_size": 16,
+    "n_fft": 128,
+    "hop_length": 32,
+    "filters": [2, 2],
+    "pools": [2, 2],
+    "dense_units": 4,
+    "dropout": 0.5,
+    "loss": "softmax",
+    "segments_per_clip": 2,
+}
+# FMA-like names: most jazz library clips and both jazz queries are by Ann; rock is by others.
+ARTISTS = {"jazz": {"train": "Ann", "val": "Bob", "test": "Ann"}, "rock": {"train": "Cid", "val": "Cid", "test": "Dee"}}
+
+
+def write_cnn2d_and_split(project, tables: dict) -> None:
+    """models/cnn2d (seeded, saved as train_keras saves it) and data/split with a 1 s tone WAV
+    per clip of ``tables``, at a pitch of its own."""
+    import keras
+
+    from genreclf.models import training
+
+    manifest = pd.concat([t.assign(split=split) for split, t in tables.items()], ignore_index=True)
+    manifest["path"] = [f"data/wav/{t}.wav" for t in manifest["track_id"]]
+    for i, path in enumerate(manifest["path"]):
+        write_audio(project / path, to_int16(tone(1.0, CNN2D_RATE, 200.0 + 40 * i)), CNN2D_RATE)
+    write_split(project / "data" / "split", manifest, GENRES)
+    prep = training.preprocessing_for("cnn2d", CNN2D_RATE, GENRES, CNN2D_SETTINGS)
+    keras.utils.set_random_seed(0)
+    model = training.build_model("cnn2d", CNN2D_SETTINGS, len(GENRES), prep)
+    write_model_folder(project / "models" / "cnn2d", prep, GENRES, lambda path: training.save_model(model, path))
+
+
+def write_names(project, tables: dict, named: bool) -> None:
+    """data/raw/track_info.csv: FMA-like artists (ARTISTS) and titles, or GTZAN's blanks."""
+    info = pd.concat([t.assign(split=split) for split, t in tables.items()], ignore_index=True)
+    if named:
+        info["artist"] = [ARTISTS[g][s] for g, s in zip(info["genre"], info["split"])]
+        info["title"] = [f"Song {t}" for t in info["track_id"]]
+    write_track_info(project / "data" / "raw" / "track_info.csv", info)
+
+
+@pytest.fixture(params=[True, False], ids=["fma-names", "gtzan-no-names"])
+def index_project(tmp_path, request):
+    """(project, whether its clips have artists): the FMA features cluster by genre; the
+    (musicnn-like) embeddings are mostly noise; cnn2d is an untrained tiny network."""
     project = make_project(tmp_path / "project")
     write_params(project, {"recommend": {"embedding": "features", "top": 3}})
-    write_feature_tables(project, clustered_tables(np.random.default_rng(0), FEATURE_COLUMNS, 0.01))
+    features = clustered_tables(np.random.default_rng(0), FEATURE_COLUMNS, 0.01)
+    write_feature_tables(project, features)
     embeddings = clustered_tables(np.random.default_rng(1), EMBEDDING_COLUMNS, 100.0)
     write_embeddings(
         project / "data" / "embeddings",
@@ -79,22 +153,60 @@ def index_project(tmp_path):
         16000,
         {"embedding": "penultimate"},
     )
-    return project
+    write_cnn2d_and_split(project, {split: table[FEATURE_ID_COLUMNS] for split, table in features.items()})
+    write_names(project, features, named=request.param)
+    return project, request.param
 
 
 def test_stage_indexes_train_and_val_and_scores_the_test_queries(index_project):
+    index_project, named = index_project
     call_stage(index_project, "recommend_index")
     metrics = json.loads((index_project / "metrics" / "recommend.json").read_text())
     by_embedding = metrics.pop("genre_precision_at_3_by_embedding")
-    expected = {"embedding": "features", "library_clips": 16, "queries": 4, "top": 3, "genre_precision_at_3": 1.0}
+    filtered_by_embedding = metrics.pop("genre_precision_at_3_artist_filtered_by_embedding")
+    # Filtered, a jazz query (by Ann) keeps only the 2 jazz clips by Bob, so its third neighbour
+    # is rock: (2/3 + 2/3 + 1 + 1) / 4. Unfiltered, the features give every query its genre.
+    filtered = 0.833333 if named else None
+    expected = {
+        "embedding": "features",
+        "library_clips": 16,
+        "queries": 4,
+        "top": 3,
+        "genre_precision_at_3": 1.0,
+        "genre_precision_at_3_artist_filtered": filtered,
+    }
     assert metrics == expected
+    assert set(by_embedding) == {"musicnn", "features", "cnn2d"} == set(filtered_by_embedding)
     assert by_embedding["features"] == 1.0 and by_embedding["musicnn"] < 1.0
+    assert 0.0 <= by_embedding["cnn2d"] <= 1.0
+    assert filtered_by_embedding["features"] == filtered
+    assert (filtered_by_embedding["cnn2d"] is None) == (not named)
     arrays, library, info = read_similarity_index(index_project / "models" / "recommend")
     assert list(library["split"]) == ["train"] * 12 + ["val"] * 4
+    artists = ["Ann"] * 6 + ["Cid"] * 6 + ["Bob"] * 2 + ["Cid"] * 2 if named else [""] * 16
+    assert list(library["artist"]) == artists
+    assert library["title"].iloc[0] == ("Song train000" if named else "")
     assert arrays[2].shape == (16, len(FEATURE_COLUMNS)) and info["embedding"] == "features"
     first = {p.name: p.read_bytes() for p in (index_project / "models" / "recommend").iterdir()}
     call_stage(index_project, "recommend_index")
     assert {p.name: p.read_bytes() for p in (index_project / "models" / "recommend").iterdir()} == first
+
+
+@pytest.mark.slow
+def test_cnn2d_index_and_command_embed_a_clip_the_same_way(index_project):
+    """A library clip's own WAV, embedded by the command, finds itself at similarity 1 (the stage
+    embedded it the same way); the neighbours name artist and title where the data has them."""
+    index_project, named = index_project
+    write_params(index_project, {"recommend": {"embedding": "cnn2d", "top": 3}})
+    call_stage(index_project, "recommend_index")
+    _, library, info = read_similarity_index(index_project / "models" / "recommend")
+    assert info["embedding"] == "cnn2d" and info["sample_rate"] == CNN2D_RATE
+    assert info["params"] == {"model": "models/cnn2d", "layer": "dense"} and len(info["columns"]) == 4
+    result = run_stage(index_project, "recommend", "data/wav/train003.wav", "--top", "2")
+    lines = result.stdout.splitlines()
+    assert lines[0] == "data/wav/train003.wav" and len(lines) == 3
+    name = "  Ann - Song train003" if named else ""
+    assert lines[1] == f"   1.  1.000  train003  jazz{name}"
 
 
 def test_command_without_an_index_says_what_to_run(tmp_path):
@@ -108,6 +220,7 @@ def test_command_without_an_index_says_what_to_run(tmp_path):
 def test_command_answers_real_audio_and_reports_an_unreadable_file(index_project, tmp_path):
     """A tone goes through the real decode and feature path; the index is of clustered features,
     so only the shape of the answer is known: 3 neighbours, most similar first, with genres."""
+    index_project, named = index_project
     call_stage(index_project, "recommend_index")
     song = write_audio(tmp_path / "song.wav", tone(3.0, 22050, frequency=440.0), 22050)
     (tmp_path / "broken.mp3").write_bytes(b"not audio")
@@ -117,6 +230,11 @@ def test_command_answers_real_audio_and_reports_an_unreadable_file(index_project
     assert lines[0] == str(song) and len(lines) == 4
     similarities = [float(line.split()[1]) for line in lines[1:]]
     assert similarities == sorted(similarities, reverse=True)
-    assert all(line.split()[-1] in GENRES for line in lines[1:])
+    assert all(line.split()[3] in GENRES for line in lines[1:])
+    names = [line.split(maxsplit=4)[4:] for line in lines[1:]]  # after rank, similarity, track id, genre
+    if named:
+        assert all(name[0].endswith(f" - Song {line.split()[2]}") for name, line in zip(names, lines[1:]))
+    else:
+        assert names == [[]] * 3
     assert f"{tmp_path / 'broken.mp3'}:" in result.stderr
     assert "1 of 2 files could not be answered" in result.stderr

@@ -40,7 +40,7 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
-from genreclf.artifacts import CLIPS_FILE, write_clips
+from genreclf.artifacts import CLIPS_FILE, TRACK_INFO_FILE, write_clips, write_track_info
 from genreclf.errors import ChecksumError, DataError
 from genreclf.io import write_json
 
@@ -524,10 +524,12 @@ def ignored_summary(ignored: list[str]) -> dict:
 
 
 def write_clips_and_report(out_dir: Path, clips: pd.DataFrame, report: dict) -> dict:
-    """Write clips.csv (rows sorted by track_id) and fetch_report.json into ``out_dir``.
+    """Write clips.csv (rows sorted by track_id), track_info.csv (the artist and title of each
+    clip where ``clips`` has them, else '') and fetch_report.json into ``out_dir``.
 
     The report gets the number of clips, in all and per genre; it is returned.
     """
+    write_track_info(Path(out_dir) / TRACK_INFO_FILE, clips)
     clips = write_clips(Path(out_dir) / CLIPS_FILE, clips)
     counts = clips.groupby("genre").size()
     report = dict(report, clips=len(clips), clips_per_genre={str(g): int(n) for g, n in counts.items()})

@@ -5,7 +5,8 @@ The archives (https://github.com/mdeff/fma) are zip files with bzip2 members:
 ``fma_large``) holds ``fma_small/NNN/NNNNNN.mp3``, NNN being the first three digits of the
 zero-padded track id. tracks.csv has two header rows (plus the index name row); the columns
 used are ('set', 'subset') = small | medium | large (medium includes small, large includes
-both), ('set', 'split') = training | validation | test, and ('track', 'genre_top').
+both), ('set', 'split') = training | validation | test, and ('track', 'genre_top'); and,
+where the file has them, ('artist', 'name') and ('track', 'title') ('' where it has not).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ SUBSETS = {"fma_small": ("small",), "fma_medium": ("small", "medium"), "fma_larg
 SUBSET_COLUMN = ("set", "subset")
 SPLIT_COLUMN = ("set", "split")
 GENRE_COLUMN = ("track", "genre_top")
+NAME_COLUMNS = {"artist": ("artist", "name"), "title": ("track", "title")}  # optional: '' when absent
 MEMBER_RE = re.compile(r"^(?P<top>[^/]+)/(?P<folder>\d{3})/(?P<track_id>\d{6})\.mp3$")
 SHOWN_EXAMPLES = 5
 
@@ -48,7 +50,8 @@ log = logging.getLogger(__name__)
 
 
 def read_tracks(path: str | Path, label: str | None = None) -> pd.DataFrame:
-    """Read FMA's tracks.csv: one row per track with track_id (6 digits), subset, split, genre_top."""
+    """Read FMA's tracks.csv: one row per track with track_id (6 digits), subset, split, genre_top,
+    artist and title ('' where the file has no such column or value)."""
     label = label or str(path)
     expected = (
         "expected FMA's tracks.csv: two header rows such as ('set', 'subset') and "
@@ -71,20 +74,34 @@ def read_tracks(path: str | Path, label: str | None = None) -> pd.DataFrame:
             "subset": raw[SUBSET_COLUMN].to_numpy(),
             "split": raw[SPLIT_COLUMN].fillna("").astype(str).to_numpy(),
             "genre_top": raw[GENRE_COLUMN].to_numpy(),
+            **{name: text_column(raw, column) for name, column in NAME_COLUMNS.items()},
         }
     )
+
+
+def text_column(raw: pd.DataFrame, column: tuple[str, str]):
+    """A column of tracks.csv as strings, '' where it is empty or the file has no such column."""
+    if column not in raw.columns:
+        return [""] * len(raw)
+    return raw[column].fillna("").astype(str).to_numpy()
 
 
 def subset_clips(tracks: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, int]:
     """The tracks of ``dataset``'s subset that have a top genre, and how many had none.
 
-    Returns (frame with track_id, genre, official_split; number of tracks skipped for lack of genre_top).
+    Returns (frame with track_id, genre, official_split, artist, title; number of tracks skipped
+    for lack of genre_top).
     """
     in_subset = tracks[tracks["subset"].isin(SUBSETS[dataset])]
     genre = in_subset["genre_top"]
     has_genre = genre.notna() & (genre.astype(str).str.strip() != "")
     clips = pd.DataFrame(
-        {"track_id": in_subset["track_id"], "genre": genre.astype(str), "official_split": in_subset["split"]}
+        {
+            "track_id": in_subset["track_id"],
+            "genre": genre.astype(str),
+            "official_split": in_subset["split"],
+            **{name: in_subset[name] for name in NAME_COLUMNS},
+        }
     )[has_genre]
     return clips.sort_values("track_id").reset_index(drop=True), int((~has_genre).sum())
 

@@ -76,6 +76,18 @@ def top_order(scores: np.ndarray, top: int) -> np.ndarray:
     return np.take_along_axis(candidates, order, axis=1)
 
 
+def same_artist(query_artists: list[str], library_artists: list[str]) -> np.ndarray | None:
+    """bool [queries, library clips]: True where a library clip is by the query's artist (an
+    empty artist matches nothing), for ``nearest``'s ``exclude``; None when no clip names an artist."""
+    names = {"": -1}  # artist -> a number, so that the matrix compares integers, not strings
+    queries, library = (
+        np.array([names.setdefault(a, len(names)) for a in artists]) for artists in (query_artists, library_artists)
+    )
+    if len(names) == 1:
+        return None
+    return (queries[:, None] == library[None, :]) & (queries >= 0)[:, None]
+
+
 def genre_precision(query_genres: list[str], library_genres: list[str], neighbours: np.ndarray) -> float:
     """The mean share of each query's neighbours whose genre is the query's (missing ones count as wrong)."""
     library = np.asarray(library_genres + [None], dtype=object)  # index -1: no neighbour

@@ -10,7 +10,9 @@ and returns a predictor with
 - ``predict_split(data_dir, split)`` -> ``SplitPredictions``: track ids, true labels and clip
   probabilities [clips, genres] of one split of ``<data_dir>/features`` (scikit-learn) or
   ``<data_dir>/shards`` (Keras), with the accuracy over the units the model scores;
-- ``predict_audio(clip)`` -> probabilities [genres] of one mono int16 clip at ``sample_rate``.
+- ``predict_audio(clip)`` -> probabilities [genres] of one mono int16 clip at ``sample_rate``;
+- Keras only: ``embed_audio(clip)`` -> the mean over the clip's units of the layer "dense"'s
+  output (cnn2d: 128 values), from the same units: the similar-song embedding ``cnn2d``.
 
 A scikit-learn model reads the feature table, and computes the features of new audio with
 ``genreclf.features.fma_features`` and the very parameters it was trained with. A model on
@@ -39,6 +41,7 @@ from genreclf.errors import DataError, ParamError
 from genreclf.models import sklearn_models
 
 PREDICT_BATCH_SIZE = 64
+EMBEDDING_LAYER = "dense"  # the Keras layer whose output embed_audio averages (cnn2d: 128 values)
 
 
 @dataclass
@@ -185,6 +188,7 @@ class KerasPredictor:
         self.model, self.preprocessing, self.labels = model, preprocessing, labels
         self.sample_rate = preprocessing["sample_rate"]
         self.batch_size, self.model_dir = batch_size, model_dir
+        self._embedders: dict = {}  # layer name -> a model of the same weights that outputs it
 
     @classmethod
     def load(cls, folder: artifacts.ModelFolder, batch_size: int = PREDICT_BATCH_SIZE) -> KerasPredictor:
@@ -257,6 +261,29 @@ class KerasPredictor:
 
     def predict_audio(self, clip: np.ndarray) -> np.ndarray:
         """Clip probabilities [C] of one clip: mono int16 samples at the model's sample rate."""
+        probs = self._unit_outputs(self.model, clip)
+        return clip_probabilities(
+            probs, np.zeros(len(probs), dtype=np.int64), 1, self.preprocessing["output_activation"]
+        )[0]
+
+    def embed_audio(self, clip: np.ndarray, layer: str = EMBEDDING_LAYER) -> np.ndarray:
+        """The clip's embedding [layer units], float64: the mean over its units (cnn2d: segments) of
+        the output of ``layer`` (cnn2d's 128-unit "dense", before dropout), the units made exactly as
+        ``predict_audio`` makes them."""
+        if layer not in self._embedders:
+            try:
+                output = self.model.get_layer(layer).output
+            except ValueError:
+                raise DataError(
+                    f"{self.model_dir or 'the model'}: has no layer named {layer!r} to embed with", path=self.model_dir
+                ) from None
+            import keras
+
+            self._embedders[layer] = keras.Model(self.model.inputs, output, name=f"{self.model.name}_{layer}")
+        return self._unit_outputs(self._embedders[layer], clip).mean(axis=0)
+
+    def _unit_outputs(self, model, clip: np.ndarray) -> np.ndarray:
+        """``model``'s outputs [units, ...] on the units of one mono int16 clip, float64, in batches."""
         from genreclf.models import tfdata
 
         audio, prep = np.asarray(clip), self.preprocessing
@@ -271,13 +298,12 @@ class KerasPredictor:
                 f"least {tfdata.min_clip_samples(prep)} samples at {prep['sample_rate']} Hz"
             )
         units = tfdata.units_of_clip(audio, prep).numpy()
-        probs = np.concatenate(
+        return np.concatenate(
             [
-                np.asarray(self.model.predict_on_batch(units[i : i + self.batch_size]), dtype=np.float64)
+                np.asarray(model.predict_on_batch(units[i : i + self.batch_size]), dtype=np.float64)
                 for i in range(0, len(units), self.batch_size)
             ]
         )
-        return clip_probabilities(probs, np.zeros(len(probs), dtype=np.int64), 1, prep["output_activation"])[0]
 
 
 def load_predictor(model_dir: str | Path) -> SklearnPredictor | KerasPredictor:

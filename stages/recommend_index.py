@@ -106,12 +106,12 @@ def evaluate(splits: dict, top: int, artist_of: dict) -> tuple[neighbours.Simila
     seconds = time.perf_counter() - started
     library_genres = [g for s in LIBRARY_SPLITS for g in splits[s].genres]
     precision = neighbours.genre_precision(queries.genres, library_genres, found)
-    exclude = neighbours.same_artist(
+    groups = neighbours.artist_groups(
         [artist_of[t] for t in queries.track_ids], [artist_of[t] for t in library_ids(splits)]
     )
-    if exclude is None:
+    if groups is None:
         return index, precision, None, seconds
-    found, _ = neighbours.nearest(index, vectors, top, exclude)
+    found, _ = neighbours.nearest(index, vectors, top, groups)
     return index, precision, neighbours.genre_precision(queries.genres, library_genres, found), seconds
 
 

@@ -39,16 +39,33 @@ def test_ties_go_to_the_earlier_clip_and_excluded_or_missing_ones_are_minus_one(
     query = neighbours.query_vectors(index, np.array([[1.0, 0.0]]))
     found, _ = neighbours.nearest(index, query, top=2)
     assert found.tolist() == [[0, 1]]
-    exclude = np.array([[True, False, True, True]])
-    found, similarity = neighbours.nearest(index, query, top=3, exclude=exclude)
+    groups = (np.array([0]), np.array([0, -1, 0, 0]))  # library clips 0, 2 and 3 in the query's group
+    found, similarity = neighbours.nearest(index, query, top=3, groups=groups)
     assert found.tolist() == [[1, -1, -1]]
     assert np.isinf(similarity[0, 1:]).all()
 
 
-def test_same_artist_marks_the_library_clips_by_the_querys_artist_and_never_a_blank_one():
-    exclude = neighbours.same_artist(["Ann", "", "Bob"], ["Ann", "Bob", "Ann", ""])
-    assert exclude.tolist() == [[True, False, True, False], [False] * 4, [False, True, False, False]]
-    assert neighbours.same_artist(["", ""], ["", "", ""]) is None  # GTZAN: no artist anywhere
+def test_artist_groups_leave_out_the_querys_artist_and_never_for_a_blank_one():
+    groups = neighbours.artist_groups(["Ann", "", "Bob"], ["Ann", "Bob", "Ann", ""])
+    assert [g.tolist() for g in groups] == [[0, -1, 1], [0, 1, 0, -1]]
+    assert neighbours.artist_groups(["", ""], ["", "", ""]) is None  # GTZAN: no artist anywhere
+    index = neighbours.build_index(np.eye(4))
+    queries = neighbours.query_vectors(index, np.eye(4)[[0, 3, 1]])  # each query is its library clip
+    found, _ = neighbours.nearest(index, queries, top=4, groups=groups)
+    # Ann's query loses clips 0 and 2 (Ann's); the blank one loses none; Bob's loses clip 1.
+    assert [sorted(row[row >= 0].tolist()) for row in found] == [[1, 3], [0, 1, 2, 3], [0, 2, 3]]
+
+
+def test_groups_are_applied_one_block_of_queries_at_a_time(monkeypatch):
+    monkeypatch.setattr(neighbours, "QUERY_BLOCK", 2)
+    library = np.random.default_rng(0).normal(size=(9, 3))
+    index = neighbours.build_index(library)
+    queries = neighbours.query_vectors(index, library[:5])
+    groups = (np.array([0, 1, -1, 0, 2]), np.array([0, 0, 1, 1, 2, 2, -1, 0, 1]))
+    found, _ = neighbours.nearest(index, queries, top=9, groups=groups)
+    for query, row in zip(groups[0], found):
+        left_out = set() if query < 0 else set(np.flatnonzero(groups[1] == query).tolist())
+        assert set(row[row >= 0].tolist()) == set(range(9)) - left_out
 
 
 def test_the_querys_own_artist_is_left_out_and_the_next_clips_move_up():
@@ -61,8 +78,8 @@ def test_the_querys_own_artist_is_left_out_and_the_next_clips_move_up():
     genres = ["a", "a", "b", "b", "b", "b", "b", "a"]
     found, _ = neighbours.nearest(index, query, top=2)
     assert found.tolist() == [[0, 1]] and neighbours.genre_precision(["a"], genres, found) == 1.0
-    exclude = neighbours.same_artist(["Ann"], ["Ann", "Ann", "Bob", "", "Cid", "Cid", "Cid", "Bob"])
-    found, _ = neighbours.nearest(index, query, top=2, exclude=exclude)
+    groups = neighbours.artist_groups(["Ann"], ["Ann", "Ann", "Bob", "", "Cid", "Cid", "Cid", "Bob"])
+    found, _ = neighbours.nearest(index, query, top=2, groups=groups)
     assert found.tolist() == [[7, 2]] and neighbours.genre_precision(["a"], genres, found) == 0.5
 
 

@@ -46,17 +46,20 @@ def query_vectors(index: SimilarityIndex, embeddings: np.ndarray) -> np.ndarray:
 
 
 def nearest(
-    index: SimilarityIndex, queries: np.ndarray, top: int, exclude: np.ndarray | None = None
+    index: SimilarityIndex, queries: np.ndarray, top: int, groups: tuple[np.ndarray, np.ndarray] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(library indices [queries, top], cosine similarities [queries, top]) of each query's
     ``top`` most similar library clips, most similar first. ``queries`` come from
-    ``query_vectors``; ``exclude`` (bool [queries, library clips]) removes candidates (e.g. the
-    query's own artist). With fewer candidates than ``top``, the rest are -1 with similarity -inf."""
+    ``query_vectors``; ``groups`` (int [queries], int [library clips], e.g. ``artist_groups``)
+    leaves out the library clips in a query's own group (a negative group is no group), one block
+    of queries at a time. With fewer candidates than ``top``, the rest are -1 with similarity -inf."""
     found, similarity = [], []
     for start in range(0, len(queries), QUERY_BLOCK):
         scores = queries[start : start + QUERY_BLOCK] @ index.vectors.T
-        if exclude is not None:
-            scores = np.where(exclude[start : start + QUERY_BLOCK], -np.inf, scores)
+        if groups is not None:
+            query_groups = groups[0][start : start + QUERY_BLOCK]
+            same = (query_groups[:, None] == groups[1][None, :]) & (query_groups >= 0)[:, None]
+            scores = np.where(same, -np.inf, scores)
         order = top_order(scores, top)
         best = np.take_along_axis(scores, order, axis=1)
         found.append(np.where(np.isinf(best), -1, order))
@@ -76,16 +79,15 @@ def top_order(scores: np.ndarray, top: int) -> np.ndarray:
     return np.take_along_axis(candidates, order, axis=1)
 
 
-def same_artist(query_artists: list[str], library_artists: list[str]) -> np.ndarray | None:
-    """bool [queries, library clips]: True where a library clip is by the query's artist (an
-    empty artist matches nothing), for ``nearest``'s ``exclude``; None when no clip names an artist."""
-    names = {"": -1}  # artist -> a number, so that the matrix compares integers, not strings
-    queries, library = (
-        np.array([names.setdefault(a, len(names)) for a in artists]) for artists in (query_artists, library_artists)
+def artist_groups(query_artists: list[str], library_artists: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """``nearest``'s ``groups`` for leaving out the query's own artist: one number per artist
+    (an empty artist is -1: it matches nothing); None when no clip names an artist."""
+    numbers = {"": -1}
+    groups = tuple(
+        np.array([numbers.setdefault(a, len(numbers) - 1) for a in artists], dtype=np.int64)
+        for artists in (query_artists, library_artists)
     )
-    if len(names) == 1:
-        return None
-    return (queries[:, None] == library[None, :]) & (queries >= 0)[:, None]
+    return None if len(numbers) == 1 else groups
 
 
 def genre_precision(query_genres: list[str], library_genres: list[str], neighbours: np.ndarray) -> float:

@@ -240,13 +240,12 @@ def select_musicnn_C(
 def fit_in_place(pipeline: Pipeline, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Fit ``pipeline`` as Pipeline.fit does, standardising ``features`` in place; return them.
 
-    The same model, to the byte, as ``pipeline.fit(features, labels)``, without its standardised
-    copy of the matrix (the scaler is fitted a block of columns at a time, fit_scaler):
-    ``features`` is overwritten with what the steps after the scaler were
-    fitted on (``pipeline[1:]`` predicts from it), and a model that keeps its training data
-    (kNN) keeps that very array. The classifier is fitted with FIT_BLAS_THREADS BLAS threads
-    (the model is that of a plain fit under the same limit). The scaler keeps its own setting (copy=True by default),
-    so the fitted pipeline standardises a copy of whatever it is given later.
+    The same model, to the byte, as ``pipeline.fit(features, labels)`` with FIT_BLAS_THREADS BLAS
+    threads, without its standardised copy of the matrix nor the scaler's (fit_scaler):
+    ``features`` is overwritten with what the steps after the scaler were fitted on
+    (``pipeline[1:]`` predicts from it), and a model that keeps its training data (kNN) keeps
+    that very array. The scaler keeps its own setting (copy=True by default), so the fitted
+    pipeline standardises a copy of whatever it is given later.
     """
     scaler = pipeline.steps[0][1]
     if not isinstance(scaler, StandardScaler):

@@ -9,11 +9,13 @@ import zipfile
 import numpy as np
 import pytest
 import skops.io as sio
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.svm import SVC
+from threadpoolctl import threadpool_info
 
 from genreclf import artifacts
 from genreclf.errors import DataError, ParamError
@@ -196,6 +198,19 @@ def test_the_svm_search_in_column_blocks_scores_as_a_plain_search(monkeypatch):
         cv=StratifiedKFold(n_splits=5, shuffle=True, random_state=0),
     ).fit(x, y)
     assert [score for _, _, score in table] == plain.cv_results_["mean_test_score"].tolist()
+
+
+class RecordsBlasThreads(ClassifierMixin, BaseEstimator):
+    def fit(self, X, y):
+        self.blas_threads_ = {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+        return self
+
+
+def test_the_classifier_is_fitted_with_one_blas_thread():
+    x, y = blobs(10)
+    pipeline = Pipeline([("standardize", StandardScaler()), ("classifier", RecordsBlasThreads())])
+    sklearn_models.fit_in_place(pipeline, x, y)
+    assert pipeline.named_steps["classifier"].blas_threads_ == {sklearn_models.FIT_BLAS_THREADS}
 
 
 def test_knn_fitted_in_place_keeps_the_standardised_array_itself():

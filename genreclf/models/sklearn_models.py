@@ -297,7 +297,7 @@ def streamed_ndarray_get_state(obj: np.ndarray, save_context) -> dict:
     if file_name not in save_context.zip_file.namelist():
         with save_context.zip_file.open(file_name, "w") as member:
             np.lib.format.write_array_header_1_0(member, np.lib.format.header_data_from_array_1_0(obj))
-            data = obj.reshape(-1).view(np.uint8)
+            data = np.asarray(obj).reshape(-1).view(np.uint8)  # a subclass (np.matrix) reshapes otherwise
             for start in range(0, len(data), MODEL_COPY_BYTES):
                 member.write(data[start : start + MODEL_COPY_BYTES])
     return {**state, "__loader__": "NdArrayNode", "type": "numpy", "file": file_name}

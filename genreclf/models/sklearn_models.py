@@ -7,6 +7,7 @@ only if every type in the file is on an explicit allow-list.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import skops
 import skops.io as sio
 from joblib import parallel_config
 from sklearn.calibration import CalibratedClassifierCV
@@ -28,6 +30,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from skops.io import _utils as skops_utils  # skops' get_state and its dispatch (private: skops is pinned)
+from skops.io._numpy import ndarray_get_state
+from threadpoolctl import threadpool_limits
 
 from genreclf import catalog
 from genreclf.errors import DataError
@@ -51,6 +56,15 @@ SVC_CACHE_MB = 1000
 # of scikit-learn and of the training data (memory-mapped, counted once per process).
 SEARCH_BACKEND = "threading"
 MODEL_COPY_BYTES = 1 << 20  # block size when an array member is copied into the canonical model file
+# Columns a StandardScaler is fitted on at a time (fit_scaler): its fit makes temporaries the size of
+# what it is given (X minus the mean), a whole copy of the training matrix for a plain fit.
+SCALER_BLOCK_COLUMNS = 64
+# BLAS threads while a classifier is fitted (fit_in_place). The logistic regression's products
+# (clips x features by features x genres) gain nothing from more on a shared machine: with
+# OpenBLAS's 2 threads on 2 busy cores its fit took 22-38 s against 4 s in one, and 13 MB more
+# at 8000 clips (the second thread's buffers). One thread also makes the model's bytes the same
+# whatever the number of cores: OpenBLAS splits a product's sums differently by thread count.
+FIT_BLAS_THREADS = 1
 
 # Types that skops does not trust by default but that the pipelines built here hold.
 # A model file holding any other untrusted type is refused.
@@ -121,6 +135,47 @@ def build_pipeline(name: str, pca_components: int | None, copy: bool = True, **c
     return Pipeline(steps)
 
 
+def column_blocks(n_columns: int, width: int) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive blocks of ``width`` columns, none of a single column (the last
+    takes a lone column in): numpy sums a single column pairwise, and several row after row, as
+    it sums a whole C-ordered matrix along its rows."""
+    starts = list(range(0, n_columns, width))
+    if len(starts) > 1 and n_columns - starts[-1] == 1:
+        starts.pop()
+    return list(zip(starts, [*starts[1:], n_columns]))
+
+
+def fit_scaler(scaler: StandardScaler, features: np.ndarray) -> StandardScaler:
+    """``scaler.fit(features)``, SCALER_BLOCK_COLUMNS columns at a time; returns ``scaler``.
+
+    The same fitted attributes, to the bit and in the same order: a column's mean and variance
+    depend on that column alone and are summed row after row either way (column_blocks). The
+    fit's temporaries are the size of a block, not copies of the whole matrix. A matrix with
+    NaN (a count of clips per column) is fitted whole.
+    """
+    blocks = column_blocks(features.shape[1], SCALER_BLOCK_COLUMNS)
+    if len(blocks) == 1:
+        return StandardScaler.fit(scaler, features)
+    fitted = [StandardScaler(**scaler.get_params()).fit(features[:, start:stop]) for start, stop in blocks]
+    if any(np.ndim(part.n_samples_seen_) for part in fitted):
+        return StandardScaler.fit(scaler, features)
+    for key, value in vars(fitted[0]).items():
+        if key.endswith("_"):
+            joined = np.concatenate([vars(part)[key] for part in fitted]) if isinstance(value, np.ndarray) else value
+            setattr(scaler, key, features.shape[1] if key == "n_features_in_" else joined)
+    return scaler
+
+
+class BlockScaler(StandardScaler):
+    """A StandardScaler that fits a block of columns at a time (fit_scaler): for the SVM's search,
+    whose models are never saved (a saved model holds a plain StandardScaler)."""
+
+    def fit(self, X, y=None, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError("BlockScaler takes no sample weights")
+        return fit_scaler(self, X)
+
+
 def select_svm_settings(
     features: np.ndarray,
     labels: np.ndarray,
@@ -138,8 +193,10 @@ def select_svm_settings(
     given. Returns ({"C", "gamma"}, its mean accuracy, [(C, gamma, mean accuracy), ...]).
     """
     # The scaler works in place: each fit gets its fold's clips as a new array (scikit-learn
-    # indexes them out of ``features``), so standardising it in place changes nothing else.
+    # indexes them out of ``features``), so standardising it in place changes nothing else; it
+    # fits a block of columns at a time, without a copy of the fold.
     pipeline = build_pipeline("svm", pca_components, copy=False, C=1.0, kernel=kernel, gamma="scale", seed=seed)
+    pipeline.steps[0] = ("standardize", BlockScaler(copy=False))
     pipeline.steps[-1] = ("classifier", SVC(kernel=kernel, cache_size=SVC_CACHE_MB))  # no calibration while choosing
     search = GridSearchCV(
         pipeline,
@@ -183,19 +240,21 @@ def select_musicnn_C(
 def fit_in_place(pipeline: Pipeline, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Fit ``pipeline`` as Pipeline.fit does, standardising ``features`` in place; return them.
 
-    The same model, to the byte, as ``pipeline.fit(features, labels)``, without its standardised
-    copy of the matrix: ``features`` is overwritten with what the steps after the scaler were
-    fitted on (``pipeline[1:]`` predicts from it), and a model that keeps its training data
-    (kNN) keeps that very array. The scaler keeps its own setting (copy=True by default),
-    so the fitted pipeline standardises a copy of whatever it is given later.
+    The same model, to the byte, as ``pipeline.fit(features, labels)`` with FIT_BLAS_THREADS BLAS
+    threads, without its standardised copy of the matrix nor the scaler's (fit_scaler):
+    ``features`` is overwritten with what the steps after the scaler were fitted on
+    (``pipeline[1:]`` predicts from it), and a model that keeps its training data (kNN) keeps
+    that very array. The scaler keeps its own setting (copy=True by default), so the fitted
+    pipeline standardises a copy of whatever it is given later.
     """
     scaler = pipeline.steps[0][1]
     if not isinstance(scaler, StandardScaler):
         raise TypeError(f"the pipeline's first step is {type(scaler).__name__}, not StandardScaler")
     if features.dtype != np.float64 or not features.flags.c_contiguous or not features.flags.writeable:
         raise ValueError("fit_in_place needs a writeable C-ordered float64 array")
-    scaled = scaler.fit(features, labels).transform(features, copy=False)
-    pipeline[1:].fit(scaled, labels)
+    scaled = fit_scaler(scaler, features).transform(features, copy=False)
+    with threadpool_limits(limits=FIT_BLAS_THREADS, user_api="blas"):
+        pipeline[1:].fit(scaled, labels)
     return scaled
 
 
@@ -226,6 +285,46 @@ def _renumber_ids(state, ids: dict[int, int]):
     return renumbered
 
 
+def streamed_ndarray_get_state(obj: np.ndarray, save_context) -> dict:
+    """skops' state of a C-ordered array, its .npy member written to the zip from the array's own
+    memory, MODEL_COPY_BYTES at a time: the bytes of np.save, which skops' ndarray_get_state
+    writes into a BytesIO first (a second copy of a kNN model's training matrix, and 16 MB more
+    for the chunk np.save copies out). Any other array is left to skops."""
+    if obj.dtype.hasobject or not obj.flags.c_contiguous:
+        return ndarray_get_state(obj, save_context)
+    state = {"__class__": obj.__class__.__name__, "__module__": skops_utils.get_module(type(obj))}
+    file_name = f"{save_context.memoize(obj)}.npy"
+    if file_name not in save_context.zip_file.namelist():
+        with save_context.zip_file.open(file_name, "w") as member:
+            np.lib.format.write_array_header_1_0(member, np.lib.format.header_data_from_array_1_0(obj))
+            data = np.asarray(obj).reshape(-1).view(np.uint8)  # a subclass (np.matrix) reshapes otherwise
+            for start in range(0, len(data), MODEL_COPY_BYTES):
+                member.write(data[start : start + MODEL_COPY_BYTES])
+    return {**state, "__loader__": "NdArrayNode", "type": "numpy", "file": file_name}
+
+
+@contextlib.contextmanager
+def arrays_streamed():
+    """skops writes arrays with streamed_ndarray_get_state inside the block (for this process)."""
+    skops_utils._get_state.register(np.ndarray, streamed_ndarray_get_state)
+    try:
+        yield
+    finally:
+        skops_utils._get_state.register(np.ndarray, ndarray_get_state)
+
+
+def dump_to_file(obj, file: BinaryIO) -> None:
+    """What ``sio.dump(obj, file)`` writes, written into ``file`` as it goes (skops builds the zip in
+    a BytesIO, then writes it), its arrays streamed (streamed_ndarray_get_state)."""
+    with zipfile.ZipFile(file, "w") as zip_file, arrays_streamed():
+        save_context = skops_utils.SaveContext(zip_file=zip_file)
+        state = skops_utils.get_state(obj, save_context)
+        save_context.clear_memo()
+        state["protocol"] = save_context.protocol
+        state["_skops_version"] = skops.__version__
+        zip_file.writestr("schema.json", json.dumps(state, indent=2))
+
+
 def write_model(pipeline: Pipeline, out: BinaryIO) -> None:
     """Write the skops file of a fitted pipeline to the seekable ``out``, canonical: the same
     model always gives the same bytes.
@@ -233,13 +332,13 @@ def write_model(pipeline: Pipeline, out: BinaryIO) -> None:
     skops names objects (and the array files in the zip) by their id() in memory,
     which differs from run to run; they are renumbered in schema order (from 1:
     skops ignores an id of 0), and the members are written in name order with fixed
-    timestamps (genreclf.io.reproducible_member). skops builds its zip in memory, then it
-    goes to a temporary file, and each array is copied from there in blocks: a model that
-    holds its training data (kNN) is not copied several times over in memory.
+    timestamps (genreclf.io.reproducible_member). skops' zip goes to a temporary file as it is
+    made, its arrays written from their own memory (dump_to_file), and each is copied from there
+    in blocks: a model that holds its training data (kNN) is not copied in memory at all.
     """
     ids: dict[int, int] = {}
     with tempfile.TemporaryFile() as raw:
-        sio.dump(pipeline, raw)
+        dump_to_file(pipeline, raw)
         raw.seek(0)
         with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
             schema = json.dumps(_renumber_ids(json.loads(src.read("schema.json")), ids), indent=2)

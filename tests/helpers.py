@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CODE_FOLDERS = ("genreclf", "stages")
 PROJECT_CONTENTS = ("params", "code", "repository")
-STAGE_TIMEOUT_S = 600
+STAGE_TIMEOUT_S = 900
 OUTPUT_TAIL_CHARS = 4000
 AUDIO_FORMATS = {
     ".wav": ("WAV", "PCM_16"),
@@ -66,7 +66,7 @@ def run_stage(
 
 
 def run_command(
-    args: list[str], cwd: Path, *, env: dict | None = None, timeout: float = 600, check: bool = True
+    args: list[str], cwd: Path, *, env: dict | None = None, timeout: float = 900, check: bool = True
 ) -> subprocess.CompletedProcess:
     """Run ``args`` in ``cwd``, stdout and stderr captured as text, within ``timeout`` seconds.
 

@@ -24,7 +24,7 @@ from tests.helpers import ROOT, subprocess_env
 from tests.keras_fixture import TINY_PARAMS, write_tiny_repo
 from tests.test_training import DVCLIVE_FILES, MODEL_FILES, read_tsv
 
-WORKER_TIMEOUT_S = 300
+WORKER_TIMEOUT_S = 900
 FINGERPRINT_RE = re.compile(r"kept weights: sha256 ([0-9a-f]{16})")
 
 

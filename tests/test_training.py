@@ -193,7 +193,7 @@ def test_cnn1d_stage_writes_exactly_its_outputs(cnn1d_repo):
 def test_same_params_and_data_give_the_same_bytes(cnn1d_repo, tmp_path):
     """Run again in another process, as DVC would: every output byte is the same."""
     write_tiny_repo(tmp_path)
-    done = run_stage(tmp_path, "train_keras", "cnn1d", timeout=300)
+    done = run_stage(tmp_path, "train_keras", "cnn1d", timeout=900)
     assert "training time:" in done.stderr
     for folder in ("models/cnn1d", "dvclive/cnn1d"):
         assert directory_bytes(tmp_path / folder) == directory_bytes(cnn1d_repo / folder), folder

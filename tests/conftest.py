@@ -141,20 +141,31 @@ def pytest_sessionfinish(session):
         build.wait(timeout=60)
 
 
-FIRST_FILE = "test_pipeline.py"  # its first test needs the end-to-end project; the longest of those files
+FIRST_FILE = "test_pipeline.py"  # its first test needs the end-to-end project
+# With the background build, the files that need the end-to-end project go last, the longest
+# after the build first (measured in CI: the push and pull of the whole project, the forced
+# reruns, the queued sweep), so that the two test processes finish them together.
+AFTER_THE_BUILD = ("test_remote_gcs.py", "test_experiments.py", "test_pipeline.py")
+
+
+def file_order(item, needing: set, background: bool) -> tuple:
+    """The sort key of a test's file (see pytest_collection_modifyitems)."""
+    name = item.path.name
+    if not background:
+        return (name != FIRST_FILE,)
+    rank = AFTER_THE_BUILD.index(name) if name in AFTER_THE_BUILD else len(AFTER_THE_BUILD)
+    return (item.path in needing, rank)
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The order in which pytest-xdist (--dist loadfile) hands the files out.
+    """The order in which pytest-xdist (--dist loadfile, --no-loadscope-reorder) hands out the files.
 
     - With the background build: the files with a test that needs the end-to-end project go
-      last (FIRST_FILE first among them), so that both test processes run the other tests while
-      the project builds, instead of one of them waiting for it from the start.
+      last (AFTER_THE_BUILD's order first among them), so that both test processes run the
+      other tests while the project builds, instead of waiting for it.
     - Without: FIRST_FILE first, so that one process starts building the project at once while
       the other runs the tests that do not need it.
     """
-    if background_build_runs(config):
-        needing = {item.path for item in items if "pipeline_project" in item.fixturenames}
-        items.sort(key=lambda item: (item.path in needing, item.path.name != FIRST_FILE))
-    else:
-        items.sort(key=lambda item: item.path.name != FIRST_FILE)
+    background = background_build_runs(config)
+    needing = {item.path for item in items if "pipeline_project" in item.fixturenames}
+    items.sort(key=lambda item: file_order(item, needing, background))

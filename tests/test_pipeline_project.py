@@ -114,3 +114,17 @@ def test_test_processes_yield_the_cpu_to_the_background_build(pytestconfig):
     lowered = bool(os.environ.get("PYTEST_XDIST_WORKER")) and background_build_runs(pytestconfig)
     parent = os.getpriority(os.PRIO_PROCESS, os.getppid())
     assert os.getpriority(os.PRIO_PROCESS, 0) == parent + (WORKER_NICENESS if lowered else 0)
+
+
+def test_with_the_background_build_the_files_that_need_it_go_last_longest_first():
+    from types import SimpleNamespace
+
+    from tests.conftest import AFTER_THE_BUILD, file_order
+
+    names = ["test_pipeline.py", "test_audio.py", "test_experiments.py", "test_zzz.py", "test_remote_gcs.py"]
+    items = [SimpleNamespace(path=ROOT / "tests" / name) for name in names]
+    needing = {item.path for item in items if item.path.name in AFTER_THE_BUILD}
+    with_build = sorted(items, key=lambda item: file_order(item, needing, True))
+    assert [item.path.name for item in with_build] == ["test_audio.py", "test_zzz.py", *AFTER_THE_BUILD]
+    without = sorted(items, key=lambda item: file_order(item, needing, False))
+    assert [item.path.name for item in without] == ["test_pipeline.py", *[n for n in names if n != "test_pipeline.py"]]

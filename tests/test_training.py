@@ -201,6 +201,20 @@ def test_same_params_and_data_give_the_same_bytes(cnn1d_repo, tmp_path):
     assert weights == training.keras_zip_members(cnn1d_repo / "models/cnn1d/model.keras")["model.weights.h5"]
 
 
+@pytest.mark.slow
+def test_cnn2d_gives_the_same_bytes_in_another_process(tmp_path):
+    """cnn2d, whose first layer computes the spectrograms, trained by the stage in this process
+    and again in another one, as DVC runs it: every output byte is the same. (The end-to-end
+    test forces a rerun of train_sklearn@svm; the Keras stages' reruns are checked here.)"""
+    here, there = tmp_path / "here", tmp_path / "there"
+    for root in (here, there):
+        write_tiny_repo(root)
+    call_stage(here, "train_keras", "cnn2d")
+    run_stage(there, "train_keras", "cnn2d")
+    for folder in ("models/cnn2d", "dvclive/cnn2d"):
+        assert directory_bytes(there / folder) == directory_bytes(here / folder), folder
+
+
 def test_another_seed_gives_another_model(cnn1d_repo, tmp_path):
     params = copy.deepcopy(TINY_PARAMS)
     params["cnn1d"]["seed"] = 1

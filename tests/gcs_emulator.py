@@ -163,6 +163,9 @@ def split_lf_multipart(body: bytes, boundary: str) -> dict | None:
     }
 
 
+UPLOAD_DELAY_VARIABLE = "GENRECLF_TEST_EMULATOR_UPLOAD_DELAY_S"  # GcsEmulator.upload_delay_s
+
+
 def serve_patched_emulator(argv: list[str]) -> None:
     """Run gcp-storage-emulator's command line with LF-framed uploads split exactly."""
     from email.parser import BytesParser
@@ -171,8 +174,10 @@ def serve_patched_emulator(argv: list[str]) -> None:
     from gcp_storage_emulator.__main__ import main
 
     read_data = server._read_data
+    upload_delay_s = float(os.environ.get(UPLOAD_DELAY_VARIABLE) or 0)
 
     def read_data_keeping_every_byte(request_handler, query):
+        time.sleep(upload_delay_s)  # the server answers one request at a time: uploads land this far apart
         content_type = request_handler.headers.get("Content-Type") or ""
         if not content_type.startswith("multipart/related"):
             return read_data(request_handler, query)
@@ -203,6 +208,7 @@ class GcsEmulator:
     bucket: str
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    upload_delay_s: float = 0.0  # seconds each request with a body waits before it is read
 
     @property
     def endpoint(self) -> str:
@@ -231,6 +237,7 @@ class GcsEmulator:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, UPLOAD_DELAY_VARIABLE: str(self.upload_delay_s)},
         )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -40,6 +40,7 @@ pytestmark = pytest.mark.slow  # dvc push/pull against a GCS emulator
 BUCKET = "genreclf-test"
 # The push that is cut short: stop the remote once this many objects have landed.
 OBJECTS_BEFORE_STOP = 3
+UPLOAD_DELAY_S = 0.3
 FAILURE_TIMEOUT_S = 180
 PUSH_PULL_TIMEOUT_S = 300
 
@@ -69,7 +70,9 @@ def test_unreachable_remote_fails_clearly_and_an_interrupted_push_resumes(pushab
     """A remote stopped in the middle of a push, and (meanwhile) a push from a clone whose
     endpoint is a closed port: both fail in bounded time, naming the endpoint. The
     interrupted push then completes against the restarted remote; no cached object is touched."""
-    server = GcsEmulator(tmp_path / "gcs", BUCKET)
+    # Uploads land UPLOAD_DELAY_S apart, so the remote stops after the first few of them however
+    # busy the machine is (the emulator answers one request at a time).
+    server = GcsEmulator(tmp_path / "gcs", BUCKET, upload_delay_s=UPLOAD_DELAY_S)
     server.start()
     try:
         prefix = "interrupted"
@@ -118,6 +121,7 @@ def test_unreachable_remote_fails_clearly_and_an_interrupted_push_resumes(pushab
             f"push failed in {unreachable_seconds:.1f} s with: {error_lines(unreachable_err)[-1]}"
         )
 
+        server.upload_delay_s = 0.0
         server.start()  # the same port and storage
         assert len(server.object_names(f"{prefix}/")) == landed
         resumed = dvc(source_repo, "push", timeout=PUSH_PULL_TIMEOUT_S)

@@ -25,3 +25,7 @@ def compile_librosa_gufuncs() -> None:
     """Compile (or load from the cache) all of librosa's cached gufuncs in this process."""
     for name in GUFUNC_MODULES:
         importlib.import_module(name)
+
+
+if __name__ == "__main__":  # a setup step: python -m genreclf.features.librosa_cache
+    compile_librosa_gufuncs()

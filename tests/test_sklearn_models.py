@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import skops.io as sio
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.decomposition import PCA
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
 from sklearn.pipeline import Pipeline
@@ -188,16 +189,54 @@ def test_a_scaler_fitted_in_column_blocks_makes_small_temporaries():
     assert peak < 0.5 * x.nbytes, f"peak {peak / x.nbytes:.2f} times the matrix"  # a plain fit: 1 or more
 
 
-def test_the_svm_search_in_column_blocks_scores_as_a_plain_search(monkeypatch):
+@pytest.mark.parametrize("pca_components", [None, 3])
+def test_the_fold_by_fold_svm_search_scores_as_a_plain_grid_search(monkeypatch, pca_components):
+    """Standardised in column blocks, one fold at a time: GridSearchCV's scores and choice, to the bit."""
     monkeypatch.setattr(sklearn_models, "SCALER_BLOCK_COLUMNS", 2)
-    x, y = blobs(10, n_features=7, spread=4.0)
-    _, _, table = sklearn_models.select_svm_settings(x, y, None, "rbf", [0.1, 10.0], ["scale", 0.5], folds=5, seed=0)
+    x, y = blobs(10, n_features=7)
+    x += np.random.default_rng(5).normal(scale=20.0, size=x.shape)  # blobs that overlap: the candidates differ
+    best, score, table = sklearn_models.select_svm_settings(
+        x, y, pca_components, "rbf", [0.1, 1.0, 10.0], ["scale", 0.5, 0.02], folds=5, seed=0
+    )
+    pca = [] if pca_components is None else [("pca", PCA(n_components=pca_components, svd_solver="full"))]
     plain = GridSearchCV(
-        Pipeline([("standardize", StandardScaler()), ("classifier", SVC())]),
-        {"classifier__C": [0.1, 10.0], "classifier__gamma": ["scale", 0.5]},
+        Pipeline([("standardize", StandardScaler()), *pca, ("classifier", SVC())]),
+        {"classifier__C": [0.1, 1.0, 10.0], "classifier__gamma": ["scale", 0.5, 0.02]},
         cv=StratifiedKFold(n_splits=5, shuffle=True, random_state=0),
     ).fit(x, y)
-    assert [score for _, _, score in table] == plain.cv_results_["mean_test_score"].tolist()
+    assert len(set(plain.cv_results_["mean_test_score"])) > 2
+    assert [s for _, _, s in table] == plain.cv_results_["mean_test_score"].tolist()
+    candidates = [(p["classifier__C"], p["classifier__gamma"]) for p in plain.cv_results_["params"]]
+    assert [(c, g) for c, g, _ in table] == candidates
+    assert best == {"C": plain.best_params_["classifier__C"], "gamma": plain.best_params_["classifier__gamma"]}
+    assert score == plain.best_score_
+
+
+@pytest.mark.parametrize("var_smoothing", [1e-9, 0.5])
+def test_naive_bayes_fitted_in_column_blocks_is_the_plain_fit_to_the_bit(monkeypatch, var_smoothing):
+    monkeypatch.setattr(sklearn_models, "SCALER_BLOCK_COLUMNS", 3)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(90, 8)) * rng.uniform(0.1, 50.0, size=8)  # the largest variance in the last block
+    y = rng.integers(0, 4, size=90)
+    plain = GaussianNB(var_smoothing=var_smoothing).fit(x, y)
+    blocked = sklearn_models.fit_gaussian_nb(GaussianNB(var_smoothing=var_smoothing), x, y)
+    assert list(vars(blocked)) == list(vars(plain))  # in the same order
+    for key, value in vars(plain).items():
+        assert type(vars(blocked)[key]) is type(value), key
+        np.testing.assert_array_equal(vars(blocked)[key], value, strict=True, err_msg=key)
+    as_bytes = [sklearn_models.model_bytes(Pipeline([("classifier", model)])) for model in (blocked, plain)]
+    assert as_bytes[0] == as_bytes[1]
+
+
+def test_naive_bayes_fitted_in_column_blocks_makes_no_copy_of_the_matrix():
+    x, y = blobs(400, n_features=256)
+    tracemalloc.start()
+    try:
+        sklearn_models.fit_gaussian_nb(GaussianNB(), x, y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * x.nbytes, f"peak {peak / x.nbytes:.2f} times the matrix"  # a plain fit: 1 or more
 
 
 class RecordsBlasThreads(ClassifierMixin, BaseEstimator):
@@ -304,6 +343,44 @@ def test_a_broken_or_missing_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="absent.skops does not exist") as missing:
         sklearn_models.load_pipeline(tmp_path / "absent.skops")
     assert missing.value.path == str(tmp_path / "absent.skops") and "dvc repro" not in str(missing.value)
+
+
+@pytest.mark.parametrize("name", sklearn_models.MODEL_NAMES)
+def test_a_model_loads_as_skops_loads_it(name, tmp_path):
+    x, y = blobs(10)
+    pipeline = sklearn_models.build_pipeline(name, 3, **OPTIONS[name]).fit(x, y)
+    sklearn_models.save_pipeline(pipeline, tmp_path / "model.skops")
+    loaded = sklearn_models.load_pipeline(tmp_path / "model.skops")
+    plain = sio.load(tmp_path / "model.skops", trusted=list(sklearn_models.TRUSTED_TYPES))
+    assert sklearn_models.model_bytes(loaded) == sklearn_models.model_bytes(plain)
+    np.testing.assert_array_equal(loaded.predict_proba(x), plain.predict_proba(x), strict=True)
+
+
+def test_a_damaged_array_in_a_model_file_is_a_clear_error(tmp_path):
+    x, y = blobs(10)
+    model = tmp_path / "model.skops"
+    sklearn_models.save_pipeline(sklearn_models.build_pipeline("knn", None, **OPTIONS["knn"]).fit(x, y), model)
+    with zipfile.ZipFile(model) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    largest = max(members, key=lambda name: len(members[name]))
+    members[largest] = members[largest][:-8]  # an array 8 bytes short, its member intact
+    with zipfile.ZipFile(model, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(DataError, match=r"model.skops: not a readable skops model file"):
+        sklearn_models.load_pipeline(model)
+
+
+def test_loading_a_knn_model_holds_its_training_matrix_once(tmp_path):
+    x, y = blobs(3000, n_features=128)  # the training matrix: 9 MB (numpy reads 256 KiB at a time)
+    sklearn_models.save_pipeline(sklearn_models.build_pipeline("knn", None, **OPTIONS["knn"]).fit(x, y), tmp_path / "m")
+    tracemalloc.start()
+    try:
+        sklearn_models.load_pipeline(tmp_path / "m")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * x.nbytes, f"peak {peak / x.nbytes:.2f} times the matrix"  # skops' own load: 2 or more
 
 
 # ---- the feature table

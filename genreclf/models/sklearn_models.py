@@ -20,18 +20,22 @@ from typing import BinaryIO
 import numpy as np
 import skops
 import skops.io as sio
-from joblib import parallel_config
+from joblib import Parallel, delayed, parallel_config
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from skops.io import _protocol as skops_protocol
 from skops.io import _utils as skops_utils  # skops' get_state and its dispatch (private: skops is pinned)
-from skops.io._numpy import ndarray_get_state
+from skops.io._audit import NODE_TYPE_MAPPING, Node
+from skops.io._numpy import NUMPY_DTYPE_TYPE_NAMES, NdArrayNode, ndarray_get_state
+from skops.io._utils import gettype
 from threadpoolctl import threadpool_limits
 
 from genreclf import catalog
@@ -191,30 +195,41 @@ def select_svm_settings(
     Every (C, gamma) pair is scored by the mean accuracy of standardise -> PCA -> SVC over
     ``folds`` seeded, shuffled, stratified folds; ties go to the first pair in the order
     given. Returns ({"C", "gamma"}, its mean accuracy, [(C, gamma, mean accuracy), ...]).
+    The scores are GridSearchCV's over that pipeline, to the bit, but the folds are taken one at
+    a time: each fold's clips are copied out and standardised once, and all its (C, gamma) fits
+    share that copy, where GridSearchCV made one for each fit in flight.
     """
-    # The scaler works in place: each fit gets its fold's clips as a new array (scikit-learn
-    # indexes them out of ``features``), so standardising it in place changes nothing else; it
-    # fits a block of columns at a time, without a copy of the fold.
-    pipeline = build_pipeline("svm", pca_components, copy=False, C=1.0, kernel=kernel, gamma="scale", seed=seed)
-    pipeline.steps[0] = ("standardize", BlockScaler(copy=False))
-    pipeline.steps[-1] = ("classifier", SVC(kernel=kernel, cache_size=SVC_CACHE_MB))  # no calibration while choosing
-    search = GridSearchCV(
-        pipeline,
-        {"classifier__C": list(Cs), "classifier__gamma": list(gammas)},
-        scoring="accuracy",
-        refit=False,
-        n_jobs=-1,  # one fit per core; the scores do not depend on the number of workers
-        cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed),
-    )
-    with parallel_config(backend=SEARCH_BACKEND):
-        search.fit(features, labels)
-    results = search.cv_results_
-    table = [
-        (p["classifier__C"], p["classifier__gamma"], float(score))
-        for p, score in zip(results["params"], results["mean_test_score"])
-    ]
-    best = search.best_params_
-    return ({"C": best["classifier__C"], "gamma": best["classifier__gamma"]}, float(search.best_score_), table)
+    grid = [(C, gamma) for C in Cs for gamma in gammas]  # GridSearchCV's order: C, then gamma
+    scores = np.empty((len(grid), folds))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for k, (train, test) in enumerate(splitter.split(features, labels)):
+        fold = prepared_fold(features, train, test, pca_components)
+        with parallel_config(backend=SEARCH_BACKEND):
+            scores[:, k] = Parallel(n_jobs=-1)(
+                delayed(svm_fold_accuracy)(fold, labels[train], labels[test], kernel, C, gamma) for C, gamma in grid
+            )
+    means = np.average(scores, axis=1)
+    best = int(np.argmax(means))  # the first of equal means, as GridSearchCV ranks them
+    table = [(C, gamma, float(mean)) for (C, gamma), mean in zip(grid, means)]
+    return {"C": grid[best][0], "gamma": grid[best][1]}, float(means[best]), table
+
+
+def prepared_fold(
+    features: np.ndarray, train: np.ndarray, test: np.ndarray, pca_components: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A fold's (train, test) clips as the SVM pipeline's steps before the SVC give them to it: new
+    arrays (indexed out of ``features``) standardised in place, a block of columns at a time."""
+    steps = build_pipeline("svm", pca_components, copy=False, C=1.0, kernel="rbf", gamma="scale", seed=0)[:-1]
+    steps.steps[0] = ("standardize", BlockScaler(copy=False))
+    return steps.fit_transform(features[train]), steps.transform(features[test])
+
+
+def svm_fold_accuracy(
+    fold: tuple[np.ndarray, np.ndarray], train_labels: np.ndarray, test_labels: np.ndarray, kernel: str, C, gamma
+) -> float:
+    """Accuracy on a prepared fold's test clips of an SVC fitted on its train clips."""
+    svc = SVC(C=C, kernel=kernel, gamma=gamma, cache_size=SVC_CACHE_MB).fit(fold[0], train_labels)
+    return float(accuracy_score(test_labels, svc.predict(fold[1])))
 
 
 def select_musicnn_C(
@@ -254,8 +269,38 @@ def fit_in_place(pipeline: Pipeline, features: np.ndarray, labels: np.ndarray) -
         raise ValueError("fit_in_place needs a writeable C-ordered float64 array")
     scaled = fit_scaler(scaler, features).transform(features, copy=False)
     with threadpool_limits(limits=FIT_BLAS_THREADS, user_api="blas"):
-        pipeline[1:].fit(scaled, labels)
+        if len(pipeline) == 2 and type(pipeline[-1]) is GaussianNB:
+            fit_gaussian_nb(pipeline[-1], scaled, labels)
+        else:
+            pipeline[1:].fit(scaled, labels)
     return scaled
+
+
+def fit_gaussian_nb(model: GaussianNB, features: np.ndarray, labels: np.ndarray) -> GaussianNB:
+    """``model.fit(features, labels)``, SCALER_BLOCK_COLUMNS columns at a time; returns ``model``.
+
+    The same fitted attributes, to the bit: a column's class means and variances depend on that
+    column alone (column_blocks), and the one number that spans columns, var_smoothing times the
+    largest column variance, is added once to the joined variances, as GaussianNB.fit adds it.
+    Its temporaries are the size of a block: GaussianNB.fit takes np.var of the whole matrix.
+    """
+    blocks = column_blocks(features.shape[1], SCALER_BLOCK_COLUMNS)
+    if len(blocks) == 1 or model.priors is not None:
+        return model.fit(features, labels)
+    parts, largest = [], []
+    for start, stop in blocks:
+        block = features[:, start:stop]
+        largest.append(np.var(block, axis=0).max())
+        parts.append(GaussianNB(var_smoothing=0.0).fit(block, labels))  # adds no smoothing
+    model.classes_ = parts[0].classes_  # the attributes in GaussianNB.fit's order: skops saves them so
+    model.n_features_in_ = features.shape[1]
+    model.epsilon_ = model.var_smoothing * max(largest)
+    model.theta_ = np.concatenate([part.theta_ for part in parts], axis=1)
+    model.var_ = np.concatenate([part.var_ for part in parts], axis=1)
+    model.var_ += model.epsilon_
+    model.class_count_ = parts[0].class_count_
+    model.class_prior_ = parts[0].class_prior_
+    return model
 
 
 def class_probabilities(pipeline: Pipeline, features: np.ndarray, n_labels: int) -> np.ndarray:
@@ -311,6 +356,46 @@ def arrays_streamed():
         yield
     finally:
         skops_utils._get_state.register(np.ndarray, ndarray_get_state)
+
+
+class StreamedNdArrayNode(NdArrayNode):
+    """skops' loader of a saved array, reading its .npy member from the zip into the array when the
+    model is built (np.lib.format.read_array, 256 KiB at a time). skops' own NdArrayNode reads every
+    member into a BytesIO as the file is opened, before any array is made: each array of the model
+    (a kNN's training matrix) is in memory twice while it loads. The same arrays, checked the same."""
+
+    def __init__(self, state: dict, load_context, trusted=None) -> None:
+        if state["type"] != "numpy":
+            super().__init__(state, load_context, trusted)
+            return
+        Node.__init__(self, state, load_context, trusted)
+        self.type = state["type"]
+        self.trusted = self._get_trusted(trusted, [np.ndarray, *NUMPY_DTYPE_TYPE_NAMES])
+        load_context.src.getinfo(state["file"])  # a missing member: KeyError now, as skops raises it
+        self.member = (load_context.src, state["file"])
+        self.children = {}
+
+    def _construct(self):
+        if self.type != "numpy":
+            return super()._construct()
+        src, name = self.member
+        with src.open(name) as member:
+            content = np.lib.format.read_array(member, allow_pickle=False)
+        if f"{self.module_name}.{self.class_name}" != "numpy.ndarray":
+            content = gettype(self.module_name, self.class_name)(content)
+        return content
+
+
+@contextlib.contextmanager
+def arrays_read_streamed():
+    """skops reads arrays with StreamedNdArrayNode inside the block (for this process)."""
+    key = ("NdArrayNode", skops_protocol.PROTOCOL)
+    original = NODE_TYPE_MAPPING[key]
+    NODE_TYPE_MAPPING[key] = StreamedNdArrayNode
+    try:
+        yield
+    finally:
+        NODE_TYPE_MAPPING[key] = original
 
 
 def dump_to_file(obj, file: BinaryIO) -> None:
@@ -377,7 +462,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
     if not path.is_file():
         raise DataError(f"{path} does not exist", path=path)
     try:
-        untrusted = sio.get_untrusted_types(file=path)
+        with arrays_read_streamed():  # the audit reads no array
+            untrusted = sio.get_untrusted_types(file=path)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as e:
         raise DataError(f"{path}: not a readable skops model file ({e})", path=path) from None
     refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
@@ -387,7 +473,11 @@ def load_pipeline(path: str | Path) -> Pipeline:
             f"of genreclf.models.sklearn_models.TRUSTED_TYPES: {refused}",
             path=path,
         )
-    model = sio.load(path, trusted=list(TRUSTED_TYPES))
+    try:
+        with arrays_read_streamed():  # a damaged array member shows here, as it is read
+            model = sio.load(path, trusted=list(TRUSTED_TYPES))
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: not a readable skops model file ({e})", path=path) from None
     if not isinstance(model, Pipeline):
         raise DataError(f"{path}: expected a scikit-learn Pipeline, got {type(model).__name__}", path=path)
     return model

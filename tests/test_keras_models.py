@@ -240,7 +240,11 @@ def saved_audio_model(model_name, path):
     return model, prep
 
 
-@pytest.mark.parametrize("model_name, kind", [("mobilenet", "audio_clip"), ("cnn2d", "audio_segments")])
+@pytest.mark.parametrize(
+    "model_name, kind",
+    # two MobileNetV2s: 15 s, in the slow tier
+    [pytest.param("mobilenet", "audio_clip", marks=pytest.mark.slow), ("cnn2d", "audio_segments")],
+)
 def test_a_saved_model_with_the_spectrogram_layer_loads_and_predicts_the_same(tmp_path, model_name, kind):
     model, prep = saved_audio_model(model_name, tmp_path / "a.keras")
     saved_audio_model(model_name, tmp_path / "b.keras")

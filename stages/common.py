@@ -92,6 +92,20 @@ def model_folders(models_dir: Path, marker: str) -> list[str]:
     return sorted(p.name for p in models_dir.iterdir() if (p / marker).is_file())
 
 
+def log_tables_written(log: logging.Logger, folder: Path, by_split: dict, n_columns: int, what: str) -> None:
+    """Log the per-split tables of a features-like stage (features, embed) and their info file."""
+    log.info(
+        "wrote %s/{%s}.csv (%s rows, %d %s columns) and %s/%s",
+        folder,
+        ",".join(artifacts.SPLITS),
+        ", ".join(str(len(by_split[s])) for s in artifacts.SPLITS),
+        n_columns,
+        what,
+        folder,
+        artifacts.FEATURE_INFO_FILE,
+    )
+
+
 def run_stage(name: str, main: Callable[[], None]) -> None:
     """Run a stage's ``main``; print a GenreError as one clear line and exit with status 1."""
     setup_logging()

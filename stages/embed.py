@@ -21,7 +21,6 @@ from tqdm import tqdm
 from genreclf.artifacts import (
     EMBEDDINGS_DIR,
     FEATURE_ID_COLUMNS,
-    FEATURE_INFO_FILE,
     MANIFEST_FILE,
     PRETRAINED_DIR,
     SPLIT_DIR,
@@ -31,7 +30,7 @@ from genreclf.artifacts import (
     write_embeddings,
 )
 from genreclf.errors import DataError
-from stages.common import run_stage, stage_logger
+from stages.common import log_tables_written, run_stage, stage_logger
 from stages.config import load_config
 
 log = stage_logger("embed")
@@ -93,16 +92,7 @@ def main() -> None:
     seconds = time.perf_counter() - started
     log.info("patches per clip: %s", "all" if patches_per_clip is None else patches_per_clip)
     log.info("embedded %d clips in %.1f s (%.2f clips/s)", len(ordered), seconds, len(ordered) / seconds)
-    log.info(
-        "wrote %s/{%s}.csv (%s rows, %d %s columns) and %s/%s",
-        EMBEDDINGS_DIR,
-        ",".join(SPLITS),
-        ", ".join(str(len(by_split[s])) for s in SPLITS),
-        len(columns),
-        embedding,
-        EMBEDDINGS_DIR,
-        FEATURE_INFO_FILE,
-    )
+    log_tables_written(log, EMBEDDINGS_DIR, by_split, len(columns), embedding)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import soundfile as sf
 
 from genreclf.artifacts import (
     FEATURE_ID_COLUMNS,
-    FEATURE_INFO_FILE,
     FEATURES_DIR,
     MANIFEST_FILE,
     SPLIT_DIR,
@@ -31,7 +30,7 @@ from genreclf.artifacts import (
 from genreclf.engine import engine_from_environ, map_in_order
 from genreclf.errors import DataError
 from genreclf.features import fma_features as features
-from stages.common import run_stage, stage_logger
+from stages.common import log_tables_written, run_stage, stage_logger
 from stages.config import PARAMS_FILE, load_config
 
 log = stage_logger("features")
@@ -88,15 +87,7 @@ def main() -> None:
         rows.close()  # stops the worker processes (at once if a clip failed)
     seconds = time.perf_counter() - started
     log.info("computed %d clips in %.1f s (%.1f clips/s)", len(ordered), seconds, len(ordered) / seconds)
-    log.info(
-        "wrote %s/{%s}.csv (%s rows, %d feature columns) and %s/%s",
-        FEATURES_DIR,
-        ",".join(SPLITS),
-        ", ".join(str(len(by_split[s])) for s in SPLITS),
-        len(columns),
-        FEATURES_DIR,
-        FEATURE_INFO_FILE,
-    )
+    log_tables_written(log, FEATURES_DIR, by_split, len(columns), "feature")
 
 
 if __name__ == "__main__":

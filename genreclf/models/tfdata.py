@@ -120,6 +120,19 @@ def read_clips(shard_dir: str | Path, split: str, shuffle_files_seed: int | None
 # ---- per-clip features and units ----------------------------------------------------
 
 
+# The function that makes each input kind's clip features, with the preprocessing.json keys it
+# takes after the audio, in order.
+CLIP_FEATURE_MAKERS = {
+    "audio_clip": (spectrograms.fixed_length, ("clip_samples",)),
+    "audio_segments": (spectrograms.segment_audio, ("n_fft", "hop_length", "image_size", "segments_per_clip")),
+    "mel_image": (spectrograms.mel_image, ("sample_rate", "n_fft", "hop_length", "n_mels", "image_size")),
+    "mel_segments": (
+        spectrograms.mel_segments,
+        ("sample_rate", "n_fft", "hop_length", "image_size", "segments_per_clip"),
+    ),
+}
+
+
 def clip_features(audio_int16: tf.Tensor, preprocessing: dict) -> tf.Tensor:
     """The deterministic part of a clip's input (what ``cache()`` keeps).
 
@@ -131,33 +144,8 @@ def clip_features(audio_int16: tf.Tensor, preprocessing: dict) -> tf.Tensor:
     kind = input_kind(preprocessing)
     if kind == "waveform_windows":
         return audio_int16
-    if kind == "audio_clip":
-        return spectrograms.fixed_length(audio_int16, preprocessing["clip_samples"])
-    if kind == "audio_segments":
-        return spectrograms.segment_audio(
-            audio_int16,
-            preprocessing["n_fft"],
-            preprocessing["hop_length"],
-            preprocessing["image_size"],
-            preprocessing["segments_per_clip"],
-        )
-    if kind == "mel_image":
-        return spectrograms.mel_image(
-            audio_int16,
-            preprocessing["sample_rate"],
-            preprocessing["n_fft"],
-            preprocessing["hop_length"],
-            preprocessing["n_mels"],
-            preprocessing["image_size"],
-        )
-    return spectrograms.mel_segments(
-        audio_int16,
-        preprocessing["sample_rate"],
-        preprocessing["n_fft"],
-        preprocessing["hop_length"],
-        preprocessing["image_size"],
-        preprocessing["segments_per_clip"],
-    )
+    make, keys = CLIP_FEATURE_MAKERS[kind]
+    return make(audio_int16, *(preprocessing[key] for key in keys))
 
 
 def evaluation_units(features: tf.Tensor, preprocessing: dict) -> tf.Tensor:

@@ -190,8 +190,8 @@ def test_a_scaler_fitted_in_column_blocks_makes_small_temporaries():
 
 
 @pytest.mark.parametrize("pca_components", [None, 3])
-def test_the_fold_by_fold_svm_search_scores_as_a_plain_grid_search(monkeypatch, pca_components):
-    """Standardised in column blocks, one fold at a time: GridSearchCV's scores and choice, to the bit."""
+def test_the_svm_search_in_column_blocks_scores_as_a_plain_grid_search(monkeypatch, pca_components):
+    """Standardised in place, in column blocks: the scores and choice of a plain GridSearchCV, to the bit."""
     monkeypatch.setattr(sklearn_models, "SCALER_BLOCK_COLUMNS", 2)
     x, y = blobs(10, n_features=7)
     x += np.random.default_rng(5).normal(scale=20.0, size=x.shape)  # blobs that overlap: the candidates differ

@@ -20,11 +20,10 @@ from typing import BinaryIO
 import numpy as np
 import skops
 import skops.io as sio
-from joblib import Parallel, delayed, parallel_config
+from joblib import parallel_config
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neighbors import KNeighborsClassifier
@@ -195,41 +194,30 @@ def select_svm_settings(
     Every (C, gamma) pair is scored by the mean accuracy of standardise -> PCA -> SVC over
     ``folds`` seeded, shuffled, stratified folds; ties go to the first pair in the order
     given. Returns ({"C", "gamma"}, its mean accuracy, [(C, gamma, mean accuracy), ...]).
-    The scores are GridSearchCV's over that pipeline, to the bit, but the folds are taken one at
-    a time: each fold's clips are copied out and standardised once, and all its (C, gamma) fits
-    share that copy, where GridSearchCV made one for each fit in flight.
     """
-    grid = [(C, gamma) for C in Cs for gamma in gammas]  # GridSearchCV's order: C, then gamma
-    scores = np.empty((len(grid), folds))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for k, (train, test) in enumerate(splitter.split(features, labels)):
-        fold = prepared_fold(features, train, test, pca_components)
-        with parallel_config(backend=SEARCH_BACKEND):
-            scores[:, k] = Parallel(n_jobs=-1)(
-                delayed(svm_fold_accuracy)(fold, labels[train], labels[test], kernel, C, gamma) for C, gamma in grid
-            )
-    means = np.average(scores, axis=1)
-    best = int(np.argmax(means))  # the first of equal means, as GridSearchCV ranks them
-    table = [(C, gamma, float(mean)) for (C, gamma), mean in zip(grid, means)]
-    return {"C": grid[best][0], "gamma": grid[best][1]}, float(means[best]), table
-
-
-def prepared_fold(
-    features: np.ndarray, train: np.ndarray, test: np.ndarray, pca_components: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """A fold's (train, test) clips as the SVM pipeline's steps before the SVC give them to it: new
-    arrays (indexed out of ``features``) standardised in place, a block of columns at a time."""
-    steps = build_pipeline("svm", pca_components, copy=False, C=1.0, kernel="rbf", gamma="scale", seed=0)[:-1]
-    steps.steps[0] = ("standardize", BlockScaler(copy=False))
-    return steps.fit_transform(features[train]), steps.transform(features[test])
-
-
-def svm_fold_accuracy(
-    fold: tuple[np.ndarray, np.ndarray], train_labels: np.ndarray, test_labels: np.ndarray, kernel: str, C, gamma
-) -> float:
-    """Accuracy on a prepared fold's test clips of an SVC fitted on its train clips."""
-    svc = SVC(C=C, kernel=kernel, gamma=gamma, cache_size=SVC_CACHE_MB).fit(fold[0], train_labels)
-    return float(accuracy_score(test_labels, svc.predict(fold[1])))
+    # The scaler works in place: each fit gets its fold's clips as a new array (scikit-learn
+    # indexes them out of ``features``), so standardising it in place changes nothing else; it
+    # fits a block of columns at a time, without a copy of the fold.
+    pipeline = build_pipeline("svm", pca_components, copy=False, C=1.0, kernel=kernel, gamma="scale", seed=seed)
+    pipeline.steps[0] = ("standardize", BlockScaler(copy=False))
+    pipeline.steps[-1] = ("classifier", SVC(kernel=kernel, cache_size=SVC_CACHE_MB))  # no calibration while choosing
+    search = GridSearchCV(
+        pipeline,
+        {"classifier__C": list(Cs), "classifier__gamma": list(gammas)},
+        scoring="accuracy",
+        refit=False,
+        n_jobs=-1,  # one fit per core; the scores do not depend on the number of workers
+        cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed),
+    )
+    with parallel_config(backend=SEARCH_BACKEND):
+        search.fit(features, labels)
+    results = search.cv_results_
+    table = [
+        (p["classifier__C"], p["classifier__gamma"], float(score))
+        for p, score in zip(results["params"], results["mean_test_score"])
+    ]
+    best = search.best_params_
+    return ({"C": best["classifier__C"], "gamma": best["classifier__gamma"]}, float(search.best_score_), table)
 
 
 def select_musicnn_C(

@@ -12,7 +12,8 @@ TensorFlow through tests/gcs_tls_proxy.py), it runs and times:
 2. the same again: DVC must run nothing;
 3. ``dvc repro -f -s shard``: a forced rerun, which must upload nothing;
 4. data.root null, ``dvc repro -s shard``: the same shards as files of data/shards (the
-   local path), to compare its time and bytes with the objects';
+   local path, reading the same WAV objects: convert is not rerun), to compare its time and
+   bytes with the objects'; then data.root back, ``dvc repro -s shard``: restored from the run cache;
 5. one object deleted, ``dvc repro -f -s train_keras@cnn1d``: it must fail naming the object.
 """
 
@@ -38,17 +39,25 @@ from tests.pipeline_project import dvc, make_dvc_project  # noqa: E402
 
 BUCKET = "genreclf-bench"
 DATA_ROOT = f"gs://{BUCKET}/gtzan"
-SHOWN_LINES = ("stages.shard: hashed", "stages.shard: uploaded", "stages.shard: wrote", "Running stage", "error:")
+SHOWN_LINES = (
+    "stages.convert: uploaded",
+    "stages.shard: the MD5s",
+    "stages.shard: uploaded",
+    "stages.shard: wrote",
+    "Running stage",
+    "error:",
+)
 SHOWN_LINE_STARTS = ("Stage '", "ERROR")
 
 
-def timed_dvc(project: Path, *args: str, check: bool = True) -> tuple[str, float]:
+def timed_dvc(project: Path, *args: str, check: bool = True, shown: tuple[str, ...] = SHOWN_LINES) -> tuple[str, float]:
+    """Run dvc ARGS in ``project``; print its exit status, its time and its lines that hold one of ``shown``."""
     started = time.perf_counter()
     result = dvc(list(args), project, check=check)
     seconds = time.perf_counter() - started
     print(f"$ dvc {' '.join(args)}  ->  exit {result.returncode} in {seconds:.1f} s")
     for line in result.stdout.splitlines():
-        if any(word in line for word in SHOWN_LINES) or line.startswith(SHOWN_LINE_STARTS):
+        if any(word in line for word in shown) or line.startswith(SHOWN_LINE_STARTS):
             print("   ", line.strip()[:600])
     return result.stdout, seconds
 
@@ -83,17 +92,18 @@ def run(gtzan: Path, workdir: Path) -> None:
         emulator.stop()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(run_in=run, doc: str = __doc__, temp_prefix: str = "gcs-shards-") -> None:
+    """The command line of this benchmark (and of gcs_wavs.py): ``run_in(gtzan, workdir)``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--gtzan", type=Path, default=ROOT.parent / "shared" / "data" / "gtzan_mini")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
     if args.workdir is None:
-        with tempfile.TemporaryDirectory(prefix="gcs-shards-") as workdir:
-            run(args.gtzan.resolve(), Path(workdir))
+        with tempfile.TemporaryDirectory(prefix=temp_prefix) as workdir:
+            run_in(args.gtzan.resolve(), Path(workdir))
     else:
-        run(args.gtzan.resolve(), args.workdir.resolve())
+        run_in(args.gtzan.resolve(), args.workdir.resolve())
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ artifact                           writer (stage)         reader (stages)
 data/raw/clips.csv                 write_clips (fetch)    read_clips (convert)
 data/raw/track_info.csv            write_track_info       read_track_info (recommend_index)
                                    (fetch)
+data/wav/wav_manifest.json         write_wav_manifest     read_wav_manifest (shard, features,
+  (a gs:// data root only)         (convert)              embed, recommend_index)
 data/converted.csv                 write_converted        read_converted (split)
 data/convert_skipped.csv           write_skipped          read_skipped (tests, people)
 data/split/{split_manifest.csv,    write_split (split)    read_split (shard, features)
@@ -39,7 +41,9 @@ models/recommend/{library.csv,     write_similarity_index read_similarity_index 
   index_info.json}
 =================================  =====================  ==================================
 
-The TFRecord shards themselves are written and read by ``genreclf.data.tfrecords``.
+The TFRecord shards themselves are written and read by ``genreclf.data.tfrecords``, the WAVs by
+``genreclf.data.audio`` (a file of data/wav, or with a gs:// data root an object that
+wav_manifest.json lists).
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from genreclf.errors import DataError
 from genreclf.io import CSV_FLOAT_FORMAT, atomic_dir, write_csv, write_json, write_text
 
 SPLITS = catalog.SPLITS
+SCHEME = "gs://"  # with a gs:// data root, the WAVs and the shards are objects on GCS
 
 # ---- where each artifact lives (relative to the repository root)
 DATA_DIR = Path("data")
@@ -68,6 +73,7 @@ CLIPS_CSV = RAW_DIR / CLIPS_FILE
 TRACK_INFO_FILE = "track_info.csv"  # beside clips.csv: what a person knows a track by
 TRACK_INFO_CSV = RAW_DIR / TRACK_INFO_FILE
 WAV_DIR = DATA_DIR / "wav"
+WAV_MANIFEST_FILE = "wav_manifest.json"  # in data/wav/ when the WAVs are on GCS
 CONVERTED_CSV = DATA_DIR / "converted.csv"
 SKIPPED_CSV = DATA_DIR / "convert_skipped.csv"
 SPLIT_DIR = DATA_DIR / "split"
@@ -213,8 +219,9 @@ def read_track_info(path: str | Path) -> pd.DataFrame:
 
 
 def write_converted(path: str | Path, converted: pd.DataFrame) -> None:
-    """data/converted.csv: the clips of clips.csv that were converted, with path = their WAV
-    (data/wav/<track_id>.wav) and num_samples; sorted by track id."""
+    """data/converted.csv: the clips of clips.csv that were converted, with path = where their WAV is
+    (the file data/wav/<track_id>.wav, or with a gs:// data root the URL of its object, which
+    data/wav/wav_manifest.json lists) and num_samples; sorted by track id."""
     write_csv(path, by_track_id(converted[CONVERTED_COLUMNS]))
 
 
@@ -256,8 +263,10 @@ def write_split(
 
 
 def read_split(split_dir: str | Path, check_wavs: bool = True) -> tuple[pd.DataFrame, list[str]]:
-    """(manifest, labels) of data/split, checked against each other (and the WAVs they list, unless
-    ``check_wavs`` is False); the manifest sorted by track id, its label column int64."""
+    """(manifest, labels) of data/split, checked against each other (and, unless ``check_wavs`` is
+    False, every WAV file it lists exists; a gs:// URL is not looked up here: the stages check the
+    objects on the bucket, genreclf.data.audio.check_wavs); the manifest sorted by track id, its
+    label column int64."""
     manifest_path, labels_path = Path(split_dir) / MANIFEST_FILE, Path(split_dir) / LABELS_FILE
     manifest = read_clip_table(manifest_path, MANIFEST_COLUMNS)
     labels = check_genre_list(read_json(labels_path), labels_path)
@@ -276,7 +285,7 @@ def read_split(split_dir: str | Path, check_wavs: bool = True) -> tuple[pd.DataF
     if empty:
         raise DataError(f"{manifest_path}: the split(s) {empty} have no clips", path=manifest_path)
     if check_wavs:
-        absent = [p for p in manifest["path"] if not Path(p).is_file()]
+        absent = [p for p in manifest["path"] if not (p.startswith(SCHEME) or Path(p).is_file())]
         if absent:
             raise DataError(
                 f"{manifest_path} lists {len(absent)} WAV files that do not exist (e.g. {absent[:3]})", path=absent[0]
@@ -316,10 +325,14 @@ def read_dataset_info(shard_dir: str | Path) -> dict:
     return info
 
 
-# ---- the shards on GCS: data/shards/shard_manifest.json
+# ---- objects on GCS: data/wav/wav_manifest.json, data/shards/shard_manifest.json
+# With a gs:// data root the WAVs and the shards are objects on the bucket; what the workspace (and
+# DVC) keeps of them is a manifest: the prefix they lie under and each object's URL, size and MD5,
+# {"prefix": "gs://...", "objects": [{"url", "size", "md5"}, ...]} (the WAV manifest adds each
+# object's "track_id"). Both are written by write_object_manifest and read by read_object_manifest.
 
-SCHEME = "gs://"
 MD5_HEX_CHARS = 32
+MD5_RE = re.compile(f"[0-9a-f]{{{MD5_HEX_CHARS}}}")
 
 
 @dataclass(frozen=True)
@@ -331,22 +344,24 @@ class ObjectEntry:
     md5: str
 
 
-def write_shard_manifest(shard_dir: str | Path, prefix: str, objects: list[ObjectEntry]) -> dict:
-    """<shard_dir>/shard_manifest.json: the gs:// ``prefix`` the shards were written under (derived
-    from the stage's inputs) and every object under it ({"url", "size", "md5"}), in the given
-    order. Write it after the objects. Returns what it wrote."""
-    manifest = {
-        "prefix": prefix,
-        "objects": [{"url": o.url, "size": o.size, "md5": o.md5} for o in objects],
-    }
-    write_json(Path(shard_dir) / SHARD_MANIFEST_FILE, manifest)
+def write_object_manifest(
+    path: str | Path, prefix: str, objects: list[ObjectEntry], track_ids: list[str] | None = None
+) -> dict:
+    """A manifest of objects on GCS: the gs:// ``prefix`` they lie under and every object
+    ({"track_id" when ``track_ids`` gives them, "url", "size", "md5"}) in the given order. Write it
+    after the objects. Returns what it wrote."""
+    items = [{"url": o.url, "size": o.size, "md5": o.md5} for o in objects]
+    if track_ids is not None:
+        items = [{"track_id": track_id, **item} for track_id, item in zip(track_ids, items, strict=True)]
+    manifest = {"prefix": prefix, "objects": items}
+    write_json(path, manifest)
     return manifest
 
 
-def read_shard_manifest(shard_dir: str | Path) -> tuple[str, list[ObjectEntry]] | None:
-    """(prefix, objects) of <shard_dir>/shard_manifest.json, checked; None when there is none
-    (the shards are files of <shard_dir>)."""
-    path = Path(shard_dir) / SHARD_MANIFEST_FILE
+def read_object_manifest(path: str | Path) -> tuple[str, list[tuple[ObjectEntry, dict]]] | None:
+    """(prefix, [(object, its item as written)]) of a manifest of objects on GCS, checked (every
+    object has a url under the prefix, a size and an MD5); None when there is no such file."""
+    path = Path(path)
     if not path.exists():
         return None
     manifest = read_json(path)
@@ -358,11 +373,11 @@ def read_shard_manifest(shard_dir: str | Path) -> tuple[str, list[ObjectEntry]] 
             "with at least one object",
             path=path,
         )
-    return prefix, [manifest_entry(item, prefix, path) for item in objects]
+    return prefix, [(manifest_entry(item, prefix, path), item) for item in objects]
 
 
 def manifest_entry(item, prefix: str, path: Path) -> ObjectEntry:
-    """One object of a shard manifest, checked: a URL under ``prefix``, a size, a 32-digit MD5."""
+    """One object of a manifest, checked: a URL under ``prefix``, a size, a 32-digit MD5."""
     url, size, md5 = (item.get(k) for k in ("url", "size", "md5")) if isinstance(item, dict) else (None,) * 3
     if not (
         isinstance(url, str)
@@ -371,7 +386,7 @@ def manifest_entry(item, prefix: str, path: Path) -> ObjectEntry:
         and not isinstance(size, bool)
         and size >= 0
         and isinstance(md5, str)
-        and re.fullmatch(f"[0-9a-f]{{{MD5_HEX_CHARS}}}", md5)
+        and MD5_RE.fullmatch(md5)
     ):
         raise DataError(
             f"{path}: object {item!r:.200}: expected a url under {prefix}/, a size (bytes, an integer >= 0) "
@@ -379,6 +394,57 @@ def manifest_entry(item, prefix: str, path: Path) -> ObjectEntry:
             path=path,
         )
     return ObjectEntry(url, size, md5)
+
+
+def write_shard_manifest(shard_dir: str | Path, prefix: str, objects: list[ObjectEntry]) -> dict:
+    """<shard_dir>/shard_manifest.json: the gs:// ``prefix`` the shards were written under (derived
+    from the stage's inputs) and every object under it, in the given order. Write it after the
+    objects. Returns what it wrote."""
+    return write_object_manifest(Path(shard_dir) / SHARD_MANIFEST_FILE, prefix, objects)
+
+
+def read_shard_manifest(shard_dir: str | Path) -> tuple[str, list[ObjectEntry]] | None:
+    """(prefix, objects) of <shard_dir>/shard_manifest.json, checked; None when there is none
+    (the shards are files of <shard_dir>)."""
+    found = read_object_manifest(Path(shard_dir) / SHARD_MANIFEST_FILE)
+    return None if found is None else (found[0], [entry for entry, _ in found[1]])
+
+
+def wav_object_name(track_id: str, md5: str) -> str:
+    """The name of a clip's WAV object: ``<track_id>.<md5 of its bytes>.wav``. Named by its content,
+    an object never changes: other bytes for the same clip (another sample rate) are another object."""
+    return f"{track_id}.{md5}.wav"
+
+
+def write_wav_manifest(wav_dir: str | Path, prefix: str, objects: dict[str, ObjectEntry]) -> dict:
+    """<wav_dir>/wav_manifest.json: the gs:// ``prefix`` the WAVs lie under and, for every track id of
+    ``objects`` (sorted), its object ``<prefix>/<wav_object_name>`` with size and MD5. Write it after
+    the objects. Returns what it wrote."""
+    track_ids = sorted(objects)
+    return write_object_manifest(Path(wav_dir) / WAV_MANIFEST_FILE, prefix, [objects[t] for t in track_ids], track_ids)
+
+
+def read_wav_manifest(wav_dir: str | Path) -> tuple[str, dict[str, ObjectEntry]] | None:
+    """(prefix, {track id: object}) of <wav_dir>/wav_manifest.json, checked (each track id once, its
+    object named wav_object_name(track id, MD5)); None when there is none (the WAVs are files)."""
+    path = Path(wav_dir) / WAV_MANIFEST_FILE
+    found = read_object_manifest(path)
+    if found is None:
+        return None
+    prefix, items = found
+    objects = {}
+    for entry, item in items:
+        track_id = item.get("track_id")
+        named = isinstance(track_id, str) and TRACK_ID_RE.match(track_id)
+        if not named or entry.url != f"{prefix.rstrip('/')}/{wav_object_name(track_id, entry.md5)}":
+            raise DataError(
+                f"{path}: object {item!r:.200}: expected a track_id and the url {prefix}/<track_id>.<md5>.wav",
+                path=path,
+            )
+        if track_id in objects:
+            raise DataError(f"{path}: track id {track_id} listed more than once", path=path)
+        objects[track_id] = entry
+    return prefix, objects
 
 
 # ---- the feature tables: data/features/{train,val,test}.csv and feature_info.json

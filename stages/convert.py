@@ -1,7 +1,12 @@
 """convert: decode every clip listed in data/raw/clips.csv to mono 16-bit WAV at one sample rate.
 
-Reads   params convert.sample_rate, convert.min_seconds; data/raw/clips.csv and the files it lists.
-Writes  data/wav/<track_id>.wav, data/converted.csv, data/convert_skipped.csv, metrics/convert.json.
+Reads   params convert.sample_rate, convert.min_seconds, data.root; data/raw/clips.csv and the files it lists.
+Writes  data/wav/<track_id>.wav, data/converted.csv (its path column: each clip's WAV),
+        data/convert_skipped.csv, metrics/convert.json.
+        With data.root a gs:// prefix, the WAVs are objects <root>/data/wav/<track_id>.<md5>.wav
+        instead (the same bytes, named by their content: genreclf.data.audio.convert_clip_object),
+        uploaded by the workers; data/wav then holds wav_manifest.json alone (every object's track
+        id, URL, size and MD5), written after them, and the path column of converted.csv holds the URLs.
 Clips that do not decode, hold no audio or are shorter than convert.min_seconds are skipped
 and reported, never fatal. Every core decodes; the outputs do not depend on scheduling.
 """
@@ -28,9 +33,10 @@ from genreclf.artifacts import (
     read_clips,
     write_converted,
     write_skipped,
+    write_wav_manifest,
 )
-from genreclf.data import audio
-from genreclf.engine import engine_from_environ, limit_threads, map_in_order
+from genreclf.data import audio, gcs
+from genreclf.engine import Engine, engine_from_environ, limit_threads, map_in_order
 from genreclf.errors import DataError
 from genreclf.io import atomic_dir, write_json
 from stages.common import run_stage, stage_logger
@@ -53,43 +59,83 @@ def convert_here(convert: Callable, clips: Sequence[tuple]) -> list[audio.Conver
         return list(tqdm(results, total=len(clips), desc="convert", unit="clip"))
 
 
+def check_some_converted(clips: pd.DataFrame, results: list[audio.ConvertResult]) -> None:
+    """A DataError when not one clip could be converted: the files, not the clips, are at fault."""
+    if not any(r.ok for r in results):
+        kinds = Counter(r.kind for r in results)
+        raise DataError(
+            f"none of the {len(clips)} clips in {CLIPS_CSV} could be converted "
+            f"({dict(sorted(kinds.items()))}; first: {clips['path'][0]}: {results[0].reason}); "
+            "check the files",
+            path=CLIPS_CSV,
+        )
+
+
+def convert_to_workspace(clips: pd.DataFrame, settings: dict, engine: Engine) -> tuple[list, list[str]]:
+    """The WAVs as files data/wav/<track_id>.wav: (each clip's result, each converted clip's WAV path).
+    ``settings``: convert_clip's sample_rate and min_seconds."""
+    convert = partial(audio.convert_clip, **settings)
+    with atomic_dir(WAV_DIR) as wav_tmp:
+        destinations = [wav_tmp / f"{track_id}.wav" for track_id in clips["track_id"]]
+        jobs = list(zip(clips["path"], destinations))
+        results = list(map_in_order(convert, jobs, engine, setup=limit_threads, local=convert_here))
+        check_some_converted(clips, results)
+    return results, [f"{WAV_DIR.as_posix()}/{t}.wav" for t, r in zip(clips["track_id"], results) if r.ok]
+
+
+def convert_to_bucket(clips: pd.DataFrame, settings: dict, engine: Engine, root: str) -> tuple[list, list[str]]:
+    """The WAVs as objects <root>/data/wav/<track_id>.<md5>.wav, uploaded by the workers, then
+    data/wav/wav_manifest.json: (each clip's result, each converted clip's URL)."""
+    prefix = gcs.join(root, WAV_DIR.as_posix())
+    convert = partial(audio.convert_clip_object, prefix=prefix, **settings)
+    jobs = list(zip(clips["path"], clips["track_id"]))
+    outcomes = list(map_in_order(convert, jobs, engine, setup=limit_threads, local=convert_here))
+    results = [result for result, _, _ in outcomes]
+    check_some_converted(clips, results)
+    objects = {t: entry for t, (_, entry, _) in zip(clips["track_id"], outcomes) if entry is not None}
+    uploaded = sum(was_uploaded for _, _, was_uploaded in outcomes)
+    already = len(objects) - uploaded
+    log.info("uploaded %d objects to %s/; %d were there already with the same bytes", uploaded, prefix, already)
+    with atomic_dir(WAV_DIR) as tmp:  # the manifest last: after every object it lists
+        write_wav_manifest(tmp, prefix, objects)
+    return results, [objects[t].url for t in clips["track_id"] if t in objects]
+
+
 def main() -> None:
-    params = load_config().convert
+    config = load_config()
+    params, root = config.convert, config.data.root
     engine = engine_from_environ()
     sample_rate, min_seconds = params.sample_rate, params.min_seconds
     clips = read_clips(CLIPS_CSV)
     extensions = Counter(Path(p).suffix.lower() for p in clips["path"])
+    where = gcs.join(root, WAV_DIR.as_posix()) if gcs.is_remote(root) else WAV_DIR.as_posix()
     log.info(
-        "read %s: %d clips, %d genres, files %s; sample_rate %d Hz, min_seconds %g; engine %s",
+        "read %s: %d clips, %d genres, files %s; sample_rate %d Hz, min_seconds %g; WAVs to %s; engine %s",
         CLIPS_CSV,
         len(clips),
         clips["genre"].nunique(),
         dict(sorted(extensions.items())),
         sample_rate,
         min_seconds,
+        where,
         engine.describe(),
     )
 
     started = time.perf_counter()
-    with atomic_dir(WAV_DIR) as wav_tmp:
-        destinations = [wav_tmp / f"{track_id}.wav" for track_id in clips["track_id"]]
-        convert = partial(audio.convert_clip, sample_rate=sample_rate, min_seconds=min_seconds)
-        jobs = list(zip(clips["path"], destinations))
-        results = list(map_in_order(convert, jobs, engine, setup=limit_threads, local=convert_here))
-        ok = [r.ok for r in results]
-        if not any(ok):
-            kinds = Counter(r.kind for r in results)
-            raise DataError(
-                f"none of the {len(clips)} clips in {CLIPS_CSV} could be converted "
-                f"({dict(sorted(kinds.items()))}; first: {clips['path'][0]}: {results[0].reason}); "
-                "check the files",
-                path=CLIPS_CSV,
-            )
+    settings = {"sample_rate": sample_rate, "min_seconds": min_seconds}
+    if gcs.is_remote(root):
+        results, paths = convert_to_bucket(clips, settings, engine, root)
+    else:
+        results, paths = convert_to_workspace(clips, settings, engine)
     elapsed = time.perf_counter() - started
     log.info("decoded %d clips in %.1f s (%.2f clips/s)", len(clips), elapsed, len(clips) / elapsed)
+    write_tables(clips, results, paths, sample_rate, where)
 
-    converted = clips[ok].copy()
-    converted["path"] = [f"{WAV_DIR.as_posix()}/{t}.wav" for t in converted["track_id"]]
+
+def write_tables(clips: pd.DataFrame, results: list, paths: list[str], sample_rate: int, where: str) -> None:
+    """converted.csv (the converted clips, ``paths`` their WAVs), convert_skipped.csv and the metrics."""
+    converted = clips[[r.ok for r in results]].copy()
+    converted["path"] = paths
     converted["num_samples"] = [r.num_samples for r in results if r.ok]
     skipped = pd.DataFrame(
         [(t, p, r.reason) for t, p, r in zip(clips["track_id"], clips["path"], results) if not r.ok],
@@ -115,7 +161,7 @@ def main() -> None:
         "wrote %d clips (%.2f h of audio) to %s/, %s, %s (%d skipped), %s: %s",
         len(converted),
         hours,
-        WAV_DIR,
+        where,
         CONVERTED_CSV,
         SKIPPED_CSV,
         len(skipped),

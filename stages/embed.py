@@ -3,7 +3,8 @@
 Reads   params embed.embedding (penultimate: 200 values, or max_pool: 753) and
         embed.patches_per_clip (null: every patch; N: N evenly spaced ones, cheaper);
         models/musicnn_msd (the pretrained stage); data/split/split_manifest.csv,
-        data/split/labels.json and the WAVs they list.
+        data/split/labels.json and the WAVs they list (files, or with a gs:// data root the objects
+        that data/wav/wav_manifest.json lists, checked on the bucket first).
 Writes  data/embeddings/{train,val,test}.csv: track_id, label, genre, then the columns
         <embedding>_000 ...: each clip decoded at 16 kHz (resampled with soxr, as convert
         resamples), cut into non-overlapping 3 s log-mel patches, the embedding averaged over
@@ -25,10 +26,12 @@ from genreclf.artifacts import (
     PRETRAINED_DIR,
     SPLIT_DIR,
     SPLITS,
+    WAV_DIR,
     read_pretrained,
     read_split,
     write_embeddings,
 )
+from genreclf.data.audio import check_wavs, decode_clip
 from genreclf.errors import DataError
 from stages.common import log_tables_written, run_stage, stage_logger
 from stages.config import load_config
@@ -40,6 +43,7 @@ def main() -> None:
     settings = load_config().embed
     embedding, patches_per_clip = settings.embedding, settings.patches_per_clip
     clips, labels = read_split(SPLIT_DIR)
+    check_wavs(clips["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there
     model_file, info = read_pretrained(PRETRAINED_DIR)
     by_split = {split: clips[clips["split"] == split] for split in SPLITS}
     log.info(
@@ -56,7 +60,6 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from genreclf.data.audio import decode_clip
     from genreclf.features.fma_features import int16_to_float
     from genreclf.models import musicnn
 

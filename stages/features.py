@@ -1,7 +1,8 @@
 """features: the FMA feature set (518 statistics of 11 librosa features) of every clip.
 
 Reads   params features.*; data/split/split_manifest.csv, data/split/labels.json and the
-        WAVs they list (data/wav/<track_id>.wav, mono 16-bit, one sample rate).
+        WAVs they list (data/wav/<track_id>.wav, mono 16-bit, one sample rate; or, with a gs://
+        data root, the objects that data/wav/wav_manifest.json lists, checked on the bucket first).
 Writes  data/features/{train,val,test}.csv: track_id, label, genre, then the feature
         columns (genreclf.features.FEATURE_COLUMNS), one row per clip in manifest order;
         data/features/feature_info.json: {"sample_rate", "params", "columns"}, which the
@@ -16,7 +17,6 @@ import time
 from functools import partial
 
 import pandas as pd
-import soundfile as sf
 
 from genreclf.artifacts import (
     FEATURE_ID_COLUMNS,
@@ -24,11 +24,12 @@ from genreclf.artifacts import (
     MANIFEST_FILE,
     SPLIT_DIR,
     SPLITS,
+    WAV_DIR,
     read_split,
     write_features,
 )
+from genreclf.data.audio import check_wavs, read_wav
 from genreclf.engine import engine_from_environ, map_in_order
-from genreclf.errors import DataError
 from genreclf.features import fma_features as features
 from stages.common import log_tables_written, run_stage, stage_logger
 from stages.config import PARAMS_FILE, load_config
@@ -36,19 +37,12 @@ from stages.config import PARAMS_FILE, load_config
 log = stage_logger("features")
 
 
-def wav_sample_rate(path: str) -> int:
-    """The sample rate of the first WAV; every clip is then checked to have it."""
-    try:
-        return sf.info(path).samplerate
-    except sf.LibsndfileError as e:
-        raise DataError(f"{path}: cannot read it as WAV ({e.error_string.rstrip('.')})", path=path) from None
-
-
 def main() -> None:
     params = features.FeatureParams(**load_config().features.model_dump())
     engine = engine_from_environ()
     clips, labels = read_split(SPLIT_DIR)
-    sample_rate = wav_sample_rate(clips["path"].iloc[0])
+    check_wavs(clips["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there
+    _, sample_rate = read_wav(clips["path"].iloc[0])  # every other clip is checked against it
     features.check_params(params, sample_rate, where=f"{PARAMS_FILE}: features")
     columns = features.feature_columns(params)
     by_split = {split: clips[clips["split"] == split] for split in SPLITS}

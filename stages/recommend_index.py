@@ -2,7 +2,8 @@
 
 Reads   params recommend.embedding, recommend.top; the tables {train,val,test}.csv and
         feature_info.json of data/embeddings (musicnn) and data/features (the FMA feature set);
-        models/cnn2d with data/split and the WAVs it lists (the cnn2d embedding: the mean over a
+        models/cnn2d with data/split and the WAVs it lists (files, or objects on GCS that
+        data/wav/wav_manifest.json lists, checked on the bucket first; the cnn2d embedding: the mean over a
         clip's segments of the model's 128-unit layer "dense", each WAV decoded and cut into
         segments exactly as the recommend command does a user's file); data/raw/track_info.csv
         (artist and title; blank for GTZAN).
@@ -32,6 +33,7 @@ from genreclf.artifacts import (
     SPLIT_DIR,
     TRACK_INFO_COLUMNS,
     TRACK_INFO_CSV,
+    WAV_DIR,
     FeatureSplit,
     read_feature_info,
     read_feature_split,
@@ -66,10 +68,11 @@ def cnn2d_table() -> tuple[dict, dict]:
     recommend command embeds a file."""
     from tqdm import tqdm
 
-    from genreclf.data.audio import decode_clip
+    from genreclf.data.audio import check_wavs, decode_clip
     from genreclf.models.predictors import EMBEDDING_LAYER, load_predictor
 
     manifest, _ = read_split(SPLIT_DIR)
+    check_wavs(manifest["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there
     predictor = load_predictor(CNN2D_DIR)
     if predictor.family != "keras":
         raise DataError(

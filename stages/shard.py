@@ -1,7 +1,8 @@
 """shard: write each split as shuffled TFRecord shards of whole int16 clips.
 
 Reads   params shard.num_shards, shard.seed, data.root; data/split/split_manifest.csv, data/split/labels.json,
-        data/wav/.
+        the WAVs it lists (files of data/wav/, or objects on GCS that data/wav/wav_manifest.json lists:
+        checked on the bucket first).
 Writes  data/shards/{split}-{i:05d}-of-{n:05d}.n{records}.tfrecord (format: genreclf/tfrecords.py)
         and data/shards/dataset_info.json (sample rate, labels, clips and min/max samples per split).
         With data.root a gs:// prefix, the shards are objects <root>/data/shards/<key>/{split}-...tfrecord
@@ -25,12 +26,15 @@ from genreclf.artifacts import (
     SHARD_DIR,
     SPLIT_DIR,
     SPLITS,
+    WAV_DIR,
+    WAV_MANIFEST_FILE,
+    ObjectEntry,
     read_split,
     write_dataset_info,
     write_shard_manifest,
 )
 from genreclf.data import gcs
-from genreclf.data.audio import read_wav
+from genreclf.data.audio import check_wavs, read_wav
 from genreclf.data.sharding import Clip, plan_split_shards, shard_key, write_shard, write_shard_object
 from genreclf.engine import engine_from_environ, limit_threads, map_in_order
 from genreclf.io import atomic_dir
@@ -92,14 +96,31 @@ def write_to_workspace(manifest, labels, sample_rate, num_shards, seed, engine) 
     return splits_info, files
 
 
-def write_to_bucket(manifest, labels, sample_rate, num_shards, seed, engine, root: str) -> tuple[dict, list[str]]:
-    """The shards as objects under ``root``/data/shards/<key> (the key derived from the inputs),
-    then data/shards/{dataset_info.json, shard_manifest.json}; (split sizes, file names)."""
+def wav_digests(paths: list[str], objects: dict[str, ObjectEntry]) -> list[str]:
+    """The MD5 of each WAV: as the WAV manifest gives it for an object (``objects``), read and
+    hashed for a file of the workspace (the same value for the same bytes)."""
     started = time.perf_counter()
-    digests = [gcs.file_digest(path, "sha256") for path in manifest["path"]]
+    digests = [objects[path].md5 if path in objects else gcs.file_digest(path) for path in paths]
+    hashed = sum(path not in objects for path in paths)
+    log.info(
+        "the MD5s of %d WAVs: %d from %s, %d hashed in %.1f s",
+        len(paths),
+        len(paths) - hashed,
+        WAV_MANIFEST_FILE,
+        hashed,
+        time.perf_counter() - started,
+    )
+    return digests
+
+
+def write_to_bucket(manifest, labels, sample_rate, num_shards, seed, engine, root: str, wavs) -> tuple[dict, list[str]]:
+    """The shards as objects under ``root``/data/shards/<key> (the key derived from the inputs, the
+    WAVs by their MD5: ``wavs`` gives those of the objects), then data/shards/{dataset_info.json,
+    shard_manifest.json}; (split sizes, file names)."""
+    digests = wav_digests(manifest["path"].tolist(), wavs)
     clips = list(zip(manifest["track_id"], manifest["label"].tolist(), manifest["split"], digests))
     prefix = gcs.join(root, SHARD_DIR.as_posix(), shard_key(clips, labels, sample_rate, num_shards, seed))
-    log.info("hashed %d WAVs in %.1f s; the shards go under %s", len(digests), time.perf_counter() - started, prefix)
+    log.info("the shards go under %s", prefix)
     shards, shard_splits = plan_shards(prefix, manifest, num_shards, seed, sample_rate)
     results = list(
         map_in_order(write_shard_object, shards, engine, setup=limit_threads, local=write_here(len(manifest)))
@@ -120,6 +141,7 @@ def main() -> None:
     engine = engine_from_environ()
     num_shards, seed = params.num_shards.model_dump(), params.seed
     manifest, labels = read_split(SPLIT_DIR)
+    wavs = check_wavs(manifest["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there
     _, sample_rate = read_wav(manifest["path"].iloc[0])  # every other clip is checked against it
     counts = {split: int((manifest["split"] == split).sum()) for split in SPLITS}
     log.info(
@@ -143,7 +165,7 @@ def main() -> None:
             )
     started = time.perf_counter()
     if gcs.is_remote(root):
-        splits_info, files = write_to_bucket(manifest, labels, sample_rate, num_shards, seed, engine, root)
+        splits_info, files = write_to_bucket(manifest, labels, sample_rate, num_shards, seed, engine, root, wavs)
     else:
         splits_info, files = write_to_workspace(manifest, labels, sample_rate, num_shards, seed, engine)
     log.info(

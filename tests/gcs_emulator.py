@@ -19,6 +19,7 @@ remote makes ``dvc pull`` reject any object whose content does not match its has
 
 from __future__ import annotations
 
+import contextlib
 import email
 import hashlib
 import json
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -294,6 +296,59 @@ class GcsEmulator:
     def _get(self, path: str) -> dict:
         with urllib.request.urlopen(self.endpoint + path, timeout=5) as response:
             return json.loads(response.read())
+
+
+@contextlib.contextmanager
+def emulated_bucket(folder: Path, bucket: str, tensorflow: bool = False) -> Iterator[GcsEmulator]:
+    """An emulator serving ``bucket`` (kept under ``folder``), and this process's environment (so
+    the stages' it starts) pointed at it: gcsfs through STORAGE_EMULATOR_HOST; with ``tensorflow``,
+    TensorFlow's own GCS filesystem too, through tests/gcs_tls_proxy.py."""
+    import pytest
+
+    from genreclf.data import gcs
+    from tests.gcs_tls_proxy import TlsProxy
+
+    emulator = GcsEmulator(folder / "emulator", bucket)
+    emulator.start()
+    proxy = TlsProxy(folder / "certificates", emulator.port) if tensorflow else None
+    if proxy is not None:
+        proxy.start()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(gcs.EMULATOR_VARIABLE, emulator.endpoint)
+            patch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+            patch.setenv("NO_PROXY", "127.0.0.1,localhost")  # gcsfs goes straight to the emulator
+            patch.setenv("no_proxy", "127.0.0.1,localhost")
+            for name, value in (proxy.environment() if proxy is not None else {}).items():
+                patch.setenv(name, value)
+            yield emulator
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        emulator.stop()
+
+
+def rewrite_on_beam(project: Path, stage: str, manifest: Path, urls: list[str]) -> str:
+    """Delete the objects at ``urls``, run ``stage`` in ``project`` on the beam engine (FnApiRunner,
+    2 worker processes) and check that its workers wrote the same objects again and the stage the
+    same ``manifest`` bytes; the stage's log."""
+    import pytest
+
+    from genreclf.data import gcs
+    from tests.helpers import run_stage
+
+    before = manifest.read_bytes()
+    fs = gcs.filesystem()
+    contents = {url: fs.cat_file(url) for url in urls}
+    fs.rm(list(urls))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENRECLF_ENGINE", "beam")
+        patch.setenv("GENRECLF_BEAM_OPTIONS", "--direct_num_workers=2")
+        log = run_stage(project, stage).stderr
+    assert "engine beam" in log
+    assert manifest.read_bytes() == before
+    assert {url: fs.cat_file(url) for url in contents} == contents
+    return log
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ from genreclf.data import gcs
 from genreclf.data.sharding import shard_key, shard_target
 from genreclf.errors import DataError, RemoteObjectError
 from stages.common import with_hint
-from tests.gcs_emulator import GcsEmulator
-from tests.gcs_tls_proxy import TlsProxy
+from tests.gcs_emulator import emulated_bucket, rewrite_on_beam
 from tests.helpers import directory_bytes, make_project, run_stage, set_params
 from tests.test_shard import NUM_SHARDS, read_shards, write_split_data
 
@@ -113,21 +112,8 @@ def test_a_damaged_object_asks_for_a_forced_run_of_the_shard_stage():
 @pytest.fixture(scope="module")
 def bucket(tmp_path_factory):
     """The emulator and TensorFlow's way to it, in this process's environment (and so the stages')."""
-    folder = tmp_path_factory.mktemp("gcs")
-    emulator = GcsEmulator(folder / "emulator", BUCKET)
-    emulator.start()
-    proxy = TlsProxy(folder / "certificates", emulator.port)
-    proxy.start()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(gcs.EMULATOR_VARIABLE, emulator.endpoint)
-        patch.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-        patch.setenv("NO_PROXY", "127.0.0.1,localhost")  # gcsfs goes straight to the emulator
-        patch.setenv("no_proxy", "127.0.0.1,localhost")
-        for name, value in proxy.environment().items():
-            patch.setenv(name, value)
+    with emulated_bucket(tmp_path_factory.mktemp("gcs"), BUCKET, tensorflow=True) as emulator:
         yield emulator
-    proxy.stop()
-    emulator.stop()
 
 
 def sharded(project, root=None):
@@ -191,20 +177,12 @@ def test_a_rerun_uploads_nothing_and_writes_the_same_manifest(gcs_project):
 
 
 @pytest.mark.slow
-def test_the_beam_workers_write_the_same_objects_and_manifest(gcs_project, monkeypatch):
+def test_the_beam_workers_write_the_same_objects_and_manifest(gcs_project):
     """Every object deleted, then the beam engine's workers write them again: the same bytes."""
-    manifest = (gcs_project / "data" / "shards" / SHARD_MANIFEST_FILE).read_bytes()
     _, objects = manifest_of(gcs_project)
-    fs = gcs.filesystem()
-    contents = {entry.url: fs.cat_file(entry.url) for entry in objects}
-    fs.rm([entry.url for entry in objects])
-    monkeypatch.setenv("GENRECLF_ENGINE", "beam")
-    monkeypatch.setenv("GENRECLF_BEAM_OPTIONS", "--direct_num_workers=2")
-    result = run_stage(gcs_project, "shard")
-    assert "engine beam" in result.stderr
-    assert f"uploaded {SHARD_FILES} objects; 0 were there already" in result.stderr
-    assert (gcs_project / "data" / "shards" / SHARD_MANIFEST_FILE).read_bytes() == manifest
-    assert {url: fs.cat_file(url) for url in contents} == contents
+    manifest = gcs_project / "data" / "shards" / SHARD_MANIFEST_FILE
+    log = rewrite_on_beam(gcs_project, "shard", manifest, [entry.url for entry in objects])
+    assert f"uploaded {SHARD_FILES} objects; 0 were there already" in log
 
 
 @pytest.mark.slow

@@ -1,12 +1,19 @@
-"""Decoding audio clips to mono 16-bit PCM at one sample rate.
+"""Decoding audio clips to mono 16-bit PCM at one sample rate, and the WAVs the convert stage writes.
 
 ``decode_clip`` is the one place where a file becomes samples: the convert stage,
 the predict command and the benchmarks all call it, so a model always sees audio
 prepared exactly as its training data was.
+
+A converted WAV is a local file, or, with a gs:// data root, an object on GCS named by its
+content (``convert_clip_object``; listed with its size and MD5 in a WAV manifest,
+``genreclf.artifacts.write_wav_manifest``). ``read_wav`` and ``decode_clip`` read either, by
+path or by URL; ``check_wavs`` checks the objects on the bucket before a stage reads them.
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +21,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from genreclf.artifacts import WAV_MANIFEST_FILE, ObjectEntry, read_wav_manifest, wav_object_name
+from genreclf.data import gcs
 from genreclf.errors import DataError
 from genreclf.io import atomic_path
 
@@ -100,8 +109,21 @@ def resample(samples: np.ndarray, native_rate: int, sample_rate: int) -> np.ndar
     return np.asarray(resampled[:length], dtype=samples.dtype)
 
 
+def audio_source(path: str | Path) -> tuple[Path | io.BytesIO, int]:
+    """(what soundfile opens for ``path``, its size in bytes): a local file itself, or the content
+    of the object at a gs:// URL, read whole in one request (a clip's WAV is about 1.3 MB).
+    AudioDecodeError if there is no such file; a DataError naming the URL if there is no such object."""
+    if gcs.is_remote(path):
+        content = gcs.read_bytes(path)
+        return io.BytesIO(content), len(content)
+    path = Path(path)
+    if not path.is_file():
+        raise AudioDecodeError(path, "file not found")
+    return path, path.stat().st_size
+
+
 def decode_clip(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Decode an audio file to mono int16 samples at ``sample_rate`` Hz.
+    """Decode an audio file (a path, or a gs:// URL) to mono int16 samples at ``sample_rate`` Hz.
 
     libsndfile decodes to float32, the channels are averaged, the signal is resampled
     with RES_TYPE, then rounded and clipped to 16 bits: the same samples as
@@ -111,13 +133,12 @@ def decode_clip(path: str | Path, sample_rate: int) -> np.ndarray:
     """
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
-    path = Path(path)
-    if not path.is_file():
-        raise AudioDecodeError(path, "file not found")
-    if path.stat().st_size == 0:
+    path = path if gcs.is_remote(path) else Path(path)
+    source, size = audio_source(path)
+    if size == 0:
         raise NoAudioError(path, "empty file (0 bytes)")
     try:
-        with sf.SoundFile(path) as audio_file:
+        with sf.SoundFile(source) as audio_file:
             native_rate = audio_file.samplerate
             frames = audio_file.read(dtype="float32", always_2d=True)
         if frames.size == 0:
@@ -136,9 +157,11 @@ def decode_clip(path: str | Path, sample_rate: int) -> np.ndarray:
 
 
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read a mono 16-bit WAV file written by ``write_wav``: (int16 samples, sample rate)."""
+    """Read a mono 16-bit WAV file written by ``write_wav``, or the object at a gs:// URL that
+    ``convert_clip_object`` wrote: (int16 samples, sample rate)."""
+    source = audio_source(path)[0] if gcs.is_remote(path) else path
     try:
-        with sf.SoundFile(path) as wav:
+        with sf.SoundFile(source) as wav:
             if wav.channels != 1 or wav.subtype != "PCM_16":
                 raise DataError(
                     f"{path}: expected mono 16-bit PCM, got {wav.channels} channels of {wav.subtype}", path=path
@@ -179,3 +202,40 @@ def convert_clip(src: str | Path, dst: str | Path, sample_rate: int, min_seconds
         )
     write_wav(dst, samples, sample_rate)
     return ConvertResult(True, "ok", "", int(samples.size))
+
+
+def convert_clip_object(
+    src: str | Path, track_id: str, prefix: str, sample_rate: int, min_seconds: float
+) -> tuple[ConvertResult, ObjectEntry | None, bool]:
+    """``convert_clip`` to a local temporary file, then that file uploaded as the object
+    ``<prefix>/<track_id>.<its MD5>.wav`` (``gcs.upload``: nothing is uploaded when the object is
+    there with these bytes already). Returns (the result, the object's entry or None for a clip
+    that is skipped, whether it was uploaded). The object holds exactly the bytes of a local WAV."""
+    with gcs.scratch_file(".wav") as local:
+        result = convert_clip(src, local, sample_rate, min_seconds)
+        if not result.ok:
+            return result, None, False
+        url = gcs.join(prefix, wav_object_name(track_id, gcs.file_digest(local)))
+        entry, uploaded = gcs.upload(local, url)
+    return result, entry, uploaded
+
+
+def check_wavs(paths: Sequence[str], wav_dir: str | Path) -> dict[str, ObjectEntry]:
+    """The objects of the gs:// URLs among ``paths`` (the WAVs a stage is about to read), checked
+    before any work: each listed by ``<wav_dir>/wav_manifest.json`` and on the bucket with the size
+    and MD5 it gives (one listing: ``gcs.check_objects``, a RemoteObjectError naming the first that
+    is not). Returns {url: its entry}; {} when every path is a local file."""
+    urls = [path for path in paths if gcs.is_remote(path)]
+    if not urls:
+        return {}
+    path = Path(wav_dir) / WAV_MANIFEST_FILE
+    manifest = read_wav_manifest(wav_dir)
+    if manifest is None:
+        raise DataError(f"{path} does not exist, but the WAVs are objects on GCS (e.g. {urls[0]})", path=path)
+    by_url = {entry.url: entry for entry in manifest[1].values()}
+    unlisted = [url for url in urls if url not in by_url]
+    if unlisted:
+        raise DataError(f"{path} does not list {len(unlisted)} of the WAVs to read (e.g. {unlisted[:3]})", path=path)
+    expected = [by_url[url] for url in urls]
+    gcs.check_objects(expected, path)
+    return dict(zip(urls, expected))

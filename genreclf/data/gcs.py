@@ -1,8 +1,8 @@
 """Objects on Google Cloud Storage: where the large outputs go when the data root is a gs:// prefix.
 
-The workers write each object (a shard) to a local temporary file first, with the same
-code as a local run, then upload it here with gcsfs: the object holds exactly the bytes a
-local run writes. Every object is described by an ``ObjectEntry`` (URL, size, MD5): GCS
+The workers write each object (a clip's WAV, a shard) to a local temporary file first, with
+the same code as a local run, then upload it here with gcsfs: the object holds exactly the
+bytes a local run writes. Every object is described by an ``ObjectEntry`` (URL, size, MD5): GCS
 computes the MD5 of every object it stores (``md5Hash``), so an object can be checked
 against its entry from its metadata alone, without reading it.
 
@@ -20,6 +20,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -98,6 +99,29 @@ def stat(fs, url: str) -> ObjectEntry | None:
     if info.get("type") != "file":
         return None
     return ObjectEntry(url, int(info["size"]), stored_md5(info, fs, url))
+
+
+@contextlib.contextmanager
+def scratch_file(suffix: str) -> Iterator[str]:
+    """The path of a new, empty local temporary file, deleted after the block: where a worker writes
+    an object's bytes, with the code of a local run, before it uploads them."""
+    handle, local = tempfile.mkstemp(prefix="genreclf-", suffix=suffix)
+    os.close(handle)
+    try:
+        yield local
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(local)
+
+
+def read_bytes(url: str) -> bytes:
+    """The content of the object at ``url``, read whole (one request); a DataError naming it if
+    there is no such object or it cannot be read."""
+    with reaching(url):
+        try:
+            return filesystem().cat_file(url)
+        except FileNotFoundError:
+            raise DataError(f"{url}: no such object on the bucket", path=url) from None
 
 
 def upload(local_path: str | Path, url: str) -> tuple[ObjectEntry, bool]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,13 +111,9 @@ def write_shard_object(
     Returns (the number of samples of each clip, the object's entry, whether it was uploaded).
     The object holds exactly the bytes ``write_shard`` writes to a local path.
     """
-    handle, local = tempfile.mkstemp(prefix="genreclf-shard-", suffix=".tfrecord")
-    os.close(handle)
-    try:
+    with gcs.scratch_file(".tfrecord") as local:
         num_samples = write_shard(local, clips, sample_rate, progress)
         entry, uploaded = gcs.upload(local, url)
-    finally:
-        os.unlink(local)
     return num_samples, entry, uploaded
 
 
@@ -132,9 +126,10 @@ def shard_key(
 ) -> str:
     """The name of a set of shards on GCS, derived from everything their bytes depend on.
 
-    ``clips``: (track id, label, split, SHA-256 of the WAV's content) of every clip, in the
-    order of the split manifest. The shard format's FORMAT_VERSION is part of it, so that a
-    change of the bytes for the same inputs gives a new prefix (objects never change).
+    ``clips``: (track id, label, split, MD5 of the WAV's content: what the WAV manifest lists for
+    an object on GCS) of every clip, in the order of the split manifest. The shard format's
+    FORMAT_VERSION is part of it, so that a change of the bytes for the same inputs gives a new
+    prefix (objects never change).
     """
     inputs = {
         "format": FORMAT_VERSION,

@@ -1,0 +1,107 @@
+"""WAVs that stay on GCS, end to end with DVC on gtzan_mini, against gcp-storage-emulator.
+
+    python benchmarks/gcs_wavs.py [--gtzan ../shared/data/gtzan_mini] [--workdir DIR]
+
+Two fresh copies of this checkout (tests/pipeline_project.make_dvc_project: gtzan_mini, the
+end-to-end project's small settings), one with ``data.root`` null, one with
+gs://genreclf-bench/gtzan on an emulator on 127.0.0.1 (gcsfs through STORAGE_EMULATOR_HOST).
+It runs and times:
+
+1. in each, ``dvc repro shard features``: fetch, convert (with the gs:// root: the WAVs to the
+   bucket), split, shard and features (reading the WAVs by URL);
+2. a comparison of the two: every WAV object and every shard object against the local file, and
+   the bytes of data/features/, dataset_info.json, convert_skipped.csv, metrics/convert.json and
+   converted.csv but its path column;
+3. in the gs:// project, ``dvc repro shard features`` again: DVC must run nothing;
+4. ``dvc repro -f -s convert``: a forced rerun, which must upload nothing (dvc.lock unchanged);
+5. every WAV object deleted, ``GENRECLF_ENGINE=beam dvc repro -f -s convert`` (2 workers): the
+   Beam workers upload them all again, and dvc.lock is unchanged;
+6. one WAV object deleted, ``dvc repro -f -s features``: it must fail naming the object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import gcs_shards  # noqa: E402
+from benchmarks.gcs_shards import timed_dvc  # noqa: E402
+from genreclf.artifacts import read_shard_manifest, read_wav_manifest  # noqa: E402
+from genreclf.data import gcs  # noqa: E402
+from tests.gcs_emulator import GcsEmulator  # noqa: E402
+from tests.helpers import directory_bytes  # noqa: E402
+from tests.pipeline_project import make_dvc_project  # noqa: E402
+
+BUCKET = "genreclf-bench"
+DATA_ROOT = f"gs://{BUCKET}/gtzan"
+SHOWN = (
+    "stages.convert: decoded",
+    "stages.convert: uploaded",
+    "stages.shard: the MD5s",
+    "stages.shard: wrote",
+    "stages.features: computed",
+    "Running stage",
+    "error:",
+)
+SAME_BYTES = ("data/features", "data/shards/dataset_info.json", "data/convert_skipped.csv", "metrics/convert.json")
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def outputs(project: Path, name: str) -> dict[str, bytes]:
+    path = project / name
+    return directory_bytes(path) if path.is_dir() else {name: path.read_bytes()}
+
+
+def compare(local: Path, remote: Path) -> None:
+    """Print whether the gs:// project's objects and tables hold the local project's bytes."""
+    _, wavs = read_wav_manifest(remote / "data" / "wav")
+    same = all(md5(local / "data" / "wav" / f"{t}.wav") == entry.md5 for t, entry in wavs.items())
+    print(f"    {len(wavs)} WAV objects ({sum(e.size for e in wavs.values())} bytes), each the local WAV: {same}")
+    _, shards = read_shard_manifest(remote / "data" / "shards")
+    same = all(md5(local / "data" / "shards" / e.url.rsplit("/", 1)[1]) == e.md5 for e in shards)
+    print(f"    {len(shards)} shard objects, each the local shard: {same}")
+    for name in SAME_BYTES:
+        print(f"    {name}: the same bytes: {outputs(local, name) == outputs(remote, name)}")
+    tables = [(p / "data" / "converted.csv").read_text().splitlines() for p in (local, remote)]
+    columns = [[line.split(",") for line in table] for table in tables]
+    same = [[row[:2] + row[3:] for row in table] for table in columns]
+    print(f"    data/converted.csv but its path column: the same: {same[0] == same[1]}; a path: {columns[1][1][2]}")
+
+
+def run(gtzan: Path, workdir: Path) -> None:
+    emulator = GcsEmulator(workdir / "emulator", BUCKET)
+    emulator.start()
+    os.environ.update({gcs.EMULATOR_VARIABLE: emulator.endpoint, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
+    try:
+        local = make_dvc_project(workdir / "local", gtzan)
+        remote = make_dvc_project(workdir / "remote", gtzan, {"data": {"root": DATA_ROOT}})
+        for project in (local, remote):
+            timed_dvc(project, "repro", "shard", "features", shown=SHOWN)
+        compare(local, remote)
+        out, _ = timed_dvc(remote, "repro", "shard", "features", shown=SHOWN)
+        print("    second repro ran nothing:", "Running stage" not in out)
+        lock = (remote / "dvc.lock").read_bytes()
+        timed_dvc(remote, "repro", "-f", "-s", "convert", shown=SHOWN)
+        print("    dvc.lock unchanged:", (remote / "dvc.lock").read_bytes() == lock)
+        _, wavs = read_wav_manifest(remote / "data" / "wav")
+        gcs.filesystem().rm([entry.url for entry in wavs.values()])
+        os.environ.update({"GENRECLF_ENGINE": "beam", "GENRECLF_BEAM_OPTIONS": "--direct_num_workers=2"})
+        timed_dvc(remote, "repro", "-f", "-s", "convert", shown=SHOWN)
+        del os.environ["GENRECLF_ENGINE"], os.environ["GENRECLF_BEAM_OPTIONS"]
+        print("    dvc.lock unchanged:", (remote / "dvc.lock").read_bytes() == lock)
+        gcs.filesystem().rm(wavs[sorted(wavs)[0]].url)
+        timed_dvc(remote, "repro", "-f", "-s", "features", check=False, shown=SHOWN)
+    finally:
+        emulator.stop()
+
+
+if __name__ == "__main__":
+    gcs_shards.main(run, __doc__, "gcs-wavs-")

@@ -37,8 +37,7 @@ from tests.gcs_emulator import GcsEmulator  # noqa: E402
 from tests.helpers import directory_bytes  # noqa: E402
 from tests.pipeline_project import make_dvc_project  # noqa: E402
 
-BUCKET = "genreclf-bench"
-DATA_ROOT = f"gs://{BUCKET}/gtzan"
+BUCKET, DATA_ROOT = gcs_shards.BUCKET, gcs_shards.DATA_ROOT  # the same emulated bucket and root
 SHOWN = (
     "stages.convert: decoded",
     "stages.convert: uploaded",

@@ -1,4 +1,4 @@
-"""WAVs that stay on GCS, end to end with DVC on gtzan_mini, against gcp-storage-emulator.
+"""Raw clips and WAVs that stay on GCS, end to end with DVC on gtzan_mini, against gcp-storage-emulator.
 
     python benchmarks/gcs_wavs.py [--gtzan ../shared/data/gtzan_mini] [--workdir DIR]
 
@@ -7,16 +7,19 @@ end-to-end project's small settings), one with ``data.root`` null, one with
 gs://genreclf-bench/gtzan on an emulator on 127.0.0.1 (gcsfs through STORAGE_EMULATOR_HOST).
 It runs and times:
 
-1. in each, ``dvc repro shard features``: fetch, convert (with the gs:// root: the WAVs to the
-   bucket), split, shard and features (reading the WAVs by URL);
-2. a comparison of the two: every WAV object and every shard object against the local file, and
+1. in each, ``dvc repro shard features``: fetch (with the gs:// root: the raw clips to the bucket),
+   convert (reading them by URL; the WAVs to the bucket), split, shard and features (reading the
+   WAVs by URL);
+2. a comparison of the two: every raw clip object, every WAV object and every shard object against
+   the local file, data/raw's tables (clips.csv but its path column), and
    the bytes of data/features/, dataset_info.json, convert_skipped.csv, metrics/convert.json and
    converted.csv but its path column;
 3. in the gs:// project, ``dvc repro shard features`` again: DVC must run nothing;
 4. ``dvc repro -f -s convert``: a forced rerun, which must upload nothing (dvc.lock unchanged);
 5. every WAV object deleted, ``GENRECLF_ENGINE=beam dvc repro -f -s convert`` (2 workers): the
-   Beam workers upload them all again, and dvc.lock is unchanged;
-6. one WAV object deleted, ``dvc repro -f -s features``: it must fail naming the object.
+   Beam workers read the raw clips by URL and upload the WAVs all again, and dvc.lock is unchanged;
+6. one WAV object deleted, ``dvc repro -f -s features``: it must fail naming the object;
+7. one raw clip object deleted, ``dvc repro -f -s convert``: it must fail naming the object.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import gcs_shards  # noqa: E402
 from benchmarks.gcs_shards import timed_dvc  # noqa: E402
-from genreclf.artifacts import read_shard_manifest, read_wav_manifest  # noqa: E402
+from genreclf.artifacts import read_raw_manifest, read_shard_manifest, read_wav_manifest  # noqa: E402
 from genreclf.data import gcs  # noqa: E402
 from tests.gcs_emulator import GcsEmulator  # noqa: E402
 from tests.helpers import directory_bytes  # noqa: E402
@@ -39,6 +42,7 @@ from tests.pipeline_project import make_dvc_project  # noqa: E402
 
 BUCKET, DATA_ROOT = gcs_shards.BUCKET, gcs_shards.DATA_ROOT  # the same emulated bucket and root
 SHOWN = (
+    "stages.fetch: uploaded",
     "stages.convert: decoded",
     "stages.convert: uploaded",
     "stages.shard: the MD5s",
@@ -61,6 +65,7 @@ def outputs(project: Path, name: str) -> dict[str, bytes]:
 
 def compare(local: Path, remote: Path) -> None:
     """Print whether the gs:// project's objects and tables hold the local project's bytes."""
+    compare_raw(local, remote)
     _, wavs = read_wav_manifest(remote / "data" / "wav")
     same = all(md5(local / "data" / "wav" / f"{t}.wav") == entry.md5 for t, entry in wavs.items())
     print(f"    {len(wavs)} WAV objects ({sum(e.size for e in wavs.values())} bytes), each the local WAV: {same}")
@@ -73,6 +78,24 @@ def compare(local: Path, remote: Path) -> None:
     columns = [[line.split(",") for line in table] for table in tables]
     same = [[row[:2] + row[3:] for row in table] for table in columns]
     print(f"    data/converted.csv but its path column: the same: {same[0] == same[1]}; a path: {columns[1][1][2]}")
+
+
+def compare_raw(local: Path, remote: Path) -> None:
+    """Print whether the gs:// project's raw clip objects and data/raw tables are the local project's."""
+    _, clips = read_raw_manifest(remote / "data" / "raw")
+    paths = dict(line.split(",")[::2] for line in (local / "data/raw/clips.csv").read_text().splitlines()[1:])
+    same = all(md5(local / paths[t]) == entry.md5 for t, entry in clips.items())
+    print(
+        f"    {len(clips)} raw clip objects ({sum(e.size for e in clips.values())} bytes), each the local file: {same}"
+    )
+    print("    data/raw of the gs:// project:", sorted(p.name for p in (remote / "data" / "raw").iterdir()))
+    for name in ("data/raw/track_info.csv", "data/raw/fetch_report.json"):
+        print(f"    {name}: the same bytes: {outputs(local, name) == outputs(remote, name)}")
+    tables = [
+        [line.split(",") for line in (p / "data/raw/clips.csv").read_text().splitlines()] for p in (local, remote)
+    ]
+    same = [[row[:2] + row[3:] for row in table] for table in tables]
+    print(f"    data/raw/clips.csv but its path column: the same: {same[0] == same[1]}; a path: {tables[1][1][2]}")
 
 
 def run(gtzan: Path, workdir: Path) -> None:
@@ -98,6 +121,9 @@ def run(gtzan: Path, workdir: Path) -> None:
         print("    dvc.lock unchanged:", (remote / "dvc.lock").read_bytes() == lock)
         gcs.filesystem().rm(wavs[sorted(wavs)[0]].url)
         timed_dvc(remote, "repro", "-f", "-s", "features", check=False, shown=SHOWN)
+        _, clips = read_raw_manifest(remote / "data" / "raw")
+        gcs.filesystem().rm(clips[sorted(clips)[-1]].url)
+        timed_dvc(remote, "repro", "-f", "-s", "convert", check=False, shown=SHOWN)
     finally:
         emulator.stop()
 

@@ -13,6 +13,8 @@ artifact                           writer (stage)         reader (stages)
 data/raw/clips.csv                 write_clips (fetch)    read_clips (convert)
 data/raw/track_info.csv            write_track_info       read_track_info (recommend_index)
                                    (fetch)
+data/raw/raw_manifest.json         write_raw_manifest     read_raw_manifest (convert)
+  (a gs:// data root only)         (fetch)
 data/wav/wav_manifest.json         write_wav_manifest     read_wav_manifest (shard, features,
   (a gs:// data root only)         (convert)              embed, recommend_index)
 data/converted.csv                 write_converted        read_converted (split)
@@ -43,7 +45,8 @@ models/recommend/{library.csv,     write_similarity_index read_similarity_index 
 
 The TFRecord shards themselves are written and read by ``genreclf.data.tfrecords``, the WAVs by
 ``genreclf.data.audio`` (a file of data/wav, or with a gs:// data root an object that
-wav_manifest.json lists).
+wav_manifest.json lists); the raw clips are files of data/raw/audio, or with a gs:// data root
+objects that raw_manifest.json lists (uploaded by ``genreclf.data.fetch.clips_to_bucket``).
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ from genreclf.errors import DataError
 from genreclf.io import CSV_FLOAT_FORMAT, atomic_dir, write_csv, write_json, write_text
 
 SPLITS = catalog.SPLITS
-SCHEME = "gs://"  # with a gs:// data root, the WAVs and the shards are objects on GCS
+SCHEME = "gs://"  # with a gs:// data root, the raw clips, the WAVs and the shards are objects on GCS
 
 # ---- where each artifact lives (relative to the repository root)
 DATA_DIR = Path("data")
@@ -72,6 +75,8 @@ CLIPS_FILE = "clips.csv"
 CLIPS_CSV = RAW_DIR / CLIPS_FILE
 TRACK_INFO_FILE = "track_info.csv"  # beside clips.csv: what a person knows a track by
 TRACK_INFO_CSV = RAW_DIR / TRACK_INFO_FILE
+RAW_AUDIO_DIR = RAW_DIR / "audio"  # the raw clips (fetch's output), or their objects' prefix under a gs:// root
+RAW_MANIFEST_FILE = "raw_manifest.json"  # in data/raw/ when the raw clips are on GCS
 WAV_DIR = DATA_DIR / "wav"
 WAV_MANIFEST_FILE = "wav_manifest.json"  # in data/wav/ when the WAVs are on GCS
 CONVERTED_CSV = DATA_DIR / "converted.csv"
@@ -188,7 +193,8 @@ def by_track_id(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_clips(path: str | Path, clips: pd.DataFrame) -> pd.DataFrame:
-    """data/raw/clips.csv: track_id, genre, path (of the audio file), official_split ('' when none);
+    """data/raw/clips.csv: track_id, genre, path (of the audio file, or with a gs:// data root the
+    URL of its object, which data/raw/raw_manifest.json lists), official_split ('' when none);
     rows sorted by track id. Returns the table written."""
     clips = by_track_id(clips[CLIP_COLUMNS])
     write_csv(path, clips)
@@ -196,9 +202,10 @@ def write_clips(path: str | Path, clips: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_clips(path: str | Path) -> pd.DataFrame:
-    """data/raw/clips.csv, checked (every audio file it lists exists), sorted by track id."""
+    """data/raw/clips.csv, checked (every audio file it lists exists; the gs:// URLs are left to
+    genreclf.data.audio.check_raw_clips, which asks the bucket), sorted by track id."""
     clips = read_clip_table(path, CLIP_COLUMNS)
-    absent = [p for p in clips["path"] if not Path(p).is_file()]
+    absent = [p for p in clips["path"] if not (p.startswith(SCHEME) or Path(p).is_file())]
     if absent:
         raise DataError(f"{path} lists {len(absent)} files that do not exist (e.g. {absent[:3]})", path=path)
     return by_track_id(clips[CLIP_COLUMNS])
@@ -325,11 +332,12 @@ def read_dataset_info(shard_dir: str | Path) -> dict:
     return info
 
 
-# ---- objects on GCS: data/wav/wav_manifest.json, data/shards/shard_manifest.json
-# With a gs:// data root the WAVs and the shards are objects on the bucket; what the workspace (and
-# DVC) keeps of them is a manifest: the prefix they lie under and each object's URL, size and MD5,
-# {"prefix": "gs://...", "objects": [{"url", "size", "md5"}, ...]} (the WAV manifest adds each
-# object's "track_id"). Both are written by write_object_manifest and read by read_object_manifest.
+# ---- objects on GCS: data/raw/raw_manifest.json, data/wav/wav_manifest.json, data/shards/shard_manifest.json
+# With a gs:// data root the raw clips, the WAVs and the shards are objects on the bucket; what the
+# workspace (and DVC) keeps of them is a manifest: the prefix they lie under and each object's URL,
+# size and MD5, {"prefix": "gs://...", "objects": [{"url", "size", "md5"}, ...]} (the raw and WAV
+# manifests add each object's "track_id"). All are written by write_object_manifest and read by
+# read_object_manifest.
 
 MD5_HEX_CHARS = 32
 MD5_RE = re.compile(f"[0-9a-f]{{{MD5_HEX_CHARS}}}")
@@ -410,6 +418,37 @@ def read_shard_manifest(shard_dir: str | Path) -> tuple[str, list[ObjectEntry]] 
     return None if found is None else (found[0], [entry for entry, _ in found[1]])
 
 
+def write_track_manifest(path: str | Path, prefix: str, objects: dict[str, ObjectEntry]) -> dict:
+    """A manifest of one object per clip: the gs:// ``prefix`` and, for every track id of ``objects``
+    (sorted), its object with URL, size and MD5. Write it after the objects. Returns what it wrote."""
+    track_ids = sorted(objects)
+    return write_object_manifest(path, prefix, [objects[t] for t in track_ids], track_ids)
+
+
+def read_track_manifest(
+    path: str | Path, named: Callable[[str, str, ObjectEntry], bool], expected_url: str
+) -> tuple[str, dict[str, ObjectEntry]] | None:
+    """(prefix, {track id: object}) of a manifest written by write_track_manifest, checked (each
+    track id once, ``named(prefix, track id, object)`` true of its object, the URL that
+    ``expected_url`` describes); None when there is no such file."""
+    path = Path(path)
+    found = read_object_manifest(path)
+    if found is None:
+        return None
+    prefix, items = found
+    objects = {}
+    for entry, item in items:
+        track_id = item.get("track_id")
+        if not (isinstance(track_id, str) and TRACK_ID_RE.match(track_id) and named(prefix, track_id, entry)):
+            raise DataError(
+                f"{path}: object {item!r:.200}: expected a track_id and the url {prefix}/{expected_url}", path=path
+            )
+        if track_id in objects:
+            raise DataError(f"{path}: track id {track_id} listed more than once", path=path)
+        objects[track_id] = entry
+    return prefix, objects
+
+
 def wav_object_name(track_id: str, md5: str) -> str:
     """The name of a clip's WAV object: ``<track_id>.<md5 of its bytes>.wav``. Named by its content,
     an object never changes: other bytes for the same clip (another sample rate) are another object."""
@@ -420,31 +459,44 @@ def write_wav_manifest(wav_dir: str | Path, prefix: str, objects: dict[str, Obje
     """<wav_dir>/wav_manifest.json: the gs:// ``prefix`` the WAVs lie under and, for every track id of
     ``objects`` (sorted), its object ``<prefix>/<wav_object_name>`` with size and MD5. Write it after
     the objects. Returns what it wrote."""
-    track_ids = sorted(objects)
-    return write_object_manifest(Path(wav_dir) / WAV_MANIFEST_FILE, prefix, [objects[t] for t in track_ids], track_ids)
+    return write_track_manifest(Path(wav_dir) / WAV_MANIFEST_FILE, prefix, objects)
 
 
 def read_wav_manifest(wav_dir: str | Path) -> tuple[str, dict[str, ObjectEntry]] | None:
     """(prefix, {track id: object}) of <wav_dir>/wav_manifest.json, checked (each track id once, its
     object named wav_object_name(track id, MD5)); None when there is none (the WAVs are files)."""
-    path = Path(wav_dir) / WAV_MANIFEST_FILE
-    found = read_object_manifest(path)
-    if found is None:
-        return None
-    prefix, items = found
-    objects = {}
-    for entry, item in items:
-        track_id = item.get("track_id")
-        named = isinstance(track_id, str) and TRACK_ID_RE.match(track_id)
-        if not named or entry.url != f"{prefix.rstrip('/')}/{wav_object_name(track_id, entry.md5)}":
-            raise DataError(
-                f"{path}: object {item!r:.200}: expected a track_id and the url {prefix}/<track_id>.<md5>.wav",
-                path=path,
-            )
-        if track_id in objects:
-            raise DataError(f"{path}: track id {track_id} listed more than once", path=path)
-        objects[track_id] = entry
-    return prefix, objects
+
+    def named(prefix: str, track_id: str, entry: ObjectEntry) -> bool:
+        return entry.url == f"{prefix.rstrip('/')}/{wav_object_name(track_id, entry.md5)}"
+
+    return read_track_manifest(Path(wav_dir) / WAV_MANIFEST_FILE, named, "<track_id>.<md5>.wav")
+
+
+def raw_object_name(relative: str, md5: str) -> str:
+    """The name of a raw clip's object, below the raw clips' prefix: its file's path below
+    data/raw/audio with the MD5 of its bytes before the extension (``blues/blues.00000.<md5>.wav``,
+    ``000/000002.<md5>.mp3``). Named by its content, an object never changes."""
+    folder, _, name = relative.rpartition("/")
+    stem, dot, extension = name.rpartition(".") if "." in name else (name, "", "")
+    return f"{folder}/{stem}.{md5}{dot}{extension}".lstrip("/")
+
+
+def write_raw_manifest(raw_dir: str | Path, prefix: str, objects: dict[str, ObjectEntry]) -> dict:
+    """<raw_dir>/raw_manifest.json: the gs:// ``prefix`` the raw clips lie under and, for every track
+    id of ``objects`` (sorted), its object (raw_object_name) with size and MD5. Write it after the
+    objects. Returns what it wrote."""
+    return write_track_manifest(Path(raw_dir) / RAW_MANIFEST_FILE, prefix, objects)
+
+
+def read_raw_manifest(raw_dir: str | Path) -> tuple[str, dict[str, ObjectEntry]] | None:
+    """(prefix, {track id: object}) of <raw_dir>/raw_manifest.json, checked (each track id once, its
+    object's name <track_id>.<md5>[.<extension>]); None when there is none (the raw clips are files)."""
+
+    def named(prefix: str, track_id: str, entry: ObjectEntry) -> bool:
+        name = entry.url.rsplit("/", 1)[1]  # read_object_manifest checked that the URL lies under the prefix
+        return re.fullmatch(rf"{re.escape(track_id)}\.{entry.md5}(\.[A-Za-z0-9]+)?", name) is not None
+
+    return read_track_manifest(Path(raw_dir) / RAW_MANIFEST_FILE, named, "<folder>/<track_id>.<md5>.<extension>")
 
 
 # ---- the feature tables: data/features/{train,val,test}.csv and feature_info.json

@@ -100,7 +100,7 @@ class DataSection(Section):
     checksums: Checksums
     clips_per_genre: PositiveInt | None
     seed: Seed
-    root: DataRoot  # where the WAVs and shards go: null = data/wav, data/shards; gs://... = that prefix
+    root: DataRoot  # where the raw clips, WAVs and shards go: null = the workspace; gs://... = that prefix
 
     @model_validator(mode="after")
     def _dataset_archives_listed(self) -> DataSection:

@@ -1,6 +1,8 @@
 """convert: decode every clip listed in data/raw/clips.csv to mono 16-bit WAV at one sample rate.
 
-Reads   params convert.sample_rate, convert.min_seconds, data.root; data/raw/clips.csv and the files it lists.
+Reads   params convert.sample_rate, convert.min_seconds, data.root; data/raw/clips.csv and the files it lists
+        (with a gs:// data root, the objects it lists by URL, checked against data/raw/raw_manifest.json
+        before any work: genreclf.data.audio.check_raw_clips; the workers read them by URL).
 Writes  data/wav/<track_id>.wav, data/converted.csv (its path column: each clip's WAV),
         data/convert_skipped.csv, metrics/convert.json.
         With data.root a gs:// prefix, the WAVs are objects <root>/data/wav/<track_id>.<md5>.wav
@@ -27,6 +29,7 @@ from tqdm import tqdm
 from genreclf.artifacts import (
     CLIPS_CSV,
     CONVERTED_CSV,
+    RAW_DIR,
     SKIPPED_COLUMNS,
     SKIPPED_CSV,
     WAV_DIR,
@@ -107,6 +110,7 @@ def main() -> None:
     engine = engine_from_environ()
     sample_rate, min_seconds = params.sample_rate, params.min_seconds
     clips = read_clips(CLIPS_CSV)
+    audio.check_raw_clips(clips["path"], RAW_DIR)  # the objects on the bucket, if the raw clips are there
     extensions = Counter(Path(p).suffix.lower() for p in clips["path"])
     where = gcs.join(root, WAV_DIR.as_posix()) if gcs.is_remote(root) else WAV_DIR.as_posix()
     log.info(

@@ -1,9 +1,14 @@
 """Stage fetch: get the dataset's archives, verify them, and pick the clips into data/raw.
 
-Reads params data.{dataset, source, checksums, clips_per_genre, seed}.
+Reads params data.{dataset, source, checksums, clips_per_genre, seed, root}.
 Writes data/raw/{clips.csv, track_info.csv (artist and title where FMA's tracks.csv has them;
 blank for GTZAN), fetch_report.json, audio/}; whole downloads (and .part files
 being resumed) go to data/downloads/, which DVC keeps between runs.
+With data.root a gs:// prefix, the clips are then uploaded as objects
+<root>/data/raw/audio/<path below audio/ with its MD5 before the extension>
+(genreclf.data.fetch.clips_to_bucket) and data/raw/audio is gone: data/raw holds
+raw_manifest.json (every object's track id, URL, size and MD5) instead, and the path
+column of clips.csv holds the URLs.
 """
 
 from __future__ import annotations
@@ -11,14 +16,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from genreclf import catalog
-from genreclf.data.fetch import is_url, public_source
+from genreclf.artifacts import RAW_AUDIO_DIR, RAW_DIR, RAW_MANIFEST_FILE
+from genreclf.data import gcs
+from genreclf.data.fetch import clips_to_bucket, is_url, public_source
 from genreclf.data.fma import fetch_fma
 from genreclf.data.gtzan import fetch_gtzan
 from genreclf.errors import ParamError
 from stages.common import run_stage, stage_logger
 from stages.config import PARAMS_FILE, DataSection, load_config
 
-RAW_DIR = Path("data/raw")
 DOWNLOADS_DIR = Path("data/downloads")
 OFFICIAL_SOURCE = "https://os.unil.cloud.switch.ch/fma/"
 
@@ -51,11 +57,12 @@ def main() -> None:
     check_source(data)
     sha1s = checksums(data)
     log.info(
-        "read params: dataset=%s source=%s clips_per_genre=%s seed=%d",
+        "read params: dataset=%s source=%s clips_per_genre=%s seed=%d root=%s",
         data.dataset,
         public_source(data.source),
         data.clips_per_genre,
         data.seed,
+        data.root,
     )
     DOWNLOADS_DIR.mkdir(parents=True, exist_ok=True)  # a DVC output, even when nothing is downloaded
     if data.dataset == catalog.GTZAN:
@@ -68,16 +75,35 @@ def main() -> None:
         log.info("archive %s (%s): sha1 %s, verified: %s", name, archive["file"], archive["sha1"], archive["verified"])
     for what, value in report["skipped"].items():
         log.info("skipped %s: %s", what, value)
+    where = f"{RAW_AUDIO_DIR}/"
+    if gcs.is_remote(data.root):
+        where = move_to_bucket(data.root)
     log.info(
-        "wrote %s/clips.csv (%d clips: %s), %s/track_info.csv, %s/fetch_report.json and %d files under %s/audio",
+        "wrote %s/clips.csv (%d clips: %s), %s/track_info.csv, %s/fetch_report.json and %d clips to %s",
         RAW_DIR,
         report["clips"],
         report["clips_per_genre"],
         RAW_DIR,
         RAW_DIR,
         report["clips"],
-        RAW_DIR,
+        where,
     )
+
+
+def move_to_bucket(root: str) -> str:
+    """The clips of data/raw/audio uploaded under ``root`` and listed in data/raw/raw_manifest.json
+    (data/raw then holds no audio); where they are."""
+    prefix = gcs.join(root, RAW_AUDIO_DIR.as_posix())
+    uploaded, already = clips_to_bucket(RAW_DIR, prefix)
+    log.info(
+        "uploaded %d clips to %s/; %d were there already with the same bytes; listed them in %s/%s",
+        uploaded,
+        prefix,
+        already,
+        RAW_DIR,
+        RAW_MANIFEST_FILE,
+    )
+    return f"{prefix}/"
 
 
 if __name__ == "__main__":

@@ -6,14 +6,15 @@ prepared exactly as its training data was.
 
 A converted WAV is a local file, or, with a gs:// data root, an object on GCS named by its
 content (``convert_clip_object``; listed with its size and MD5 in a WAV manifest,
-``genreclf.artifacts.write_wav_manifest``). ``read_wav`` and ``decode_clip`` read either, by
-path or by URL; ``check_wavs`` checks the objects on the bucket before a stage reads them.
+``genreclf.artifacts.write_wav_manifest``); so is a raw clip, convert's input (listed in the raw
+manifest that fetch writes). ``read_wav`` and ``decode_clip`` read either, by path or by URL;
+``check_wavs`` and ``check_raw_clips`` check the objects on the bucket before a stage reads them.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,14 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from genreclf.artifacts import WAV_MANIFEST_FILE, ObjectEntry, read_wav_manifest, wav_object_name
+from genreclf.artifacts import (
+    RAW_MANIFEST_FILE,
+    WAV_MANIFEST_FILE,
+    ObjectEntry,
+    read_raw_manifest,
+    read_wav_manifest,
+    wav_object_name,
+)
 from genreclf.data import gcs
 from genreclf.errors import DataError
 from genreclf.io import atomic_path
@@ -111,7 +119,8 @@ def resample(samples: np.ndarray, native_rate: int, sample_rate: int) -> np.ndar
 
 def audio_source(path: str | Path) -> tuple[Path | io.BytesIO, int]:
     """(what soundfile opens for ``path``, its size in bytes): a local file itself, or the content
-    of the object at a gs:// URL, read whole in one request (a clip's WAV is about 1.3 MB).
+    of the object at a gs:// URL, read whole in one request (a clip's WAV is about 1.3 MB, an FMA
+    mp3 0.5-1 MB).
     AudioDecodeError if there is no such file; a DataError naming the URL if there is no such object."""
     if gcs.is_remote(path):
         content = gcs.read_bytes(path)
@@ -220,22 +229,38 @@ def convert_clip_object(
     return result, entry, uploaded
 
 
-def check_wavs(paths: Sequence[str], wav_dir: str | Path) -> dict[str, ObjectEntry]:
-    """The objects of the gs:// URLs among ``paths`` (the WAVs a stage is about to read), checked
-    before any work: each listed by ``<wav_dir>/wav_manifest.json`` and on the bucket with the size
-    and MD5 it gives (one listing: ``gcs.check_objects``, a RemoteObjectError naming the first that
-    is not). Returns {url: its entry}; {} when every path is a local file."""
+def check_listed_objects(
+    paths: Sequence[str], manifest_path: str | Path, read_manifest: Callable[[], tuple | None], what: str
+) -> dict[str, ObjectEntry]:
+    """The objects of the gs:// URLs among ``paths`` (the ``what`` a stage is about to read), checked
+    before any work: each listed by the manifest at ``manifest_path`` (``read_manifest()`` gives its
+    (prefix, {track id: object}), or None if there is none) and on the bucket with the size and MD5
+    it gives (one listing: ``gcs.check_objects``, a RemoteObjectError naming the first that is not).
+    Returns {url: its entry}; {} when every path is a local file (the manifest is not read)."""
     urls = [path for path in paths if gcs.is_remote(path)]
     if not urls:
         return {}
-    path = Path(wav_dir) / WAV_MANIFEST_FILE
-    manifest = read_wav_manifest(wav_dir)
+    path = Path(manifest_path)
+    manifest = read_manifest()
     if manifest is None:
-        raise DataError(f"{path} does not exist, but the WAVs are objects on GCS (e.g. {urls[0]})", path=path)
+        raise DataError(f"{path} does not exist, but the {what} are objects on GCS (e.g. {urls[0]})", path=path)
     by_url = {entry.url: entry for entry in manifest[1].values()}
     unlisted = [url for url in urls if url not in by_url]
     if unlisted:
-        raise DataError(f"{path} does not list {len(unlisted)} of the WAVs to read (e.g. {unlisted[:3]})", path=path)
+        raise DataError(f"{path} does not list {len(unlisted)} of the {what} to read (e.g. {unlisted[:3]})", path=path)
     expected = [by_url[url] for url in urls]
     gcs.check_objects(expected, path)
     return dict(zip(urls, expected))
+
+
+def check_wavs(paths: Sequence[str], wav_dir: str | Path) -> dict[str, ObjectEntry]:
+    """``check_listed_objects`` for the WAVs: the URLs among ``paths`` against <wav_dir>/wav_manifest.json."""
+    return check_listed_objects(paths, Path(wav_dir) / WAV_MANIFEST_FILE, lambda: read_wav_manifest(wav_dir), "WAVs")
+
+
+def check_raw_clips(paths: Sequence[str], raw_dir: str | Path) -> dict[str, ObjectEntry]:
+    """``check_listed_objects`` for the raw clips (the convert stage's input): the URLs among
+    ``paths`` against <raw_dir>/raw_manifest.json."""
+    return check_listed_objects(
+        paths, Path(raw_dir) / RAW_MANIFEST_FILE, lambda: read_raw_manifest(raw_dir), "raw clips"
+    )

@@ -10,6 +10,9 @@
   or with '..') is refused with a ``DataError`` before anything is written. A zip member's
   CRC-32 is checked as it is read (zipfile does it), so a corrupt member fails clearly.
 - ``choose_clips`` picks at most N clips per genre, reproducibly from a seed.
+- ``clips_to_bucket`` moves the picked clips to GCS (a gs:// data root): each uploaded as an
+  object named by its content, listed in raw_manifest.json, and clips.csv rewritten with the
+  objects' URLs; the output folder keeps no audio.
 
 How each archive was verified is recorded in ``fetch_report.json`` with one of:
 
@@ -33,6 +36,7 @@ import urllib.parse
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -40,9 +44,19 @@ import pandas as pd
 import requests
 from tqdm import tqdm
 
-from genreclf.artifacts import CLIPS_FILE, TRACK_INFO_FILE, write_clips, write_track_info
+from genreclf.artifacts import (
+    CLIPS_FILE,
+    TRACK_INFO_FILE,
+    ObjectEntry,
+    raw_object_name,
+    read_clips,
+    write_clips,
+    write_raw_manifest,
+    write_track_info,
+)
+from genreclf.data import gcs
 from genreclf.errors import ChecksumError, DataError
-from genreclf.io import write_json
+from genreclf.io import atomic_dir, write_json
 
 CHUNK_SIZE = 1 << 20  # bytes per read while hashing and copying
 DOWNLOAD_CHUNK_SIZE = 1 << 16  # bytes per network read: a broken connection loses at most this
@@ -52,6 +66,7 @@ PART_SUFFIX = ".part"
 REPORT_FILE = "fetch_report.json"
 AUDIO_DIR = "audio"
 SHOWN_EXAMPLES = 5  # names quoted in a log line or a report
+UPLOAD_THREADS = 8  # clips uploaded at once by clips_to_bucket (network-bound: threads, not processes)
 # Files that operating systems and dataset tools leave beside the audio.
 STRAY_NAME_RE = re.compile(r"(^\.DS_Store$)|(^\._)|(\.mf$)|(^Thumbs\.db$)|(^desktop\.ini$)", re.IGNORECASE)
 
@@ -535,3 +550,37 @@ def write_clips_and_report(out_dir: Path, clips: pd.DataFrame, report: dict) -> 
     report = dict(report, clips=len(clips), clips_per_genre={str(g): int(n) for g, n in counts.items()})
     write_json(Path(out_dir) / REPORT_FILE, report)
     return report
+
+
+# ---------------------------------------------------------------- clips on GCS
+
+
+def upload_clip(local: str, relative: str, prefix: str) -> tuple[ObjectEntry, bool]:
+    """Upload the clip file ``local`` as ``<prefix>/<raw_object_name(relative, its MD5)>`` unless that
+    object is there already (``gcs.upload``); (its entry, whether it was uploaded)."""
+    return gcs.upload(local, gcs.join(prefix, raw_object_name(relative, gcs.file_digest(local))))
+
+
+def clips_to_bucket(raw_dir: str | Path, prefix: str) -> tuple[int, int]:
+    """Move the clips of ``raw_dir`` (its clips.csv, files under its audio/ folder) to the gs://
+    ``prefix``: each uploaded as the object ``<prefix>/<path below audio/ with its MD5 before the
+    extension>`` (one object per content: a rerun uploads nothing). Then ``raw_dir`` is swapped for
+    a folder with raw_manifest.json (every object's track id, URL, size and MD5, written after
+    them), clips.csv with the objects' URLs in its path column, and its other files as they were:
+    no audio. Returns (objects uploaded, objects there already)."""
+    raw_dir = Path(raw_dir)
+    clips = read_clips(raw_dir / CLIPS_FILE)
+    audio_dir = (raw_dir / AUDIO_DIR).as_posix()
+    relatives = [PurePosixPath(path).relative_to(audio_dir).as_posix() for path in clips["path"]]
+    jobs = list(zip(clips["path"], relatives))
+    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
+        uploads = pool.map(lambda job: upload_clip(*job, prefix), jobs)
+        outcomes = list(tqdm(uploads, total=len(jobs), desc="upload clips", unit="clip"))
+    objects = {track_id: entry for track_id, (entry, _) in zip(clips["track_id"], outcomes)}
+    with atomic_dir(raw_dir) as tmp:
+        for kept in sorted(p for p in raw_dir.iterdir() if p.is_file() and p.name != CLIPS_FILE):
+            shutil.copyfile(kept, tmp / kept.name)
+        write_raw_manifest(tmp, prefix, objects)
+        write_clips(tmp / CLIPS_FILE, clips.assign(path=[objects[t].url for t in clips["track_id"]]))
+    uploaded = sum(was_uploaded for _, was_uploaded in outcomes)
+    return uploaded, len(outcomes) - uploaded

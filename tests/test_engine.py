@@ -269,3 +269,35 @@ def test_the_beam_engine_reproduces_the_data_stages_byte_for_byte(gtzan_mini, tm
     assert output.count("genreclf.beam: beam: ") == 6  # each stage's pipeline: its items, then its results
     assert git(["status", "--porcelain", "dvc.lock"], clone).stdout == ""
     assert git(["diff", "dvc.lock"], clone).stdout == ""
+
+
+@pytest.mark.slow
+def test_a_remote_runners_results_come_back_through_gcs(tmp_path, monkeypatch):
+    """A runner that runs elsewhere (Dataflow) returns its results through a folder under
+    --temp_location: written there by Beam's own GCS IO (WriteToText), read back by the driver
+    (FileSystems) and deleted. Here on the GCS emulator, which Beam's GCS client reaches through
+    STORAGE_EMULATOR_HOST, with the pipeline itself run in this process."""
+    from tests.gcs_emulator import emulated_bucket
+
+    read_from = []
+
+    def recorded_read(prefix):
+        read_from.append(prefix)
+        return original_read(prefix)
+
+    from apache_beam.internal.gcp import auth
+
+    original_read = beam._read_results
+    monkeypatch.setattr(beam, "is_local", lambda options: False)  # the results folder of a remote runner
+    # No credentials here: Beam would look for them with 4 retries backing off (about 25 s), then
+    # connect anonymously, as the emulator wants. Start from that answer.
+    monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
+    monkeypatch.setattr(auth._Credentials, "_credentials", None)
+    monkeypatch.setattr(beam, "_read_results", recorded_read)
+    items = [(i, 10 - i) for i in range(10)]
+    with emulated_bucket(tmp_path, "beam-temp") as emulator:
+        results = beam.map_in_order(divmod, items, ["--runner=FnApiRunner", "--temp_location=gs://beam-temp/tmp"])
+        left = emulator.object_names()
+    assert results == [divmod(a, b) for a, b in items]
+    assert len(read_from) == 1 and read_from[0].startswith("gs://beam-temp/tmp/genreclf-beam-")
+    assert left == []  # the results folder was deleted

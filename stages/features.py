@@ -28,7 +28,7 @@ from genreclf.artifacts import (
     read_split,
     write_features,
 )
-from genreclf.data.audio import check_wavs, read_wav
+from genreclf.data.audio import check_wavs, wav_sample_rate
 from genreclf.engine import engine_from_environ, map_in_order
 from genreclf.features import fma_features as features
 from stages.common import log_tables_written, run_stage, stage_logger
@@ -42,7 +42,7 @@ def main() -> None:
     engine = engine_from_environ()
     clips, labels = read_split(SPLIT_DIR)
     check_wavs(clips["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there
-    _, sample_rate = read_wav(clips["path"].iloc[0])  # every other clip is checked against it
+    sample_rate = wav_sample_rate(clips["path"].iloc[0])  # every other clip is checked against it
     features.check_params(params, sample_rate, where=f"{PARAMS_FILE}: features")
     columns = features.feature_columns(params)
     by_split = {split: clips[clips["split"] == split] for split in SPLITS}

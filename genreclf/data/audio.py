@@ -13,8 +13,9 @@ manifest that fetch writes). ``read_wav`` and ``decode_clip`` read either, by pa
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,9 +166,11 @@ def decode_clip(path: str | Path, sample_rate: int) -> np.ndarray:
     return to_int16(samples)
 
 
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read a mono 16-bit WAV file written by ``write_wav``, or the object at a gs:// URL that
-    ``convert_clip_object`` wrote: (int16 samples, sample rate)."""
+@contextlib.contextmanager
+def opened_wav(path: str | Path) -> Iterator[sf.SoundFile]:
+    """A mono 16-bit WAV file written by ``write_wav``, or the object at a gs:// URL that
+    ``convert_clip_object`` wrote, open for reading (a file: its header read so far); a DataError
+    naming it if it is not one."""
     source = audio_source(path)[0] if gcs.is_remote(path) else path
     try:
         with sf.SoundFile(source) as wav:
@@ -175,9 +178,21 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
                 raise DataError(
                     f"{path}: expected mono 16-bit PCM, got {wav.channels} channels of {wav.subtype}", path=path
                 )
-            return wav.read(dtype="int16"), wav.samplerate
+            yield wav
     except sf.LibsndfileError as e:
         raise DataError(f"{path}: cannot read it as WAV ({e.error_string.rstrip('.')})", path=path) from None
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """The (int16 samples, sample rate) of a WAV (``opened_wav``)."""
+    with opened_wav(path) as wav:
+        return wav.read(dtype="int16"), wav.samplerate
+
+
+def wav_sample_rate(path: str | Path) -> int:
+    """The sample rate of a WAV (``opened_wav``), from its header alone when it is a file."""
+    with opened_wav(path) as wav:
+        return wav.samplerate
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:

@@ -238,6 +238,7 @@ class SvmSection(Section):
     kernel: Literal[SVM_KERNELS]
     gamma: list[float | str]
     cv_folds: Annotated[int, Field(ge=2)]
+    search_workers: PositiveInt  # fits at once in that search: speed and memory only, the same choice
     seed: Seed
 
     @field_validator("C", mode="plain")

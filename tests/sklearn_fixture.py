@@ -23,7 +23,15 @@ SKLEARN_PARAMS = {
     "logreg": {"pca_components": None, "C": 1.0, "max_iter": 2000, "seed": 0},
     "knn": {"pca_components": None, "n_neighbors": 1, "weights": "uniform"},
     "gnb": {"pca_components": None, "var_smoothing": 1.0e-9},
-    "svm": {"pca_components": None, "C": 10.0, "kernel": "rbf", "gamma": "scale", "cv_folds": 5, "seed": 0},
+    "svm": {
+        "pca_components": None,
+        "C": 10.0,
+        "kernel": "rbf",
+        "gamma": "scale",
+        "cv_folds": 5,
+        "search_workers": 1,
+        "seed": 0,
+    },
     "musicnn": {"pca_components": None, "C": 1.0, "cv_folds": 5, "max_iter": 2000, "seed": 0},
 }
 

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_info
 
 from genreclf import artifacts
 from genreclf.errors import DataError, ParamError
-from genreclf.models import sklearn_models
+from genreclf.models import sklearn_models, svm_folds
 from stages import train_sklearn
 from stages.config import load_config
 from stages.train_sklearn import (
@@ -193,9 +193,10 @@ def test_a_scaler_fitted_in_column_blocks_makes_small_temporaries():
 def test_the_svm_search_in_column_blocks_scores_as_a_plain_grid_search(monkeypatch, pca_components):
     """Standardised in place, in column blocks: the scores and choice of a plain GridSearchCV, to the bit."""
     monkeypatch.setattr(sklearn_models, "SCALER_BLOCK_COLUMNS", 2)
+    monkeypatch.setattr(svm_folds, "PREDICT_CHUNK_ROWS", 2)
     x, y = blobs(10, n_features=7)
     x += np.random.default_rng(5).normal(scale=20.0, size=x.shape)  # blobs that overlap: the candidates differ
-    best, score, table = sklearn_models.select_svm_settings(
+    best, score, table = svm_folds.select_svm_settings(
         x, y, pca_components, "rbf", [0.1, 1.0, 10.0], ["scale", 0.5, 0.02], folds=5, seed=0
     )
     pca = [] if pca_components is None else [("pca", PCA(n_components=pca_components, svd_solver="full"))]
@@ -279,7 +280,7 @@ def test_the_svm_search_leaves_its_features_as_they_were():
     """Its scaler works in place on each fold's own copy, never on the array it is given."""
     x, y = blobs(10)
     features = x.copy()
-    sklearn_models.select_svm_settings(features, y, None, "rbf", [1.0, 10.0], ["scale"], folds=5, seed=0)
+    svm_folds.select_svm_settings(features, y, None, "rbf", [1.0, 10.0], ["scale"], folds=5, seed=0)
     np.testing.assert_array_equal(features, x)
 
 
@@ -444,10 +445,10 @@ def test_default_like_params_set_the_classifier_and_give_a_working_model(tmp_pat
     pca, options = settings_of(tmp_path, name)
     assert pca is None
     if name == "svm":  # one candidate each for C and gamma: nothing to cross-validate
-        options, selected = choose_svm_settings(pca, options, train=None)
+        options, selected = choose_svm_settings(pca, options, source=None, labels=None)
         assert selected == {}
     if name == "musicnn":  # one candidate for C: nothing to cross-validate
-        options, selected = choose_musicnn_settings(pca, options, train=None)
+        options, selected = choose_musicnn_settings(pca, options, features=None, labels=None)
         assert selected == {}
     (train_x, train_y), (test_x, test_y) = blobs(10, seed=0), blobs(5, seed=1)
     pipeline = sklearn_models.build_pipeline(name, pca, **options).fit(train_x, train_y)
@@ -462,6 +463,7 @@ def test_svm_lists_become_candidates(tmp_path):
         "kernel": "rbf",
         "gamma": ["scale", 0.001],
         "cv_folds": 5,
+        "search_workers": 1,
         "seed": 0,
     }
     _, options = settings_of(tmp_path, "svm", {"svm": {"C": 10, "gamma": "scale"}})
@@ -471,7 +473,7 @@ def test_svm_lists_become_candidates(tmp_path):
 def test_svm_settings_are_chosen_by_cross_validation():
     """A huge gamma makes every kernel value between different clips ~0: it cannot generalise."""
     x, y = blobs(10, n_features=6)
-    best, score, table = sklearn_models.select_svm_settings(
+    best, score, table = svm_folds.select_svm_settings(
         x, y, None, "rbf", [1.0, 10.0], [1000.0, "scale"], folds=5, seed=0
     )
     assert best == {"C": 1.0, "gamma": "scale"}  # ties go to the first candidate
@@ -615,24 +617,30 @@ def test_the_musicnn_model_trains_and_predicts_on_the_embedding_tables_alone(tmp
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 1024])
-def test_logged_accuracy_is_the_same_in_chunks(monkeypatch, chunk_rows):
+@pytest.mark.parametrize("in_file", [False, True], ids=["array", "file"])
+def test_logged_accuracy_is_the_same_in_chunks(monkeypatch, tmp_path, chunk_rows, in_file):
     (train_x, train_y), (test_x, test_y) = blobs(10, seed=0), blobs(20, seed=1)
     test_x = test_x + np.random.default_rng(5).normal(scale=12.0, size=test_x.shape)  # some clips wrong
     pipeline = sklearn_models.build_pipeline("gnb", None, **OPTIONS["gnb"]).fit(train_x, train_y)
     expected = np.mean(pipeline.predict(test_x) == test_y)
     assert 0.3 < expected < 1.0
     monkeypatch.setattr(train_sklearn, "ACCURACY_CHUNK_ROWS", chunk_rows)
-    assert train_sklearn.accuracy(pipeline, test_x, test_y, 3) == expected
+    with svm_folds.MatrixFile(test_x, tmp_path) as matrix:
+        assert train_sklearn.accuracy(pipeline, matrix if in_file else test_x, test_y, 3) == expected
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["knn", "logreg"])
+@pytest.mark.parametrize("name", ["knn", "logreg", "svm"])
 def test_stage_model_is_that_of_a_plain_fit(tmp_path, name):
-    """The stage standardises the training matrix in place: the file is that of Pipeline.fit."""
-    write_params(tmp_path)
+    """The stage standardises the training matrix in place, or fits the SVM fold by fold from a
+    scratch file: the file is that of Pipeline.fit (for the SVM, with the C and gamma it chose)."""
+    write_params(tmp_path, {"svm": {"C": [1, 10], "gamma": [0.3, "scale"]}})
     write_blob_features(tmp_path)
     run_stage(tmp_path, "train_sklearn", name)
     train = artifacts.read_feature_split(tmp_path / "data/features", "train", COLUMNS)
     pca, options = model_settings(load_config(tmp_path / "params.yaml").model_section(name))
+    if name == "svm":
+        chosen = artifacts.read_model_folder(tmp_path / "models/svm").preprocessing["selected"]
+        options = {"kernel": options["kernel"], "seed": options["seed"], "C": chosen["C"], "gamma": chosen["gamma"]}
     plain = sklearn_models.build_pipeline(name, pca, **options).fit(train.features, train.labels)
     assert (tmp_path / "models" / name / "model.skops").read_bytes() == sklearn_models.model_bytes(plain)

@@ -20,7 +20,6 @@ from typing import BinaryIO
 import numpy as np
 import skops
 import skops.io as sio
-from joblib import parallel_config
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
@@ -54,10 +53,6 @@ CALIBRATION_METHOD = "temperature"
 # matrix of one pair of genres (libsvm trains one SVM per pair): 4 bytes x (clips of the two
 # genres)^2, 10 MB for fma_small's 1600 training clips per pair; this bound matters only beyond.
 SVC_CACHE_MB = 1000
-# The SVM's cross-validation runs its fits in threads, not processes: libsvm releases the GIL,
-# so they still use every core, while processes each held their own copy of the interpreter,
-# of scikit-learn and of the training data (memory-mapped, counted once per process).
-SEARCH_BACKEND = "threading"
 MODEL_COPY_BYTES = 1 << 20  # block size when an array member is copied into the canonical model file
 # Columns a StandardScaler is fitted on at a time (fit_scaler): its fit makes temporaries the size of
 # what it is given (X minus the mean), a whole copy of the training matrix for a plain fit.
@@ -179,52 +174,12 @@ class BlockScaler(StandardScaler):
         return fit_scaler(self, X)
 
 
-def select_svm_settings(
-    features: np.ndarray,
-    labels: np.ndarray,
-    pca_components: int | None,
-    kernel: str,
-    Cs: list,
-    gammas: list,
-    folds: int,
-    seed: int,
-) -> tuple[dict, float, list]:
-    """Choose the SVM's C and gamma by stratified k-fold cross-validation on the given (train) clips.
-
-    Every (C, gamma) pair is scored by the mean accuracy of standardise -> PCA -> SVC over
-    ``folds`` seeded, shuffled, stratified folds; ties go to the first pair in the order
-    given. Returns ({"C", "gamma"}, its mean accuracy, [(C, gamma, mean accuracy), ...]).
-    """
-    # The scaler works in place: each fit gets its fold's clips as a new array (scikit-learn
-    # indexes them out of ``features``), so standardising it in place changes nothing else; it
-    # fits a block of columns at a time, without a copy of the fold.
-    pipeline = build_pipeline("svm", pca_components, copy=False, C=1.0, kernel=kernel, gamma="scale", seed=seed)
-    pipeline.steps[0] = ("standardize", BlockScaler(copy=False))
-    pipeline.steps[-1] = ("classifier", SVC(kernel=kernel, cache_size=SVC_CACHE_MB))  # no calibration while choosing
-    search = GridSearchCV(
-        pipeline,
-        {"classifier__C": list(Cs), "classifier__gamma": list(gammas)},
-        scoring="accuracy",
-        refit=False,
-        n_jobs=-1,  # one fit per core; the scores do not depend on the number of workers
-        cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed),
-    )
-    with parallel_config(backend=SEARCH_BACKEND):
-        search.fit(features, labels)
-    results = search.cv_results_
-    table = [
-        (p["classifier__C"], p["classifier__gamma"], float(score))
-        for p, score in zip(results["params"], results["mean_test_score"])
-    ]
-    best = search.best_params_
-    return ({"C": best["classifier__C"], "gamma": best["classifier__gamma"]}, float(search.best_score_), table)
-
-
 def select_musicnn_C(
     features: np.ndarray, labels: np.ndarray, pca_components: int | None, Cs: list, folds: int, max_iter: int, seed: int
 ) -> tuple[float, float, list]:
     """Choose the musicnn model's C by stratified k-fold cross-validation on the given (train) clips,
-    as select_svm_settings does: (C, its mean accuracy, [(C, mean accuracy), ...]); ties go to the first."""
+    as svm_folds.select_svm_settings chooses the SVM's: (C, its mean accuracy, [(C, mean accuracy),
+    ...]); ties go to the first."""
     pipeline = build_pipeline("musicnn", pca_components, C=1.0, max_iter=max_iter, seed=seed)
     search = GridSearchCV(
         pipeline,

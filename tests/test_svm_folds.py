@@ -114,6 +114,7 @@ def test_a_matrix_file_cut_short_is_a_clear_error(tmp_path):
             source.take(np.arange(4))
 
 
+@pytest.mark.slow  # 5 s: tracemalloc slows the fits
 def test_the_search_from_a_file_holds_a_fold_not_the_matrix(small_chunks, tmp_path):
     """Arrays allocated (tracemalloc) while the search runs from a file: a fold's copy and a fit's
     support vectors (here every clip is one), and np.var's temporary for gamma="scale": at most 1.6 times
@@ -146,6 +147,7 @@ print((before - anon()) / 2**20)
 """
 
 
+@pytest.mark.slow  # 7 s: two interpreters import scikit-learn
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt(M_MMAP_THRESHOLD) is glibc's")
 def test_a_large_block_freed_goes_back_to_the_system_once_blocks_are_mapped():
     """After a 30 MiB array is freed, glibc serves a 3 MiB one from its heap and keeps it when it

@@ -61,7 +61,6 @@ class MatrixRows:
 
     def __init__(self, matrix: np.ndarray) -> None:
         self.matrix = matrix
-        self.shape = matrix.shape
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """A new C-ordered array of ``rows`` (ascending indices), as scikit-learn indexes a fold out."""
@@ -82,9 +81,13 @@ class MatrixFile:
         self.shape = matrix.shape
         fd, name = tempfile.mkstemp(prefix="genreclf-matrix-", suffix=".f64", dir=directory)
         self.path = Path(name)
-        with os.fdopen(fd, "wb") as out:
-            for start in range(0, len(matrix), FILE_BLOCK_ROWS):
-                out.write(np.ascontiguousarray(matrix[start : start + FILE_BLOCK_ROWS]).data)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for start in range(0, len(matrix), FILE_BLOCK_ROWS):
+                    out.write(np.ascontiguousarray(matrix[start : start + FILE_BLOCK_ROWS]).data)
+        except BaseException:  # a full disk, an interrupt: no scratch file left behind
+            self.close()
+            raise
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """A new C-ordered array of ``rows`` (ascending indices); each run of consecutive rows is one read."""
@@ -122,7 +125,7 @@ class ScaledRows:
     """The rows of ``source`` standardised by a fitted ``scaler`` (in place, in the new array)."""
 
     def __init__(self, source, scaler: StandardScaler) -> None:
-        self.source, self.scaler, self.shape = source, scaler, source.shape
+        self.source, self.scaler = source, scaler
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         return self.scaler.transform(self.source.take(rows), copy=False)

@@ -14,8 +14,8 @@ ARCHIVES = (FMA_METADATA, *FMA_DATASETS, GTZAN)  # the archives whose SHA-1 can 
 SPLITS = ("train", "val", "test")
 
 SKLEARN_MODELS = ("gnb", "knn", "logreg", "svm", "musicnn")
-# The scikit-learn models trained on the pretrained embeddings (data/embeddings) instead of the features.
-EMBEDDING_MODELS = ("musicnn",)
+# The tables a scikit-learn model can be trained on (params models.sklearn): data/features, data/embeddings.
+FEATURE_TABLES = ("features", "embeddings")
 MUSICNN_EMBEDDINGS = ("penultimate", "max_pool")  # the layers of MSD_musicnn offered as embeddings
 KERAS_MODELS = ("cnn1d", "mobilenet", "cnn2d")
 

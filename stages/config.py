@@ -180,17 +180,25 @@ class EmbedSection(Section):
     patches_per_clip: PositiveInt | None  # null: every 3 s patch of the clip
 
 
+SklearnModels = Annotated[
+    dict[str, Literal[catalog.FEATURE_TABLES]],
+    Field(min_length=1),
+    Expect(f"a non-empty mapping of each model to its table, one of {json.dumps(catalog.FEATURE_TABLES)}"),
+]
+
+
 class ModelsSection(Section):
-    sklearn: Annotated[list[Literal[catalog.SKLEARN_MODELS]], Field(min_length=1)]
+    sklearn: SklearnModels  # model -> the table it is trained on (data/features or data/embeddings)
     keras: Annotated[list[Literal[catalog.KERAS_MODELS]], Field(min_length=1)]
 
     @model_validator(mode="after")
-    def _each_once(self) -> ModelsSection:
-        for family in ("sklearn", "keras"):
-            names = getattr(self, family)
-            repeated = sorted({name for name in names if names.count(name) > 1})
-            if repeated:
-                raise Rule(family, f"names {show(repeated)} more than once; name each model once")
+    def _known_and_each_once(self) -> ModelsSection:
+        for name in self.sklearn:
+            if name not in catalog.SKLEARN_MODELS:
+                raise Rule(f"sklearn.{name}", f"unknown model; expected one of {json.dumps(catalog.SKLEARN_MODELS)}")
+        repeated = sorted({name for name in self.keras if self.keras.count(name) > 1})
+        if repeated:
+            raise Rule("keras", f"names {show(repeated)} more than once; name each model once")
         return self
 
     def family_of(self) -> dict[str, str]:

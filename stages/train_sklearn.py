@@ -1,7 +1,7 @@
 """Train one scikit-learn model on its table: python -m stages.train_sklearn <logreg|knn|gnb|svm|musicnn>.
 
-Reads params.yaml section <name>, data/features/{train,val}.csv and feature_info.json
-(data/embeddings/ for the models of catalog.EMBEDDING_MODELS: musicnn);
+Reads params.yaml section <name> and models.sklearn.<name>, the table the model is trained on:
+data/<table>/{train,val}.csv and feature_info.json (features, or the musicnn embeddings);
 writes models/<name>/ (model.skops, preprocessing.json, labels.json).
 
 svm.C and svm.gamma may each be one value or a list: the pair used is then chosen by
@@ -21,9 +21,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from genreclf import catalog
 from genreclf.artifacts import (
-    EMBEDDINGS_DIR,
+    DATA_DIR,
     FEATURES_DIR,
     LABELS_FILE,
     MODEL_FILES,
@@ -206,14 +205,17 @@ def main() -> None:
     parser.add_argument("model", choices=sklearn_models.MODEL_NAMES, help="the model to train")
     name = parser.parse_args().model
 
-    pca_components, options = model_settings(load_config().model_section(name))
+    config = load_config()
+    pca_components, options = model_settings(config.model_section(name))
+    if name not in config.models.sklearn:
+        raise ParamError(f"params.yaml: models.sklearn: lists no {name}; add `{name}: features` (or embeddings)")
     if name == "svm" and not svm_folds.map_large_blocks():
         log.info("svm: could not have malloc unmap large blocks when freed (not glibc): the peak may be higher")
     log.info(
         "%s: pca_components=%s %s", name, pca_components, " ".join(f"{key}={value}" for key, value in options.items())
     )
 
-    table_dir = EMBEDDINGS_DIR if name in catalog.EMBEDDING_MODELS else FEATURES_DIR
+    table_dir = DATA_DIR / config.models.sklearn[name]
     info = read_feature_info(table_dir)
     splits = {split: read_feature_split(table_dir, split, info["columns"]) for split in ("train", "val")}
     labels = genre_labels(splits, table_dir)

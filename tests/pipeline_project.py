@@ -45,6 +45,9 @@ SMALL_PARAMS = {
 REPRO_TIMEOUT_S = 2400
 STAGE_RAN = re.compile(r"Running stage '([^']+)'")
 
+READS_LOG_NAME = "stage_reads"  # beside the project: what each stage's processes opened or listed
+STAGE_READS_HOOK = ROOT / "tests" / "support" / "stage_reads"  # its sitecustomize records them
+
 REUSE_VARIABLE = "GENRECLF_TEST_PROJECT"
 # What decides the built project's outputs: the code, the pipeline, the params and how the project is made.
 FINGERPRINTED = (
@@ -55,17 +58,21 @@ FINGERPRINTED = (
     ".dvc/config",
     "tests/helpers.py",
     "tests/pipeline_project.py",
+    "tests/support/stage_reads",
 )
 FINGERPRINT_NAME = "code_fingerprint.json"  # beside the project folder, with first_repro.log
 NAMED_CHANGES = 10
 
 
-def run(args: list[str], cwd: Path, timeout: float = 1800, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command, capturing stdout+stderr together; raise with the output if it fails."""
+def run(
+    args: list[str], cwd: Path, timeout: float = 1800, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run a command, capturing stdout+stderr together; raise with the output if it fails.
+    ``env``: variables to set on top of the stages' environment."""
     proc = subprocess.run(
         args,
         cwd=cwd,
-        env=subprocess_env(),
+        env={**subprocess_env(), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -113,10 +120,19 @@ def clone_with_shared_cache(project: Path, dest: Path) -> Path:
 # ---- the project the end-to-end tests share
 
 
+def reads_log(project: Path) -> Path:
+    """Where the first `dvc repro` recorded what each stage's processes opened (tests/support/stage_reads)."""
+    return project.parent / READS_LOG_NAME
+
+
 def build_pipeline_project(dest: Path, gtzan_dir: Path) -> Path:
-    """make_dvc_project, `dvc repro` once, then commit dvc.lock; the log and the code fingerprint beside it."""
+    """make_dvc_project, `dvc repro` once, then commit dvc.lock; the log, what each stage read
+    (reads_log) and the code fingerprint beside it."""
     project = make_dvc_project(dest, gtzan_dir)
-    result = dvc(["repro"], project, timeout=REPRO_TIMEOUT_S)
+    reads = reads_log(project)
+    reads.mkdir()
+    recording = {"GENRECLF_TEST_READS_LOG": str(reads), "PYTHONPATH": str(STAGE_READS_HOOK)}
+    result = dvc(["repro"], project, timeout=REPRO_TIMEOUT_S, env=recording)
     (project.parent / "first_repro.log").write_text(result.stdout)
     (project.parent / "first_repro_git_status.txt").write_text(
         git(["status", "--porcelain", "--untracked-files=all"], project).stdout

@@ -54,11 +54,15 @@ def refused(changes: dict | None = None, removals: tuple[str, ...] = ()) -> str:
     return str(error.value)
 
 
+# mappings whose keys are the user's choice, not a section's fixed keys (models.sklearn: model -> table)
+VALUE_MAPPINGS = ("models.sklearn",)
+
+
 def mappings(params: dict, prefix: str = "") -> list[tuple[str, dict]]:
     """Every mapping of params.yaml that holds keys: (dotted name, mapping), sections and nested ones."""
     found = []
     for key, value in params.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and f"{prefix}{key}" not in VALUE_MAPPINGS:
             name = f"{prefix}{key}"
             found += [(name, value), *mappings(value, f"{name}.")]
     return found
@@ -164,7 +168,7 @@ def test_optional_parts_may_be_left_out():
     """The archives the dataset does not use, and the sections of models the study does not list."""
     validate(removals=tuple(sorted(OPTIONAL_KEYS)))
     config = validate(
-        {"models.sklearn": ["svm"], "models.keras": ["cnn2d"]},
+        {"models.sklearn": {"svm": "features"}, "models.keras": ["cnn2d"]},
         removals=("logreg", "knn", "gnb", "musicnn", "cnn1d", "mobilenet"),
     )
     assert config.gnb is None and list(config.models.family_of()) == ["svm", "cnn2d"]
@@ -212,7 +216,7 @@ def test_optional_parts_may_be_left_out():
             "models.sklearn",
             "svm",
             '"svm"',
-            'expected a non-empty list, each one of ["gnb", "knn", "logreg", "svm", "musicnn"]',
+            'expected a non-empty mapping of each model to its table, one of ["features", "embeddings"]',
         ),
         ("logreg.C", "big", '"big"', "expected a number > 0"),
         ("logreg.seed", True, "true", "expected an integer >= 0"),
@@ -311,16 +315,11 @@ def test_an_out_of_range_value_is_named_with_what_is_expected(dotted, value, exp
 @pytest.mark.parametrize(
     "dotted, value, listed",
     [
-        (
-            "models.sklearn",
-            ["logreg", "forest"],
-            ('models.sklearn[1] = "forest": expected one of ["gnb", "knn", "logreg", "svm", "musicnn"]'),
-        ),
         ("models.keras", ["svm"], 'models.keras[0] = "svm": expected one of ["cnn1d", "mobilenet", "cnn2d"]'),
         (
-            "models.sklearn",
-            ["svm", "knn", "svm"],
-            ('models.sklearn = ["svm", "knn", "svm"]: names ["svm"] more than once; name each model once'),
+            "models.keras",
+            ["cnn2d", "cnn1d", "cnn2d"],
+            ('models.keras = ["cnn2d", "cnn1d", "cnn2d"]: names ["cnn2d"] more than once; name each model once'),
         ),
         ("cnn1d.dense_units", [100, 0], "cnn1d.dense_units[1] = 0: expected an integer > 0"),
     ],
@@ -549,3 +548,32 @@ def test_a_stage_with_an_unknown_key_fails_in_seconds_and_writes_nothing(tmp_pat
     assert "Traceback" not in proc.stderr
     assert seconds < FAST_FAILURE_S
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+# ---- models.sklearn: each model and the table it reads ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (
+            {"logreg": "features", "forest": "features"},
+            'models.sklearn.forest = "features": unknown model; expected one of '
+            '["gnb", "knn", "logreg", "svm", "musicnn"]',
+        ),
+        ({"svm": "spectrograms"}, "models.sklearn.svm = \"spectrograms\": Input should be 'features' or 'embeddings'"),
+        (
+            {},
+            "models.sklearn = {}: expected a non-empty mapping of each model to its table, one of "
+            '["features", "embeddings"]',
+        ),
+    ],
+)
+def test_each_sklearn_model_names_a_known_table(value, expected):
+    assert refused({"models.sklearn": value}) == f"params.yaml: {expected}"
+
+
+def test_a_sklearn_model_may_read_either_table():
+    config = validate({"models.sklearn": {"svm": "embeddings", "musicnn": "features"}})
+    assert config.models.sklearn == {"svm": "embeddings", "musicnn": "features"}
+    assert list(config.models.family_of()) == ["svm", "musicnn", "cnn1d", "mobilenet", "cnn2d"]

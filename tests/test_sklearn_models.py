@@ -616,6 +616,30 @@ def test_the_musicnn_model_trains_and_predicts_on_the_embedding_tables_alone(tmp
     assert predictions.track_ids == tables["test"]["track_id"].tolist() and predictions.clip_accuracy == 1.0
 
 
+def test_a_model_is_trained_on_the_table_that_models_sklearn_names(tmp_path):
+    """models.sklearn maps each model to its table: logreg set to the embeddings reads data/embeddings
+    (no data/features here), and its model folder records the table for evaluate and predict."""
+    from genreclf.models import musicnn
+
+    columns = musicnn.embedding_columns("penultimate")
+    write_params(tmp_path, {"models": {"sklearn": {"logreg": "embeddings"}}})
+    tables = {}
+    for split, n, seed in [("train", 8, 0), ("val", 3, 1)]:
+        x, y = blobs(n, n_features=len(columns), seed=seed)
+        tables[split] = feature_frame([f"{split}.{i:03d}" for i in range(len(y))], y.tolist(), GENRES, x, columns)
+    artifacts.write_embeddings(
+        tmp_path / artifacts.EMBEDDINGS_DIR,
+        {split: table[artifacts.FEATURE_ID_COLUMNS] for split, table in tables.items()},
+        (row for table in tables.values() for row in table[columns].to_numpy()),
+        columns,
+        16000,
+        {"model": "models/musicnn_msd", "embedding": "penultimate", "patches_per_clip": None},
+    )
+    call_stage(tmp_path, "train_sklearn", "logreg")
+    folder = artifacts.read_model_folder(tmp_path / "models/logreg")
+    assert folder.preprocessing["table"] == "embeddings" and folder.preprocessing["columns"] == columns
+
+
 @pytest.mark.parametrize("chunk_rows", [1, 7, 1024])
 @pytest.mark.parametrize("in_file", [False, True], ids=["array", "file"])
 def test_logged_accuracy_is_the_same_in_chunks(monkeypatch, tmp_path, chunk_rows, in_file):

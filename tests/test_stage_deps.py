@@ -102,22 +102,44 @@ def expanded_stages(root: Path = ROOT) -> dict[str, dict]:
             items = params
             for key in match.group(1).split("."):
                 items = items[key]
-        for item in items:
-            text = yaml.safe_dump(stage["do"]).replace("${item}", str(item)).replace("${key}", str(item))
-            stages[f"{name}@{item}"] = yaml.safe_load(text)
+        pairs = items.items() if isinstance(items, dict) else ((item, item) for item in items)
+        for key, item in pairs:  # DVC: over a list ${key} is ${item}; over a mapping the key and its value
+            text = yaml.safe_dump(stage["do"]).replace("${item}", str(item)).replace("${key}", str(key))
+            stages[f"{name}@{key}"] = yaml.safe_load(text)
     return stages
 
 
-def uncovered_modules(stage: dict, root: Path = ROOT) -> list[str]:
+def dep_paths(stage: dict) -> list[str]:
+    return [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps", [])]
+
+
+def command_closure(stage: dict, root: Path = ROOT) -> dict[Path, str]:
+    """Every project file the stage's command runs: {file: module name}."""
     modules = CMD_MODULE_RE.findall(stage["cmd"])
     assert modules, f"cmd {stage['cmd']!r} runs no 'python -m <module>'"
-    deps = [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps", [])]
-    missing = []
+    closure = {}
     for module in modules:
-        for path, name in sorted(import_closure(module, root).items()):
-            if not covered(path, deps, root) and not (path.name == "__init__.py" and only_docstring(path)):
-                missing.append(f"{name} ({path.relative_to(root)})")
-    return missing
+        closure.update(import_closure(module, root))
+    return closure
+
+
+def uncovered_modules(stage: dict, root: Path = ROOT) -> list[str]:
+    deps = dep_paths(stage)
+    return [
+        f"{name} ({path.relative_to(root)})"
+        for path, name in sorted(command_closure(stage, root).items())
+        if not covered(path, deps, root) and not (path.name == "__init__.py" and only_docstring(path))
+    ]
+
+
+def is_code(dep: str) -> bool:
+    return dep.split("/")[0] in PROJECT_PACKAGES
+
+
+def unimported_code_deps(stage: dict, root: Path = ROOT) -> list[str]:
+    """The code deps (files or folders of stages/ and genreclf/) that hold no module the command runs."""
+    run = [path.relative_to(root) for path in command_closure(stage, root)]
+    return [dep for dep in dep_paths(stage) if is_code(dep) and not any(covered(root / p, [dep], root) for p in run)]
 
 
 STAGES = expanded_stages()
@@ -127,6 +149,12 @@ STAGES = expanded_stages()
 def test_stage_deps_cover_every_module_its_command_imports(stage_name):
     missing = uncovered_modules(STAGES[stage_name])
     assert not missing, f"dvc.yaml stage {stage_name}: deps do not cover {missing}; add them (or their folder)"
+
+
+@pytest.mark.parametrize("stage_name", sorted(STAGES))
+def test_stage_deps_name_no_code_its_command_does_not_import(stage_name):
+    unread = unimported_code_deps(STAGES[stage_name])
+    assert not unread, f"dvc.yaml stage {stage_name}: deps {unread} hold no module its command imports; remove them"
 
 
 def test_foreach_lists_are_the_model_lists_of_params():
@@ -157,3 +185,19 @@ def test_a_missing_module_is_reported_with_stage_and_module(tmp_path):
     ]
     stage["deps"].append("genreclf/models")
     assert uncovered_modules(stage, tmp_path) == []
+
+
+def test_a_code_dep_that_nothing_imports_is_reported(tmp_path):
+    """The check itself: a folder or file of code in deps that the command never imports is named."""
+    for folder in ("stages", "genreclf/models", "genreclf/features"):
+        (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / "stages" / "__init__.py").write_text("")
+    (tmp_path / "genreclf" / "__init__.py").write_text("")
+    (tmp_path / "genreclf" / "models" / "__init__.py").write_text("")
+    (tmp_path / "genreclf" / "models" / "fit.py").write_text("")
+    (tmp_path / "genreclf" / "features" / "__init__.py").write_text("")
+    (tmp_path / "genreclf" / "io.py").write_text("")
+    (tmp_path / "stages" / "run.py").write_text("from genreclf.models import fit\n")
+    deps = ["stages/run.py", "genreclf/models", "genreclf/features", "genreclf/io.py", "data/features"]
+    stage = {"cmd": "python -m stages.run", "deps": deps}
+    assert unimported_code_deps(stage, tmp_path) == ["genreclf/features", "genreclf/io.py"]

@@ -1,0 +1,56 @@
+"""Records the files and folders a stage's processes open or list (tests/test_stage_reads.py).
+
+Put this folder on PYTHONPATH and name a folder in GENRECLF_TEST_READS_LOG: every Python
+process started so (DVC's stage commands and the processes they fork) then appends to
+``<folder>/<pid>.txt``, once per path: a first line with the process's command (``stages.X
+args``, the module that ``python -m`` runs), then each path it opened or listed, relative to
+the folder the process started in. It writes nothing into that folder, so no output changes;
+without the variable it does nothing. A test-only tool: the project's code never imports it.
+"""
+
+import os
+import sys
+
+_LOG = os.environ.get("GENRECLF_TEST_READS_LOG")
+_EVENTS = {"open", "os.listdir", "os.scandir"}
+
+
+def _install(log_folder: str) -> None:
+    start = os.getcwd()
+    state = {"pid": None, "fd": None, "seen": set(), "busy": False}
+
+    def command() -> str:
+        script = sys.argv[0] if sys.argv else ""
+        relative = os.path.relpath(os.path.abspath(script), start) if script else ""
+        module = relative[:-3].replace(os.sep, ".") if relative.endswith(".py") else script
+        return " ".join([module, *sys.argv[1:]])
+
+    def hook(event, args):
+        if event not in _EVENTS or state["busy"] or not args or not isinstance(args[0], (str, bytes, os.PathLike)):
+            return
+        state["busy"] = True
+        try:
+            path = os.fsdecode(args[0])
+            full = os.path.abspath(path)
+            if not full.startswith(start + os.sep):
+                return
+            if state["pid"] != os.getpid():  # a new process (forked): its own file, its own set
+                state.update(pid=os.getpid(), seen=set())
+                state["fd"] = os.open(
+                    os.path.join(log_folder, f"{os.getpid()}.txt"), os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                )
+                os.write(state["fd"], (command() + "\n").encode())
+            relative = os.path.relpath(full, start)
+            if relative not in state["seen"]:
+                state["seen"].add(relative)
+                os.write(state["fd"], (relative + "\n").encode())
+        except Exception:
+            pass
+        finally:
+            state["busy"] = False
+
+    sys.addaudithook(hook)
+
+
+if _LOG:
+    _install(_LOG)

@@ -1,0 +1,105 @@
+"""Each stage depends on exactly the data it reads, seen in the real `dvc repro` of gtzan_mini.
+
+The end-to-end project's first `dvc repro` ran with tests/support/stage_reads on PYTHONPATH:
+every stage process (and each process it forked) recorded the paths it opened or listed.
+A data dep that the stage never opens makes DVC rerun it for nothing; a file under data/ or
+models/ that it opens without naming it as a dep (or an output) would go stale. The code
+deps are checked without running anything, in test_stage_deps.py.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import set_params
+from tests.pipeline_project import clone_with_shared_cache, dvc, reads_log, stages_ran
+from tests.test_stage_deps import PROJECT_PACKAGES, STAGES, dep_paths
+
+pytestmark = pytest.mark.slow
+
+PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+TABLE_OF = PARAMS["models"]["sklearn"]  # each scikit-learn model -> the table it reads
+WATCHED = ("data", "models")  # the folders whose reads must be deps (or the stage's own outputs)
+
+
+def reads_by_command(log_folder: Path) -> dict[str, set[str]]:
+    """{"stages.evaluate svm": {paths opened or listed}} from the per-process logs."""
+    reads = defaultdict(set)
+    for log in log_folder.glob("*.txt"):
+        command, *paths = log.read_text().splitlines()
+        reads[command].update(paths)
+    return reads
+
+
+def under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def stage_command(stage: dict) -> str:
+    return stage["cmd"].removeprefix("python -m ")
+
+
+def out_paths(stage: dict) -> list[str]:
+    return [
+        o if isinstance(o, str) else next(iter(o)) for key in ("outs", "metrics", "plots") for o in stage.get(key, [])
+    ]
+
+
+@pytest.fixture(scope="module")
+def reads(pipeline_project) -> dict[str, set[str]]:
+    found = reads_by_command(reads_log(pipeline_project))
+    assert found, f"{reads_log(pipeline_project)}: no stage recorded what it read"
+    return found
+
+
+@pytest.mark.parametrize("stage_name", sorted(STAGES))
+def test_every_data_dep_is_read_by_its_stage(reads, stage_name):
+    stage = STAGES[stage_name]
+    opened = reads.get(stage_command(stage))
+    assert opened, f"{stage_name}: no process of `{stage['cmd']}` recorded a read; did it run?"
+    data_deps = [dep for dep in dep_paths(stage) if dep.split("/")[0] not in PROJECT_PACKAGES]
+    unread = [dep for dep in data_deps if not any(under(path, dep) for path in opened)]
+    assert not unread, f"dvc.yaml stage {stage_name}: deps {unread} are never opened by its command; remove them"
+
+
+@pytest.mark.parametrize("stage_name", sorted(STAGES))
+def test_every_data_file_a_stage_reads_is_a_dep_or_its_output(reads, stage_name):
+    stage = STAGES[stage_name]
+    named = dep_paths(stage) + out_paths(stage)
+    opened = reads.get(stage_command(stage), set())
+    unnamed = sorted(
+        path
+        for path in opened
+        if path.split("/")[0] in WATCHED and "/" in path and not any(under(path, dep) for dep in named)
+    )
+    assert not unnamed, f"dvc.yaml stage {stage_name}: reads {unnamed[:5]} without naming them as deps; add them"
+
+
+def test_a_features_param_change_reruns_only_the_stages_that_read_the_features(pipeline_project, tmp_path):
+    """Once features has run with a new n_mfcc, `dvc repro --dry` would run exactly the stages
+    that read data/features: the feature models' training and scoring, and recommend_index
+    (which compares the feature embedding); not musicnn's, whose table is data/embeddings."""
+    clone = clone_with_shared_cache(pipeline_project, tmp_path / "clone")
+    set_params(clone, {"features": {"n_mfcc": 13}})
+    assert stages_ran(dvc(["repro", "--single-item", "features"], clone, timeout=1200).stdout) == {"features"}
+    out = dvc(["repro", "--dry"], clone).stdout
+    readers = [m for m, table in TABLE_OF.items() if table == "features"]
+    expected = {f"{stage}_sklearn@{m}" for m in readers for stage in ("train", "evaluate")} | {"recommend_index"}
+    assert stages_ran(out) == expected
+
+
+def test_an_embed_experiment_runs_only_embed_and_what_reads_the_embeddings(pipeline_project, tmp_path):
+    """`dvc exp run -S embed.patches_per_clip=2` reruns embed, the models on the embeddings, the
+    similar-song index and the summary: no feature model, no Keras model."""
+    clone = clone_with_shared_cache(pipeline_project, tmp_path / "clone")
+    out = dvc(["exp", "run", "-S", "embed.patches_per_clip=2"], clone, timeout=1800).stdout
+    readers = [m for m, table in TABLE_OF.items() if table == "embeddings"]
+    required = {"embed", "recommend_index"} | {
+        f"{stage}_sklearn@{m}" for m in readers for stage in ("train", "evaluate")
+    }
+    # summarize runs when a model's metrics file changed, which new embeddings need not do
+    assert required <= stages_ran(out) <= required | {"summarize"}, out[-3000:]

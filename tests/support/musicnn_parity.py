@@ -2,28 +2,35 @@
 
 genreclf.models.musicnn re-implements MSD_musicnn in Keras 3. This script runs the original
 TF1 graph (the package musicnn==0.1.0, in a scratch venv: it cannot run in the project's) on
-the very log-mel input of the re-implementation's front end, so that
-tests/test_musicnn.py can check that both networks agree (within 1e-4).
+the very log-mel input of the re-implementation's front end, and records that input with the
+outputs, so that tests/test_musicnn.py can check on any CPU that our front end computes that
+input and that our network, run on it, gives the original's outputs.
 
-It runs in two steps, in two environments. The exact commands that made the fixture:
+It runs in two steps, in two environments:
 
     # 1. the input, in the project's venv: log-mel patches of the two clips (genreclf's front end)
     . .venv/bin/activate
-    python benchmarks/musicnn_parity.py input --out /tmp/musicnn-parity-input.npz
+    python tests/support/musicnn_parity.py input --out /tmp/musicnn-parity-input.npz
 
     # 2. the original graph, in a scratch venv (TF 2.21 with the legacy Keras 2 for tf.compat.v1.layers)
     python3 -m venv /tmp/musicnn-orig
     /tmp/musicnn-orig/bin/pip install tensorflow==2.21.0 tf-keras==2.21.0
     pip download --no-deps musicnn==0.1.0 -d /tmp/musicnn-wheel
     /tmp/musicnn-orig/bin/pip install --no-deps /tmp/musicnn-wheel/musicnn-0.1.0-py3-none-any.whl
-    TF_USE_LEGACY_KERAS=1 /tmp/musicnn-orig/bin/python benchmarks/musicnn_parity.py original \\
+    TF_USE_LEGACY_KERAS=1 /tmp/musicnn-orig/bin/python tests/support/musicnn_parity.py original \\
         --input /tmp/musicnn-parity-input.npz --out tests/data/musicnn_parity.npz
 
-The fixture holds, per clip (in CLIPS order): the SHA-256 of the input patches (float32 bytes),
-and the original's outputs averaged over the clip's patches: ``taggram`` [2, 50],
-``penultimate`` [2, 200], ``max_pool`` [2, 753] (float32). Step 2 imports only numpy,
-TensorFlow and the musicnn package: the original's ``models.define_model`` builds the graph
-and its checkpoint is restored as the package's own extractor does.
+The fixture holds the clips' names (``clips``), the input patches of all clips in CLIPS order
+(``patches`` [20, 187, 96] float32, ``patch_counts`` [2]: 10 per clip) and the original's
+outputs averaged over each clip's patches: ``taggram`` [2, 50], ``penultimate`` [2, 200],
+``max_pool`` [2, 753] (float32). Step 2 imports only numpy, TensorFlow and the musicnn package:
+the original's ``models.define_model`` builds the graph and its checkpoint is restored as the
+package's own extractor does.
+
+The front end's float32 bytes depend on the CPU's vector code (numpy's log10, OpenBLAS's
+matrix product in the mel filter bank). The patches in the fixture are those step 1 printed
+the SHA-256 of when the original graph was run; on an AVX-512 machine step 1 gives exactly
+those bytes with ``OPENBLAS_CORETYPE=Haswell NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR"``.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GTZAN_MINI = ROOT.parent / "shared" / "data" / "gtzan_mini"
 CLIPS = ("blues/blues.00000.wav", "metal/metal.00002.wav")
 OUTPUTS = ("taggram", "penultimate", "max_pool")
@@ -82,18 +89,17 @@ def run_original(input_file: Path, out: Path) -> None:
         session.run(tf.compat.v1.global_variables_initializer())
         tf.compat.v1.train.Saver().restore(session, str(Path(musicnn.__file__).parent / "MSD_musicnn") + "/")
         results = {name: [] for name in OUTPUTS}
-        digests = []
         for i, clip in enumerate(clips):
             batch = data[f"clip{i}"]
             outputs = session.run([taggram, penultimate, max_pool], feed_dict={x: batch, is_training: False})
             for name, value in zip(OUTPUTS, outputs):
                 results[name].append(np.asarray(value, dtype=np.float64).mean(axis=0))
-            digests.append(digest(batch))
             print(f"{clip}: {len(batch)} patches; taggram mean {results['taggram'][-1].mean():.6f}")
     np.savez_compressed(
         out,
         clips=np.array(clips),
-        input_sha256=np.array(digests),
+        patches=np.concatenate([data[f"clip{i}"] for i in range(len(clips))]).astype(np.float32),
+        patch_counts=np.array([len(data[f"clip{i}"]) for i in range(len(clips))]),
         **{name: np.array(values, dtype=np.float32) for name, values in results.items()},
     )
     print(f"wrote {out} ({out.stat().st_size} bytes)")

@@ -1,0 +1,1 @@
+"""Scripts that make or check test fixtures; the tests import their functions."""

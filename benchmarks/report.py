@@ -327,7 +327,7 @@ def benchmarks_page(documents: list[Document], results_name: str) -> str:
         "(other work on the machine slows every wall-clock figure).",
         documents,
         "No benchmark results are recorded yet. To record one, run a benchmark (the commands are in "
-        'README.md, "Benchmarks") so that it writes its JSON document (`benchmarks/record.py`) into '
+        "[README.md](../README.md#benchmarks)) so that it writes its JSON document (`benchmarks/record.py`) into "
         f"`{results_name}/`, then run `python -m benchmarks.report`.",
         results_name,
     )

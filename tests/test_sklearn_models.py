@@ -589,25 +589,33 @@ def test_musicnn_C_is_chosen_by_cross_validation_ties_to_the_first():
     assert table == [(10.0, 1.0), (1.0, 1.0)]
 
 
-def test_the_musicnn_model_trains_and_predicts_on_the_embedding_tables_alone(tmp_path):
-    """train_sklearn musicnn reads data/embeddings (no data/features here); the predictor reads them too."""
+def write_blob_embeddings(project, splits: list[tuple[str, int, int]]) -> dict:
+    """data/embeddings of blobs in the columns of musicnn's penultimate layer: (split, clips per genre,
+    seed) each; the tables written, by split."""
     from genreclf.models import musicnn
-    from genreclf.models.predictors import load_predictor
 
     columns = musicnn.embedding_columns("penultimate")
-    write_params(tmp_path, {"musicnn": {"C": [1.0, 10.0]}})
     tables = {}
-    for split, n, seed in [("train", 8, 0), ("val", 3, 1), ("test", 3, 2)]:
+    for split, n, seed in splits:
         x, y = blobs(n, n_features=len(columns), seed=seed)
         tables[split] = feature_frame([f"{split}.{i:03d}" for i in range(len(y))], y.tolist(), GENRES, x, columns)
     artifacts.write_embeddings(
-        tmp_path / artifacts.EMBEDDINGS_DIR,
+        project / artifacts.EMBEDDINGS_DIR,
         {split: table[artifacts.FEATURE_ID_COLUMNS] for split, table in tables.items()},
         (row for table in tables.values() for row in table[columns].to_numpy()),
         columns,
         16000,
         {"model": "models/musicnn_msd", "embedding": "penultimate", "patches_per_clip": None},
     )
+    return tables
+
+
+def test_the_musicnn_model_trains_and_predicts_on_the_embedding_tables_alone(tmp_path):
+    """train_sklearn musicnn reads data/embeddings (no data/features here); the predictor reads them too."""
+    from genreclf.models.predictors import load_predictor
+
+    write_params(tmp_path, {"musicnn": {"C": [1.0, 10.0]}})
+    tables = write_blob_embeddings(tmp_path, [("train", 8, 0), ("val", 3, 1), ("test", 3, 2)])
     call_stage(tmp_path, "train_sklearn", "musicnn")
     folder = artifacts.read_model_folder(tmp_path / "models/musicnn")
     assert folder.preprocessing["table"] == "embeddings" and folder.sample_rate == 16000
@@ -621,23 +629,12 @@ def test_a_model_is_trained_on_the_table_that_models_sklearn_names(tmp_path):
     (no data/features here), and its model folder records the table for evaluate and predict."""
     from genreclf.models import musicnn
 
-    columns = musicnn.embedding_columns("penultimate")
     write_params(tmp_path, {"models": {"sklearn": {"logreg": "embeddings"}}})
-    tables = {}
-    for split, n, seed in [("train", 8, 0), ("val", 3, 1)]:
-        x, y = blobs(n, n_features=len(columns), seed=seed)
-        tables[split] = feature_frame([f"{split}.{i:03d}" for i in range(len(y))], y.tolist(), GENRES, x, columns)
-    artifacts.write_embeddings(
-        tmp_path / artifacts.EMBEDDINGS_DIR,
-        {split: table[artifacts.FEATURE_ID_COLUMNS] for split, table in tables.items()},
-        (row for table in tables.values() for row in table[columns].to_numpy()),
-        columns,
-        16000,
-        {"model": "models/musicnn_msd", "embedding": "penultimate", "patches_per_clip": None},
-    )
+    write_blob_embeddings(tmp_path, [("train", 8, 0), ("val", 3, 1)])
     call_stage(tmp_path, "train_sklearn", "logreg")
     folder = artifacts.read_model_folder(tmp_path / "models/logreg")
-    assert folder.preprocessing["table"] == "embeddings" and folder.preprocessing["columns"] == columns
+    assert folder.preprocessing["table"] == "embeddings"
+    assert folder.preprocessing["columns"] == musicnn.embedding_columns("penultimate")
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 1024])

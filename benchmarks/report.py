@@ -34,6 +34,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,18 +62,23 @@ DESCRIPTIONS = {
 # The columns that go first, in this order, in a known benchmark's tables (by the figure's key).
 COLUMN_ORDER = {
     "results_table": {"models": ("model", "accuracy", "macro_f1", "unit_accuracy", "training_seconds", "epochs")},
-    "rehearsal": {"stages": ("stage", "seconds", "clips_per_s", "peak_rss_mib")},
 }
-LABELS = {
-    "accuracy": "test accuracy",
-    "macro_f1": "macro-F1",
-    "unit_accuracy": "unit accuracy",
-    "training_seconds": "training (s)",
-    "seconds": "seconds",
-    "clips_per_s": "clips/s",
-    "peak_rss_mib": "peak RSS (MiB)",
-    "memory_gib": "memory (GiB)",
-}
+# Column titles: a key's own (LABELS), else its words with a unit for its suffix (UNITS, WORDS).
+LABELS = {"accuracy": "test accuracy", "macro_f1": "macro-F1", "training_seconds": "training (s)"}
+UNITS = (
+    ("_per_s", "/s"),
+    ("_seconds", " (s)"),
+    ("_ms", " (ms)"),
+    ("_hours", " (h)"),
+    ("_mib", " (MiB)"),
+    ("_gib", " (GiB)"),
+    ("_mb", " (MB)"),
+    ("_bytes", ""),  # the cell gives the unit: fmt_bytes
+)
+WORDS = {"rss": "RSS", "cpu": "CPU", "cv": "CV", "f1": "F1", "mb": "MB", "mib": "MiB", "ms": "ms"}
+
+
+MARKDOWN_SPECIAL = re.compile(r"[|\\`*<\[\]]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
 class ReportError(Exception):
@@ -161,12 +167,40 @@ def fmt(value) -> str:
 
 
 def cell_text(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    """``text`` on one line, as literal Markdown: | \\ ` * < [ ] and a word-edge _ escaped."""
+    return MARKDOWN_SPECIAL.sub(r"\\\g<0>", " ".join(text.split()))
 
 
 def label(key: str) -> str:
-    """A column's title: LABELS' name of each part of a dotted key, else the key with spaces."""
-    return " › ".join(LABELS.get(part, part.replace("_", " ")) for part in key.split("."))
+    """A column's title: each part of a dotted key by ``part_label``, joined by ›."""
+    return " › ".join(part_label(part) for part in key.split("."))
+
+
+def part_label(part: str) -> str:
+    """'peak_tree_rss_mib' -> 'peak tree RSS (MiB)', 'clips_per_s' -> 'clips/s', 'cache_bytes' -> 'cache'."""
+    if part in LABELS:
+        return LABELS[part]
+    unit = ""
+    for suffix, shown in UNITS:
+        if part.endswith(suffix) and len(part) > len(suffix):
+            part, unit = part[: -len(suffix)], shown
+            break
+    return " ".join(WORDS.get(word, word) for word in part.split("_")) + unit
+
+
+def cell(key: str, value) -> str:
+    """A figure as a cell of its column: sizes in bytes (keys ``*_bytes``) in kB, MB, GB or TB."""
+    if key.endswith("_bytes") and is_number(value):
+        return fmt_bytes(value)
+    return fmt(value)
+
+
+def fmt_bytes(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(size) < 1000:
+            return f"{fmt(size) if unit != 'B' else int(size)} {unit}"
+        size /= 1000
+    return f"{fmt(float(size))} TB"
 
 
 def code(text: str) -> str:
@@ -185,12 +219,13 @@ def is_commit_key(key: str) -> bool:
     return key == "commit" or key.endswith("_commit")
 
 
-def markdown_table(header: list[str], rows: list[list], numeric: list[bool]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]], numeric: list[bool]) -> str:
+    """A Markdown table of cells already formatted; numeric columns right-aligned."""
     lines = [
         "| " + " | ".join(cell_text(title) for title in header) + " |",
         "| " + " | ".join("---:" if right else "---" for right in numeric) + " |",
     ]
-    lines += ["| " + " | ".join(fmt(value) for value in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -218,7 +253,8 @@ def rows_table(records: list[dict], order: tuple[str, ...] = ()) -> str:
         and any(row.get(key) is not None for row in rows)
         for key in columns
     ]
-    return markdown_table([label(key) for key in columns], [[row.get(key) for key in columns] for row in rows], numeric)
+    cells = [[cell(key, row.get(key)) for key in columns] for row in rows]
+    return markdown_table([label(key) for key in columns], cells, numeric)
 
 
 def render_figures(figures: dict, orders: dict[str, tuple[str, ...]] | None = None) -> list[str]:
@@ -246,7 +282,7 @@ def render_figures(figures: dict, orders: dict[str, tuple[str, ...]] | None = No
         walk([str(key)], value)
     blocks = []
     if scalars:
-        rows = [[label(key), value] for key, value in scalars]
+        rows = [[cell_text(label(key)), cell(key, value)] for key, value in scalars]
         blocks.append(markdown_table(["figure", "value"], rows, [False, all(is_number(v) for _, v in scalars)]))
     return blocks + tables
 

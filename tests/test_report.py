@@ -50,10 +50,10 @@ REHEARSAL = document(
     {
         "clips": 1000,
         "stages": [
-            {"stage": "convert", "seconds": 42.4, "clips_per_s": 23.6, "peak_rss_mib": 300},
-            {"stage": "train_keras@cnn1d", "seconds": 203.2, "peak_rss_mib": 3510, "steps": {"first_s": 9.1}},
+            {"stage": "convert", "seconds": 42.4, "clips_per_s": 23.6, "peak_tree_rss_mib": 300},
+            {"stage": "train_keras@cnn1d", "seconds": 203.2, "peak_tree_rss_mib": 3510, "steps": {"first_s": 9.1}},
         ],
-        "disk": {"workspace_gb": 3.61, "audio_copies": 2.0},
+        "disk": {"workspace_bytes": 3_614_000_000, "audio_copies": 2.0},
         "complete": True,
         "base_commit": "fedcba9",
     },
@@ -119,12 +119,12 @@ def test_the_docs_and_the_readme_table_come_from_the_json_documents(tmp_path):
     assert "results_table" not in benchmarks
     # The generic tables: a list of dicts with differing keys (a nested dict as dotted columns),
     # a dict of dicts as rows, the scalars as figure/value rows; 3 significant digits, None blank.
-    assert "| stage | seconds | clips/s | peak RSS (MiB) | steps › first s |" in benchmarks
+    assert "| stage | seconds | clips/s | peak tree RSS (MiB) | steps › first s |" in benchmarks
     assert "| convert | 42.4 | 23.6 | 300 |  |" in benchmarks
     assert "| train_keras@cnn1d | 203 |  | 3510 | 9.10 |" in benchmarks
-    assert "| dims | build s | query ms |" in benchmarks
+    assert "| dims | build s | query (ms) |" in benchmarks
     assert "| 518 | 3.14 | 0.0234 |" in benchmarks and "| 200 | 0.520 |  |" in benchmarks
-    assert "| clips | 1000 |" in benchmarks and "| disk › workspace gb | 3.61 |" in benchmarks
+    assert "| clips | 1000 |" in benchmarks and "| disk › workspace | 3.61 GB |" in benchmarks
     assert "| complete | yes |" in benchmarks
 
     assert "## results_table" in pipeline and "`python benchmarks/results_table.py P" in pipeline

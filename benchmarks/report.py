@@ -449,8 +449,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if changed:
             names = ", ".join(str(path) for path in changed)
+            verb = "is" if len(changed) == 1 else "are"
             print(
-                f"benchmarks.report: {names} differ from what `python -m benchmarks.report` writes: run it",
+                f"benchmarks.report: {names} {verb} stale (not what the JSON documents of {args.results} give): "
+                "run python -m benchmarks.report",
                 file=sys.stderr,
             )
             return 1

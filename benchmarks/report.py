@@ -61,7 +61,9 @@ DESCRIPTIONS = {
 }
 # The columns that go first, in this order, in a known benchmark's tables (by the figure's key).
 COLUMN_ORDER = {
-    "results_table": {"models": ("model", "accuracy", "macro_f1", "unit_accuracy", "training_seconds", "epochs")},
+    PIPELINE_RESULTS: {
+        "models": ("model", "accuracy", "macro_f1", "unit", "unit_accuracy", "training_seconds", "epochs"),
+    },
 }
 # Column titles: a key's own (LABELS), else its words with a unit for its suffix (UNITS, WORDS).
 LABELS = {"accuracy": "test accuracy", "macro_f1": "macro-F1", "training_seconds": "training (s)"}
@@ -347,10 +349,10 @@ def results_page(documents: list[Document], results_name: str) -> str:
         "The pipeline's test-set figures, one section per JSON document: each names the command that "
         "measured it, when, and the machine it ran on.",
         documents,
-        "No results are recorded yet. To record them, run the pipeline (the end-to-end test's project, "
-        "`tests/pipeline_project.py`), then `benchmarks/results_table.py` on that project (its docstring "
-        f"gives the command): it writes its JSON document into `{results_name}/`. Then run "
-        "`python -m benchmarks.report`.",
+        "No results are recorded yet. To record them, run `dvc repro` in a project (the end-to-end test "
+        "builds one: `tests/pipeline_project.py`), then `python benchmarks/results_table.py PROJECT`: it "
+        "writes its JSON document to `benchmarks/results/results_table.json` (`--json PATH` elsewhere; "
+        f"this page reads `{results_name}/`). Then run `python -m benchmarks.report`.",
         results_name,
     )
 
@@ -363,8 +365,9 @@ def benchmarks_page(documents: list[Document], results_name: str) -> str:
         "(other work on the machine slows every wall-clock figure).",
         documents,
         "No benchmark results are recorded yet. To record one, run a benchmark (the commands are in "
-        "[README.md](../README.md#benchmarks)) so that it writes its JSON document (`benchmarks/record.py`) into "
-        f"`{results_name}/`, then run `python -m benchmarks.report`.",
+        "[README.md](../README.md#benchmarks)): it writes its JSON document (`benchmarks/record.py`) to "
+        "`benchmarks/results/<benchmark>.json` (`--json PATH` elsewhere; this page reads "
+        f"`{results_name}/`). Then run `python -m benchmarks.report`.",
         results_name,
     )
 

@@ -69,8 +69,10 @@ RESULTS = document(
     "python benchmarks/results_table.py P --json benchmarks/results/results_table.json",
     {
         "models": [
-            {"model": "cnn1d", "accuracy": 0.2, "macro_f1": 0.147, "unit_accuracy": 0.128, "training_seconds": 256.3},
-            {"model": "svm", "accuracy": 0.75, "macro_f1": 0.703, "unit_accuracy": None, "training_seconds": 6.88},
+            {"model": "cnn1d", "accuracy": 0.2, "macro_f1": 0.147, "unit_accuracy": 0.128, "unit": "window"}
+            | {"training_seconds": 256.3, "epochs": 15},
+            {"model": "svm", "accuracy": 0.75, "macro_f1": 0.703, "unit_accuracy": None, "unit": None}
+            | {"training_seconds": 6.88, "epochs": None},
         ],
         "test_clips": 20,
     },
@@ -129,8 +131,8 @@ def test_the_docs_and_the_readme_table_come_from_the_json_documents(tmp_path):
 
     assert "## results_table" in pipeline and "`python benchmarks/results_table.py P" in pipeline
     assert "Test CPU Model 9000 @ 3.00GHz, 2 cores, load 0.50 → 0.75" in pipeline
-    header = "| model | test accuracy | macro-F1 | unit accuracy | training (s) |"
-    assert header in pipeline and "| svm | 0.750 | 0.703 |  | 6.88 |" in pipeline
+    header = "| model | test accuracy | macro-F1 | unit | unit accuracy | training (s) | epochs |"
+    assert header in pipeline and "| svm | 0.750 | 0.703 |  |  | 6.88 |  |" in pipeline
     assert "| test clips | 20 |" in pipeline
 
     # README: the block between the markers replaced, every other line as it was.
@@ -141,7 +143,7 @@ def test_the_docs_and_the_readme_table_come_from_the_json_documents(tmp_path):
     )
     block = written[len(before) : len(written) - len(after)]
     assert "an old table" not in block
-    assert header in block and "| cnn1d | 0.200 | 0.147 | 0.128 | 256 |" in block
+    assert header in block and "| cnn1d | 0.200 | 0.147 | window | 0.128 | 256 | 15 |" in block
     assert "`python benchmarks/results_table.py P" in block
     assert "Test CPU Model 9000 @ 3.00GHz, 2 cores, load 0.50 → 0.75" in block
 

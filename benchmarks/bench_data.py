@@ -7,7 +7,7 @@ when N is larger), converted with genreclf.audio.convert_clip and then featurise
 genreclf.features.iter_wav_features, each with one process per core as the stages do,
 at the settings of params.yaml (convert.sample_rate, convert.min_seconds, features).
 With --plain, the same WAVs are then featurised a second time the plain way
-(benchmarks/plain_librosa.py: FMA's recipe in librosa's own functions, one clip per call,
+(tests/support/plain_librosa.py: FMA's recipe in librosa's own functions, one clip per call,
 one process per core, FMA's default settings), and the ratio of the two rates is printed.
 
 Printed per phase: seconds, clips/s, CPU seconds per clip (the workers' user + system
@@ -15,7 +15,15 @@ time: what the machine needs per clip, whatever else is running on it), and peak
 sampled every SAMPLE_SECONDS with psutil: the resident set of the whole process tree
 (this process + its workers; shared library pages are counted once per process) and of
 the largest single worker. Flat memory shows as the same peaks for every N. Other work
-on the machine slows the wall-clock figures; the load average is printed to judge that.
+on the machine slows the wall-clock figures; the load average is recorded to judge that.
+
+The JSON (--json, default benchmarks/results/bench_data.json; benchmarks/record.py's
+document) holds in ``figures``: ``workers``, ``sample_rate_hz``, ``source_files``, and
+``phases``: one object per phase and N, in order: ``phase`` (convert, features, plain),
+``clips``, ``seconds``, ``clips_per_s``, ``cpu_seconds_per_clip``, ``peak_tree_rss_mib``,
+``peak_largest_worker_rss_mib``, ``peak_this_process_rss_mib``, and for features
+``first_clip_seconds`` and ``steady_clips_per_s`` (after the first clip); with --plain,
+``plain_over_features``: one object per N: ``clips``, ``speedup`` (the ratio of the clips/s).
 """
 
 from __future__ import annotations
@@ -34,16 +42,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.plain_librosa import init_plain_worker, plain_wav_features  # noqa: E402
+from benchmarks import record  # noqa: E402
 from benchmarks.process_tree import TreePeak, peak_rss  # noqa: E402
 from genreclf.data import audio  # noqa: E402
 from genreclf.features import fma_features as features  # noqa: E402
 from stages.config import load_config  # noqa: E402
+from tests.support.plain_librosa import init_plain_worker, plain_wav_features  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "gtzan_mini"
 SAMPLE_SECONDS = 0.05
 CONVERT_CHUNKSIZE = 4
 MIB = 2**20
+DEFAULT_JSON = ROOT / "benchmarks" / "results" / "bench_data.json"
 
 
 @dataclass
@@ -68,6 +78,23 @@ class Measurement:
             steady = (self.clips - 1) / (self.seconds - self.first_result)
             text += f" | first clip after {self.first_result:.1f} s, then {steady:.2f} clips/s"
         return text
+
+    def figures(self) -> dict:
+        m = self.memory
+        row = {
+            "phase": self.phase,
+            "clips": self.clips,
+            "seconds": round(self.seconds, 3),
+            "clips_per_s": round(self.clips / self.seconds, 3),
+            "cpu_seconds_per_clip": round(self.cpu_seconds / max(self.clips, 1), 4),
+            "peak_tree_rss_mib": round(m.tree_rss / MIB, 1),
+            "peak_largest_worker_rss_mib": round(m.leaf_rss / MIB, 1),
+            "peak_this_process_rss_mib": round(m.root_rss / MIB, 1),
+        }
+        if self.first_result is not None and self.clips > 1:
+            row["first_clip_seconds"] = round(self.first_result, 3)
+            row["steady_clips_per_s"] = round((self.clips - 1) / (self.seconds - self.first_result), 3)
+        return row
 
 
 def children_cpu_seconds() -> float:
@@ -162,7 +189,9 @@ def main() -> None:
     parser.add_argument(
         "--plain", action="store_true", help="also time the plain-librosa recipe on the same WAVs (FMA defaults)"
     )
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="the figures' JSON (default %(default)s)")
     args = parser.parse_args()
+    run_record = record.start("bench_data")
 
     source_files = sorted(p for p in args.source.rglob("*") if p.is_file() and audio.is_audio_file(p))
     if not source_files:
@@ -177,14 +206,26 @@ def main() -> None:
     )
     if args.plain and feature_params != features.DEFAULT_PARAMS:
         sys.exit("--plain computes FMA's default settings; params.yaml's features differ")
+    phases, ratios = [], []
     for n_clips in args.clips:
         measurements = run(n_clips, source_files, sample_rate, min_seconds, feature_params, args.workers, args.plain)
         for measurement in measurements:
             print(measurement.line(), flush=True)
+            phases.append(measurement.figures())
         if args.plain:
             fast, plain = measurements[1:]
             print(f"features / plain: {plain.seconds / fast.seconds:.2f}x the clips/s", flush=True)
+            ratios.append({"clips": n_clips, "speedup": round(plain.seconds / fast.seconds, 3)})
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    figures = {
+        "workers": args.workers,
+        "sample_rate_hz": sample_rate,
+        "source_files": len(source_files),
+        "phases": phases,
+    }
+    if args.plain:
+        figures["plain_over_features"] = ratios
+    record.write(args.json, run_record, figures)
 
 
 if __name__ == "__main__":

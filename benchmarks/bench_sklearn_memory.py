@@ -32,9 +32,22 @@
    memory-mapped copy of the data or the shared libraries, count once per process that maps
    them), the peak RSS of the largest single process, then the growth from the smallest to the
    largest size in %. The SVM's support vectors and the test accuracy are printed to judge the
-   data by; the SHA-256 of each stage's outputs is in the JSON (--json), so that two versions
+   data by; the SHA-256 of each stage's outputs is in the JSON, so that two versions
    of the code can be shown to give the same bytes. Other work on the machine changes the times
-   much and the RSS little: the load average is printed.
+   much and the RSS little: the load average is recorded.
+
+The data of step 2 is made by tests/support/fma_like_tables.py (checked by
+tests/test_bench_sklearn_memory.py). The JSON (--json, default
+benchmarks/results/bench_sklearn_memory.json; benchmarks/record.py's document) holds in
+``figures``: the settings (``sizes``, ``models``, ``svm_grid``, ``seed``, ``noise``, ``mix``);
+``stages``: one object per stage run, in order: ``stage`` (``train_sklearn@svm``,
+``evaluate@svm``), ``clips``, ``seconds``, ``peak_tree_rss_mib``,
+``peak_largest_process_rss_mib``, ``processes``; ``growth``: per stage, from the smallest size
+to the largest (``from_clips``, ``to_clips``): ``tree_growth_percent``,
+``largest_process_growth_percent``; ``facts``: per ``<model>@<clips>`` (and
+``<model>@gtzan_mini``): ``test_accuracy``, ``train_clips``, and for the SVM
+``support_vectors``, ``C``, ``gamma``; ``output_sha256``: per ``<stage>@<clips>``, each
+output file's SHA-256.
 """
 
 from __future__ import annotations
@@ -46,27 +59,26 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import record  # noqa: E402
 from benchmarks.rehearsal import run_measured  # noqa: E402
 from genreclf.data.audio import read_wav  # noqa: E402
-from genreclf.data.splits import stratified_split  # noqa: E402
 from genreclf.features import fma_features as features  # noqa: E402
 from tests.sklearn_fixture import write_feature_tables  # noqa: E402
+from tests.support.fma_like_tables import fma_like_tables, gtzan_mini_tables  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "gtzan_mini"
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "genreclf-sklearn-memory"
 DEFAULT_MODELS = ("logreg", "knn", "gnb", "svm")
-N_GENRES = 8  # as fma_small
-SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}  # fma_small's official split: 80/10/10
+DEFAULT_JSON = ROOT / "benchmarks" / "results" / "bench_sklearn_memory.json"
 MIN_CLIPS = 80  # the SVM's 5 cross-validation folds need 5 training clips of each of the 8 genres
 BASE_VERSION = 1  # part of the cache key of the real features: bump when their computation changes
 MIB = 2**20
@@ -102,45 +114,6 @@ def real_features(source: Path, workdir: Path) -> tuple[np.ndarray, list[Path]]:
     workdir.mkdir(parents=True, exist_ok=True)
     np.savez(cache, features=values)
     return values, paths
-
-
-def fma_like_tables(real: np.ndarray, real_genres: list[str], clips: int, seed: int, noise: float, mix: float) -> dict:
-    """{split: DataFrame of track_id, label, genre and the feature columns} for ``clips`` clips.
-
-    Clip i, of genre g = i mod 8: (1 - w) x a real clip of g + w x a real clip of any of the 8
-    genres, w uniform in [0, ``mix``], plus Gaussian noise of ``noise`` x each column's standard
-    deviation over those real clips; all drawn from (seed, clips).
-    """
-    names = sorted(set(real_genres))[:N_GENRES]
-    by_genre = [np.flatnonzero(np.array(real_genres) == name) for name in names]
-    pool = np.concatenate(by_genre)
-    scale = real[pool].std(axis=0)
-    rng = np.random.default_rng([seed, clips])
-    labels = np.arange(clips) % N_GENRES
-    own = real[[rng.choice(by_genre[label]) for label in labels]]
-    other = real[rng.choice(pool, size=clips)]
-    weight = rng.uniform(0.0, mix, size=(clips, 1))
-    values = (1 - weight) * own + weight * other + rng.normal(size=own.shape) * (noise * scale)
-    track_ids = [f"{i:06d}" for i in range(clips)]
-    splits = np.array(stratified_split(track_ids, labels.tolist(), SPLIT_FRACTIONS, seed))
-    table = pd.DataFrame(values, columns=list(features.FEATURE_COLUMNS))
-    table.insert(0, "genre", [names[label] for label in labels])
-    table.insert(0, "label", labels)
-    table.insert(0, "track_id", track_ids)
-    return {split: table[splits == split].reset_index(drop=True) for split in ("train", "val", "test")}
-
-
-def gtzan_mini_tables(real: np.ndarray, paths: list[Path], code: Path) -> dict:
-    """The real clips in the split of the pipeline's split stage (params.yaml of ``code``)."""
-    split = yaml.safe_load((code / "params.yaml").read_text(encoding="utf-8"))["split"]
-    real_genres, track_ids = [p.parent.name for p in paths], [p.stem for p in paths]
-    names = sorted(set(real_genres))
-    splits = np.array(stratified_split(track_ids, real_genres, split["fractions"], split["seed"]))
-    table = pd.DataFrame(real, columns=list(features.FEATURE_COLUMNS))
-    table.insert(0, "genre", real_genres)
-    table.insert(0, "label", [names.index(genre) for genre in real_genres])
-    table.insert(0, "track_id", track_ids)
-    return {name: table[splits == name].reset_index(drop=True) for name in ("train", "val", "test")}
 
 
 def build_project(project: Path, tables: dict, code: Path, svm_grid: dict | None = None) -> None:
@@ -204,21 +177,48 @@ def run_one(project: Path, module: str, model: str, clips: int, code: Path, logs
     )
 
 
-def data_facts(project: Path, model: str, train_clips: int) -> str:
-    """The test accuracy and, for the SVM, its support vectors: what the data did to the model."""
+def data_facts(project: Path, model: str, train_clips: int) -> dict:
+    """The test accuracy and, for the SVM, its support vectors, C and gamma: what the data did to the model."""
     metrics = json.loads((project / "metrics" / "models" / f"{model}.json").read_text())
-    facts = f"test accuracy {metrics['accuracy']:.3f}"
+    facts = {"test_accuracy": metrics["accuracy"], "train_clips": train_clips}
     if model == "svm":
         from genreclf.models.sklearn_models import load_pipeline
 
         calibrated = load_pipeline(project / "models" / model / "model.skops").named_steps["classifier"]
         svc = calibrated.calibrated_classifiers_[0].estimator
         selected = json.loads((project / "models" / model / "preprocessing.json").read_text()).get("selected", {})
-        facts += (
-            f", {len(svc.support_)} support vectors of {train_clips} training clips"
-            f" (C={selected.get('C')}, gamma={selected.get('gamma')})"
-        )
+        facts |= {"support_vectors": len(svc.support_), "C": selected.get("C"), "gamma": selected.get("gamma")}
     return facts
+
+
+def facts_line(facts: dict) -> str:
+    line = f"test accuracy {facts['test_accuracy']:.3f}"
+    if "support_vectors" in facts:
+        line += (
+            f", {facts['support_vectors']} support vectors of {facts['train_clips']} training clips"
+            f" (C={facts['C']}, gamma={facts['gamma']})"
+        )
+    return line
+
+
+def growth(runs: list[StageRun], sizes: list[int]) -> list[dict]:
+    """Per stage: the peaks at the smallest and the largest size, and their growth in %."""
+    low, high = min(sizes), max(sizes)
+    by_key = {(r.stage, r.clips): r for r in runs}
+    rows = []
+    for stage in dict.fromkeys(r.stage for r in runs):
+        a, b = by_key.get((stage, low)), by_key.get((stage, high))
+        if a and b and low != high:
+            rows.append(
+                {
+                    "stage": stage,
+                    "from_clips": low,
+                    "to_clips": high,
+                    "tree_growth_percent": round(100 * (b.tree_rss / a.tree_rss - 1), 1),
+                    "largest_process_growth_percent": round(100 * (b.largest_rss / a.largest_rss - 1), 1),
+                }
+            )
+    return rows
 
 
 def mib(value: int) -> str:
@@ -264,7 +264,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--gtzan-mini", action="store_true", help="first run the models on the real clips, in the pipeline's split"
     )
-    parser.add_argument("--json", type=Path, help="write every figure and output digest here")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="the figures' JSON (default %(default)s)")
     args = parser.parse_args(argv)
     if min(args.clips) < MIN_CLIPS:
         parser.error(f"--clips {min(args.clips)}: at least {MIN_CLIPS}")
@@ -272,6 +272,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    run_record = record.start("bench_sklearn_memory", argv if argv is None else [__file__, *argv])
     args = parse_args(argv)
     workdir, code = args.workdir.resolve(), args.code.resolve()
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -279,18 +280,18 @@ def main(argv: list[str] | None = None) -> int:
     real, paths = real_features(args.source.resolve(), workdir)
     real_genres = [p.parent.name for p in paths]
     runs: list[StageRun] = []
-    facts = {}
+    facts, outputs = {}, {}
     if args.gtzan_mini:  # the real clips, as the pipeline splits them: is each model as accurate as before?
         project = workdir / "gtzan-mini"
         real_tables = gtzan_mini_tables(real, paths, code)
         build_project(project, real_tables, code)
         for model in args.models:
             for module in ("train_sklearn", "evaluate"):
-                facts[f"{module}@{model}@gtzan_mini"] = run_one(
+                outputs[f"{module}@{model}@gtzan_mini"] = run_one(
                     project, module, model, len(real), code, workdir / "logs"
                 ).outputs
             facts[f"{model}@gtzan_mini"] = data_facts(project, model, len(real_tables["train"]))
-            print(f"gtzan_mini {model}: {facts[f'{model}@gtzan_mini']}", flush=True)
+            print(f"gtzan_mini {model}: {facts_line(facts[f'{model}@gtzan_mini'])}", flush=True)
     for clips in args.clips:
         project = workdir / f"clips-{clips}"
         tables = fma_like_tables(real, real_genres, clips, args.seed, args.noise, args.mix)
@@ -303,15 +304,33 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run)
                 print(f"  {run.stage}: {run.seconds:.1f} s, tree {mib(run.tree_rss)} MiB", flush=True)
             facts[f"{model}@{clips}"] = data_facts(project, model, len(tables["train"]))
-            print(f"  {model}: {facts[f'{model}@{clips}']}", flush=True)
+            print(f"  {model}: {facts_line(facts[f'{model}@{clips}'])}", flush=True)
     print()
     print(table(runs, args.clips))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        report = {"code": str(code), "load_average": load, "args": vars(args), "facts": facts}
-        report["runs"] = [asdict(r) for r in runs]
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        print(f"wrote {args.json}")
+    outputs |= {f"{r.stage}@{r.clips}": r.outputs for r in runs}
+    figures = {
+        "sizes": args.clips,
+        "models": args.models,
+        "svm_grid": args.svm_grid,
+        "seed": args.seed,
+        "noise": args.noise,
+        "mix": args.mix,
+        "stages": [
+            {
+                "stage": r.stage,
+                "clips": r.clips,
+                "seconds": round(r.seconds, 2),
+                "peak_tree_rss_mib": round(r.tree_rss / MIB, 1),
+                "peak_largest_process_rss_mib": round(r.largest_rss / MIB, 1),
+                "processes": r.processes,
+            }
+            for r in runs
+        ],
+        "growth": growth(runs, args.clips),
+        "facts": facts,
+        "output_sha256": outputs,
+    }
+    record.write(args.json, run_record, figures)
     return 0
 
 

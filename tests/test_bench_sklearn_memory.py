@@ -1,4 +1,5 @@
-"""The data of benchmarks/bench_sklearn_memory.py: fma_small's shape, from real rows, seeded."""
+"""tests/support/fma_like_tables.py, the data of benchmarks/bench_sklearn_memory.py: fma_small's shape, from real rows,
+seeded."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import bench_sklearn_memory as bench
 from genreclf.features import fma_features as features
 from tests.helpers import ROOT
+from tests.support import fma_like_tables as bench
 
 GTZAN_GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 

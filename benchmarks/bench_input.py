@@ -31,6 +31,15 @@ written as WAVs and sharded by the real writer (``genreclf.data.sharding``) into
 temporary folder. The page cache is warmed first. Paths in the manifest are relative to
 --root (the repository root by default). The figures depend on the machine and its load
 (the CPU count and the 1-minute load average are printed).
+
+The JSON (--json, default benchmarks/results/bench_input.json; benchmarks/record.py's
+document) holds in ``figures``: ``split``, ``clips``, ``synthetic`` (true with --synthetic),
+``usable_cores``, ``target_examples_per_s``, ``models``: one object per model: ``model``,
+``batch_size``, ``unit`` (window, clip, segment), ``units_per_epoch``,
+``input_examples_per_s`` and ``input_cached_examples_per_s`` (1a), ``cores_for_target`` and
+``cores_for_target_cached`` (1b), ``train_examples_per_s`` (1c; null with --train-steps 0);
+and without --synthetic ``wav_comparison``: ``tfdata_examples_per_s``,
+``tfdata_mel_image_examples_per_s``, ``wav_one_by_one_examples_per_s``, ``files``.
 """
 
 from __future__ import annotations
@@ -45,6 +54,12 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import record  # noqa: E402
+
+DEFAULT_JSON = ROOT / "benchmarks" / "results" / "bench_input.json"
 SPLIT = "train"
 KERAS_MODELS = ("cnn1d", "mobilenet", "cnn2d")
 TARGET_EXAMPLES_PER_SECOND = 2000  # an accelerator's appetite: cores needed to feed this many
@@ -71,6 +86,13 @@ def parse_args(argv=None):
     parser.add_argument("--hop-length", type=int, default=512)
     parser.add_argument("--n-mels", type=int, default=128)
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=MIN_TIMED_SECONDS,
+        help="each input rate is timed over whole passes of at least this long (default %(default)s)",
+    )
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="the figures' JSON (default %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -191,7 +213,7 @@ def time_training_steps(model, dataset, steps: int) -> float:
     return examples / seconds
 
 
-def bench_model(model_name: str, args, shard_dir, info, cores: int) -> None:
+def bench_model(model_name: str, args, shard_dir, info, cores: int) -> dict:
     """Print the training input rate (no cache, cache), cores for 2000/s, and the training-step rate of one model."""
     from genreclf.models import keras_models, tfdata, training
 
@@ -221,22 +243,34 @@ def bench_model(model_name: str, args, shard_dir, info, cores: int) -> None:
         dataset = tfdata.training_dataset(
             shard_dir, args.split, prep, num_classes, batch, 0, train["clips"], cache=cache
         )
-        rates[cache] = time_passes(dataset, units)
+        rates[cache] = time_passes(dataset, units, args.min_seconds)
         where = "from the in-memory cache" if cache else "from the shards (no cache)"
         print(
             f"  input pipeline, {where:<27} {rates[cache]:9.1f} examples/s = {rates[cache] / cores:8.1f} per core; "
             f"{cores_for(rates[cache], cores):3d} cores for {TARGET_EXAMPLES_PER_SECOND}/s (linear scaling)",
             flush=True,
         )
+    rate = None
     if args.train_steps > 0:
         model = training.build_model(model_name, settings, num_classes, prep)
         keras_models.compile_model(model, settings["learning_rate"], prep["output_activation"])
         dataset = tfdata.training_dataset(shard_dir, args.split, prep, num_classes, batch, 0, train["clips"])
         rate = time_training_steps(model, dataset, args.train_steps)
         print(f"  training step (train_on_batch, {args.train_steps} batches)     {rate:9.1f} examples/s", flush=True)
+    return {
+        "model": model_name,
+        "batch_size": batch,
+        "unit": tfdata.UNIT_NAMES[prep["input"]],
+        "units_per_epoch": units,
+        "input_examples_per_s": round(rates[False], 2),
+        "input_cached_examples_per_s": round(rates[True], 2),
+        "cores_for_target": cores_for(rates[False], cores),
+        "cores_for_target_cached": cores_for(rates[True], cores),
+        "train_examples_per_s": None if rate is None else round(rate, 2),
+    }
 
 
-def wav_comparison(args) -> None:
+def wav_comparison(args) -> dict:
     """The earlier comparison: tf.data (with and without the CPU-side log-mel image) vs WAV files one by one."""
     import tensorflow as tf
 
@@ -302,9 +336,17 @@ def wav_comparison(args) -> None:
         )
         + " (target >= 10x)"
     )
+    tfdata_rate, image_rate, _ = results.values()
+    return {
+        "tfdata_examples_per_s": round(tfdata_rate, 2),
+        "tfdata_mel_image_examples_per_s": round(image_rate, 2),
+        "wav_one_by_one_examples_per_s": round(slow, 2),
+        "files": len(rows),
+    }
 
 
 def main(argv=None) -> None:
+    run = record.start("bench_input", argv if argv is None else [__file__, *argv])
     args = parse_args(argv)
     import tensorflow as tf
 
@@ -326,10 +368,17 @@ def main(argv=None) -> None:
             f"{[d.device_type for d in tf.config.list_physical_devices()]}",
             flush=True,
         )
-        for model_name in args.models:
-            bench_model(model_name, args, shard_dir, info, cores)
+        figures = {
+            "split": args.split,
+            "clips": info["splits"][args.split]["clips"],
+            "synthetic": args.synthetic > 0,
+            "usable_cores": cores,
+            "target_examples_per_s": TARGET_EXAMPLES_PER_SECOND,
+            "models": [bench_model(model_name, args, shard_dir, info, cores) for model_name in args.models],
+        }
     if not args.synthetic:
-        wav_comparison(args)
+        figures["wav_comparison"] = wav_comparison(args)
+    record.write(args.json, run, figures)
 
 
 if __name__ == "__main__":

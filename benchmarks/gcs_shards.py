@@ -15,6 +15,13 @@ TensorFlow through tests/gcs_tls_proxy.py), it runs and times:
    local path, reading the same WAV objects: convert is not rerun), to compare its time and
    bytes with the objects'; then data.root back, ``dvc repro -s shard``: restored from the run cache;
 5. one object deleted, ``dvc repro -f -s train_keras@cnn1d``: it must fail naming the object.
+
+--gtzan may name a folder of fewer clips (``<genre>/<genre>.NNNNN.wav``) for a quicker run.
+The JSON (--json, default benchmarks/results/gcs_shards.json; benchmarks/record.py's document)
+holds in ``figures``: ``clips`` (WAVs under --gtzan), ``steps``: one object per dvc command, in
+order: ``project``, ``command``, ``exit_status``, ``seconds``; ``shard_objects``,
+``shard_bytes``; ``checks``: each a boolean that should be true: ``second_repro_ran_nothing``,
+``local_shards_are_the_objects``, ``missing_object_fails_naming_it``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import record  # noqa: E402
 from genreclf.artifacts import read_shard_manifest  # noqa: E402
 from genreclf.data import gcs  # noqa: E402
 from tests.gcs_emulator import GcsEmulator  # noqa: E402
@@ -50,11 +58,27 @@ SHOWN_LINES = (
 SHOWN_LINE_STARTS = ("Stage '", "ERROR")
 
 
-def timed_dvc(project: Path, *args: str, check: bool = True, shown: tuple[str, ...] = SHOWN_LINES) -> tuple[str, float]:
-    """Run dvc ARGS in ``project``; print its exit status, its time and its lines that hold one of ``shown``."""
+def timed_dvc(
+    project: Path,
+    *args: str,
+    check: bool = True,
+    shown: tuple[str, ...] = SHOWN_LINES,
+    steps: list[dict] | None = None,
+) -> tuple[str, float]:
+    """Run dvc ARGS in ``project``; print its exit status, its time and its lines that hold one of ``shown``;
+    append them to ``steps``."""
     started = time.perf_counter()
     result = dvc(list(args), project, check=check)
     seconds = time.perf_counter() - started
+    if steps is not None:
+        steps.append(
+            {
+                "project": project.name,
+                "command": " ".join(["dvc", *args]),
+                "exit_status": result.returncode,
+                "seconds": round(seconds, 2),
+            }
+        )
     print(f"$ dvc {' '.join(args)}  ->  exit {result.returncode} in {seconds:.1f} s")
     for line in result.stdout.splitlines():
         if any(word in line for word in shown) or line.startswith(SHOWN_LINE_STARTS):
@@ -62,48 +86,71 @@ def timed_dvc(project: Path, *args: str, check: bool = True, shown: tuple[str, .
     return result.stdout, seconds
 
 
-def run(gtzan: Path, workdir: Path) -> None:
+def count_clips(gtzan: Path) -> int:
+    return sum(1 for _ in gtzan.glob("*/*.wav"))
+
+
+def run(gtzan: Path, workdir: Path) -> dict:
     emulator = GcsEmulator(workdir / "emulator", BUCKET)
     emulator.start()
     proxy = TlsProxy(workdir / "certificates", emulator.port)
     proxy.start()
     os.environ.update(proxy.environment())
     os.environ.update({gcs.EMULATOR_VARIABLE: emulator.endpoint, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
+    steps, checks = [], {}
     try:
         params = {"data": {"root": DATA_ROOT}, "cnn1d": {"epochs": 2, "patience": 2}}
         project = make_dvc_project(workdir / "project", gtzan, params)
-        timed_dvc(project, "repro", "train_keras@cnn1d")
-        out, _ = timed_dvc(project, "repro", "train_keras@cnn1d")
-        print("    second repro ran nothing:", "Running stage" not in out)
-        timed_dvc(project, "repro", "-f", "-s", "shard")
+        timed_dvc(project, "repro", "train_keras@cnn1d", steps=steps)
+        out, _ = timed_dvc(project, "repro", "train_keras@cnn1d", steps=steps)
+        checks["second_repro_ran_nothing"] = "Running stage" not in out
+        print("    second repro ran nothing:", checks["second_repro_ran_nothing"])
+        timed_dvc(project, "repro", "-f", "-s", "shard", steps=steps)
         _, objects = read_shard_manifest(project / "data" / "shards")
         print(f"    {len(objects)} objects, {sum(o.size for o in objects)} bytes")
         set_params(project, {"data": {"root": None}})
-        timed_dvc(project, "repro", "-s", "shard")
+        timed_dvc(project, "repro", "-s", "shard", steps=steps)
         local = {p.name: p.read_bytes() for p in (project / "data" / "shards").glob("*.tfrecord")}
         same = all(hashlib.md5(local[o.url.rsplit("/", 1)[1]]).hexdigest() == o.md5 for o in objects)
-        print(f"    local shards: {len(local)} files, the objects' bytes: {same and len(local) == len(objects)}")
+        checks["local_shards_are_the_objects"] = same and len(local) == len(objects)
+        print(f"    local shards: {len(local)} files, the objects' bytes: {checks['local_shards_are_the_objects']}")
         set_params(project, {"data": {"root": DATA_ROOT}})
-        timed_dvc(project, "repro", "-s", "shard")
+        timed_dvc(project, "repro", "-s", "shard", steps=steps)
         gcs.filesystem().rm(objects[0].url)
-        timed_dvc(project, "repro", "-f", "-s", "train_keras@cnn1d", check=False)
+        out, _ = timed_dvc(project, "repro", "-f", "-s", "train_keras@cnn1d", check=False, steps=steps)
+        checks["missing_object_fails_naming_it"] = steps[-1]["exit_status"] != 0 and objects[0].url in out
     finally:
         proxy.stop()
         emulator.stop()
+    return {
+        "clips": count_clips(gtzan),
+        "steps": steps,
+        "shard_objects": len(objects),
+        "shard_bytes": sum(o.size for o in objects),
+        "checks": checks,
+    }
 
 
-def main(run_in=run, doc: str = __doc__, temp_prefix: str = "gcs-shards-") -> None:
-    """The command line of this benchmark (and of gcs_wavs.py): ``run_in(gtzan, workdir)``."""
+def main(run_in=run, doc: str = __doc__, name: str = "gcs_shards") -> None:
+    """The command line of this benchmark (and of gcs_wavs.py): ``run_in(gtzan, workdir)`` gives the figures."""
+    run_record = record.start(name)
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--gtzan", type=Path, default=ROOT.parent / "shared" / "data" / "gtzan_mini")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=ROOT / "benchmarks" / "results" / f"{name}.json",
+        help="the figures' JSON (default %(default)s)",
+    )
     args = parser.parse_args()
     os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
     if args.workdir is None:
-        with tempfile.TemporaryDirectory(prefix=temp_prefix) as workdir:
-            run_in(args.gtzan.resolve(), Path(workdir))
+        with tempfile.TemporaryDirectory(prefix=name.replace("_", "-") + "-") as workdir:
+            figures = run_in(args.gtzan.resolve(), Path(workdir))
     else:
-        run_in(args.gtzan.resolve(), args.workdir.resolve())
+        figures = run_in(args.gtzan.resolve(), args.workdir.resolve())
+    record.write(args.json, run_record, figures)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,13 @@ It runs and times:
    Beam workers read the raw clips by URL and upload the WAVs all again, and dvc.lock is unchanged;
 6. one WAV object deleted, ``dvc repro -f -s features``: it must fail naming the object;
 7. one raw clip object deleted, ``dvc repro -f -s convert``: it must fail naming the object.
+
+--gtzan may name a folder of fewer clips (``<genre>/<genre>.NNNNN.wav``) for a quicker run.
+The JSON (--json, default benchmarks/results/gcs_wavs.json; benchmarks/record.py's document)
+holds in ``figures``: ``clips`` (WAVs under --gtzan), ``steps``: one object per dvc command, in
+order: ``project`` (local, remote), ``command``, ``exit_status``, ``seconds``; ``checks``: each a
+boolean that should be true (the comparisons of step 2, the no-op repro, dvc.lock unchanged
+after each forced convert, the failures naming the deleted objects).
 """
 
 from __future__ import annotations
@@ -63,70 +70,90 @@ def outputs(project: Path, name: str) -> dict[str, bytes]:
     return directory_bytes(path) if path.is_dir() else {name: path.read_bytes()}
 
 
-def compare(local: Path, remote: Path) -> None:
-    """Print whether the gs:// project's objects and tables hold the local project's bytes."""
-    compare_raw(local, remote)
+def compare(local: Path, remote: Path, checks: dict) -> None:
+    """Print (and put in ``checks``) whether the gs:// project's objects and tables hold the local project's bytes."""
+    compare_raw(local, remote, checks)
     _, wavs = read_wav_manifest(remote / "data" / "wav")
-    same = all(md5(local / "data" / "wav" / f"{t}.wav") == entry.md5 for t, entry in wavs.items())
+    same = checks["wav_objects_are_the_local_wavs"] = all(
+        md5(local / "data" / "wav" / f"{t}.wav") == entry.md5 for t, entry in wavs.items()
+    )
     print(f"    {len(wavs)} WAV objects ({sum(e.size for e in wavs.values())} bytes), each the local WAV: {same}")
     _, shards = read_shard_manifest(remote / "data" / "shards")
-    same = all(md5(local / "data" / "shards" / e.url.rsplit("/", 1)[1]) == e.md5 for e in shards)
+    same = checks["shard_objects_are_the_local_shards"] = all(
+        md5(local / "data" / "shards" / e.url.rsplit("/", 1)[1]) == e.md5 for e in shards
+    )
     print(f"    {len(shards)} shard objects, each the local shard: {same}")
     for name in SAME_BYTES:
-        print(f"    {name}: the same bytes: {outputs(local, name) == outputs(remote, name)}")
+        same = checks[f"same_bytes:{name}"] = outputs(local, name) == outputs(remote, name)
+        print(f"    {name}: the same bytes: {same}")
     tables = [(p / "data" / "converted.csv").read_text().splitlines() for p in (local, remote)]
     columns = [[line.split(",") for line in table] for table in tables]
     same = [[row[:2] + row[3:] for row in table] for table in columns]
+    checks["same_rows_but_path:data/converted.csv"] = same[0] == same[1]
     print(f"    data/converted.csv but its path column: the same: {same[0] == same[1]}; a path: {columns[1][1][2]}")
 
 
-def compare_raw(local: Path, remote: Path) -> None:
-    """Print whether the gs:// project's raw clip objects and data/raw tables are the local project's."""
+def compare_raw(local: Path, remote: Path, checks: dict) -> None:
+    """Print (and put in ``checks``) whether the gs:// project's raw clip objects and data/raw tables are the local
+    project's."""
     _, clips = read_raw_manifest(remote / "data" / "raw")
     paths = dict(line.split(",")[::2] for line in (local / "data/raw/clips.csv").read_text().splitlines()[1:])
-    same = all(md5(local / paths[t]) == entry.md5 for t, entry in clips.items())
+    same = checks["raw_objects_are_the_local_clips"] = all(
+        md5(local / paths[t]) == entry.md5 for t, entry in clips.items()
+    )
     print(
         f"    {len(clips)} raw clip objects ({sum(e.size for e in clips.values())} bytes), each the local file: {same}"
     )
     print("    data/raw of the gs:// project:", sorted(p.name for p in (remote / "data" / "raw").iterdir()))
     for name in ("data/raw/track_info.csv", "data/raw/fetch_report.json"):
-        print(f"    {name}: the same bytes: {outputs(local, name) == outputs(remote, name)}")
+        same = checks[f"same_bytes:{name}"] = outputs(local, name) == outputs(remote, name)
+        print(f"    {name}: the same bytes: {same}")
     tables = [
         [line.split(",") for line in (p / "data/raw/clips.csv").read_text().splitlines()] for p in (local, remote)
     ]
     same = [[row[:2] + row[3:] for row in table] for table in tables]
+    checks["same_rows_but_path:data/raw/clips.csv"] = same[0] == same[1]
     print(f"    data/raw/clips.csv but its path column: the same: {same[0] == same[1]}; a path: {tables[1][1][2]}")
 
 
-def run(gtzan: Path, workdir: Path) -> None:
+def run(gtzan: Path, workdir: Path) -> dict:
     emulator = GcsEmulator(workdir / "emulator", BUCKET)
     emulator.start()
     os.environ.update({gcs.EMULATOR_VARIABLE: emulator.endpoint, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"})
+    steps, checks = [], {}
     try:
         local = make_dvc_project(workdir / "local", gtzan)
         remote = make_dvc_project(workdir / "remote", gtzan, {"data": {"root": DATA_ROOT}})
         for project in (local, remote):
-            timed_dvc(project, "repro", "shard", "features", shown=SHOWN)
-        compare(local, remote)
-        out, _ = timed_dvc(remote, "repro", "shard", "features", shown=SHOWN)
-        print("    second repro ran nothing:", "Running stage" not in out)
+            timed_dvc(project, "repro", "shard", "features", shown=SHOWN, steps=steps)
+        compare(local, remote, checks)
+        out, _ = timed_dvc(remote, "repro", "shard", "features", shown=SHOWN, steps=steps)
+        checks["second_repro_ran_nothing"] = "Running stage" not in out
+        print("    second repro ran nothing:", checks["second_repro_ran_nothing"])
         lock = (remote / "dvc.lock").read_bytes()
-        timed_dvc(remote, "repro", "-f", "-s", "convert", shown=SHOWN)
-        print("    dvc.lock unchanged:", (remote / "dvc.lock").read_bytes() == lock)
+        timed_dvc(remote, "repro", "-f", "-s", "convert", shown=SHOWN, steps=steps)
+        checks["forced_convert_leaves_dvc_lock"] = (remote / "dvc.lock").read_bytes() == lock
+        print("    dvc.lock unchanged:", checks["forced_convert_leaves_dvc_lock"])
         _, wavs = read_wav_manifest(remote / "data" / "wav")
         gcs.filesystem().rm([entry.url for entry in wavs.values()])
         os.environ.update({"GENRECLF_ENGINE": "beam", "GENRECLF_BEAM_OPTIONS": "--direct_num_workers=2"})
-        timed_dvc(remote, "repro", "-f", "-s", "convert", shown=SHOWN)
+        timed_dvc(remote, "repro", "-f", "-s", "convert", shown=SHOWN, steps=steps)
         del os.environ["GENRECLF_ENGINE"], os.environ["GENRECLF_BEAM_OPTIONS"]
-        print("    dvc.lock unchanged:", (remote / "dvc.lock").read_bytes() == lock)
-        gcs.filesystem().rm(wavs[sorted(wavs)[0]].url)
-        timed_dvc(remote, "repro", "-f", "-s", "features", check=False, shown=SHOWN)
+        checks["beam_convert_leaves_dvc_lock"] = (remote / "dvc.lock").read_bytes() == lock
+        print("    dvc.lock unchanged:", checks["beam_convert_leaves_dvc_lock"])
+        deleted = wavs[sorted(wavs)[0]].url
+        gcs.filesystem().rm(deleted)
+        out, _ = timed_dvc(remote, "repro", "-f", "-s", "features", check=False, shown=SHOWN, steps=steps)
+        checks["missing_wav_fails_naming_it"] = steps[-1]["exit_status"] != 0 and deleted in out
         _, clips = read_raw_manifest(remote / "data" / "raw")
-        gcs.filesystem().rm(clips[sorted(clips)[-1]].url)
-        timed_dvc(remote, "repro", "-f", "-s", "convert", check=False, shown=SHOWN)
+        deleted = clips[sorted(clips)[-1]].url
+        gcs.filesystem().rm(deleted)
+        out, _ = timed_dvc(remote, "repro", "-f", "-s", "convert", check=False, shown=SHOWN, steps=steps)
+        checks["missing_raw_clip_fails_naming_it"] = steps[-1]["exit_status"] != 0 and deleted in out
     finally:
         emulator.stop()
+    return {"clips": gcs_shards.count_clips(gtzan), "steps": steps, "checks": checks}
 
 
 if __name__ == "__main__":
-    gcs_shards.main(run, __doc__, "gcs-wavs-")
+    gcs_shards.main(run, __doc__, "gcs_wavs")

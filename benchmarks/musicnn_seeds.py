@@ -11,6 +11,12 @@ that seed's test split. Nothing is chosen on a test split.
 
 P is a project whose `embed` stage ran on every clip (split.method stratified), e.g. the
 end-to-end test's (``--basetemp=DIR``: DIR/pipeline/project).
+
+The JSON (--json, default benchmarks/results/musicnn_seeds.json; benchmarks/record.py's
+document) holds in ``figures``: ``clips``, ``columns`` (the embedding's width), ``seeds``: one
+object per split seed: ``seed``, ``C`` (chosen by CV on train), ``cv_accuracy``,
+``test_accuracy``, ``test_right``, ``test_clips``; then ``mean_test_accuracy`` and
+``std_test_accuracy`` over the seeds (ddof 0).
 """
 
 from __future__ import annotations
@@ -25,15 +31,20 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import record  # noqa: E402
 from genreclf.artifacts import EMBEDDINGS_DIR, SPLITS, read_feature_info, read_feature_split  # noqa: E402
 from genreclf.data.splits import stratified_split  # noqa: E402
 from genreclf.models import sklearn_models  # noqa: E402
 
+DEFAULT_JSON = ROOT / "benchmarks" / "results" / "musicnn_seeds.json"
+
 
 def main() -> None:
+    run = record.start("musicnn_seeds")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", type=Path, required=True, help="a project whose embed stage has run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="the figures' JSON (default %(default)s)")
     args = parser.parse_args()
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -53,7 +64,7 @@ def main() -> None:
     print(f"musicnn: C in {settings['C']}, {settings['cv_folds']}-fold CV on train; split fractions {fractions}")
 
     print("\n| split seed | C chosen (CV on train) | CV accuracy | test accuracy |\n| ---: | ---: | ---: | ---: |")
-    accuracies = []
+    accuracies, rows = [], []
     for seed in args.seeds:
         split = np.array(stratified_split(track_ids, genres, fractions, seed))
         train, test = split == "train", split == "test"
@@ -75,9 +86,27 @@ def main() -> None:
         accuracies.append(accuracy)
         right = int(round(accuracy * test.sum()))
         print(f"| {seed} | {C:g} | {cv_accuracy:.3f} | {accuracy:.3f} ({right}/{test.sum()}) |")
+        rows.append(
+            {
+                "seed": seed,
+                "C": float(C),
+                "cv_accuracy": round(float(cv_accuracy), 6),
+                "test_accuracy": round(accuracy, 6),
+                "test_right": right,
+                "test_clips": int(test.sum()),
+            }
+        )
     print(
         f"\nmean test accuracy over {len(accuracies)} seeds: {np.mean(accuracies):.3f} (std {np.std(accuracies):.3f})"
     )
+    figures = {
+        "clips": len(track_ids),
+        "columns": int(features.shape[1]),
+        "seeds": rows,
+        "mean_test_accuracy": round(float(np.mean(accuracies)), 6),
+        "std_test_accuracy": round(float(np.std(accuracies)), 6),
+    }
+    record.write(args.json, run, figures)
 
 
 if __name__ == "__main__":

@@ -377,6 +377,35 @@ def test_cnn1d_learns_to_tell_tones_apart(tmp_path):
     assert result.best_logs["val_accuracy"] == pytest.approx(val.unit_accuracy, abs=1e-6)
 
 
+class EpochLosses(keras.callbacks.Callback):
+    """The training loss of each epoch, as the stage's dvclive callback logs it."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses: list[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.losses.append(float(logs["loss"]))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cnn2d_training_loss_falls_on_tones_whose_genre_is_their_pitch(tmp_path, seed):
+    """A task built to be learnt: 3 genres, each a noisy tone at its own pitch (150, 500 and
+    1400 Hz, tests/keras_fixture.py), 8 training clips each. cnn2d, spectrogram layer included,
+    trained by train_model for 10 epochs: its cross-entropy falls from about ln 3 (guessing)
+    to a small fraction of it, and it tells the val clips apart. Measured on three seeds, with
+    the vector code capped or not: from 1.10-1.13 to 0.001-0.07, every val clip right."""
+    info = write_tiny_shards(tmp_path / "shards", seed=2, clips_per_label={"train": 8, "val": 4, "test": 1})
+    settings = dict(TINY_PARAMS["cnn2d"], epochs=10, patience=10, learning_rate=0.01, dropout=0.0, seed=seed)
+    losses = EpochLosses()
+    result = training.train_model("cnn2d", settings, tmp_path / "shards", info, callbacks=[losses], log=lambda m: None)
+    assert len(losses.losses) == 10 and all(math.isfinite(loss) for loss in losses.losses)
+    assert losses.losses[0] > 0.8 * math.log(3)  # it starts about where guessing is
+    assert min(losses.losses[-3:]) < 0.25 * losses.losses[0], losses.losses
+    val = predictors.KerasPredictor(result.model, result.preprocessing, LABELS).predict_split(tmp_path, "val")
+    assert val.clip_accuracy >= 0.75  # chance: 1/3
+
+
 def test_a_failed_run_leaves_no_outputs(tmp_path):
     write_tiny_repo(tmp_path)
     for shard in (tmp_path / "data/shards").glob("val-*"):

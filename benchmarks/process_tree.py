@@ -1,5 +1,7 @@
 """Peak memory of a process and all its descendants, sampled in a background thread.
 
+Not a benchmark: a module that bench_data.py, bench_sklearn_memory.py and rehearsal.py import.
+
     with peak_rss(pid) as peak:        # pid None: this process
         ...                            # the work, e.g. a pool or a `dvc repro`
     peak.tree_rss, peak.root_rss, peak.leaf_rss

@@ -1,111 +1,101 @@
 """Scale rehearsal: the real pipeline on N clips built from ../shared/data, measured stage by stage.
 
     python benchmarks/rehearsal.py --clips 1000 [--seed 0] [--workdir DIR] [--json PATH]
-                                   [--keras-steps 20] [--skip-keras] [--workers N]
+                                   [--keras-steps 20] [--skip-keras] [--set KEY=VALUE ...]
+                                   [--workers N] [--keep]
 
 1. **The source.** N clips made from the real audio in ``../shared/data``, laid out as an
-   unpacked local FMA copy that the fetch stage reads with ``data.source=<dir>``:
-   ``fma_metadata/{tracks.csv,genres.csv}`` (tracks.csv in FMA's real format: two header
-   rows, a real row per genre copied with the id, subset ``small``, split and genre_top
-   changed) and ``fma_small/NNN/NNNNNN.mp3``. The genres are fma_small's 8, balanced
-   (clip i has genre i mod 8); FMA's official split is 80/10/10 within each genre.
-   Nine clips in ten are the real 44.1 kHz stereo FMA mp3s, so convert decodes what
-   fma_small holds (MPEG-1 layer III at 128-320 kbit/s, ~1 MB per 30 s); one in ten is a
-   GTZAN clip resampled to 44.1 kHz stereo and encoded once to a 256 kbit/s mp3 (libsndfile's
-   LAME). Each copy is made distinct by a change drawn from (seed, i) only, so the first
-   1000 clips of the 8000-clip source are those of the 1000-clip source: a gain of the whole
-   clip (1 to 4 steps of 1.5 dB down) and 1.5 dB less on GRANULE_DIPS granules (of ~2300,
-   13 ms each). Both are made in the bit stream, the way mp3gain does it: each granule's
-   ``global_gain`` field is lowered, so the decoded audio is exactly the original times
-   2^(-steps/4) per granule, the frames, bit rate and LAME tag stay FMA's own, and no lossy
-   re-encode is needed (~40 ms per clip instead of ~2 CPU-s for LAME). No two files are
-   byte-identical (checked). The source is built by a process pool with a progress bar and
-   cached in --workdir by (N, seed, BUILD_VERSION); a rerun reuses it.
+   unpacked local FMA copy of fma_small (8 balanced genres, FMA's official 80/10/10 split)
+   that the fetch stage reads with ``data.source=<dir>``: tests/support/fma_source.py builds
+   it (how: its docstring) and caches it in --workdir by (N, seed); a rerun reuses it.
 2. **What runs.** A ``git clone`` of this repository's HEAD into --workdir (a fresh one at
-   every run; uncommitted changes are not in it: a warning says so), with params.yaml
-   changed by the yaml library only in ``data.source`` (the built source), ``data.dataset``
-   (fma_small), ``data.clips_per_genre`` (null) and ``mobilenet.weights`` (null: ImageNet
-   weights cannot be downloaded offline). Then ``dvc repro --single-item`` of fetch,
-   convert, split, shard, features, ``train_sklearn@<m>`` for every sklearn model (the SVM
-   with its CV search as in params.yaml) and ``train_keras@<m>`` for every Keras model at
-   its default size, with the environment variable GENRECLF_MAX_TRAIN_STEPS=--keras-steps:
-   the stage then stops training after that many batches (over as many epochs as that
-   takes, each validated on at most as many batches; early stopping may end it sooner) and
-   logs the step times (stages/train_keras.py: a Keras callback, a benchmark-only switch,
-   unset in normal runs). N must be at least MIN_CLIPS. The Keras stage's time also covers
-   starting TensorFlow, building the model, its prediction of the whole val split and saving
-   it; from its log come the fit's time, the number of steps, the first step (which traces
-   the model and starts the input pipeline) and the mean of the others (examples/s = batch
-   / that mean).
+   every run, deleted at the end unless --keep; uncommitted changes are not in it: a warning
+   says so), with params.yaml changed by the yaml library only in ``data.source`` (the built
+   source), ``data.dataset`` (fma_small), ``data.clips_per_genre`` (null),
+   ``mobilenet.weights`` (null: ImageNet weights cannot be downloaded offline) and any
+   ``--set key=value``. Then ``dvc repro --single-item`` of every stage of the clone's
+   dvc.yaml, each foreach item apart (``train_sklearn@svm``), in dependency order: fetch,
+   convert, split, shard, features, pretrained (the musicnn wheel: pip-downloaded into
+   ``pretrained.cache_dir`` once), embed, train_sklearn, train_keras, evaluate_sklearn,
+   evaluate_keras, summarize, recommend_index. ``--skip-keras`` leaves out train_keras and
+   every stage that needs its models. The Keras stages run with the environment variable
+   GENRECLF_MAX_TRAIN_STEPS=--keras-steps: the stage then stops training after that many
+   batches (over as many epochs as that takes, each validated on at most as many batches;
+   early stopping may end it sooner) and logs the step times (stages/train_keras.py: a
+   Keras callback, a benchmark-only switch, unset in normal runs). N must be at least
+   MIN_CLIPS. The Keras stage's time also covers starting TensorFlow, building the model,
+   its prediction of the whole val split and saving it; from its log come the fit's time,
+   the number of steps, the first step (which traces the model and starts the input
+   pipeline) and the mean of the others (examples/s = batch / that mean).
 3. **What it prints.** Per stage: wall time, clips/s, peak RSS of the whole process tree
-   (psutil, every 0.2 s: the RSS of dvc and all its descendants summed at each
-   sample, the maximum kept; pages shared between processes count once per process) and
-   the bytes the stage wrote (its outs in dvc.lock, apparent size). Then the disk use of
+   (benchmarks/process_tree.py, every 0.2 s: the RSS of dvc and all its descendants summed
+   at each sample, the maximum kept; pages shared between processes count once per process)
+   and the bytes the stage wrote (its outs in dvc.lock, apparent size). Then the disk use of
    the workspace (the clone without .git and .dvc/cache) and of the DVC cache, each inode
-   counted once, the time of a no-op ``dvc repro`` of the stages above and of ``dvc
-   status``, and a projection for fma_large (``project_large``: assumptions in its docstring).
-   A Markdown table for the README, and every figure as JSON (--json).
+   counted once, the time of a no-op ``dvc repro`` and of ``dvc status``, and a projection
+   for fma_large (``project_large``: assumptions in its docstring), as Markdown tables.
 
-Other work on the machine slows every wall-clock figure: the load average is printed.
+**The JSON** (--json, default benchmarks/results/rehearsal.json; benchmarks/record.py's
+document) holds in ``figures``:
+
+- ``clips``, ``seed``, ``keras_step_limit`` (null with --skip-keras), ``complete`` (every
+  planned stage ran and succeeded), ``planned`` (the stage names, in order);
+- ``stages``: one object per stage that ran, in order: ``stage``, ``status`` (exit status),
+  ``seconds`` (wall), ``work_seconds`` (what the stage's log says its work took; for a stage
+  that does not say, the span from its first timestamped log line to its last, 1 s
+  resolution, which misses what it does before its first line; null without either),
+  ``clips_per_s`` (null for the Keras training stages), ``peak_tree_rss_mib``,
+  ``peak_leaf_rss_mib``, ``processes_at_peak``, ``written_mb``; the Keras training stages
+  add ``steps``, ``batch_size``, ``units_per_clip``, ``first_step_seconds``,
+  ``seconds_per_step``, ``examples_per_s``;
+- ``disk``: ``workspace_bytes``, ``workspace_data_bytes``, ``cache_bytes``,
+  ``workspace_and_cache_bytes``, ``audio_copies`` (copies of the decoded audio in the
+  workspace and the cache together), ``source_bytes``;
+- ``bookkeeping``: ``noop_repro_command``, ``noop_repro_seconds``, ``status_seconds``,
+  ``noop_repro_reran`` (the stages the no-op repro ran: should be empty);
+- ``projection`` (null unless complete): fma_large's ``clips``, ``measured_cores``,
+  ``reference_cores``, ``data_hours``, ``sklearn_hours``, ``other_hours`` (each
+  ``{"measured_cores": h, "reference_cores": h}``), ``keras`` (per training stage:
+  ``steps_per_epoch``, ``seconds_per_step``, ``upper_bound``, ``hours_per_epoch``),
+  ``stages`` (per stage: ``hours``, ``peak_rss_bytes``), ``workspace_bytes``,
+  ``cache_bytes``, ``combined_bytes``, ``peak_rss_bytes``.
+
+Other work on the machine slows every wall-clock figure: the load average is recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import record  # noqa: E402
 from benchmarks.process_tree import TreePeak, peak_rss  # noqa: E402
+from tests.support.fma_source import DATASET, GENRES, build_source  # noqa: E402
 
 DEFAULT_SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "genreclf-rehearsal"
-BUILD_VERSION = 1  # part of the source's cache key: bump when the built files change
-
-# ---- the source
-GENRES = ("Hip-Hop", "Pop", "Folk", "Experimental", "Rock", "International", "Electronic", "Instrumental")
-SPLIT_CYCLE = ("training",) * 8 + ("validation", "test")  # FMA's 80/10/10, by position within a genre
-GTZAN_EVERY = 10  # clip i is made from GTZAN when i % GTZAN_EVERY == GTZAN_EVERY - 1
-ID_SPAN = 155_000  # fma_small's track ids run from 2 to ~155,000 (~51 clips per folder)
-FIRST_ID = 2
-MAX_ID = 999_999  # 6 digits
-CLIP_GAIN_STEPS = (1, 2, 3, 4)  # whole-clip attenuation, in global_gain steps of 1.5 dB
-GRANULE_DIPS = 24  # granules made one step quieter, chosen from the seed
-GTZAN_RATE = 44_100
-GTZAN_MP3_LEVEL = (320 - 256) / (320 - 32)  # libsndfile's MP3 compression level for 256 kbit/s CBR
-DATASET = "fma_small"
-METADATA_DIR = "fma_metadata"
-SOURCE_INFO = "rehearsal_source.json"
-
-# ---- MPEG-1 layer III frames (ISO/IEC 11172-3)
-MP3_BITRATES = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0)  # kbit/s, index 1..14
-MP3_SAMPLE_RATES = (44_100, 48_000, 32_000, 0)
-SIDE_INFO_GRANULE_BITS = 59  # per granule and channel
-SIDE_INFO_HEAD_BITS = {1: 18, 2: 20}  # main_data_begin, private bits, scfsi: mono, stereo
-GLOBAL_GAIN_AT = 21  # part2_3_length (12) + big_values (9), then global_gain (8)
-SIDE_INFO_BYTES = {1: 17, 2: 32}
-VBR_TAGS = (b"Info", b"Xing")  # the LAME/Xing tag frame that leads a file: no audio
+DEFAULT_JSON = ROOT / "benchmarks" / "results" / "rehearsal.json"
 
 # ---- the run
 FMA_LARGE_CLIPS = 106_574
-DATA_STAGES = ("fetch", "convert", "split", "shard", "features")
+DATA_STAGES = ("fetch", "convert", "split", "shard", "features", "pretrained", "embed")
 POOL_STAGES = ("convert", "features")  # one worker process per core
 QUADRATIC_STAGES = ("train_sklearn@svm",)  # kernel SVM training grows at least as clips squared
 DEFAULT_KERAS_STEPS = 20
@@ -120,300 +110,15 @@ WORK_SECONDS_RE = {
     "features": re.compile(r"computed \d+ clips in ([0-9.]+) s"),
     "train_sklearn": re.compile(r"trained \S+ in ([0-9.]+) s"),  # the CV search and the fit
     "train_keras": re.compile(r"training time: ([0-9.]+) s"),  # the fit
+    "embed": re.compile(r"embedded \d+ clips in ([0-9.]+) s"),
 }
+LOG_TIME_RE = re.compile(r"^(\d\d):(\d\d):(\d\d) stages\.", re.MULTILINE)  # a stage's log line
 STEP_COUNT_RE = re.compile(r"step times: (\d+) training step")
 FIRST_STEP_RE = re.compile(r"step times: \d+ training step\(s\): the first ([0-9.]+) s")
 STEADY_STEP_RE = re.compile(r"then ([0-9.]+) s/step over \d+ step")
 LOG_TAIL_CHARS = 4000
 GIB = 2**30
 MIB = 2**20
-
-
-# ===================================================================== MP3 bit stream
-
-
-def id3v2_size(data: bytes) -> int:
-    """Bytes of the ID3v2 tag that leads ``data`` (0 if none)."""
-    if data[:3] != b"ID3" or len(data) < 10:
-        return 0
-    size = (data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9]
-    footer = 10 if data[5] & 0x10 else 0
-    return 10 + size + footer
-
-
-def mp3_frames(data: bytes, label: str = "mp3") -> list[tuple[int, int, int]]:
-    """(offset, length, channels) of each MPEG-1 layer III frame, from the ID3v2 tag to the first non-frame.
-
-    Raises ValueError for what ``with_gain_changes`` cannot edit: another MPEG version or
-    layer, CRC-protected frames (the CRC covers the side info), free-format bit rate.
-    """
-    frames, pos = [], id3v2_size(data)
-    while pos + 4 <= len(data):
-        header = int.from_bytes(data[pos : pos + 4], "big")
-        if header >> 21 != 0x7FF:
-            break
-        version, layer, no_crc = (header >> 19) & 3, (header >> 17) & 3, (header >> 16) & 1
-        bitrate, rate = MP3_BITRATES[(header >> 12) & 15], MP3_SAMPLE_RATES[(header >> 10) & 3]
-        if version != 3 or layer != 1 or not no_crc or not bitrate or not rate:
-            raise ValueError(
-                f"{label}: frame at byte {pos} is not an unprotected MPEG-1 layer III frame "
-                f"(version {version}, layer {layer}, crc {not no_crc}, bit rate {bitrate}, "
-                f"rate {rate})"
-            )
-        length = 144_000 * bitrate // rate + ((header >> 9) & 1)
-        channels = 1 if (header >> 6) & 3 == 3 else 2
-        frames.append((pos, length, channels))
-        pos += length
-    if not frames:
-        raise ValueError(f"{label}: no MPEG audio frame after the ID3v2 tag")
-    return frames
-
-
-def global_gain_bits(offset: int, channels: int) -> list[list[int]]:
-    """Bit positions (from the start of the file) of global_gain, per granule then per channel."""
-    side_info = (offset + 4) * 8
-    head = SIDE_INFO_HEAD_BITS[channels]
-    return [
-        [
-            side_info + head + (granule * channels + channel) * SIDE_INFO_GRANULE_BITS + GLOBAL_GAIN_AT
-            for channel in range(channels)
-        ]
-        for granule in range(2)
-    ]
-
-
-def _add_to_byte_at_bit(buffer: bytearray, bit: int, delta: int) -> None:
-    """Add ``delta`` to the 8-bit unsigned field that starts at ``bit``, clamped to 0..255."""
-    start, shift = bit // 8, 8 - bit % 8
-    word = int.from_bytes(buffer[start : start + 2], "big")
-    value = min(255, max(0, ((word >> shift) & 0xFF) + delta))
-    word = (word & ~(0xFF << shift) & 0xFFFF) | (value << shift)
-    buffer[start : start + 2] = word.to_bytes(2, "big")
-
-
-def audio_granules(data: bytes, label: str = "mp3") -> list[list[int]]:
-    """global_gain bit positions of every audio granule (the leading LAME/Xing tag frame excluded)."""
-    granules = []
-    for offset, _length, channels in mp3_frames(data, label):
-        tag_at = offset + 4 + SIDE_INFO_BYTES[channels]
-        if data[tag_at : tag_at + 4] in VBR_TAGS:
-            continue
-        granules.extend(global_gain_bits(offset, channels))
-    return granules
-
-
-def with_gain_changes(data: bytes, clip_steps: int, dipped: list[int], label: str = "mp3") -> bytes:
-    """``data`` with every granule ``clip_steps`` global_gain steps quieter (1.5 dB each), and the
-    granules numbered in ``dipped`` one step more. Decoded, each granule is the original times
-    2^(-steps/4); nothing else in the file changes."""
-    buffer = bytearray(data)
-    granules = audio_granules(data, label)
-    extra = np.zeros(len(granules), dtype=np.int64)
-    extra[np.asarray(dipped, dtype=np.int64) % len(granules)] = 1
-    for bits, more in zip(granules, extra):
-        for bit in bits:
-            _add_to_byte_at_bit(buffer, bit, -(clip_steps + int(more)))
-    return bytes(buffer)
-
-
-# ===================================================================== the source
-
-
-@dataclass(frozen=True)
-class ClipPlan:
-    index: int
-    track_id: str  # 6 digits
-    genre: str
-    split: str  # FMA's official split: training | validation | test
-    base: str  # "fma/<file>.mp3" or "gtzan/<genre>/<file>.wav", relative to the shared data
-    clip_steps: int  # whole-clip attenuation in global_gain steps
-    dipped: tuple[int, ...]  # granule numbers (modulo the clip's granule count) one step quieter
-
-
-def track_ids(n: int) -> list[str]:
-    """N track ids spread like fma_small's (2 .. ~155,000; about 51 per NNN folder), 6 digits each."""
-    stride = max(1, ID_SPAN // max(n, 1))
-    last = FIRST_ID + (n - 1) * stride
-    if last > MAX_ID:
-        raise ValueError(f"{n} clips do not fit in 6-digit track ids")
-    return [f"{FIRST_ID + i * stride:06d}" for i in range(n)]
-
-
-def base_files(shared: Path) -> tuple[list[str], list[str]]:
-    """(FMA mp3s, GTZAN wavs) under ``shared``, relative to it, sorted."""
-    fma = sorted(p.relative_to(shared).as_posix() for p in (shared / "fma" / "fma_audio").glob("*/*.mp3"))
-    gtzan = sorted(p.relative_to(shared).as_posix() for p in (shared / "gtzan_mini").glob("*/*.wav"))
-    if not fma:
-        raise FileNotFoundError(
-            f"{shared / 'fma' / 'fma_audio'}: no FMA mp3 (NNN/NNNNNN.mp3); the rehearsal "
-            "needs ../shared/data beside the repository (see ../shared/README.md)"
-        )
-    return fma, gtzan
-
-
-def plan_clips(n: int, seed: int, fma: list[str], gtzan: list[str]) -> list[ClipPlan]:
-    """What each of the N clips is made of. Clip i's genre, base and change depend on (seed, i) only."""
-    plans = []
-    for index, track_id in enumerate(track_ids(n)):
-        rng = np.random.default_rng([seed, index])
-        from_gtzan = bool(gtzan) and index % GTZAN_EVERY == GTZAN_EVERY - 1
-        base = gtzan[(index // GTZAN_EVERY) % len(gtzan)] if from_gtzan else fma[index % len(fma)]
-        genre = GENRES[index % len(GENRES)]
-        split = SPLIT_CYCLE[(index // len(GENRES)) % len(SPLIT_CYCLE)]
-        clip_steps = int(rng.choice(CLIP_GAIN_STEPS))
-        dipped = tuple(int(g) for g in np.sort(rng.choice(2**20, size=GRANULE_DIPS, replace=False)))
-        plans.append(ClipPlan(index, track_id, genre, split, base, clip_steps, dipped))
-    return plans
-
-
-def audio_member(track_id: str) -> str:
-    """The clip's path in the source: fma_small/NNN/NNNNNN.mp3, as in FMA's archive."""
-    return f"{DATASET}/{track_id[:3]}/{track_id}.mp3"
-
-
-def encoded_base_path(workdir: Path, base: str) -> Path:
-    """Where the 44.1 kHz stereo mp3 of a GTZAN base is cached."""
-    return workdir / "bases" / f"v{BUILD_VERSION}" / (base.removesuffix(".wav") + ".mp3")
-
-
-def encode_gtzan_base(wav: Path, dest: Path) -> str:
-    """Resample a 22,050 Hz mono GTZAN clip to 44.1 kHz stereo and encode it to a 256 kbit/s mp3 (once)."""
-    import soundfile as sf
-    import soxr
-
-    if not dest.exists():
-        samples, rate = sf.read(wav, dtype="float32", always_2d=True)
-        mono = samples.mean(axis=1)
-        resampled = soxr.resample(mono, rate, GTZAN_RATE, quality="HQ").astype(np.float32)
-        stereo = np.repeat(resampled[:, np.newaxis], 2, axis=1)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        temporary = dest.with_name(dest.name + f".tmp{os.getpid()}")
-        sf.write(
-            temporary, stereo, GTZAN_RATE, format="MP3", bitrate_mode="CONSTANT", compression_level=GTZAN_MP3_LEVEL
-        )
-        os.replace(temporary, dest)
-    return str(dest)
-
-
-def build_clip(plan: ClipPlan, base_path: str, dest: str) -> tuple[str, int]:
-    """Write one clip; return (its SHA-1, its bytes)."""
-    data = with_gain_changes(Path(base_path).read_bytes(), plan.clip_steps, list(plan.dipped), base_path)
-    Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    Path(dest).write_bytes(data)
-    return hashlib.sha1(data).hexdigest(), len(data)
-
-
-def genre_ids(genres_csv: Path) -> dict[str, int]:
-    """Top-level genre title -> genre_id, from FMA's genres.csv."""
-    import pandas as pd
-
-    genres = pd.read_csv(genres_csv)
-    top = genres[genres["parent"] == 0]
-    return {str(title): int(gid) for title, gid in zip(top["title"], top["genre_id"])}
-
-
-def tracks_table(plans: list[ClipPlan], tracks_head: Path, genres_csv: Path):
-    """tracks.csv's frame (two-level columns, index track_id) for the planned clips.
-
-    Each row is a real row of tracks_head.csv (a small-subset track of the same genre
-    where there is one, else the first small-subset track) with the id, subset, split,
-    genre_top and the genre lists changed.
-    """
-    import pandas as pd
-
-    real = pd.read_csv(tracks_head, index_col=0, header=[0, 1], low_memory=False)
-    small = real[real[("set", "subset")] == "small"]
-    ids = genre_ids(genres_csv)
-    templates = {}
-    for genre in GENRES:
-        same = small[small[("track", "genre_top")] == genre]
-        templates[genre] = (same if len(same) else small).iloc[0]
-    rows = []
-    for plan in plans:
-        row = templates[plan.genre].copy()
-        row[("set", "subset")] = "small"
-        row[("set", "split")] = plan.split
-        row[("track", "genre_top")] = plan.genre
-        row[("track", "genres")] = row[("track", "genres_all")] = f"[{ids[plan.genre]}]"
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=real.columns)
-    table.index = pd.Index([int(plan.track_id) for plan in plans], name=real.index.name or "track_id")
-    return table
-
-
-def write_metadata(source: Path, plans: list[ClipPlan], shared: Path) -> None:
-    """fma_metadata/tracks.csv (FMA's format: two header rows, then the track_id row) and genres.csv."""
-    metadata = shared / "fma" / "fma_metadata"
-    out = source / METADATA_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    tracks_table(plans, metadata / "tracks_head.csv", metadata / "genres.csv").to_csv(out / "tracks.csv")
-    shutil.copyfile(metadata / "genres.csv", out / "genres.csv")
-
-
-def source_dir(workdir: Path, n: int, seed: int) -> Path:
-    return workdir / f"source-n{n}-seed{seed}-v{BUILD_VERSION}"
-
-
-def _starmap(pool, function, argument_lists, desc: str, unit: str) -> list:
-    from tqdm import tqdm
-
-    futures = [pool.submit(function, *arguments) for arguments in argument_lists]
-    return [future.result() for future in tqdm(futures, desc=desc, unit=unit, file=sys.stderr)]
-
-
-def build_source(n: int, seed: int, shared: Path, workdir: Path, workers: int | None = None, log=print) -> Path:
-    """The N-clip FMA-format source for ``seed`` in ``workdir``, built unless already there."""
-    final = source_dir(workdir, n, seed)
-    if (final / SOURCE_INFO).is_file():
-        log(f"source: reusing {final} (built earlier for --clips {n} --seed {seed})")
-        return final
-    fma, gtzan = base_files(shared)
-    plans = plan_clips(n, seed, fma, gtzan)
-    workers = workers or os.cpu_count() or 1
-    started = time.perf_counter()
-    building = final.with_name(final.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        gtzan_bases = sorted({plan.base for plan in plans if plan.base.startswith("gtzan_mini/")})
-        encoded = dict(
-            zip(
-                gtzan_bases,
-                _starmap(
-                    pool,
-                    encode_gtzan_base,
-                    [(shared / b, encoded_base_path(workdir, b)) for b in gtzan_bases],
-                    desc="encode GTZAN bases (once)",
-                    unit="clip",
-                ),
-            )
-        )
-        jobs = [
-            (plan, encoded.get(plan.base, str(shared / plan.base)), str(building / audio_member(plan.track_id)))
-            for plan in plans
-        ]
-        results = _starmap(pool, build_clip, jobs, desc=f"build {n} clips", unit="clip")
-    digests = [digest for digest, _size in results]
-    if len(set(digests)) != len(digests):
-        raise RuntimeError(f"{building}: {len(digests) - len(set(digests))} clips are byte-identical to another")
-    write_metadata(building, plans, shared)
-    info = {
-        "clips": n,
-        "seed": seed,
-        "build_version": BUILD_VERSION,
-        "dataset": DATASET,
-        "from_gtzan": sum(plan.base.startswith("gtzan_mini/") for plan in plans),
-        "audio_bytes": sum(size for _digest, size in results),
-        "genres": {genre: sum(plan.genre == genre for plan in plans) for genre in GENRES},
-        "build_seconds": round(time.perf_counter() - started, 1),
-    }
-    (building / SOURCE_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(building, final)
-    log(
-        f"source: built {n} clips in {info['build_seconds']} s ({info['from_gtzan']} from GTZAN, "
-        f"{info['audio_bytes'] / n / 1e6:.2f} MB per clip) in {final}"
-    )
-    return final
 
 
 # ===================================================================== measuring
@@ -540,19 +245,27 @@ def clone_project(dest: Path, log=print) -> str:
     return commit
 
 
-def rehearsal_params(params: dict, source: Path) -> dict:
-    """params.yaml with the rehearsal's source; every other key as committed except mobilenet.weights."""
+def rehearsal_params(params: dict, source: Path, overrides: list[str] = ()) -> dict:
+    """params.yaml with the rehearsal's source; every other key as committed except mobilenet.weights
+    and the ``overrides`` ("a.b=value", the value read as YAML)."""
     params = json.loads(json.dumps(params))
     params["data"].update({"dataset": DATASET, "source": str(source), "clips_per_genre": None})
     params["mobilenet"]["weights"] = None  # ImageNet weights cannot be downloaded offline
+    for override in overrides:
+        dotted, value = override.split("=", 1)
+        *parents, key = dotted.split(".")
+        node = params
+        for parent in parents:
+            node = node[parent]
+        if key not in node:
+            raise SystemExit(f"--set {override}: params.yaml has no key {dotted}")
+        node[key] = yaml.safe_load(value)
     return params
 
 
-def set_params(project: Path, source: Path) -> dict:
-    import yaml
-
+def set_params(project: Path, source: Path, overrides: list[str] = ()) -> dict:
     path = project / "params.yaml"
-    params = rehearsal_params(yaml.safe_load(path.read_text(encoding="utf-8")), source)
+    params = rehearsal_params(yaml.safe_load(path.read_text(encoding="utf-8")), source, overrides)
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     return params
 
@@ -591,12 +304,21 @@ def run_stage(
         peak.processes,
         written,
         status,
-        _number(work),
+        _number(work) if work else log_span(text),
         int(count.group(1)) if count else steps,
         batch_size,
         _number(first),
         _number(steady),
     )
+
+
+def log_span(text: str) -> float | None:
+    """Seconds from the stage's first timestamped log line to its last (1 s resolution), or None:
+    the work of a stage that does not time it (evaluate, summarize), without Python's start-up."""
+    stamps = [int(h) * 3600 + int(m) * 60 + int(s) for h, m, s in LOG_TIME_RE.findall(text)]
+    if not stamps:
+        return None
+    return float((stamps[-1] - stamps[0]) % 86_400)
 
 
 def _number(match: re.Match | None) -> float | None:
@@ -617,9 +339,68 @@ def time_command(project: Path, args: list[str], logs: Path, name: str) -> float
     return time.perf_counter() - started
 
 
-def pipeline_stages(params: dict, skip_keras: bool) -> list[str]:
-    keras = [] if skip_keras else [f"train_keras@{m}" for m in params["models"]["keras"]]
-    return [*DATA_STAGES, *(f"train_sklearn@{m}" for m in params["models"]["sklearn"]), *keras]
+OUT_FIELDS = ("outs", "metrics", "plots")  # what a dvc.yaml stage writes
+KERAS_STAGES = ("train_keras",)  # left out by --skip-keras, with every stage that depends on them
+
+
+def _foreach_items(value, params: dict):
+    """(key, item) pairs of a dvc.yaml foreach: a list or a mapping, or ``${a.b}`` naming one in params."""
+    if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+        for key in value[2:-1].split("."):
+            params = params[key]
+        value = params
+    return list(value.items()) if isinstance(value, dict) else [(item, item) for item in value]
+
+
+def _paths(entries: list | None, key: str = "", item: str = "") -> list[str]:
+    """The paths of a dvc.yaml deps/outs list (an entry is a path or {path: options}), ${key}/${item} filled."""
+    paths = [next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries or []]
+    return [str(path).replace("${key}", str(key)).replace("${item}", str(item)) for path in paths]
+
+
+def _overlaps(a: str, b: str) -> bool:
+    a, b = a.rstrip("/"), b.rstrip("/")
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def dvc_stages(dvc_yaml: dict, params: dict) -> dict[str, dict]:
+    """Every stage of a dvc.yaml, foreach items as ``stage@key``: name -> {"deps": [...], "outs": [...]},
+    in dependency order (a stage after every stage whose outputs it reads; else dvc.yaml's order)."""
+    stages = {}
+    for name, stage in dvc_yaml["stages"].items():
+        if "foreach" in stage:
+            for key, item in _foreach_items(stage["foreach"], params):
+                body = stage["do"]
+                outs = [p for field in OUT_FIELDS for p in _paths(body.get(field), key, item)]
+                stages[f"{name}@{key}"] = {"deps": _paths(body.get("deps"), key, item), "outs": outs}
+        else:
+            outs = [p for field in OUT_FIELDS for p in _paths(stage.get(field))]
+            stages[name] = {"deps": _paths(stage.get("deps")), "outs": outs}
+    for name, stage in stages.items():
+        stage["upstream"] = {
+            other
+            for other, before in stages.items()
+            if other != name and any(_overlaps(d, o) for d in stage["deps"] for o in before["outs"])
+        }
+    ordered, done = {}, set()
+    while len(ordered) < len(stages):
+        ready = [n for n in stages if n not in done and stages[n]["upstream"] <= done]
+        if not ready:
+            raise ValueError(f"dvc.yaml: these stages depend on one another: {sorted(set(stages) - done)}")
+        ordered[ready[0]] = stages[ready[0]]
+        done.add(ready[0])
+    return ordered
+
+
+def pipeline_stages(stages: dict[str, dict], skip_keras: bool) -> list[str]:
+    """The stages to run, in order: all of them, or (skip_keras) all but KERAS_STAGES and what depends on them."""
+    dropped = {n for n in stages if skip_keras and n.split("@", 1)[0] in KERAS_STAGES}
+    grown = True
+    while grown:
+        more = {n for n, s in stages.items() if n not in dropped and s["upstream"] & dropped}
+        dropped |= more
+        grown = bool(more)
+    return [n for n in stages if n not in dropped]
 
 
 # ===================================================================== the projection
@@ -646,7 +427,8 @@ def project_large(
 ) -> dict:
     """fma_large figures from the measured per-clip costs. The assumptions:
 
-    - a stage's work (``work_seconds``, what its log times; else its whole ``seconds``) grows
+    - a stage's work (``work_seconds``: what its log times, else the span of its log lines; else
+      its whole ``seconds``) grows
       linearly with clips, except in QUADRATIC_STAGES (kernel SVM: as clips squared, a lower
       bound); the rest of its wall time (starting Python, reading params, DVC's hashing at
       this size) is counted once; a Keras epoch is its batches times the measured seconds per step:
@@ -686,22 +468,23 @@ def project_large(
                 "upper_bound": not stage.get("seconds_per_step"),
                 "steps_per_epoch": epoch_steps,
                 "hours_per_epoch": {"measured_cores": hours, "reference_cores": hours / speedup},
-                "peak_rss": memory,
+                "peak_rss_bytes": memory,
             }
             continue
-        work = stage.get("work_seconds") or stage["seconds"]
+        work = stage["seconds"] if stage.get("work_seconds") is None else stage["work_seconds"]
         fixed = (stage["seconds"] - work) / 3600
         hours = scaled_hours(work, clips, target, 2 if name in QUADRATIC_STAGES else 1)
         rows[name] = {
             "hours": {"measured_cores": fixed + hours, "reference_cores": fixed + (hours / speedup if pool else hours)},
-            "peak_rss": memory,
+            "peak_rss_bytes": memory,
         }
 
     def total(names, cores_key):
         return sum(rows[n]["hours"][cores_key] for n in names)
 
     data = [n for n in rows if n in DATA_STAGES]
-    sklearn = [n for n in rows if n.startswith("train_sklearn@")]
+    sklearn = [n for n in rows if n.split("@", 1)[0] in ("train_sklearn", "evaluate_sklearn")]
+    other = [n for n in rows if n not in data and n not in sklearn]
     every = [*rows.values(), *keras.values()]
     return {
         "clips": target,
@@ -710,23 +493,20 @@ def project_large(
         "reference_cores": reference_cores,
         "stages": rows,
         "keras": keras,
-        "data_half_hours": {k: total(data, k) for k in ("measured_cores", "reference_cores")},
+        "data_hours": {k: total(data, k) for k in ("measured_cores", "reference_cores")},
         "sklearn_hours": {k: total(sklearn, k) for k in ("measured_cores", "reference_cores")},
+        "other_hours": {k: total(other, k) for k in ("measured_cores", "reference_cores")},
         "workspace_bytes": fixed_bytes + data_bytes * target / clips,
         "cache_bytes": min(fixed_bytes, cache_bytes) + max(0, cache_bytes - fixed_bytes) * target / clips,
         # workspace and cache together, each file once (outputs are links to the cache): only data/ grows
         "combined_bytes": disk.get("combined", workspace_bytes + cache_bytes) + data_bytes * (target / clips - 1),
-        "peak_rss": {
-            k: max((r["peak_rss"][k] for r in every), default=0) for k in ("measured_cores", "reference_cores")
+        "peak_rss_bytes": {
+            k: max((r["peak_rss_bytes"][k] for r in every), default=0) for k in ("measured_cores", "reference_cores")
         },
     }
 
 
 # ===================================================================== the report
-
-
-def _mib(value: float) -> str:
-    return f"{value / MIB:,.0f}"
 
 
 def _hours(value: float) -> str:
@@ -741,29 +521,29 @@ def _gb(value: float) -> str:
     return f"{value / 1e9:,.2f}"
 
 
-def _name(r: StageResult) -> str:
-    return f"`{r.stage}`" + (f" **failed** (exit {r.status})" if r.status else "")
+def _cell(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
 
 
-def _work(r: StageResult) -> str:
-    return "" if r.work_seconds is None else f"{r.work_seconds:.1f}"
+def _name(row: dict) -> str:
+    return f"`{row['stage']}`" + (f" **failed** (exit {row['status']})" if row["status"] else "")
 
 
-def stage_table(results: list[StageResult]) -> str:
+def stage_table(rows: list[dict]) -> str:
+    """One row per stage that ran (the Keras training stages too: bounded, see keras_table)."""
     lines = [
         "| stage | wall (s) | of which its work (s) | clips/s | peak RSS, process tree (MiB) | written (MB) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in results:
-        if r.steps is None:
-            lines.append(
-                f"| {_name(r)} | {r.seconds:.1f} | {_work(r)} | {r.clips_per_second:.1f} "
-                f"| {_mib(r.peak_tree_rss)} | {r.bytes_written / 1e6:,.1f} |"
-            )
+    for r in rows:
+        lines.append(
+            f"| {_name(r)} | {r['seconds']:.1f} | {_cell(r['work_seconds'], '.1f')} | {_cell(r['clips_per_s'], '.1f')} "
+            f"| {r['peak_tree_rss_mib']:,.0f} | {r['written_mb']:,.1f} |"
+        )
     return "\n".join(lines)
 
 
-def keras_table(results: list[StageResult]) -> str:
+def keras_table(rows: list[dict]) -> str:
     lines = [
         (
             "| stage, bounded | steps × batch | wall (s) | of which the fit (s) | first step (s) "
@@ -771,14 +551,13 @@ def keras_table(results: list[StageResult]) -> str:
         ),
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for r in results:
-        if r.steps is not None:
-            first = "" if r.first_step_seconds is None else f"{r.first_step_seconds:.1f}"
-            steady = "" if r.seconds_per_step is None else f"{r.seconds_per_step:.2f}"
-            rate = "" if not r.seconds_per_step else f"{r.batch_size / r.seconds_per_step:.0f}"
+    for r in rows:
+        if r.get("steps") is not None:
             lines.append(
-                f"| {_name(r)} | {r.steps} × {r.batch_size} | {r.seconds:.1f} | {_work(r)} | {first} "
-                f"| {steady} | {rate} | {_mib(r.peak_tree_rss)} | {r.bytes_written / 1e6:,.1f} |"
+                f"| {_name(r)} | {r['steps']} × {r['batch_size']} | {r['seconds']:.1f} "
+                f"| {_cell(r['work_seconds'], '.1f')} | {_cell(r['first_step_seconds'], '.1f')} "
+                f"| {_cell(r['seconds_per_step'], '.2f')} | {_cell(r['examples_per_s'], '.0f')} "
+                f"| {r['peak_tree_rss_mib']:,.0f} | {r['written_mb']:,.1f} |"
             )
     return "\n".join(lines) if len(lines) > 2 else ""
 
@@ -788,15 +567,13 @@ def projection_table(p: dict) -> str:
     lines = [
         f"| fma_large, {p['clips']:,} clips | {cores} cores | {ref} cores |",
         "| --- | ---: | ---: |",
-        (
-            f"| fetch … features (h) | {_hours(p['data_half_hours']['measured_cores'])} "
-            f"| {_hours(p['data_half_hours']['reference_cores'])} |"
-        ),
-        (
-            f"| sklearn models (h) | {_hours(p['sklearn_hours']['measured_cores'])} "
-            f"| {_hours(p['sklearn_hours']['reference_cores'])} |"
-        ),
     ]
+    for key, label in (
+        ("data_hours", "fetch … embed (h)"),
+        ("sklearn_hours", "sklearn models, trained and evaluated (h)"),
+        ("other_hours", "Keras evaluation, summarize, recommend_index (h)"),
+    ):
+        lines.append(f"| {label} | {_hours(p[key]['measured_cores'])} | {_hours(p[key]['reference_cores'])} |")
     for stage, k in p["keras"].items():
         bound = " (upper bound: one step measured)" if k["upper_bound"] else ""
         hours = k["hours_per_epoch"]
@@ -809,8 +586,8 @@ def projection_table(p: dict) -> str:
         f"| DVC cache (GB) | {_gb(p['cache_bytes'])} | {_gb(p['cache_bytes'])} |",
         f"| both, each file once (GB) | {_gb(p['combined_bytes'])} | {_gb(p['combined_bytes'])} |",
         (
-            f"| peak RSS of a stage (GiB) | {p['peak_rss']['measured_cores'] / GIB:.1f} "
-            f"| {p['peak_rss']['reference_cores'] / GIB:.1f} |"
+            f"| peak RSS of a stage (GiB) | {p['peak_rss_bytes']['measured_cores'] / GIB:.1f} "
+            f"| {p['peak_rss_bytes']['reference_cores'] / GIB:.1f} |"
         ),
     ]
     return "\n".join(lines)
@@ -825,17 +602,19 @@ PROJECTION_NOTE = (
 )
 
 
-def report_markdown(summary: dict, results: list[StageResult]) -> str:
-    disk, book, p = summary["disk"], summary["bookkeeping"], summary["projection"]
+def report_markdown(doc: dict) -> str:
+    """The Markdown tables of a rehearsal's document (what record.write wrote)."""
+    f = doc["figures"]
+    disk, book, p = f["disk"], f["bookkeeping"], f["projection"]
     parts = [
         (
-            f"Rehearsal: {summary['clips']:,} clips (seed {summary['seed']}), commit {summary['commit'][:10]}, "
-            f"{summary['cores']} cores, load average {summary['load_average']}"
+            f"Rehearsal: {f['clips']:,} clips (seed {f['seed']}), commit {(doc['commit'] or '?')[:10]}, "
+            f"{record.machine_line(doc)}, {doc['seconds'] / 60:.1f} min in all"
         ),
         "",
-        stage_table(results),
+        stage_table(f["stages"]),
     ]
-    keras = keras_table(results)
+    keras = keras_table(f["stages"])
     if keras:
         parts += ["", keras]
     parts += [
@@ -864,13 +643,13 @@ def keras_units_per_clip(params: dict, model: str) -> int:
 
 
 def run_pipeline(
-    project: Path, params: dict, clips: int, logs: Path, keras_limit: int | None, log=print
+    project: Path, params: dict, planned: list[str], clips: int, logs: Path, keras_limit: int | None, log=print
 ) -> tuple[list[StageResult], list[str]]:
-    """Every stage in order, stopping at the first that fails; returns the results and the stages that ran."""
+    """Every planned stage in order, stopping at the first that fails; returns the results and the stages that ran."""
     results, ran = [], []
-    for stage in pipeline_stages(params, keras_limit is None):
+    for stage in planned:
         steps = batch = None
-        if stage.startswith("train_keras@"):
+        if stage.split("@", 1)[0] in KERAS_STAGES:
             model = stage.split("@", 1)[1]
             steps, batch = keras_limit, params[model]["batch_size"]
         log(f"running {stage}" + (f" ({STEPS_ENV}={steps})" if steps else "") + " ...")
@@ -890,70 +669,106 @@ def run_pipeline(
             + (f"{result.seconds_per_step} s/step" if result.seconds_per_step else "none (one step ran)")
         )
         log(
-            f"  {result.seconds:.1f} s, {rate}, peak RSS {_mib(result.peak_tree_rss)} MiB "
+            f"  {result.seconds:.1f} s, {rate}, peak RSS {result.peak_tree_rss / MIB:,.0f} MiB "
             f"({result.processes_at_peak} processes), wrote {result.bytes_written / 1e6:,.1f} MB"
         )
     return results, ran
 
 
-def noop_targets(ran: list[str], planned: list[str]) -> list[str]:
+def noop_targets(ran: list[str], planned: list[str], stages: dict[str, dict]) -> list[str]:
     """``dvc repro`` arguments naming the stages that ran (and so every stage before them).
 
-    When every planned stage ran, one ``--glob`` pattern that matches all the training
-    stages of dvc.yaml (or all the scikit-learn ones, without Keras): DVC reads dvc.yaml and
-    dvc.lock again for each target, so naming nine stages costs seconds that a user's plain
-    ``dvc repro`` does not pay. Otherwise the stages themselves.
+    When every stage of dvc.yaml ran: none (a plain ``dvc repro``). When every planned stage
+    ran: the planned stages that no other planned stage depends on, a foreach whose items are
+    all such stages as one ``--glob`` pattern (``evaluate_sklearn@*``): DVC reads dvc.yaml and
+    dvc.lock again for each target, so naming many stages costs seconds that a user's plain
+    ``dvc repro`` does not pay. Otherwise (a run that stopped early) the stages themselves.
     """
     if ran != planned:
         return ran
-    return ["--glob", "train_*" if any(s.startswith("train_keras@") for s in ran) else "train_sklearn@*"]
+    if set(planned) == set(stages):
+        return []
+    leaves = [n for n in planned if not any(n in stages[m]["upstream"] for m in planned)]
+    targets = []
+    for name in leaves:
+        group = name.split("@", 1)[0]
+        items = [n for n in stages if n.startswith(group + "@")]
+        if "@" in name and all(n in leaves for n in items):
+            if f"{group}@*" not in targets:
+                targets.append(f"{group}@*")
+        else:
+            targets.append(name)
+    return ["--glob", *targets]
 
 
-def bookkeeping(project: Path, ran: list[str], planned: list[str], logs: Path) -> dict:
-    """The time of a no-op ``dvc repro`` of the stages that ran, and of ``dvc status``."""
-    noop = time_command(project, ["repro", *noop_targets(ran, planned)], logs, "noop-repro")
+def bookkeeping(project: Path, targets: list[str], logs: Path) -> dict:
+    """The time of a no-op ``dvc repro`` of ``targets``, and of ``dvc status``."""
+    noop = time_command(project, ["repro", *targets], logs, "noop-repro")
     reran = re.findall(r"Running stage '([^']+)'", (logs / "noop-repro.log").read_text(encoding="utf-8"))
     status = time_command(project, ["status"], logs, "status")
-    return {"noop_repro_seconds": noop, "status_seconds": status, "noop_repro_reran": reran}
+    return {
+        "noop_repro_command": shlex.join(["dvc", "repro", *targets]),
+        "noop_repro_seconds": round(noop, 2),
+        "status_seconds": round(status, 2),
+        "noop_repro_reran": reran,
+    }
 
 
-def summarize(
-    args, commit: str, project: Path, source: Path, params: dict, results: list[StageResult], book: dict
-) -> dict:
+def stage_row(r: StageResult, params: dict) -> dict:
+    """A stage's figures as the JSON holds them."""
+    row = {
+        "stage": r.stage,
+        "status": r.status,
+        "seconds": round(r.seconds, 2),
+        "work_seconds": r.work_seconds,
+        "clips_per_s": round(r.clips_per_second, 3) if r.steps is None else None,
+        "peak_tree_rss_mib": round(r.peak_tree_rss / MIB, 1),
+        "peak_leaf_rss_mib": round(r.peak_leaf_rss / MIB, 1),
+        "processes_at_peak": r.processes_at_peak,
+        "written_mb": round(r.bytes_written / 1e6, 3),
+    }
+    if r.steps is not None:
+        row |= {
+            "steps": r.steps,
+            "batch_size": r.batch_size,
+            "units_per_clip": keras_units_per_clip(params, r.stage.split("@", 1)[1]),
+            "first_step_seconds": r.first_step_seconds,
+            "seconds_per_step": r.seconds_per_step,
+            "examples_per_s": round(r.batch_size / r.seconds_per_step, 1) if r.seconds_per_step else None,
+        }
+    return row
+
+
+def figures(args, planned: list[str], project: Path, source: Path, params: dict, results, book: dict) -> dict:
+    """What the JSON's ``figures`` holds (the layout is in the module's docstring)."""
     cores = os.cpu_count() or 1
     workspace = disk_usage(project, exclude=(project / ".git", project / ".dvc" / "cache"))
     cache = disk_usage(project / ".dvc" / "cache")
     data = disk_usage(project / "data")
     combined = disk_usage(project, exclude=(project / ".git",))  # workspace + cache, each inode once
-    stages = []
-    for r in results:
-        row = dataclasses.asdict(r) | {"clips_per_second": r.clips_per_second}
-        if r.steps is not None:
-            row["units_per_clip"] = keras_units_per_clip(params, r.stage.split("@", 1)[1])
-        stages.append(row)
-    complete = all(r.status == 0 for r in results)
-    projection = (
-        project_large(
-            stages,
+    complete = len(results) == len(planned) and all(r.status == 0 for r in results)
+    projection = None
+    if complete:
+        measured = [
+            dataclasses.asdict(r) | ({"units_per_clip": keras_units_per_clip(params, r.stage.split("@", 1)[1])})
+            if r.steps is not None
+            else dataclasses.asdict(r)
+            for r in results
+        ]
+        projection = project_large(
+            measured,
             args.clips,
             cores,
             {"workspace": workspace, "data": data, "cache": cache, "combined": combined},
             float(params["split"]["fractions"]["train"]),
         )
-        if complete
-        else None
-    )
     return {
         "clips": args.clips,
         "seed": args.seed,
-        "commit": commit,
-        "cores": cores,
-        "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-        "keras_step_limit": args.keras_steps,
-        "project": str(project),
-        "source": str(source),
-        "stages": stages,
+        "keras_step_limit": None if args.skip_keras else args.keras_steps,
         "complete": complete,
+        "planned": planned,
+        "stages": [stage_row(r, params) for r in results],
         "disk": {
             "workspace_bytes": workspace,
             "workspace_data_bytes": data,
@@ -980,10 +795,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"source cache, scratch clone, logs (default {DEFAULT_WORKDIR})",
     )
     parser.add_argument(
-        "--json",
-        type=Path,
-        default=None,
-        help="write the figures here (default <workdir>/rehearsal-n<N>-seed<seed>.json)",
+        "--json", type=Path, default=DEFAULT_JSON, help="where to write the figures (default %(default)s)"
     )
     parser.add_argument(
         "--keras-steps",
@@ -991,27 +803,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_KERAS_STEPS,
         help=f"training steps of each Keras model (default {DEFAULT_KERAS_STEPS})",
     )
-    parser.add_argument("--skip-keras", action="store_true", help="do not run the Keras stages")
+    parser.add_argument("--skip-keras", action="store_true", help="do not run the Keras stages (nor what needs them)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="one more params.yaml change in the clone (YAML value; e.g. cnn2d.image_size=64); repeatable",
+    )
     parser.add_argument(
         "--shared", type=Path, default=DEFAULT_SHARED, help=f"the real audio (default {DEFAULT_SHARED})"
     )
     parser.add_argument("--workers", type=int, default=None, help="processes building the source (default: every core)")
+    parser.add_argument("--keep", action="store_true", help="keep the project clone (default: deleted at the end)")
     args = parser.parse_args(argv)
     if args.clips < MIN_CLIPS:
         parser.error(
             f"--clips must be at least {MIN_CLIPS} ({MIN_CLIPS // len(GENRES)} per genre: the SVM's "
-            "cross-validation needs 5 training clips per genre)"
+            "cross-validation needs 5 training clips per genre, and val and test one each)"
         )
     if args.keras_steps < 1:
         parser.error("--keras-steps must be at least 1")
+    for override in args.overrides:
+        if "=" not in override:
+            parser.error(f"--set {override}: give KEY=VALUE")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
+    run = record.start("rehearsal", argv if argv is None else [__file__, *argv])
     args = parse_args(argv)
     workdir = args.workdir.resolve()
     tag = f"n{args.clips}-seed{args.seed}"
-    json_path = args.json or workdir / f"rehearsal-{tag}.json"
     print(
         f"rehearsal of {args.clips} clips in {workdir} ({os.cpu_count()} cores, load average "
         f"{' '.join(f'{x:.1f}' for x in os.getloadavg())})",
@@ -1020,24 +844,31 @@ def main(argv: list[str] | None = None) -> int:
     source = build_source(args.clips, args.seed, args.shared.resolve(), workdir, args.workers)
     project = workdir / f"project-{tag}"
     commit = clone_project(project)
-    params = set_params(project, source)
+    params = set_params(project, source, args.overrides)
     print(
-        f"project: {project} (a clone of {commit[:10]}; params.yaml: data.source={source}, mobilenet.weights=null)",
+        f"project: {project} (a clone of {commit[:10]}; params.yaml: data.source={source}, mobilenet.weights=null"
+        + "".join(f", {o}" for o in args.overrides)
+        + ")",
         flush=True,
     )
+    stages = dvc_stages(yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8")), params)
+    planned = pipeline_stages(stages, args.skip_keras)
     logs = workdir / f"logs-{tag}"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
-    results, ran = run_pipeline(project, params, args.clips, logs, None if args.skip_keras else args.keras_steps)
-    book = bookkeeping(project, ran, pipeline_stages(params, args.skip_keras), logs)
+    keras_limit = None if args.skip_keras else args.keras_steps
+    results, ran = run_pipeline(project, params, planned, args.clips, logs, keras_limit)
+    book = bookkeeping(project, noop_targets(ran, planned, stages), logs)
     if book["noop_repro_reran"]:
         print(f"warning: the no-op dvc repro ran {book['noop_repro_reran']} again", flush=True)
-    summary = summarize(args, commit, project, source, params, results, book)
-    print("\n" + report_markdown(summary, results), flush=True)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {json_path}; logs in {logs}; the project (delete when done) in {project}")
-    return 0 if summary["complete"] else 1
+    doc = record.write(args.json, run, figures(args, planned, project, source, params, results, book))
+    print("\n" + report_markdown(doc), flush=True)
+    print(f"\nlogs in {logs}")
+    if args.keep:
+        print(f"the project (delete when done): {project}")
+    else:
+        shutil.rmtree(project, ignore_errors=True)
+    return 0 if doc["figures"]["complete"] else 1
 
 
 if __name__ == "__main__":

@@ -166,10 +166,12 @@ def test_musicnn_seeds(tmp_path):
 
 
 def test_numba_cache_race(tmp_path):
-    args = ("--trials", "1", "--processes", "2", "--warm")
+    """One trial of 2 processes on an empty cache: they may crash (what it counts), the benchmark may not."""
+    args = ("--trials", "1", "--processes", "2")
     figures = run_benchmark("numba_cache_race", *args, json_path=tmp_path / "b.json")
-    assert (figures["trials"], figures["processes"], figures["warm"], figures["total_processes"]) == (1, 2, True, 2)
-    assert figures["exit_statuses"] == [[0, 0]] and figures["failed_processes"] == 0
+    assert (figures["trials"], figures["processes"], figures["warm"], figures["total_processes"]) == (1, 2, False, 2)
+    [statuses] = figures["exit_statuses"]
+    assert len(statuses) == 2 and figures["failed_processes"] == sum(status != 0 for status in statuses)
 
 
 def test_results_table(tmp_path):

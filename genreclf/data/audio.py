@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ from genreclf.io import atomic_path
 
 # File types the decoder reads (libsndfile: WAV, AU, MP3, FLAC, Ogg Vorbis). No ffmpeg is needed.
 AUDIO_EXTENSIONS = (".au", ".flac", ".mp3", ".ogg", ".wav")
+# The audit event (sys.audit) raised with a local audio file's path before libsndfile opens it: its
+# C code opens the file, so Python's own "open" event never fires for the files a stage decodes.
+AUDIO_OPEN_EVENT = "genreclf.audio.open"
 # The resampler (soxr's "high quality"): fixed, so that the same file always gives the same samples.
 RES_TYPE = "soxr_hq"
 INT16_SCALE = np.float32(32768.0)
@@ -129,6 +133,7 @@ def audio_source(path: str | Path) -> tuple[Path | io.BytesIO, int]:
     path = Path(path)
     if not path.is_file():
         raise AudioDecodeError(path, "file not found")
+    sys.audit(AUDIO_OPEN_EVENT, str(path))
     return path, path.stat().st_size
 
 
@@ -172,6 +177,8 @@ def opened_wav(path: str | Path) -> Iterator[sf.SoundFile]:
     ``convert_clip_object`` wrote, open for reading (a file: its header read so far); a DataError
     naming it if it is not one."""
     source = audio_source(path)[0] if gcs.is_remote(path) else path
+    if source is path:
+        sys.audit(AUDIO_OPEN_EVENT, str(path))
     try:
         with sf.SoundFile(source) as wav:
             if wav.channels != 1 or wav.subtype != "PCM_16":

@@ -12,7 +12,8 @@ import os
 import sys
 
 _LOG = os.environ.get("GENRECLF_TEST_READS_LOG")
-_EVENTS = {"open", "os.listdir", "os.scandir"}
+# Python's own, and the one genreclf.data.audio raises for what libsndfile opens (AUDIO_OPEN_EVENT)
+_EVENTS = {"open", "os.listdir", "os.scandir", "genreclf.audio.open"}
 
 
 def _install(log_folder: str) -> None:
@@ -20,10 +21,21 @@ def _install(log_folder: str) -> None:
     state = {"pid": None, "fd": None, "seen": set(), "busy": False}
 
     def command() -> str:
-        script = sys.argv[0] if sys.argv else ""
-        relative = os.path.relpath(os.path.abspath(script), start) if script else ""
-        module = relative[:-3].replace(os.sep, ".") if relative.endswith(".py") else script
-        return " ".join([module, *sys.argv[1:]])
+        """``stages.X args`` of the nearest process up the tree that ran ``python -m stages.X args``
+        (a forked or spawned worker is charged to its stage), else this process's command line."""
+        pid, own = os.getpid(), None
+        for _ in range(4):  # the process, its parent (a pool's), and theirs (a forkserver's)
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:  # not sys.argv: runpy sets it after the first reads
+                    argv = [os.fsdecode(arg) for arg in f.read().split(b"\0") if arg]
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    pid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                break
+            own = own or argv
+            if "-m" in argv:
+                return " ".join(argv[argv.index("-m") + 1 :])
+        return " ".join(own or sys.argv)
 
     def hook(event, args):
         if event not in _EVENTS or state["busy"] or not args or not isinstance(args[0], (str, bytes, os.PathLike)):

@@ -288,6 +288,7 @@ class KerasSection(Section):
     patience: NonNegativeInt
     mixed_precision: bool
     seed: Seed
+    max_steps: PositiveInt | None  # null: train in full; N: stop after N training batches (benchmarks)
 
 
 def check_mel_bands(n_mels: int, n_fft: int, mels_key: str) -> None:

@@ -24,11 +24,10 @@ dvclive/<name> is written by dvclive epoch by epoch (so a run can be followed li
 and removed if the stage fails. dvclive is told to write nothing else (no dvc.yaml,
 no report, no params, no timestamps). The training time goes to the log only.
 
-Benchmarks only: with the environment variable GENRECLF_MAX_TRAIN_STEPS=N the stage stops
+Benchmarks only: with <name>.max_steps = N (a param, null in a real run) the stage stops
 training after N batches (over as many epochs as that takes, each validated on at most N
 batches) and logs the step times, to time the steps at full size (benchmarks/rehearsal.py).
-The model it writes is not a trained model and DVC does not see the variable: never set it
-in a real run. Unset, nothing changes.
+The model it writes is not a trained model.
 """
 
 from __future__ import annotations
@@ -193,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_config().model_section(model_name).model_dump()
     dataset_info = read_dataset_info(SHARD_DIR)
     check_settings_fit_data(model_name, settings, dataset_info)
-    max_steps = read_step_limit()
+    max_steps = settings["max_steps"] if settings["max_steps"] is not None else read_step_limit()
+    limit_source = f"{model_name}.max_steps" if settings["max_steps"] is not None else MAX_STEPS_ENV
     # TensorFlow takes seconds to load: only once the params are known to be good.
     from dvclive import Live
     from genreclf.models import training
@@ -202,8 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     log.info("read %s section %s: %s", PARAMS_FILE, model_name, settings)
     if max_steps is not None:
         log.warning(
-            "%s=%d: a benchmark run that stops after %d training batches; the model written is NOT a trained model",
-            MAX_STEPS_ENV,
+            "%s = %d: a benchmark run that stops after %d training batches; the model written is NOT a trained model",
+            limit_source,
             max_steps,
             max_steps,
         )
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
                 clip_accuracy,
             )
         else:  # every unit of every val clip would cost more than the bounded training itself
-            log.info("%s is set: the val clip accuracy is not computed", MAX_STEPS_ENV)
+            log.info("%s is set: the val clip accuracy is not computed", limit_source)
         logs = result.best_logs
         live.summary["best"] = {
             "step": result.best_epoch,

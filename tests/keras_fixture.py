@@ -43,6 +43,7 @@ TINY_PARAMS = {
         "patience": 2,
         "mixed_precision": False,
         "seed": 0,
+        "max_steps": None,
     },
     "mobilenet": {
         "weights": None,
@@ -62,6 +63,7 @@ TINY_PARAMS = {
         "patience": 2,
         "mixed_precision": False,
         "seed": 0,
+        "max_steps": None,
     },
     "cnn2d": {
         "segments_per_clip": 2,
@@ -79,6 +81,7 @@ TINY_PARAMS = {
         "patience": 2,
         "mixed_precision": False,
         "seed": 0,
+        "max_steps": None,
     },
 }
 

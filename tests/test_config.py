@@ -266,7 +266,7 @@ OUT_OF_RANGE = {
         ("cnn2d.segments_per_clip", 0),
     ],
     "expected an integer >= 16": [("features.n_fft", 15)],
-    "expected an integer > 0 or null": [("data.clips_per_genre", 0)],
+    "expected an integer > 0 or null": [("data.clips_per_genre", 0), ("cnn1d.max_steps", 0), ("cnn2d.max_steps", 2.5)],
     "expected a number > 0": [
         ("logreg.C", 0),
         ("cnn1d.learning_rate", 0),

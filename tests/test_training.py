@@ -215,6 +215,26 @@ def test_cnn2d_gives_the_same_bytes_in_another_process(tmp_path):
         assert directory_bytes(there / folder) == directory_bytes(here / folder), folder
 
 
+@pytest.mark.slow  # trains in-process twice: TensorFlow's tracing takes seconds
+def test_max_steps_stops_training_and_logs_the_step_times(tmp_path, caplog):
+    """cnn1d.max_steps, a param (so DVC sees it): the fit ends after that many training batches."""
+    # 18 training clips in batches of 8: 3 steps per epoch; 2 epochs at most, patience 5
+    for limit, epochs in ((4, 2), (2, 1)):
+        project = tmp_path / f"limit{limit}"
+        write_tiny_repo(project, {**TINY_PARAMS, "cnn1d": dict(TINY_PARAMS["cnn1d"], patience=5, max_steps=limit)})
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            call_stage(project, "train_keras", "cnn1d")
+        messages = [r.getMessage() for r in caplog.records]
+        timing = next(m for m in messages if m.startswith("step times: "))
+        assert timing.startswith(f"step times: {limit} training step(s): the first ")
+        assert f"over {limit - 1} step(s)" in timing
+        assert len(read_tsv(project / "dvclive/cnn1d/plots/metrics/train/loss.tsv")) == epochs
+        assert (project / "models/cnn1d/model.keras").is_file()
+        assert "cnn1d.max_steps is set: the val clip accuracy is not computed" in messages
+        assert not any(m.startswith("kept epoch") for m in messages)
+
+
 def test_another_seed_gives_another_model(cnn1d_repo, tmp_path):
     params = copy.deepcopy(TINY_PARAMS)
     params["cnn1d"]["seed"] = 1

@@ -140,9 +140,24 @@ class _Apply(beam.DoFn):
         index, arguments = element
         try:
             result = (index, OK, self._fn(*arguments))
-        except GenreError as e:  # a bad input: the driver raises it, first in input order
-            result = (index, FAILED, (isinstance(e, ParamError), str(e), getattr(e, "path", None)))
+        except GenreError as e:  # a bad input or a file error: the driver raises it, first in input order
+            result = (index, FAILED, e if _pickles(e) else _plain(e))
         yield base64.b64encode(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)).decode("ascii")
+
+
+def _pickles(error: GenreError) -> bool:
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return False
+    return True
+
+
+def _plain(error: GenreError) -> GenreError:
+    """A GenreError that does not pickle, as the ParamError or DataError with its message and path."""
+    if isinstance(error, ParamError):
+        return ParamError(str(error))
+    return DataError(str(error), path=getattr(error, "path", None))
 
 
 def _results_folder(options: PipelineOptions) -> str:
@@ -236,6 +251,5 @@ def map_in_order(
         raise RuntimeError(f"the Beam pipeline gave {len(results)} results for {len(items)} items, not one each")
     failed = [index for index, (status, _) in sorted(by_index.items()) if status == FAILED]
     if failed:
-        is_param, message, path = by_index[failed[0]][1]
-        raise ParamError(message) if is_param else DataError(message, path=path)
+        raise by_index[failed[0]][1]
     return [by_index[index][1] for index in range(len(items))]

@@ -12,6 +12,9 @@ input order, so the outputs are the same bytes whichever engine made them.
   ``--runner`` the pipeline runs in process groups on this machine (FnApiRunner, one worker
   process per core) and nothing is downloaded.
 
+An OSError in a worker (a full disk, too many open files, ...) comes back as the project's
+FileSystemError (``Guarded``): one line naming the file, which survives the process boundary.
+
 This module imports nothing heavy: the local engine never imports apache_beam.
 """
 
@@ -22,7 +25,8 @@ import shlex
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from genreclf.errors import ParamError
+from genreclf.errors import GenreError, ParamError
+from genreclf.io import file_error
 
 ENGINE_VARIABLE = "GENRECLF_ENGINE"
 OPTIONS_VARIABLE = "GENRECLF_BEAM_OPTIONS"
@@ -93,6 +97,47 @@ def limit_threads() -> None:
     threadpool_limits(1)
 
 
+def system_errno(error: BaseException) -> int | None:
+    """The errno of an error that a library raises in its own type with the system's message
+    (TensorFlow's file writers: "...; No space left on device"), if one of ``io.ERRNO_WORDS``."""
+    from genreclf.io import ERRNO_WORDS
+
+    text = str(error)
+    for code in ERRNO_WORDS:
+        if os.strerror(code) in text:
+            return code
+    return None
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """``fn`` for a worker: an OSError it raises (or a library's error that carries the system's
+    message) raised as a FileSystemError, which names the file (the error's own, else the item's
+    first argument: the output or input of that item) and pickles."""
+
+    fn: Callable
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return self.fn(*args, **kwargs)
+        except GenreError:
+            raise
+        except OSError as e:
+            if e.errno is None:
+                raise
+            raise file_error(e, None if e.filename else item_path(args)) from None
+        except Exception as e:
+            code = system_errno(e)
+            if code is None:
+                raise
+            raise file_error(OSError(code, os.strerror(code)), item_path(args)) from None
+
+
+def item_path(args: tuple) -> str | None:
+    """The first argument of an item, if it is a path or URL (what the item reads or writes)."""
+    return os.fspath(args[0]) if args and isinstance(args[0], (str, os.PathLike)) else None
+
+
 def run_here(fn: Callable, items: Sequence[tuple]) -> Iterator:
     """``fn(*item)`` for each item, one after the other in this process."""
     for item in items:
@@ -114,9 +159,10 @@ def map_in_order(
     first item. ``fn`` and ``setup`` must then be picklable (library functions, or
     functools.partial of them), and the paths in the items must be readable and writable where
     the workers run. A GenreError raised by ``fn`` for an item is raised here, by the item in
-    input order that raised first, as on the local engine.
+    input order that raised first, as on the local engine; so is an OSError, as a FileSystemError.
     """
     items = list(items)
+    fn = Guarded(fn)
     if engine.name == BEAM:
         from genreclf import beam
 

@@ -29,3 +29,29 @@ class ChecksumError(DataError):
 
 class RemoteObjectError(DataError):
     """An object on the bucket is missing or differs from the manifest that lists it (``path``)."""
+
+
+class FileSystemError(DataError):
+    """The operating system refused a file operation (a full disk, no permission, a read-only file
+    system, too many open files, a file that vanished); ``path`` names the file, ``errno`` the error.
+
+    It crosses a process boundary intact (a worker of a process pool or of Beam raises it): it
+    pickles as its message, path and errno."""
+
+    def __init__(self, message: str, path=None, errno: int | None = None):
+        super().__init__(message, path=path)
+        self.errno = errno
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.path, self.errno))
+
+
+class NotEnoughSpaceError(GenreError):
+    """A stage's outputs would not fit on their disk: raised before any work (genreclf.space)."""
+
+    def __init__(self, message: str, path=None):
+        super().__init__(message)
+        self.path = None if path is None else str(path)
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.path))

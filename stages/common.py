@@ -4,19 +4,26 @@ The library (genreclf) raises errors about the data and logs through
 ``logging.getLogger(__name__)``; it never installs a handler and never names DVC.
 Here, at the pipeline layer, ``run_stage`` installs one stderr handler, prints a
 GenreError as one clear line (no traceback), and adds what to run when the file
-at fault is the output of another stage (``dvc repro <stage>``).
+at fault is the output of another stage (``dvc repro <stage>``). An OSError (a full
+disk, no permission, too many open files, a file that vanished) is one such line too
+(``genreclf.io.file_error``).
 """
 
 from __future__ import annotations
 
+import configparser
+import errno
 import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from genreclf import artifacts
-from genreclf.errors import GenreError, RemoteObjectError
+from genreclf.errors import FileSystemError, GenreError, RemoteObjectError
+from genreclf.io import file_error
 
+DVC_DIR = Path(".dvc")
+DVC_CONFIG_FILES = (DVC_DIR / "config", DVC_DIR / "config.local")
 LOG_FORMAT = "%(asctime)s %(name)s: %(message)s"
 LOG_DATE_FORMAT = "%H:%M:%S"
 # Which stage writes what: the first prefix that a path at fault starts with names the stage to rerun.
@@ -76,12 +83,42 @@ def with_hint(error: GenreError, running: str | None = None) -> str:
     other than the one ``running``."""
     message = str(error)
     path = getattr(error, "path", None)
+    if isinstance(error, FileSystemError) and error.errno != errno.ENOENT:
+        path = None  # the file is there and well made: rerunning its stage would not help
     stage = producer_of(path) if path is not None else None
     if stage is None or stage == running:
         return message
     if isinstance(error, RemoteObjectError):  # DVC tracks the manifest only: it sees no change on the bucket
         return f"{message} with `dvc repro -f {stage}`"
     return f"{message}; run `dvc repro {stage}` to (re)create it"
+
+
+def dvc_cache_dir() -> Path | None:
+    """The DVC cache of the project in the working directory (cache.dir of .dvc/config or
+    config.local, else .dvc/cache), or None outside a DVC project. DVC links each output into
+    it: on another disk, the outputs take space there too."""
+    if not DVC_DIR.is_dir():
+        return None
+    cache = DVC_DIR / "cache"
+    for config_file in DVC_CONFIG_FILES:
+        config = configparser.ConfigParser(strict=False, interpolation=None)
+        try:
+            config.read(config_file, encoding="utf-8")
+        except configparser.Error:
+            continue
+        value = config.get("cache", "dir", fallback=None)
+        if value:
+            cache = DVC_DIR / value.strip().strip("'\"")  # a relative dir is relative to .dvc/
+    return cache
+
+
+def cache_mirrors() -> list[Path]:
+    """The folders that hold a second copy of a stage's outputs when on another disk: the DVC cache."""
+    cache = dvc_cache_dir()
+    return [] if cache is None else [cache]
+
+
+GCS_REMEDY = "keep the audio on GCS (data.root: gs://…)"
 
 
 def model_folders(models_dir: Path, marker: str) -> list[str]:
@@ -107,13 +144,19 @@ def log_tables_written(log: logging.Logger, folder: Path, by_split: dict, n_colu
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:
-    """Run a stage's ``main``; print a GenreError as one clear line and exit with status 1."""
+    """Run a stage's ``main``; print a GenreError, or an OSError of a file, as one clear line and
+    exit with status 1."""
     setup_logging()
     log = stage_logger(name)
     try:
         main()
     except GenreError as e:
         log.error("error: %s", with_hint(e, running=name))
+        sys.exit(1)
+    except OSError as e:
+        if e.errno is None:
+            raise
+        log.error("error: %s", with_hint(file_error(e), running=name))
         sys.exit(1)
     except KeyboardInterrupt:
         log.error("interrupted; nothing was written in place of the outputs")

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from genreclf import space
 from genreclf.artifacts import (
     CLIPS_CSV,
     CONVERTED_CSV,
@@ -42,7 +43,7 @@ from genreclf.data import audio, gcs
 from genreclf.engine import Engine, engine_from_environ, limit_threads, map_in_order
 from genreclf.errors import DataError
 from genreclf.io import atomic_dir, write_json
-from stages.common import run_stage, stage_logger
+from stages.common import GCS_REMEDY, cache_mirrors, run_stage, stage_logger
 from stages.config import load_config
 
 METRICS_JSON = Path("metrics/convert.json")
@@ -113,6 +114,9 @@ def main() -> None:
     audio.check_raw_clips(clips["path"], RAW_DIR)  # the objects on the bucket, if the raw clips are there
     extensions = Counter(Path(p).suffix.lower() for p in clips["path"])
     where = gcs.join(root, WAV_DIR.as_posix()) if gcs.is_remote(root) else WAV_DIR.as_posix()
+    if space.check_enabled() and not gcs.is_remote(root):  # on GCS, the bucket holds the WAVs
+        wavs = space.Need("WAVs", space.converted_wav_bytes(list(clips["path"]), sample_rate), WAV_DIR)
+        space.check_space("convert", [wavs], cache_mirrors(), GCS_REMEDY)
     log.info(
         "read %s: %d clips, %d genres, files %s; sample_rate %d Hz, min_seconds %g; WAVs to %s; engine %s",
         CLIPS_CSV,

@@ -19,6 +19,7 @@ import time
 import pandas as pd
 from tqdm import tqdm
 
+from genreclf import space
 from genreclf.artifacts import (
     EMBEDDINGS_DIR,
     FEATURE_ID_COLUMNS,
@@ -33,7 +34,7 @@ from genreclf.artifacts import (
 )
 from genreclf.data.audio import check_wavs, decode_clip
 from genreclf.errors import DataError
-from stages.common import log_tables_written, run_stage, stage_logger
+from stages.common import cache_mirrors, log_tables_written, run_stage, stage_logger
 from stages.config import load_config
 
 log = stage_logger("embed")
@@ -45,6 +46,10 @@ def main() -> None:
     clips, labels = read_split(SPLIT_DIR)
     check_wavs(clips["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there
     model_file, info = read_pretrained(PRETRAINED_DIR)
+    if space.check_enabled():
+        widest = 753  # max_pool's columns (genreclf.models.musicnn.EMBEDDING_SIZES, which imports TensorFlow)
+        table = space.Need("embedding tables", space.table_bytes(len(clips), widest), EMBEDDINGS_DIR)
+        space.check_space("embed", [table], cache_mirrors())
     by_split = {split: clips[clips["split"] == split] for split in SPLITS}
     log.info(
         "read %s/%s: %d clips (%s), %d genres; %s (%s)",

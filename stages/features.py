@@ -18,6 +18,7 @@ from functools import partial
 
 import pandas as pd
 
+from genreclf import space
 from genreclf.artifacts import (
     FEATURE_ID_COLUMNS,
     FEATURES_DIR,
@@ -31,7 +32,7 @@ from genreclf.artifacts import (
 from genreclf.data.audio import check_wavs, wav_sample_rate
 from genreclf.engine import engine_from_environ, map_in_order
 from genreclf.features import fma_features as features
-from stages.common import log_tables_written, run_stage, stage_logger
+from stages.common import cache_mirrors, log_tables_written, run_stage, stage_logger
 from stages.config import PARAMS_FILE, load_config
 
 log = stage_logger("features")
@@ -45,6 +46,9 @@ def main() -> None:
     sample_rate = wav_sample_rate(clips["path"].iloc[0])  # every other clip is checked against it
     features.check_params(params, sample_rate, where=f"{PARAMS_FILE}: features")
     columns = features.feature_columns(params)
+    if space.check_enabled():
+        table = space.Need("feature tables", space.table_bytes(len(clips), len(columns)), FEATURES_DIR)
+        space.check_space("features", [table], cache_mirrors())
     by_split = {split: clips[clips["split"] == split] for split in SPLITS}
     log.info(
         "read %s/%s: %s clips (%s), %d genres; %d Hz WAVs; params %s; %d feature columns; engine %s",

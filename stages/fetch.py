@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genreclf import catalog
+from genreclf import catalog, space
 from genreclf.artifacts import RAW_AUDIO_DIR, RAW_DIR, RAW_MANIFEST_FILE
 from genreclf.data import gcs
 from genreclf.data.fetch import clips_to_bucket, is_url, public_source
 from genreclf.data.fma import fetch_fma
 from genreclf.data.gtzan import fetch_gtzan
 from genreclf.errors import ParamError
-from stages.common import run_stage, stage_logger
+from stages.common import cache_mirrors, run_stage, stage_logger
 from stages.config import PARAMS_FILE, DataSection, load_config
 
 DOWNLOADS_DIR = Path("data/downloads")
@@ -64,6 +64,8 @@ def main() -> None:
         data.seed,
         data.root,
     )
+    if space.check_enabled():
+        check_fetch_space(data)
     DOWNLOADS_DIR.mkdir(parents=True, exist_ok=True)  # a DVC output, even when nothing is downloaded
     if data.dataset == catalog.GTZAN:
         report = fetch_gtzan(
@@ -88,6 +90,18 @@ def main() -> None:
         report["clips"],
         where,
     )
+
+
+def check_fetch_space(data: DataSection) -> None:
+    """The whole archive downloaded (unless read by ranges, or partly there already) and the chosen
+    clips extracted to data/raw/audio (with a gs:// data.root too: they are uploaded from there)."""
+    whole = is_url(data.source) and (data.clips_per_genre is None or data.dataset == catalog.GTZAN)
+    archive, clips = space.fetch_bytes(data.dataset, data.clips_per_genre, whole)
+    needs = [
+        space.Need("archive", max(archive - space.folder_bytes(DOWNLOADS_DIR), 0), DOWNLOADS_DIR),
+        space.Need("clips", clips, RAW_AUDIO_DIR),
+    ]
+    space.check_space("fetch", needs, cache_mirrors(), "choose fewer clips (data.clips_per_genre)")
 
 
 def move_to_bucket(root: str) -> str:

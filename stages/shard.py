@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from genreclf import space
 from genreclf.artifacts import (
     MANIFEST_FILE,
     SHARD_DIR,
@@ -38,7 +39,7 @@ from genreclf.data.audio import check_wavs, read_wav
 from genreclf.data.sharding import Clip, plan_split_shards, shard_key, write_shard, write_shard_object
 from genreclf.engine import engine_from_environ, limit_threads, map_in_order
 from genreclf.io import atomic_dir
-from stages.common import run_stage, stage_logger
+from stages.common import GCS_REMEDY, cache_mirrors, run_stage, stage_logger
 from stages.config import load_config
 
 log = stage_logger("shard")
@@ -142,6 +143,9 @@ def main() -> None:
     num_shards, seed = params.num_shards.model_dump(), params.seed
     manifest, labels = read_split(SPLIT_DIR)
     wavs = check_wavs(manifest["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there
+    if space.check_enabled() and not gcs.is_remote(root):  # on GCS, the bucket holds the shards
+        shards = space.Need("shards", space.shard_bytes(list(manifest["path"])), SHARD_DIR)
+        space.check_space("shard", [shards], cache_mirrors(), GCS_REMEDY)
     _, sample_rate = read_wav(manifest["path"].iloc[0])  # every other clip is checked against it
     counts = {split: int((manifest["split"] == split).sum()) for split in SPLITS}
     log.info(

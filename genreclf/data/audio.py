@@ -34,7 +34,7 @@ from genreclf.artifacts import (
 )
 from genreclf.data import gcs
 from genreclf.errors import DataError
-from genreclf.io import atomic_path
+from genreclf.io import file_error, write_bytes
 
 # File types the decoder reads (libsndfile: WAV, AU, MP3, FLAC, Ogg Vorbis). No ffmpeg is needed.
 AUDIO_EXTENSIONS = (".au", ".flac", ".mp3", ".ogg", ".wav")
@@ -47,6 +47,8 @@ INT16_SCALE = np.float32(32768.0)
 INT16_MIN, INT16_MAX = -32768, 32767
 # libsndfile's error code for a file it cannot parse at all (its message wrongly says "does not exist").
 LIBSNDFILE_UNREADABLE = 7
+# libsndfile's error code for a failed system call ("System error."): it keeps no errno.
+LIBSNDFILE_SYSTEM = 2
 
 # Why a clip was not converted (the "kind" of a ConvertResult that is not ok).
 NO_AUDIO = "no_audio"
@@ -137,6 +139,19 @@ def audio_source(path: str | Path) -> tuple[Path | io.BytesIO, int]:
     return path, path.stat().st_size
 
 
+def raise_system_error(path: str | Path, error: sf.LibsndfileError) -> None:
+    """For libsndfile's "System error." on a local file: the error that opening the file gives
+    here (no such file, permission denied, too many open files), as a FileSystemError. Returns
+    when it opens (the failure was not in opening it) or ``error`` is another kind."""
+    if error.code != LIBSNDFILE_SYSTEM or gcs.is_remote(path):
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise file_error(e, path) from None
+
+
 def decode_clip(path: str | Path, sample_rate: int) -> np.ndarray:
     """Decode an audio file (a path, or a gs:// URL) to mono int16 samples at ``sample_rate`` Hz.
 
@@ -160,6 +175,7 @@ def decode_clip(path: str | Path, sample_rate: int) -> np.ndarray:
             raise NoAudioError(path, "no audio samples in the file")
         samples = resample(to_mono(frames), native_rate, int(sample_rate))
     except sf.LibsndfileError as e:
+        raise_system_error(path, e)
         # The file exists (checked above): libsndfile's "File does not exist ..." (error 7)
         # here means it found nothing it can parse, e.g. an mp3 with no valid frames.
         detail = "no stream it can parse" if e.code == LIBSNDFILE_UNREADABLE else e.error_string.rstrip(".")
@@ -187,6 +203,7 @@ def opened_wav(path: str | Path) -> Iterator[sf.SoundFile]:
                 )
             yield wav
     except sf.LibsndfileError as e:
+        raise_system_error(path, e)
         raise DataError(f"{path}: cannot read it as WAV ({e.error_string.rstrip('.')})", path=path) from None
 
 
@@ -203,9 +220,13 @@ def wav_sample_rate(path: str | Path) -> int:
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
-    """Write int16 samples as a 16-bit PCM WAV file, atomically (same samples, same bytes)."""
-    with atomic_path(path) as tmp:
-        sf.write(tmp, np.asarray(samples, dtype=np.int16), sample_rate, subtype="PCM_16", format="WAV")
+    """Write int16 samples as a 16-bit PCM WAV file, atomically (same samples, same bytes).
+
+    libsndfile encodes it in memory and Python writes the file: an error of the system (a full
+    disk) is then a FileSystemError naming ``path``, not libsndfile's bare "System error."."""
+    encoded = io.BytesIO()
+    sf.write(encoded, np.asarray(samples, dtype=np.int16), sample_rate, subtype="PCM_16", format="WAV")
+    write_bytes(path, encoded.getvalue())
 
 
 def convert_clip(src: str | Path, dst: str | Path, sample_rate: int, min_seconds: float) -> ConvertResult:

@@ -59,8 +59,12 @@ def convert_here(convert: Callable, clips: Sequence[tuple]) -> list[audio.Conver
     workers = os.cpu_count() or 1
     log.info("decoding %d clips with %d worker processes", len(clips), workers)
     with ProcessPoolExecutor(max_workers=workers, initializer=limit_threads) as pool:
-        results = pool.map(convert, *zip(*clips), chunksize=4)
-        return list(tqdm(results, total=len(clips), desc="convert", unit="clip"))
+        try:
+            results = pool.map(convert, *zip(*clips), chunksize=4)
+            return list(tqdm(results, total=len(clips), desc="convert", unit="clip"))
+        except BaseException:  # a full disk: the clips not started yet would only fail the same way
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def check_some_converted(clips: pd.DataFrame, results: list[audio.ConvertResult]) -> None:

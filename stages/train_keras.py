@@ -19,6 +19,16 @@ With TF_CONFIG naming several workers (README, "Train on several machines"), eve
 runs this stage on the same shards and trains under MultiWorkerMirroredStrategy; only the
 chief (task "chief", or worker 0) writes the outputs: the others write nothing.
 
+A killed run (SIGKILL, a preempted machine) resumes: each epoch is backed up in
+.genreclf-scratch/train_keras/<name>/<key>/ (outside the outputs, which DVC deletes before
+it runs the stage; git and DVC ignore the folder), <key> a hash of section <name>, the
+names, sizes and modification times of the files in data/shards and the code (stages/,
+genreclf/), so that a change of params, data or code starts over. A rerun finds the backup
+and goes on after its last complete epoch, dvclive's files put back as they were then; on
+the same machine it writes the same bytes as an uninterrupted run (what the backup holds:
+genreclf.models.resume). The folder .genreclf-scratch/train_keras/<name> is removed once
+the outputs are written.
+
 models/<name> is written under a temporary name and swapped in when complete;
 dvclive/<name> is written by dvclive epoch by epoch (so a run can be followed live)
 and removed if the stage fails. dvclive is told to write nothing else (no dvc.yaml,
@@ -57,6 +67,7 @@ from stages.common import run_stage, stage_logger
 from stages.config import PARAMS_FILE, load_config
 
 DVCLIVE_DIR = Path("dvclive")
+SCRATCH_DIR = Path(".genreclf-scratch") / "train_keras"  # epoch backups of the runs under way
 MAX_STEPS_ENV = "GENRECLF_MAX_TRAIN_STEPS"  # benchmarks only: stop after this many training batches
 
 log = stage_logger("train_keras")
@@ -152,16 +163,23 @@ def step_limit_callback(max_steps: int, log):
     return StepLimit()
 
 
-def dvclive_callback(live):
-    """dvclive's Keras callback, its steps continued over several fits (MobileNetV2's fine-tuning):
-    ``live.end()`` at the end of a fit rewinds the step to the last epoch logged.
+def code_files() -> list[Path]:
+    """The Python files of the stage layer and the library (a change of any starts a killed run over)."""
+    here = Path(__file__).resolve().parent
+    return sorted([*here.glob("*.py"), *(here.parent / "genreclf").rglob("*.py")])
+
+
+def dvclive_callback(live, epochs_logged: int = 0):
+    """dvclive's Keras callback, its steps continued over several fits (MobileNetV2's fine-tuning)
+    and after the ``epochs_logged`` of a resumed run: ``live.end()`` at the end of a fit rewinds
+    the step to the last epoch logged.
     Built here so that TensorFlow is imported only once the params are known to be good."""
     from dvclive.keras import DVCLiveCallback
 
     class DVCLiveSteps(DVCLiveCallback):
         def __init__(self):
             super().__init__(live=live)
-            self.epochs_logged = 0
+            self.epochs_logged = epochs_logged
 
         def on_train_begin(self, logs=None):
             if self.epochs_logged:
@@ -198,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     from dvclive import Live
     from genreclf.models import training
     from genreclf.models.predictors import KerasPredictor
+    from genreclf.models.resume import TrainingBackup, backup_key
 
     log.info("read %s section %s: %s", PARAMS_FILE, model_name, settings)
     if max_steps is not None:
@@ -221,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     model_dir, live_dir = MODELS_DIR / model_name, DVCLIVE_DIR / model_name
+    scratch = SCRATCH_DIR / model_name
     if cluster is not None and not cluster.is_chief:
         train_without_outputs(model_name, settings, dataset_info, cluster.describe(), max_steps)
         log.info("wrote nothing: the chief writes %s and %s", model_dir, live_dir)
@@ -228,11 +248,26 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # dvclive writes live_dir epoch by epoch (so a running experiment can be followed);
         # it is removed below if the stage fails, so no partial training curves remain.
-        live = Live(dir=str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None, monitor_system=False)
-        callbacks = [dvclive_callback(live)]
+        backup = TrainingBackup(
+            scratch / backup_key("train_keras", settings, [SHARD_DIR], code_files()), folders={"dvclive": live_dir}
+        )
+        resumed = backup.load()
+        if resumed is not None:  # dvclive's files as they were after the backup's epoch
+            backup.restore_folders(resumed)
+        live = Live(
+            dir=str(live_dir),
+            resume=resumed is not None,
+            dvcyaml=False,
+            save_dvc_exp=False,
+            report=None,
+            monitor_system=False,
+        )
+        callbacks = [dvclive_callback(live, resumed.epochs_done if resumed is not None else 0)]
         if max_steps is not None:
             callbacks.append(step_limit_callback(max_steps, log.info))
-        result = training.train_model(model_name, settings, SHARD_DIR, dataset_info, callbacks=callbacks, log=log.info)
+        result = training.train_model(
+            model_name, settings, SHARD_DIR, dataset_info, callbacks=callbacks, log=log.info, backup=backup
+        )
         log.info("training time: %.1f s for %d epoch(s) (log only)", result.seconds, result.epochs_run)
 
         clip_accuracy = None
@@ -268,6 +303,7 @@ def main(argv: list[str] | None = None) -> None:
             dataset_info["labels"],
             lambda path: training.save_model(result.model, path),
         )
+        shutil.rmtree(scratch, ignore_errors=True)
     except BaseException:
         shutil.rmtree(live_dir, ignore_errors=True)
         log.error("removed %s: the run did not finish", live_dir)

@@ -7,6 +7,12 @@ import copy
 import csv
 import json
 import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import keras
@@ -15,10 +21,10 @@ import pytest
 
 from genreclf.artifacts import read_model_folder
 from genreclf.errors import DataError, ParamError
-from genreclf.models import keras_models, predictors, tfdata, training
+from genreclf.models import keras_models, predictors, resume, tfdata, training
 from stages import train_keras
 from stages.config import load_config
-from tests.helpers import call_stage, directory_bytes, run_stage
+from tests.helpers import ROOT, call_stage, directory_bytes, run_stage, set_params, subprocess_env
 from tests.keras_fixture import LABELS, TINY_PARAMS, write_tiny_repo, write_tiny_shards
 
 DVCLIVE_FILES = [
@@ -233,6 +239,102 @@ def test_max_steps_stops_training_and_logs_the_step_times(tmp_path, caplog):
         assert (project / "models/cnn1d/model.keras").is_file()
         assert "cnn1d.max_steps is set: the val clip accuracy is not computed" in messages
         assert not any(m.startswith("kept epoch") for m in messages)
+
+
+def start_stage(project: Path, model: str, stderr_path: Path) -> subprocess.Popen:
+    """``python -m stages.train_keras <model>`` in ``project`` as run_stage runs it, in the background."""
+    env = dict(subprocess_env(), PYTHONPATH=str(ROOT))
+    with open(stderr_path, "w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stages.train_keras", model],
+            cwd=project,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def backed_up_epochs(scratch: Path) -> int:
+    """The epochs of the last complete backup under ``scratch`` (0 if none)."""
+    found = [int(m.group(1)) for p in scratch.glob("*/epoch-*") if (m := resume.EPOCH_DIR_RE.match(p.name))]
+    return max(found, default=0)
+
+
+@pytest.mark.slow  # four processes of the stage
+def test_a_killed_run_resumes_after_its_last_epoch_with_the_same_bytes(tmp_path):
+    """SIGKILL once epoch k's backup is written; the rerun goes on from epoch k and writes the bytes of
+    an uninterrupted run. With other params the backup is not used (another key)."""
+    params = copy.deepcopy(TINY_PARAMS)
+    params["cnn1d"].update(epochs=12, patience=12)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    for root in (whole, killed):
+        write_tiny_repo(root, params)
+    run_stage(whole, "train_keras", "cnn1d")
+    scratch = killed / train_keras.SCRATCH_DIR / "cnn1d"
+    assert not (whole / train_keras.SCRATCH_DIR / "cnn1d").exists()
+
+    proc = start_stage(killed, "cnn1d", tmp_path / "killed.log")
+    deadline = time.monotonic() + 600
+    while backed_up_epochs(scratch) < 2:
+        assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    done = backed_up_epochs(scratch)
+    assert 2 <= done < 12, done
+    assert not (killed / "models" / "cnn1d").exists()
+
+    changed = tmp_path / "changed"  # the same shards (modification times copied) and backups, other params
+    shutil.copytree(killed, changed)
+    set_params(changed, {"cnn1d": {"learning_rate": 0.002}})
+    rerun = run_stage(changed, "train_keras", "cnn1d")
+    assert "resuming from the backup" not in rerun.stderr and "trained 12 epoch(s)" in rerun.stderr
+
+    for folder in ("models/cnn1d", "dvclive/cnn1d"):  # DVC deletes the outputs before it runs the stage
+        shutil.rmtree(killed / folder, ignore_errors=True)
+    rerun = run_stage(killed, "train_keras", "cnn1d")
+    assert f"{done} epoch(s) done (fit 0); training on from epoch {done} (0-based" in rerun.stderr
+    for folder in ("models/cnn1d", "dvclive/cnn1d"):
+        assert directory_bytes(killed / folder) == directory_bytes(whole / folder), folder
+    assert not scratch.exists()
+
+
+def test_a_change_of_params_or_data_is_another_backup(tmp_path):
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for name in ("train-00000-of-00002.n9.tfrecord", "train-00001-of-00002.n9.tfrecord", "dataset_info.json"):
+        (shards / name).write_bytes(name.encode())
+    settings = TINY_PARAMS["cnn1d"]
+    key = resume.backup_key("train_keras", settings, [shards])
+    assert resume.backup_key("train_keras", dict(settings), [shards]) == key
+    assert resume.backup_key("train_keras", dict(settings, learning_rate=0.002), [shards]) != key
+    assert resume.backup_key("train_keras", dict(settings, max_steps=3), [shards]) != key
+    assert resume.backup_key("other_stage", settings, [shards]) != key
+    code = tmp_path / "module.py"
+    code.write_text("A = 1\n")
+    with_code = resume.backup_key("train_keras", settings, [shards], [code])
+    assert with_code != key
+    code.write_text("A = 2\n")
+    assert resume.backup_key("train_keras", settings, [shards], [code]) != with_code
+    shard = sorted(shards.glob("train-*"))[0]
+    info = shard.stat()
+    os.utime(shard, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
+    assert resume.backup_key("train_keras", settings, [shards]) != key
+
+
+def test_the_epochs_of_a_resumed_run_get_the_batches_of_an_uninterrupted_one(tmp_path):
+    info = write_tiny_shards(tmp_path)
+    preprocessing = training.preprocessing_for("cnn1d", 4000, LABELS, TINY_PARAMS["cnn1d"])
+    clips = info["splits"]["train"]["clips"]
+
+    def batches(first, epochs, cache):
+        stream = tfdata.training_epochs(tmp_path, "train", preprocessing, 3, 8, 0, clips, first, epochs, cache=cache)
+        return [x.numpy().tobytes() + y.numpy().tobytes() for x, y in stream]
+
+    whole = batches(0, 4, cache=True)
+    assert len(whole) == 4 * 3 and len(set(whole)) == len(whole)  # 18 clips in batches of 8; new order each epoch
+    assert batches(2, 2, cache=False) == whole[6:]
 
 
 def test_another_seed_gives_another_model(cnn1d_repo, tmp_path):

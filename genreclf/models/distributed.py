@@ -30,6 +30,8 @@ The functions here work under any strategy (the default one included: tested aga
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -154,12 +156,16 @@ def fit_with_strategy(
     epochs: int,
     strategy: tf.distribute.Strategy,
     callbacks: list,
+    steps_per_epoch: int | None = None,
 ) -> None:
-    """``model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks)`` with ``strategy.run``.
+    """``model.fit(train, validation_data=val, epochs=epochs, callbacks=callbacks, steps_per_epoch=...)``
+    with ``strategy.run``.
 
     ``train`` and ``val`` give global batches of (inputs, one-hot labels); ``model`` is
     compiled in ``strategy.scope()``. The callbacks see the same calls and epoch logs
-    (loss, accuracy, val_loss, val_accuracy) as under ``fit``.
+    (loss, accuracy, val_loss, val_accuracy) as under ``fit``. Without ``steps_per_epoch``,
+    each epoch iterates ``train`` again; with it, one iterator gives every epoch its steps
+    (``train`` holds all the epochs' batches, ``tfdata.training_epochs``).
     """
     if not model.optimizer.built:  # its variables in the strategy's scope, as fit makes them
         with strategy.scope():
@@ -168,15 +174,17 @@ def fit_with_strategy(
     train_step, eval_step = train_step_function(model, strategy), eval_step_function(model, strategy)
     statistics = batch_norm_statistics(model)
     average_statistics = averaging_function(statistics, strategy) if statistics else lambda: None
-    steps = int(train.cardinality())  # known: tfdata asserts it
+    steps = steps_per_epoch or int(train.cardinality())  # known: tfdata asserts it
     hooks = keras.callbacks.CallbackList(
         callbacks, model=model, epochs=epochs, steps=steps if steps > 0 else None, verbose=0
     )
     model.stop_training = False
     hooks.on_train_begin()
+    stream = iter(train_batches) if steps_per_epoch else None
     for epoch in range(epochs):
         hooks.on_epoch_begin(epoch)
-        logs = train_epoch(train_batches, train_step, hooks, model)
+        batches = itertools.islice(stream, steps_per_epoch) if stream is not None else train_batches
+        logs = train_epoch(batches, train_step, hooks, model)
         average_statistics()
         logs.update(evaluate(val_batches, eval_step, hooks, model))
         hooks.on_epoch_end(epoch, logs)

@@ -26,7 +26,9 @@ prediction is the mean of its units' predictions.
 Pipeline: parallel reads of the shard files -> parse (AUTOTUNE) -> the clip's
 deterministic features (AUTOTUNE) -> ``cache()`` when asked (the caller decides from
 the split's size and the free memory, see ``should_cache``) -> seeded shuffle ->
-units -> batch -> prefetch. Element order is deterministic.
+units -> batch -> prefetch. Element order is deterministic; in training, each epoch's
+order comes from the seed and the epoch's number alone (``training_epochs``), so that a
+run resumed at epoch k gets the batches of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -252,41 +254,44 @@ def should_cache(
 # ---- the pipelines -------------------------------------------------------------------
 
 
-def training_dataset(
-    shard_dir: str | Path,
-    split: str,
-    preprocessing: dict,
-    num_classes: int,
-    batch_size: int,
-    seed: int,
-    num_clips: int,
-    cache: bool = False,
-    drop_remainder: bool = False,
+def training_clips(
+    shard_dir: str | Path, split: str, preprocessing: dict, num_classes: int, cache: bool = False
 ) -> tf.data.Dataset:
-    """Shuffled batches of ``(units, one-hot labels)`` for training; new random order every epoch.
+    """(clip features, one-hot label) of every clip of the split, in shard order; cached in memory if asked.
 
-    waveform_windows: one random window per clip and epoch (stateless random ops
-    seeded from ``seed``); audio_clip: the clip's fixed-length audio; mel_image: the
-    clip's image; audio_segments, mel_segments: every segment, shuffled again at the
-    segment level. Same seed -> same batches, epoch after epoch.
+    The same stream with or without the cache (whether it fits depends on the machine): the
+    shards in index order (the shard stage shuffled the clips into them).
     """
-    kind = input_kind(preprocessing)
-    # The same stream with or without the cache (whether it fits depends on the machine): the
-    # shards in index order (the shard stage shuffled the clips into them), a bounded shuffle
-    # buffer, reshuffled every epoch.
     clips = read_clips(shard_dir, split)
     clips = clips.map(
         lambda ex: (clip_features(ex["audio"], preprocessing), tf.one_hot(ex["label"], num_classes)),
         num_parallel_calls=AUTOTUNE,
     )
-    if cache:
-        clips = clips.cache()
+    return clips.cache() if cache else clips
+
+
+def epoch_batches(
+    clips: tf.data.Dataset,
+    preprocessing: dict,
+    batch_size: int,
+    num_clips: int,
+    seeds: tuple[int, int, int],
+    reshuffle: bool,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """One epoch of shuffled batches of ``(units, one-hot labels)`` from ``training_clips``.
+
+    ``seeds``: of the clip shuffle (a bounded buffer), of the random windows (waveform_windows)
+    and of the segment shuffle (audio_segments, mel_segments). With ``reshuffle``, every
+    iteration of the dataset draws a new order from them; without, every iteration gives the same.
+    """
+    kind = input_kind(preprocessing)
     buffer = max(1, min(num_clips, SHUFFLE_BUFFER_CLIPS))
-    clips = clips.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    clips = clips.shuffle(buffer, seed=seeds[0], reshuffle_each_iteration=reshuffle)
     if kind == "waveform_windows":
         window = preprocessing["window_size"]
-        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
-        units = tf.data.Dataset.zip(clips, seeds).map(
+        pair_seeds = tf.data.Dataset.random(seed=seeds[1], rerandomize_each_iteration=reshuffle).batch(2)
+        units = tf.data.Dataset.zip(clips, pair_seeds).map(
             lambda pair, pair_seed: (spectrograms.random_waveform_window(pair[0], window, pair_seed), pair[1]),
             num_parallel_calls=AUTOTUNE,
         )
@@ -301,12 +306,72 @@ def training_dataset(
         units = clips.map(
             lambda segments, label: (segments, tf.tile(label[tf.newaxis], [count, 1])), num_parallel_calls=AUTOTUNE
         ).unbatch()
-        units = units.shuffle(SHUFFLE_BUFFER_UNITS, seed=seed + 2, reshuffle_each_iteration=True)
+        units = units.shuffle(SHUFFLE_BUFFER_UNITS, seed=seeds[2], reshuffle_each_iteration=reshuffle)
     units_per_epoch = num_clips * training_unit_count(preprocessing)
     batches = units_per_epoch // batch_size if drop_remainder else -(-units_per_epoch // batch_size)
     batched = units.batch(batch_size, drop_remainder=drop_remainder)
     # the size is known from the shard names: tell Keras (and check it while reading)
-    return batched.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)
+    return batched.apply(tf.data.experimental.assert_cardinality(batches))
+
+
+def training_dataset(
+    shard_dir: str | Path,
+    split: str,
+    preprocessing: dict,
+    num_classes: int,
+    batch_size: int,
+    seed: int,
+    num_clips: int,
+    cache: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Shuffled batches of ``(units, one-hot labels)``; a new random order every time it is iterated.
+
+    waveform_windows: one random window per clip and epoch (stateless random ops
+    seeded from ``seed``); audio_clip: the clip's fixed-length audio; mel_image: the
+    clip's image; audio_segments, mel_segments: every segment, shuffled again at the
+    segment level. Same seed -> same batches, iteration after iteration. The order of
+    an iteration depends on how many came before it: training uses ``training_epochs``.
+    """
+    clips = training_clips(shard_dir, split, preprocessing, num_classes, cache)
+    seeds = (seed, seed + 1, seed + 2)
+    return epoch_batches(clips, preprocessing, batch_size, num_clips, seeds, True, drop_remainder).prefetch(AUTOTUNE)
+
+
+def epoch_seeds(seed: int, epoch: int) -> tuple[int, int, int]:
+    """The three seeds of ``epoch_batches`` for one epoch: a function of the seed and the epoch alone."""
+    return tuple(int(s) for s in np.random.SeedSequence([seed, epoch]).generate_state(3))
+
+
+def training_epochs(
+    shard_dir: str | Path,
+    split: str,
+    preprocessing: dict,
+    num_classes: int,
+    batch_size: int,
+    seed: int,
+    num_clips: int,
+    first_epoch: int,
+    epochs: int,
+    cache: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """The batches of epochs ``first_epoch`` .. ``first_epoch + epochs - 1``, one epoch after the other
+    (``epochs`` x the batches of an epoch; give ``model.fit`` the steps per epoch).
+
+    Epoch e's batches are as ``training_dataset``'s, their order drawn from ``epoch_seeds(seed, e)``:
+    a run that starts at epoch k (resumed from a backup) gets the batches an uninterrupted run
+    gets at epoch k. The clips are read (or cached) once for all the epochs.
+    """
+    clips = training_clips(shard_dir, split, preprocessing, num_classes, cache)
+    parts = [
+        epoch_batches(clips, preprocessing, batch_size, num_clips, epoch_seeds(seed, epoch), False, drop_remainder)
+        for epoch in range(first_epoch, first_epoch + epochs)
+    ]
+    stream = parts[0]
+    for part in parts[1:]:
+        stream = stream.concatenate(part)
+    return stream.prefetch(AUTOTUNE)
 
 
 def validation_dataset(

@@ -18,6 +18,9 @@
    fine-tuning). The test split is never read here. Under MultiWorkerMirroredStrategy,
    where ``model.fit`` fails, the same callbacks run in a loop of ``strategy.run``
    (``genreclf.models.distributed``), and the model returned is a copy outside the strategy.
+   Each epoch's batches come from the seed and the epoch's number (``tfdata.training_epochs``);
+   with a ``resume.TrainingBackup``, every epoch is backed up and a run that finds a backup
+   goes on after its epoch, to the same bytes (``genreclf.models.resume``).
 
 Callbacks other than those (progress logging such as dvclive's) come from the caller.
 """
@@ -47,7 +50,7 @@ from genreclf.errors import ParamError
 from genreclf.features import spectrograms
 from genreclf.io import reproducible_zip
 from genreclf.models import cluster as cluster_config
-from genreclf.models import distributed, keras_models, tfdata
+from genreclf.models import distributed, keras_models, resume, tfdata
 
 MONITOR = "val_loss"
 logger = logging.getLogger(__name__)
@@ -317,7 +320,9 @@ class Devices:
 
 @dataclass
 class Datasets:
-    train: tf.data.Dataset
+    # one epoch's batches, iterated again each epoch; or (first epoch, epochs) -> the batches of those
+    # epochs one after the other, each epoch's order from the seed and its number (tfdata.training_epochs)
+    train: tf.data.Dataset | Callable[[int, int], tf.data.Dataset]
     val: tf.data.Dataset
     units_per_epoch: int
 
@@ -381,17 +386,22 @@ def make_datasets(
             f"{tfdata.CACHE_LIMIT_VARIABLE} sets the MiB; without the cache the shards are read every epoch)"
         )
     num_classes, train_clips = len(dataset_info["labels"]), splits["train"]["clips"]
-    train = tfdata.training_dataset(
-        shard_dir,
-        "train",
-        preprocessing,
-        num_classes,
-        devices.global_batch,
-        settings["seed"],
-        train_clips,
-        cache=plan["train"],
-        drop_remainder=devices.kind == "tpu",
-    )
+
+    def train(first_epoch: int, epochs: int) -> tf.data.Dataset:
+        return tfdata.training_epochs(
+            shard_dir,
+            "train",
+            preprocessing,
+            num_classes,
+            devices.global_batch,
+            settings["seed"],
+            train_clips,
+            first_epoch,
+            epochs,
+            cache=plan["train"],
+            drop_remainder=devices.kind == "tpu",
+        )
+
     val_units = settings.get("val_windows_per_clip")  # cnn1d: the val loss per epoch on fewer windows
     val = tfdata.validation_dataset(
         shard_dir, "val", preprocessing, num_classes, devices.global_batch, cache=plan["val"], units_per_clip=val_units
@@ -421,56 +431,69 @@ def fine_tune_layer_count(model_name: str, settings: dict, model: keras.Model) -
     return fine_tune_layers
 
 
-def fit_callbacks(data: Datasets, epochs: int, patience: int, batch: int, callbacks: list) -> list:
-    """The caller's callbacks, then early stopping on the validation loss and a progress bar over the units."""
+def fit_callbacks(
+    data: Datasets,
+    epochs: int,
+    patience: int,
+    batch: int,
+    callbacks: list,
+    after_stopper: Callable[[keras.callbacks.EarlyStopping], list] | None = None,
+) -> list:
+    """The caller's callbacks, then early stopping on the validation loss (and what ``after_stopper``
+    makes of it: the backup) and a progress bar over the units."""
     from tqdm.keras import TqdmCallback
 
     stopper = keras.callbacks.EarlyStopping(monitor=MONITOR, patience=patience)
     progress = TqdmCallback(epochs=epochs, data_size=data.units_per_epoch, batch_size=batch, verbose=1)
-    return [*callbacks, stopper, progress]
+    return [*callbacks, stopper, *(after_stopper(stopper) if after_stopper else []), progress]
 
 
-def fit(model: keras.Model, data: Datasets, epochs: int, patience: int, devices: Devices, callbacks: list) -> None:
-    """One ``fit``, early-stopped on the validation loss, with a progress bar over the training units.
+def fit(
+    model: keras.Model,
+    data: Datasets,
+    epochs: int,
+    patience: int,
+    devices: Devices,
+    callbacks: list,
+    initial_epoch: int = 0,
+    epoch_offset: int = 0,
+    after_stopper: Callable[[keras.callbacks.EarlyStopping], list] | None = None,
+) -> None:
+    """One ``fit`` of epochs ``initial_epoch`` .. ``epochs - 1``, early-stopped on the validation loss,
+    with a progress bar over the training units. ``epoch_offset``: the epochs of earlier fits (the
+    training batches of an epoch are those of its number over all fits).
 
     Under MultiWorkerMirroredStrategy, ``distributed.fit_with_strategy`` in its place (``model.fit`` fails there).
     """
-    callbacks = fit_callbacks(data, epochs, patience, devices.global_batch, callbacks)
+    callbacks = fit_callbacks(data, epochs, patience, devices.global_batch, callbacks, after_stopper)
+    train, steps = data.train, None
+    if callable(train):
+        train = train(epoch_offset + initial_epoch, epochs - initial_epoch)
+        steps = int(train.cardinality()) // (epochs - initial_epoch)
     if devices.kind == "multi_worker":
-        distributed.fit_with_strategy(model, data.train, data.val, epochs, devices.strategy, callbacks)
+        distributed.fit_with_strategy(model, train, data.val, epochs, devices.strategy, callbacks, steps)
         return
     with warnings.catch_warnings():
         # the validation set's size (windows per clip) is unknown until read once; Keras
         # warns when it first runs out. The training set's size is asserted in tfdata.
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         model.fit(
-            data.train,
+            train,
             validation_data=data.val,
             epochs=epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
             verbose=0,
             shuffle=False,
             callbacks=callbacks,
         )
 
 
-def fine_tune(
-    model: keras.Model,
-    layers: int,
-    settings: dict,
-    data: Datasets,
-    devices: Devices,
-    callbacks: list,
-    log: Callable[[str], None],
-) -> None:
-    """The second phase of MobileNetV2: unfreeze the top ``layers`` of the base and fit again."""
+def prepare_fine_tuning(model: keras.Model, layers: int, settings: dict, devices: Devices) -> None:
+    """The second phase of MobileNetV2: unfreeze the top ``layers`` of the base, compile at the fine-tuning rate."""
     with devices.strategy.scope():
         keras_models.unfreeze_top_layers(model, layers)
         keras_models.compile_model(model, settings["fine_tune_learning_rate"])
-    log(
-        f"fine-tuning the top {layers} layers of the base for {settings['fine_tune_epochs']} epoch(s) at "
-        f"learning rate {settings['fine_tune_learning_rate']}"
-    )
-    fit(model, data, settings["fine_tune_epochs"], settings["patience"], devices, callbacks)
 
 
 def restore_best_weights(best: BestWeights, log: Callable[[str], None]) -> None:
@@ -480,6 +503,15 @@ def restore_best_weights(best: BestWeights, log: Callable[[str], None]) -> None:
     best.restore()
 
 
+def resume_best(best: BestWeights, state: resume.BackupState, backup: resume.TrainingBackup, model) -> None:
+    """BestWeights as the backup left it."""
+    saved = state.best
+    best.best_value, best.best_epoch = saved["best_value"], saved["best_epoch"]
+    best.best_logs, best.epochs_done = saved["best_logs"], saved["epochs_done"]
+    arrays = backup.best_arrays(state)
+    best.best_weights = None if arrays is None else list(zip(model.weights, arrays, strict=True))
+
+
 def train_model(
     model_name: str,
     settings: dict,
@@ -487,6 +519,7 @@ def train_model(
     dataset_info: dict,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     log: Callable[[str], None] | None = None,
+    backup: resume.TrainingBackup | None = None,
 ) -> TrainingResult:
     """Train one model on the train split, early-stopped on the val split; return it with its best epoch.
 
@@ -494,6 +527,8 @@ def train_model(
     for every fit (the stage's dvclive logger, for one), after the one that keeps the best
     weights. With MobileNetV2 fine-tuning there are two fits; the best epoch is taken over both.
     ``log`` receives the progress lines (default: this module's logger, at INFO).
+    ``backup``: where each epoch is backed up; a run that finds a backup there continues
+    after its epoch (``genreclf.models.resume``; not under MultiWorkerMirroredStrategy).
     """
     log = log or logger.info
     set_seeds(settings["seed"])
@@ -505,6 +540,10 @@ def train_model(
         clip_samples=dataset_info["splits"]["train"]["max_samples"],
     )
     devices = set_up_devices(settings["batch_size"], log)
+    if backup is not None and devices.kind == "multi_worker":
+        log("no epoch backups under MultiWorkerMirroredStrategy: a killed run starts over")
+        backup = None
+    state = backup.load() if backup is not None else None
     previous_policy = keras.mixed_precision.global_policy()
     set_up_precision(settings["mixed_precision"], devices, log)
     try:
@@ -513,12 +552,45 @@ def train_model(
         fine_tune_layers = fine_tune_layer_count(model_name, settings, model)
         best = BestWeights()
         callbacks = [best, *callbacks]
-        start = time.perf_counter()
-        fit(model, data, settings["epochs"], settings["patience"], devices, callbacks)
-        log(f"trained {best.epochs_done} epoch(s); best val_loss {best.best_value:.4f} at epoch {best.best_epoch}")
+        phases = [(settings["epochs"], None)]
         if fine_tune_layers > 0:
-            best.restore()
-            fine_tune(model, fine_tune_layers, settings, data, devices, callbacks, log)
+            phases.append((settings["fine_tune_epochs"], fine_tune_layers))
+        if state is not None:
+            log(
+                f"resuming from the backup {state.folder}: {state.epochs_done} epoch(s) done (fit {state.phase}); "
+                f"training on from epoch {state.epochs_done} (0-based, the dvclive step)"
+            )
+            resume_best(best, state, backup, model)
+        start = time.perf_counter()
+        for phase, (epochs, layers) in enumerate(phases):
+            if state is not None and phase < state.phase:
+                continue
+            if layers is not None:
+                if state is None or state.phase < phase:
+                    best.restore()
+                prepare_fine_tuning(model, layers, settings, devices)
+                log(
+                    f"fine-tuning the top {layers} layers of the base for {epochs} epoch(s) at "
+                    f"learning rate {settings['fine_tune_learning_rate']}"
+                )
+            first, offset = 0, best.epochs_done
+            if state is not None and phase == state.phase:
+                backup.restore_model(state, model)
+                first, offset = state.epoch, state.first_epoch
+                if state.stopped:
+                    first = epochs
+            if first < epochs:
+
+                def after_stopper(stopper, phase=phase, offset=offset, resumed=state):
+                    if backup is None:
+                        return []
+                    return [resume.BackupCallback(backup, phase, offset, stopper, best, resumed, log)]
+
+                fit(model, data, epochs, settings["patience"], devices, callbacks, first, offset, after_stopper)
+            state = None if state is not None and phase == state.phase else state
+            if phase == 0:
+                kept = f"best val_loss {best.best_value:.4f} at epoch {best.best_epoch}"
+                log(f"trained {best.epochs_done} epoch(s); {kept}")
         seconds = time.perf_counter() - start
         restore_best_weights(best, log)
     finally:

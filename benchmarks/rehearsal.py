@@ -18,11 +18,11 @@
    convert, split, shard, features, pretrained (the musicnn wheel: pip-downloaded into
    ``pretrained.cache_dir`` once), embed, train_sklearn, train_keras, evaluate_sklearn,
    evaluate_keras, summarize, recommend_index. ``--skip-keras`` leaves out train_keras and
-   every stage that needs its models. The Keras stages run with the environment variable
-   GENRECLF_MAX_TRAIN_STEPS=--keras-steps: the stage then stops training after that many
+   every stage that needs its models. The Keras stages run with ``<model>.max_steps`` =
+   --keras-steps in the clone's params.yaml: the stage then stops training after that many
    batches (over as many epochs as that takes, each validated on at most as many batches;
    early stopping may end it sooner) and logs the step times (stages/train_keras.py: a
-   Keras callback, a benchmark-only switch, unset in normal runs). N must be at least
+   Keras callback, a benchmark-only param, null in normal runs). N must be at least
    MIN_CLIPS. The Keras stage's time also covers starting TensorFlow, building the model,
    its prediction of the whole val split and saving it; from its log come the fit's time,
    the number of steps, the first step (which traces the model and starts the input
@@ -100,7 +100,6 @@ POOL_STAGES = ("convert", "features")  # one worker process per core
 QUADRATIC_STAGES = ("train_sklearn@svm",)  # kernel SVM training grows at least as clips squared
 DEFAULT_KERAS_STEPS = 20
 MIN_CLIPS = 10 * len(GENRES)  # the SVM's 5 CV folds need 5 training clips per genre (0.64 x 8 > 5)
-STEPS_ENV = "GENRECLF_MAX_TRAIN_STEPS"
 
 REFERENCE_CORES = 32
 # What a stage's log says its own work took (without starting Python, reading params, DVC's hashing):
@@ -225,7 +224,6 @@ def dvc_env(extra: dict | None = None) -> dict:
     env["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["PYTHONUNBUFFERED"] = "1"
-    env.pop(STEPS_ENV, None)
     env.update(extra or {})
     return env
 
@@ -245,12 +243,14 @@ def clone_project(dest: Path, log=print) -> str:
     return commit
 
 
-def rehearsal_params(params: dict, source: Path, overrides: list[str] = ()) -> dict:
-    """params.yaml with the rehearsal's source; every other key as committed except mobilenet.weights
-    and the ``overrides`` ("a.b=value", the value read as YAML)."""
+def rehearsal_params(params: dict, source: Path, overrides: list[str] = (), keras_steps: int | None = None) -> dict:
+    """params.yaml with the rehearsal's source; every other key as committed except mobilenet.weights,
+    each Keras model's max_steps (``keras_steps``) and the ``overrides`` ("a.b=value", the value read as YAML)."""
     params = json.loads(json.dumps(params))
     params["data"].update({"dataset": DATASET, "source": str(source), "clips_per_genre": None})
     params["mobilenet"]["weights"] = None  # ImageNet weights cannot be downloaded offline
+    for model in params["models"]["keras"]:
+        params[model]["max_steps"] = keras_steps
     for override in overrides:
         dotted, value = override.split("=", 1)
         *parents, key = dotted.split(".")
@@ -263,9 +263,9 @@ def rehearsal_params(params: dict, source: Path, overrides: list[str] = ()) -> d
     return params
 
 
-def set_params(project: Path, source: Path, overrides: list[str] = ()) -> dict:
+def set_params(project: Path, source: Path, overrides: list[str] = (), keras_steps: int | None = None) -> dict:
     path = project / "params.yaml"
-    params = rehearsal_params(yaml.safe_load(path.read_text(encoding="utf-8")), source, overrides)
+    params = rehearsal_params(yaml.safe_load(path.read_text(encoding="utf-8")), source, overrides, keras_steps)
     path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     return params
 
@@ -277,10 +277,9 @@ def log_tail(path: Path) -> str:
 def run_stage(
     project: Path, stage: str, clips: int, logs: Path, steps: int | None = None, batch_size: int | None = None
 ) -> StageResult:
-    extra = {STEPS_ENV: str(steps)} if steps is not None else {}
     log_path = logs / f"{stage.replace('@', '-')}.log"
     status, seconds, peak = run_measured(
-        [sys.executable, "-m", "dvc", "repro", "--single-item", stage], project, dvc_env(extra), log_path
+        [sys.executable, "-m", "dvc", "repro", "--single-item", stage], project, dvc_env(), log_path
     )
     written = (
         sum(apparent_size(project / out) for out in stage_outs(project, stage) if (project / out).exists())
@@ -652,7 +651,7 @@ def run_pipeline(
         if stage.split("@", 1)[0] in KERAS_STAGES:
             model = stage.split("@", 1)[1]
             steps, batch = keras_limit, params[model]["batch_size"]
-        log(f"running {stage}" + (f" ({STEPS_ENV}={steps})" if steps else "") + " ...")
+        log(f"running {stage}" + (f" ({model}.max_steps = {steps})" if steps else "") + " ...")
         result = run_stage(project, stage, clips, logs, steps, batch)
         results.append(result)
         if result.status != 0:
@@ -844,9 +843,11 @@ def main(argv: list[str] | None = None) -> int:
     source = build_source(args.clips, args.seed, args.shared.resolve(), workdir, args.workers)
     project = workdir / f"project-{tag}"
     commit = clone_project(project)
-    params = set_params(project, source, args.overrides)
+    keras_limit = None if args.skip_keras else args.keras_steps
+    params = set_params(project, source, args.overrides, keras_limit)
     print(
         f"project: {project} (a clone of {commit[:10]}; params.yaml: data.source={source}, mobilenet.weights=null"
+        + (f", max_steps={keras_limit} in each Keras model's section" if keras_limit else "")
         + "".join(f", {o}" for o in args.overrides)
         + ")",
         flush=True,
@@ -856,7 +857,6 @@ def main(argv: list[str] | None = None) -> int:
     logs = workdir / f"logs-{tag}"
     shutil.rmtree(logs, ignore_errors=True)
     logs.mkdir(parents=True)
-    keras_limit = None if args.skip_keras else args.keras_steps
     results, ran = run_pipeline(project, params, planned, args.clips, logs, keras_limit)
     book = bookkeeping(project, noop_targets(ran, planned, stages), logs)
     if book["noop_repro_reran"]:

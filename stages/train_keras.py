@@ -43,7 +43,6 @@ The model it writes is not a trained model.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import time
 from pathlib import Path
@@ -68,7 +67,6 @@ from stages.config import PARAMS_FILE, load_config
 
 DVCLIVE_DIR = Path("dvclive")
 SCRATCH_DIR = Path(".genreclf-scratch") / "train_keras"  # epoch backups of the runs under way
-MAX_STEPS_ENV = "GENRECLF_MAX_TRAIN_STEPS"  # benchmarks only: stop after this many training batches
 
 log = stage_logger("train_keras")
 
@@ -106,19 +104,6 @@ def parse_model_name(argv: list[str] | None) -> str:
     )
     parser.add_argument("model", choices=catalog.KERAS_MODELS, help="the model to train")
     return parser.parse_args(argv).model
-
-
-def read_step_limit(environ=os.environ) -> int | None:
-    """GENRECLF_MAX_TRAIN_STEPS as a positive integer, or None when unset or empty."""
-    value = environ.get(MAX_STEPS_ENV, "").strip()
-    if not value:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise ParamError(
-            f"environment variable {MAX_STEPS_ENV} = {value!r}; expected a positive number of "
-            f"training batches (benchmarks only), or unset it"
-        )
-    return int(value)
 
 
 def step_times_summary(seconds: list[float]) -> str:
@@ -210,8 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_config().model_section(model_name).model_dump()
     dataset_info = read_dataset_info(SHARD_DIR)
     check_settings_fit_data(model_name, settings, dataset_info)
-    max_steps = settings["max_steps"] if settings["max_steps"] is not None else read_step_limit()
-    limit_source = f"{model_name}.max_steps" if settings["max_steps"] is not None else MAX_STEPS_ENV
+    max_steps = settings["max_steps"]  # benchmarks only: stop after this many training batches
+    limit_source = f"{model_name}.max_steps"
     # TensorFlow takes seconds to load: only once the params are known to be good.
     from dvclive import Live
     from genreclf.models import training

@@ -133,14 +133,15 @@ def test_track_ids_spread_like_fma_small():
 
 
 def test_step_limit_of_the_keras_stage():
-    from genreclf.errors import ParamError
-    from stages.train_keras import MAX_STEPS_ENV, read_step_limit, step_times_summary
+    from pathlib import Path
 
-    assert read_step_limit({}) is None and read_step_limit({MAX_STEPS_ENV: " "}) is None
-    assert read_step_limit({MAX_STEPS_ENV: "20"}) == 20
-    for bad in ("0", "-3", "2.5", "ten"):
-        with pytest.raises(ParamError, match=MAX_STEPS_ENV):
-            read_step_limit({MAX_STEPS_ENV: bad})
+    from benchmarks import rehearsal
+    from stages.train_keras import step_times_summary
+
+    # the rehearsal sets the limit in its clone's params.yaml, where DVC sees it
+    params = {"data": {}, "mobilenet": {"weights": "imagenet", "max_steps": None}, "models": {"keras": ["mobilenet"]}}
+    assert rehearsal.rehearsal_params(params, Path("source"), keras_steps=20)["mobilenet"]["max_steps"] == 20
+    assert rehearsal.rehearsal_params(params, Path("source"))["mobilenet"]["max_steps"] is None
     # what benchmarks/rehearsal.py reads back from the stage's log (its smoke run checks that it does)
     summary = step_times_summary([3.0, 0.5, 0.7])
     assert summary == (
@@ -155,15 +156,14 @@ def read_tsv_rows(path) -> int:
 
 
 @pytest.mark.slow  # trains in-process: TensorFlow's import and tracing take about 15 s
-def test_the_keras_stage_stops_after_the_step_limit_and_logs_the_step_times(tmp_path, monkeypatch, caplog):
-    from stages.train_keras import MAX_STEPS_ENV
-    from tests.helpers import call_stage
+def test_the_keras_stage_stops_after_the_step_limit_and_logs_the_step_times(tmp_path, caplog):
+    from tests.helpers import call_stage, set_params
     from tests.keras_fixture import TINY_PARAMS, write_tiny_repo
 
     # 18 training clips in batches of 8: 3 steps per epoch; 2 epochs at most, patience 2
     write_tiny_repo(tmp_path, {**TINY_PARAMS, "cnn1d": dict(TINY_PARAMS["cnn1d"], patience=5)})
     for limit, epochs in ((4, 2), (2, 1)):
-        monkeypatch.setenv(MAX_STEPS_ENV, str(limit))
+        set_params(tmp_path, {"cnn1d": {"max_steps": limit}})
         caplog.clear()
         with caplog.at_level("INFO"):
             call_stage(tmp_path, "train_keras", "cnn1d")
@@ -174,5 +174,5 @@ def test_the_keras_stage_stops_after_the_step_limit_and_logs_the_step_times(tmp_
         assert read_tsv_rows(tmp_path / "dvclive" / "cnn1d" / "plots" / "metrics" / "train" / "loss.tsv") == epochs
         assert (tmp_path / "models" / "cnn1d" / "model.keras").is_file()
         messages = [r.getMessage() for r in caplog.records]
-        assert f"{MAX_STEPS_ENV} is set: the val clip accuracy is not computed" in messages
+        assert "cnn1d.max_steps is set: the val clip accuracy is not computed" in messages
         assert not any(m.startswith("kept epoch") for m in messages)

@@ -151,6 +151,7 @@ def map_in_order(
     *,
     setup: Callable[[], None] | None = None,
     local: Callable[[Callable, Sequence[tuple]], Iterator] = run_here,
+    scratch=None,
 ) -> Iterator:
     """``fn(*item)`` of every item (a tuple of arguments), yielded in the order of ``items``.
 
@@ -160,9 +161,39 @@ def map_in_order(
     functools.partial of them), and the paths in the items must be readable and writable where
     the workers run. A GenreError raised by ``fn`` for an item is raised here, by the item in
     input order that raised first, as on the local engine; so is an OSError, as a FileSystemError.
+
+    With a ``scratch`` (a ``genreclf.resume.Scratch``), the items whose result it holds are not
+    computed again: only the others go to the engine, and each of their results is stored in it
+    as it arrives here, so that a run killed part-way resumes where it stopped.
     """
     items = list(items)
     fn = Guarded(fn)
+    if scratch is None:
+        yield from compute(fn, items, engine, setup, local)
+        return
+    from genreclf.resume import MISSING
+
+    done = {i: result for i in range(len(items)) if (result := scratch.load(i)) is not MISSING}
+    pending = [i for i in range(len(items)) if i not in done]
+    scratch.reused, scratch.computed = len(done), 0
+    results = compute(fn, [items[i] for i in pending], engine, setup, local)
+    try:
+        for i in range(len(items)):
+            if i in done:
+                yield done.pop(i)
+            else:
+                result = next(results)
+                scratch.store(i, result)
+                scratch.computed += 1
+                yield result
+    finally:
+        results.close()  # stops the workers at once if the caller stops early
+
+
+def compute(fn: Callable, items: list[tuple], engine: Engine, setup, local) -> Iterator:
+    """``fn(*item)`` of every item on ``engine``, in order (``map_in_order`` without a scratch)."""
+    if not items:
+        return
     if engine.name == BEAM:
         from genreclf import beam
 

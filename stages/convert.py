@@ -11,11 +11,16 @@ Writes  data/wav/<track_id>.wav, data/converted.csv (its path column: each clip'
         id, URL, size and MD5), written after them, and the path column of converted.csv holds the URLs.
 Clips that do not decode, hold no audio or are shorter than convert.min_seconds are skipped
 and reported, never fatal. Every core decodes; the outputs do not depend on scheduling.
+Each WAV and its result are kept in .genreclf-scratch/convert/<key>/ as they are done
+(genreclf.resume), so a run killed part-way decodes only the clips it had not finished; the
+WAVs are linked into data/wav at the end and the scratch is removed once the tables are written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -26,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from genreclf import space
+from genreclf import resume, space
 from genreclf.artifacts import (
     CLIPS_CSV,
     CONVERTED_CSV,
@@ -41,8 +46,8 @@ from genreclf.artifacts import (
 )
 from genreclf.data import audio, gcs
 from genreclf.engine import Engine, engine_from_environ, limit_threads, map_in_order
-from genreclf.errors import DataError
-from genreclf.io import atomic_dir, write_json
+from genreclf.errors import DataError, FileSystemError
+from genreclf.io import atomic_dir, renamed_error, write_json
 from stages.common import GCS_REMEDY, cache_mirrors, run_stage, stage_logger
 from stages.config import load_config
 
@@ -79,15 +84,35 @@ def check_some_converted(clips: pd.DataFrame, results: list[audio.ConvertResult]
         )
 
 
-def convert_to_workspace(clips: pd.DataFrame, settings: dict, engine: Engine) -> tuple[list, list[str]]:
+def link_or_copy(source: str | Path, destination: Path) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:  # another file system, or one without hard links
+        shutil.copyfile(source, destination)
+
+
+RESULT_CODEC = resume.file_codec(dataclasses.asdict, lambda fields: audio.ConvertResult(**fields))
+
+
+def convert_to_workspace(
+    clips: pd.DataFrame, settings: dict, engine: Engine, scratch: resume.Scratch
+) -> tuple[list, list[str]]:
     """The WAVs as files data/wav/<track_id>.wav: (each clip's result, each converted clip's WAV path).
-    ``settings``: convert_clip's sample_rate and min_seconds."""
-    convert = partial(audio.convert_clip, **settings)
+    ``settings``: convert_clip's sample_rate and min_seconds. Each WAV is written into the scratch
+    (with its result: a killed run keeps them), then linked into data/wav once every clip is done."""
+    convert = resume.WritesFile(partial(audio.convert_clip, **settings))
+    destinations = [(scratch.files / f"{track_id}.wav").as_posix() for track_id in clips["track_id"]]
+    jobs = list(zip(clips["path"], destinations))
+    try:
+        outcomes = list(map_in_order(convert, jobs, engine, setup=limit_threads, local=convert_here, scratch=scratch))
+    except FileSystemError as e:  # named as the WAV of data/wav that it is
+        raise renamed_error(e, scratch.files, WAV_DIR) from None
+    results = [result for result, _ in outcomes]
+    check_some_converted(clips, results)
     with atomic_dir(WAV_DIR) as wav_tmp:
-        destinations = [wav_tmp / f"{track_id}.wav" for track_id in clips["track_id"]]
-        jobs = list(zip(clips["path"], destinations))
-        results = list(map_in_order(convert, jobs, engine, setup=limit_threads, local=convert_here))
-        check_some_converted(clips, results)
+        for track_id, destination, result in zip(clips["track_id"], destinations, results):
+            if result.ok:  # a link: the scratch stays whole until the tables are written
+                link_or_copy(destination, wav_tmp / f"{track_id}.wav")
     return results, [f"{WAV_DIR.as_posix()}/{t}.wav" for t, r in zip(clips["track_id"], results) if r.ok]
 
 
@@ -135,13 +160,27 @@ def main() -> None:
 
     started = time.perf_counter()
     settings = {"sample_rate": sample_rate, "min_seconds": min_seconds}
+    scratch = None
     if gcs.is_remote(root):
         results, paths = convert_to_bucket(clips, settings, engine, root)
     else:
-        results, paths = convert_to_workspace(clips, settings, engine)
+        key = resume.scratch_key(
+            "convert", {"convert": settings, "root": root}, [CLIPS_CSV.read_bytes()], clips["path"], code_files()
+        )
+        scratch = resume.Scratch.open(resume.SCRATCH_ROOT, "convert", key, RESULT_CODEC)
+        if len(scratch):
+            log.info("resuming: %d clips already decoded in %s", len(scratch), scratch.folder)
+        results, paths = convert_to_workspace(clips, settings, engine, scratch)
     elapsed = time.perf_counter() - started
     log.info("decoded %d clips in %.1f s (%.2f clips/s)", len(clips), elapsed, len(clips) / elapsed)
     write_tables(clips, results, paths, sample_rate, where)
+    if scratch is not None:
+        scratch.remove()
+        log.info("resume: reused %d clips (finished by a run that stopped), decoded %d", *scratch.counts())
+
+
+def code_files() -> list[Path]:
+    return resume.code_files(__file__)
 
 
 def write_tables(clips: pd.DataFrame, results: list, paths: list[str], sample_rate: int, where: str) -> None:

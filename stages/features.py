@@ -8,7 +8,9 @@ Writes  data/features/{train,val,test}.csv: track_id, label, genre, then the fea
         data/features/feature_info.json: {"sample_rate", "params", "columns"}, which the
         scikit-learn models keep so that new audio gets the very same features.
 Every core computes features; rows are written as they arrive, in a fixed order, so
-memory stays flat and the same inputs give the same bytes.
+memory stays flat and the same inputs give the same bytes. Each clip's row is also kept in
+.genreclf-scratch/features/<key>/ as it arrives (genreclf.resume), so a run killed part-way
+computes only the clips it had not finished; the scratch is removed once the tables are written.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from functools import partial
 
 import pandas as pd
 
-from genreclf import space
+from genreclf import resume, space
 from genreclf.artifacts import (
     FEATURE_ID_COLUMNS,
     FEATURES_DIR,
@@ -64,6 +66,16 @@ def main() -> None:
     )
 
     ordered = pd.concat([by_split[split] for split in SPLITS])
+    key = resume.scratch_key(
+        "features",
+        {"features": features.params_to_dict(params), "sample_rate": sample_rate},
+        [(SPLIT_DIR / MANIFEST_FILE).read_bytes()],
+        ordered["path"],
+        resume.code_files(__file__),
+    )
+    scratch = resume.Scratch.open(resume.SCRATCH_ROOT, "features", key)
+    if len(scratch):
+        log.info("resuming: %d clips already computed in %s", len(scratch), scratch.folder)
     started = time.perf_counter()
     rows = map_in_order(
         partial(features.wav_features, sample_rate=sample_rate, params=params),
@@ -71,6 +83,7 @@ def main() -> None:
         engine,
         setup=partial(features.init_worker, sample_rate, params),
         local=lambda _, paths: features.iter_wav_features([p for (p,) in paths], sample_rate, params),
+        scratch=scratch,
     )
     try:
         write_features(
@@ -83,8 +96,10 @@ def main() -> None:
         )
     finally:
         rows.close()  # stops the worker processes (at once if a clip failed)
+    scratch.remove()
     seconds = time.perf_counter() - started
     log.info("computed %d clips in %.1f s (%.1f clips/s)", len(ordered), seconds, len(ordered) / seconds)
+    log.info("resume: reused %d clips (finished by a run that stopped), computed %d", *scratch.counts())
     log_tables_written(log, FEATURES_DIR, by_split, len(columns), "feature")
 
 

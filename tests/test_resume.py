@@ -1,0 +1,246 @@
+"""A killed per-clip stage resumes where it stopped (genreclf.resume and the stages that use it).
+
+The scratch module itself (atomic results, a damaged file not trusted, the key), the engine's
+map over a scratch, and convert (40 gtzan_mini clips) and features (20) run as subprocesses:
+SIGKILLed once their scratch holds about half the clips, run again, checked to have reused
+that work and to write the same bytes as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from genreclf import resume
+from genreclf.artifacts import CLIP_COLUMNS, write_clips, write_split
+from genreclf.engine import Engine, map_in_order
+from tests.helpers import ROOT, directory_bytes, make_project, run_stage, set_params, subprocess_env
+
+CLIPS = 20
+CONVERT_CLIPS = 40
+GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
+SPLITS = ["train", "val", "test"]
+KILL_TIMEOUT_S = 300
+RESUMED = re.compile(r"resume: reused (\d+) clips \(finished by a run that stopped\), (?:computed|decoded) (\d+)")
+
+
+# ---- the scratch
+
+
+def test_a_result_comes_back_exactly(tmp_path):
+    scratch = resume.Scratch(tmp_path / "s")
+    row = np.array([np.pi, 1e-300, -0.0, np.nan, 1 / 3], dtype=np.float64)
+    scratch.store(3, row)
+    again = resume.Scratch(tmp_path / "s")  # another run
+    assert len(again) == 1 and again.load(0) is resume.MISSING
+    loaded = again.load(3)
+    assert loaded.dtype == np.float64 and loaded.tobytes() == row.tobytes()
+
+
+def test_a_half_written_or_damaged_result_is_not_trusted(tmp_path):
+    scratch = resume.Scratch(tmp_path / "s")
+    scratch.store(0, np.arange(100.0))
+    scratch.store(1, np.arange(100.0))
+    scratch.store(2, np.arange(100.0))
+    (zero,) = (tmp_path / "s").glob("0.*.bin")
+    zero.write_bytes(zero.read_bytes()[:50])  # cut short
+    (one,) = (tmp_path / "s").glob("1.*.bin")
+    data = bytearray(one.read_bytes())
+    data[-1] ^= 1
+    one.write_bytes(bytes(data))  # one bit off
+    (tmp_path / "s" / f"{resume.TMP_PREFIX}5.123").write_bytes(b"a write that was killed")
+    again = resume.Scratch(tmp_path / "s")
+    assert again.load(0) is resume.MISSING and again.load(1) is resume.MISSING
+    assert again.load(5) is resume.MISSING
+    assert np.array_equal(again.load(2), np.arange(100.0))
+    assert sorted(p.name.split(".")[0] for p in (tmp_path / "s").glob("*.bin")) == ["2"]
+    assert not list((tmp_path / "s").glob(f"{resume.TMP_PREFIX}*"))
+
+
+def test_a_result_whose_file_changed_is_not_trusted(tmp_path):
+    scratch = resume.Scratch(tmp_path / "s", resume.file_codec(lambda r: r, lambda r: r))
+    wav = scratch.files / "a.wav"
+    wav.write_bytes(b"RIFF....")
+    scratch.store(0, ({"ok": True}, resume.file_record(wav)))
+    assert resume.Scratch(tmp_path / "s", scratch.codec).load(0)[0] == {"ok": True}
+    wav.write_bytes(b"RIFF..")  # cut short by a crash
+    assert resume.Scratch(tmp_path / "s", scratch.codec).load(0) is resume.MISSING
+
+
+def test_the_key_follows_params_manifest_files_and_code(tmp_path):
+    wav = tmp_path / "a.wav"
+    wav.write_bytes(b"1234")
+    code = tmp_path / "stage.py"
+    code.write_text("x = 1\n")
+    key = resume.scratch_key("features", {"n_fft": 2048}, [b"manifest"], [str(wav)], [code])
+    assert key == resume.scratch_key("features", {"n_fft": 2048}, [b"manifest"], [str(wav)], [code])
+    assert key != resume.scratch_key("embed", {"n_fft": 2048}, [b"manifest"], [str(wav)], [code])
+    assert key != resume.scratch_key("features", {"n_fft": 1024}, [b"manifest"], [str(wav)], [code])
+    assert key != resume.scratch_key("features", {"n_fft": 2048}, [b"manifesto"], [str(wav)], [code])
+    wav.write_bytes(b"12345")
+    changed = resume.scratch_key("features", {"n_fft": 2048}, [b"manifest"], [str(wav)], [code])
+    assert changed != key
+    code.write_text("x = 2\n")
+    assert resume.scratch_key("features", {"n_fft": 2048}, [b"manifest"], [str(wav)], [code]) != changed
+
+
+def test_opening_a_key_deletes_the_others_and_remove_cleans_up(tmp_path):
+    old = resume.Scratch.open(tmp_path / "root", "features", "old")
+    old.store(0, np.zeros(3))
+    new = resume.Scratch.open(tmp_path / "root", "features", "new")
+    assert not old.folder.exists() and len(new) == 0
+    new.remove()
+    assert not (tmp_path / "root").exists()
+
+
+def square(x):
+    calls.append(x)
+    return np.array([float(x) ** 2])
+
+
+calls: list = []
+
+
+def test_the_map_computes_only_what_the_scratch_lacks(tmp_path):
+    scratch = resume.Scratch(tmp_path / "s")
+    calls.clear()
+    stopped = map_in_order(square, [(i,) for i in range(10)], Engine(), scratch=scratch)
+    assert [float(next(stopped)[0]) for _ in range(4)] == [0.0, 1.0, 4.0, 9.0]
+    stopped.close()  # the run stops after 4 clips
+    calls.clear()
+    again = resume.Scratch(tmp_path / "s")
+    results = list(map_in_order(square, [(i,) for i in range(10)], Engine(), scratch=again))
+    assert [float(r[0]) for r in results] == [float(i * i) for i in range(10)]
+    assert calls == list(range(4, 10)) and again.counts() == (4, 6)
+
+
+# ---- the stages, killed and run again
+
+
+def gtzan_sources(gtzan_mini: Path, clips: int) -> list[Path]:
+    """``clips`` real clips, as many of each genre."""
+    per_genre = clips // len(GENRES)
+    return [source for genre in GENRES for source in sorted((gtzan_mini / genre).glob("*.wav"))[:per_genre]]
+
+
+def convert_project(root: Path, gtzan_mini: Path) -> Path:
+    """A project with data/raw/clips.csv listing CONVERT_CLIPS gtzan_mini clips, resampled to 16 kHz
+    (a clip takes some 20 ms: more clips than features, to be killed part-way)."""
+    make_project(root, {"convert": {"sample_rate": 16000}})
+    rows = []
+    for source in gtzan_sources(gtzan_mini, CONVERT_CLIPS):
+        genre = source.parent.name
+        dest = root / "data" / "raw" / "audio" / genre / source.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, dest)
+        rows.append((source.stem, genre, f"data/raw/audio/{genre}/{source.name}", ""))
+    write_clips(root / "data" / "raw" / "clips.csv", pd.DataFrame(rows, columns=CLIP_COLUMNS))
+    return root
+
+
+def features_project(root: Path, gtzan_mini: Path) -> Path:
+    """A project with data/wav and data/split for CLIPS gtzan_mini clips."""
+    make_project(root)
+    (root / "data" / "wav").mkdir(parents=True)
+    rows = []
+    for i, source in enumerate(gtzan_sources(gtzan_mini, CLIPS)):
+        samples, sr = sf.read(source, dtype="int16")
+        path = f"data/wav/{source.stem}.wav"
+        sf.write(root / path, samples, sr, subtype="PCM_16")
+        genre, split = source.parent.name, SPLITS[i % len(SPLITS)]
+        label = GENRES.index(genre)
+        rows.append({"track_id": source.stem, "path": path, "genre": genre, "label": label, "split": split})
+    write_split(root / "data" / "split", pd.DataFrame(rows), GENRES)
+    return root
+
+
+def stored(project: Path, stage: str) -> int:
+    """The clip results in the stage's scratch."""
+    return len(list((project / resume.SCRATCH_ROOT / stage).glob(f"*/*{resume.RESULT_SUFFIX}")))
+
+
+def run_and_kill(project: Path, stage: str, at: int) -> int:
+    """Start the stage, SIGKILL it (and its workers) once its scratch holds ``at`` clips; the count
+    at the kill."""
+    with open(project / f"{stage}-killed.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", f"stages.{stage}"],
+            cwd=project,
+            env=dict(subprocess_env(), PYTHONPATH=str(ROOT)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the workers die with it, as on a lost VM
+        )
+        deadline = time.monotonic() + KILL_TIMEOUT_S
+        count = 0
+        try:
+            while (count := stored(project, stage)) < at:
+                assert proc.poll() is None, f"{stage} ended before it was killed: {proc.returncode}"
+                assert time.monotonic() < deadline, f"{stage}: no {at} clips in its scratch"
+                time.sleep(0.001)
+            os.killpg(proc.pid, signal.SIGKILL)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    return count
+
+
+def resumed(stderr: str) -> tuple[int, int]:
+    match = RESUMED.search(stderr)
+    assert match, stderr[-3000:]
+    return int(match[1]), int(match[2])
+
+
+def check_resumes(tmp_path: Path, gtzan_mini: Path, stage: str, make, outputs: list[str], clips: int, at: int) -> None:
+    """Run the stage uninterrupted in one project; in another kill it once ``at`` clips are done,
+    then run it again as DVC would (outputs deleted): same bytes, only the rest computed."""
+    reference = make(tmp_path / "reference", gtzan_mini)
+    assert resumed(run_stage(reference, stage).stderr) == (0, clips)
+    project = make(tmp_path / "killed", gtzan_mini)
+    killed_at = run_and_kill(project, stage, at)
+    for output in outputs:  # as DVC does before it runs the stage
+        path = project / output
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    reused, computed = resumed(run_stage(project, stage).stderr)
+    assert killed_at <= reused < clips and reused + computed == clips, (killed_at, reused, computed)
+    for output in outputs:
+        a, b = reference / output, project / output
+        assert (directory_bytes(a) if a.is_dir() else a.read_bytes()) == (
+            directory_bytes(b) if b.is_dir() else b.read_bytes()
+        ), output
+    assert not (project / resume.SCRATCH_ROOT).exists()
+
+
+@pytest.mark.slow
+def test_convert_killed_resumes_and_writes_the_same_bytes(tmp_path, gtzan_mini):
+    outputs = ["data/wav", "data/converted.csv", "data/convert_skipped.csv", "metrics/convert.json"]
+    # its workers return clips 4 at a time: killed at a quarter, about half are done
+    check_resumes(tmp_path, gtzan_mini, "convert", convert_project, outputs, CONVERT_CLIPS, CONVERT_CLIPS // 4)
+
+
+@pytest.mark.slow
+def test_features_killed_resumes_and_writes_the_same_bytes(tmp_path, gtzan_mini):
+    check_resumes(tmp_path, gtzan_mini, "features", features_project, ["data/features"], CLIPS, CLIPS // 2)
+
+
+@pytest.mark.slow
+def test_a_params_change_does_not_reuse(tmp_path, gtzan_mini):
+    project = convert_project(tmp_path / "project", gtzan_mini)
+    run_and_kill(project, "convert", CONVERT_CLIPS // 4)
+    (old_key,) = (project / resume.SCRATCH_ROOT / "convert").iterdir()
+    set_params(project, {"convert": {"min_seconds": 5.0}})
+    assert resumed(run_stage(project, "convert").stderr) == (0, CONVERT_CLIPS)
+    assert not old_key.exists() and not (project / resume.SCRATCH_ROOT).exists()

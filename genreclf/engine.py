@@ -171,23 +171,12 @@ def map_in_order(
     if scratch is None:
         yield from compute(fn, items, engine, setup, local)
         return
-    from genreclf.resume import MISSING
+    from genreclf.resume import resumed
 
-    done = {i: result for i in range(len(items)) if (result := scratch.load(i)) is not MISSING}
-    pending = [i for i in range(len(items)) if i not in done]
-    scratch.reused, scratch.computed = len(done), 0
-    results = compute(fn, [items[i] for i in pending], engine, setup, local)
-    try:
-        for i in range(len(items)):
-            if i in done:
-                yield done.pop(i)
-            else:
-                result = next(results)
-                scratch.store(i, result)
-                scratch.computed += 1
-                yield result
-    finally:
-        results.close()  # stops the workers at once if the caller stops early
+    def pending_results(pending: list[int]) -> Iterator:
+        return compute(fn, [items[i] for i in pending], engine, setup, local)
+
+    yield from resumed(scratch, len(items), pending_results)
 
 
 def compute(fn: Callable, items: list[tuple], engine: Engine, setup, local) -> Iterator:

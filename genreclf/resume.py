@@ -43,7 +43,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,3 +237,26 @@ class Scratch:
         for parent in (self.folder.parent, self.folder.parent.parent):
             with contextlib.suppress(OSError):
                 parent.rmdir()
+
+
+def resumed(scratch: Scratch, count: int, compute: Callable[[list[int]], Iterator]) -> Iterator:
+    """The results of items 0 .. count-1 in order: those ``scratch`` holds loaded from it, the
+    others from ``compute(pending)`` (their results in the order of ``pending``, the indices of the
+    items it lacks), each stored as it arrives. Sets ``scratch.reused`` and ``scratch.computed``."""
+    done = {i: result for i in range(count) if (result := scratch.load(i)) is not MISSING}
+    pending = [i for i in range(count) if i not in done]
+    scratch.reused, scratch.computed = len(done), 0
+    results = iter(compute(pending)) if pending else iter(())
+    try:
+        for i in range(count):
+            if i in done:
+                yield done.pop(i)
+            else:
+                result = next(results)
+                scratch.store(i, result)
+                scratch.computed += 1
+                yield result
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()  # stops the workers at once if the caller stops early

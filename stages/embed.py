@@ -10,6 +10,9 @@ Writes  data/embeddings/{train,val,test}.csv: track_id, label, genre, then the c
         resamples), cut into non-overlapping 3 s log-mel patches, the embedding averaged over
         them; one row per clip, in manifest order; data/embeddings/feature_info.json
         ({"sample_rate": 16000, "params", "columns"}). Same inputs, same bytes.
+Each clip's embedding is also kept in .genreclf-scratch/embed/<key>/ as it is computed
+(genreclf.resume), so a run killed part-way embeds only the clips it had not finished; the
+scratch is removed once the tables are written.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 import pandas as pd
 from tqdm import tqdm
 
-from genreclf import space
+from genreclf import resume, space
 from genreclf.artifacts import (
     EMBEDDINGS_DIR,
     FEATURE_ID_COLUMNS,
@@ -74,20 +77,37 @@ def main() -> None:
     columns = musicnn.embedding_columns(embedding)
     ordered = pd.concat([by_split[split] for split in SPLITS])
 
-    def audio():
-        for track_id, path in zip(ordered["track_id"], ordered["path"]):
-            samples = int16_to_float(decode_clip(path, sample_rate))
+    key = resume.scratch_key(
+        "embed",
+        {"embed": settings.model_dump(), "model": info},
+        [(SPLIT_DIR / MANIFEST_FILE).read_bytes()],
+        [*ordered["path"], str(model_file)],
+        resume.code_files(__file__),
+    )
+    scratch = resume.Scratch.open(resume.SCRATCH_ROOT, "embed", key)
+    if len(scratch):
+        log.info("resuming: %d clips already embedded in %s", len(scratch), scratch.folder)
+    track_ids, paths = ordered["track_id"].tolist(), ordered["path"].tolist()
+
+    def embed_clips(pending: list[int]):
+        for i in pending:
+            samples = int16_to_float(decode_clip(paths[i], sample_rate))
             if samples.size < musicnn.PATCH_FRAMES * musicnn.HOP_LENGTH:
-                raise DataError(f"{path}: clip {track_id} is shorter than one 3 s patch", path=path)
-            yield samples
+                raise DataError(f"{paths[i]}: clip {track_ids[i]} is shorter than one 3 s patch", path=paths[i])
+            yield musicnn.clip_embedding(model, samples, embedding, patches_per_clip)
+
+    def counted(rows, progress):
+        for row in rows:
+            yield row
+            progress.update()
 
     started = time.perf_counter()
     with tqdm(total=len(ordered), desc="embed", unit="clip") as progress:
-        rows = musicnn.iter_clip_embeddings(model, audio(), embedding, patches_per_clip, on_clip=progress.update)
+        rows = resume.resumed(scratch, len(ordered), embed_clips)
         write_embeddings(
             EMBEDDINGS_DIR,
             {split: by_split[split][FEATURE_ID_COLUMNS] for split in SPLITS},
-            rows,
+            counted(rows, progress),
             columns,
             sample_rate,
             {
@@ -97,9 +117,11 @@ def main() -> None:
                 "patches_per_clip": patches_per_clip,
             },
         )
+    scratch.remove()
     seconds = time.perf_counter() - started
     log.info("patches per clip: %s", "all" if patches_per_clip is None else patches_per_clip)
     log.info("embedded %d clips in %.1f s (%.2f clips/s)", len(ordered), seconds, len(ordered) / seconds)
+    log.info("resume: reused %d clips (finished by a run that stopped), computed %d", *scratch.counts())
     log_tables_written(log, EMBEDDINGS_DIR, by_split, len(columns), embedding)
 
 

@@ -244,3 +244,61 @@ def test_a_params_change_does_not_reuse(tmp_path, gtzan_mini):
     set_params(project, {"convert": {"min_seconds": 5.0}})
     assert resumed(run_stage(project, "convert").stderr) == (0, CONVERT_CLIPS)
     assert not old_key.exists() and not (project / resume.SCRATCH_ROOT).exists()
+
+
+def embed_project(root: Path, model_saver) -> Path:
+    """A project with data/split of EMBED_CLIPS short tones and models/musicnn_msd (``model_saver``)."""
+    from genreclf import artifacts
+    from tests.helpers import to_int16, tone, write_audio
+
+    make_project(root, {"embed": {"embedding": "penultimate", "patches_per_clip": 1}})
+    rows = []
+    for i in range(EMBED_CLIPS):
+        samples = to_int16(tone(3.5, 22050, 150.0 * (i + 1), 0.4))
+        path = write_audio(root / "data" / "wav" / f"clip{i}.wav", samples, 22050)
+        genre = GENRES[i % 2]
+        rows.append({"track_id": f"clip{i}", "path": path.relative_to(root).as_posix(), "genre": genre,
+                     "label": i % 2, "split": SPLITS[i % 3]})  # fmt: skip
+    artifacts.write_split(root / artifacts.SPLIT_DIR, pd.DataFrame(rows), GENRES[:2])
+    artifacts.write_pretrained(
+        root / artifacts.PRETRAINED_DIR,
+        {"source": "random.whl", "sha256": "0" * 64, "sample_rate": 16000, "outputs": [], "tags": []},
+        model_saver,
+    )
+    return root
+
+
+EMBED_CLIPS = 6
+
+
+@pytest.mark.slow
+def test_embed_stopped_part_way_resumes_and_writes_the_same_bytes(tmp_path, monkeypatch):
+    """In this process (TensorFlow loads once): the stage stopped by an error after 3 clips, then run again."""
+    from genreclf import artifacts
+    from genreclf.models import musicnn
+    from genreclf.models.training import save_model
+    from tests.helpers import call_stage
+
+    model = musicnn.build_model()
+    reference = embed_project(tmp_path / "reference", lambda path: save_model(model, path))
+    call_stage(reference, "embed")
+    saved = reference / artifacts.PRETRAINED_DIR / artifacts.PRETRAINED_MODEL_FILE
+    project = embed_project(tmp_path / "stopped", lambda path: shutil.copy(saved, path))
+    embed, calls = musicnn.clip_embedding, []
+
+    def stops_after_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 3:
+            raise RuntimeError("killed")
+        return embed(*args, **kwargs)
+
+    monkeypatch.setattr(musicnn, "clip_embedding", stops_after_3)
+    with pytest.raises(RuntimeError, match="killed"):
+        call_stage(project, "embed")
+    assert stored(project, "embed") == 3
+    calls.clear()
+    monkeypatch.setattr(musicnn, "clip_embedding", lambda *a, **k: (calls.append(1), embed(*a, **k))[1])
+    call_stage(project, "embed")
+    assert len(calls) == EMBED_CLIPS - 3
+    assert directory_bytes(project / artifacts.EMBEDDINGS_DIR) == directory_bytes(reference / artifacts.EMBEDDINGS_DIR)
+    assert not (project / resume.SCRATCH_ROOT).exists()

@@ -1,8 +1,9 @@
 """Per-clip work that survives a killed run: a scratch folder of finished results, outside the outputs.
 
-A per-clip stage (convert, features) killed part-way (SIGKILL, a preempted VM) loses nothing it
-finished: DVC deletes a stage's outputs before running it, but not this folder, so the next run
-computes only the clips that were not finished and writes the same bytes as an uninterrupted run.
+A per-clip stage (convert, features, embed; shard per shard) killed part-way (SIGKILL, a
+preempted VM) loses nothing it finished: DVC deletes a stage's outputs before running it, but
+not this folder, so the next run computes only the clips that were not finished and writes the
+same bytes as an uninterrupted run.
 
 Design:
 
@@ -17,20 +18,23 @@ Design:
   temporary name and renamed when complete, and read back only if its bytes still hash to its
   name: a half-written or damaged file is never trusted, it is deleted and the clip recomputed.
 - A ``Codec`` turns a clip's result into bytes and back: ``ARRAYS`` stores a NumPy array as
-  ``.npy`` bytes (exact: float64 stays float64). A codec's ``load`` may check more (convert's checks
-  that the clip's WAV still has the size and SHA-256 it had) and raise to have the clip recomputed.
-- A clip whose work writes a file (convert: its WAV, into ``Scratch.files``) runs as ``WritesFile``,
-  which records the file's size and SHA-256 with the result (``file_codec``); the stage links the
-  files into its output folder once every clip is done.
-- The engine's per-clip map (``genreclf.engine.map_in_order(..., scratch=...)``) loads every
-  trusted result first, sends only the other clips to the workers and stores each of their
-  results as the driver receives it, in input order; ``Scratch.reused`` and ``Scratch.computed``
-  count them for the stage's log. The stage removes the scratch once its outputs are written.
+  ``.npy`` bytes (exact: float64 stays float64). A codec's ``load`` may check more and raise to
+  have the clip recomputed.
+- Work that writes a file (convert: a clip's WAV; shard: a shard's TFRecord file, the unit of
+  work there) writes it into ``Scratch.files`` and runs as ``WritesFile``, which records the
+  file's size and SHA-256 with the result (``file_codec``: reused only if the file still has
+  them); the stage links the files into its output folder once every item is done.
+- ``resumed`` loads every trusted result first, computes only the other items and stores each
+  of their results as it arrives, in input order; ``Scratch.reused`` and ``Scratch.computed``
+  count them for the stage's log. The engine's per-clip map does this when given a scratch
+  (``genreclf.engine.map_in_order(..., scratch=...)``); embed, which runs in its own process,
+  calls it directly. The stage removes the scratch once its outputs are written.
 
-The Beam engine gets the same skipping (only the unfinished clips are sent to the pipeline), but
+The Beam engine gets the same skipping (only the unfinished items are sent to the pipeline), but
 its results reach the driver only when the whole pipeline has finished, so a Beam run killed
-part-way keeps nothing; resuming a killed run is the local engine's. Convert with a gs:// data
-root does not use a scratch (its objects are named by their content and not uploaded twice).
+part-way keeps nothing: resuming a killed run is the local engine's. With a gs:// data root,
+convert and shard use no scratch (their objects are named by their content or inputs, and
+an object already there is not uploaded again).
 
 Pure: knows nothing of DVC or of the stages; the paths are the caller's.
 """
@@ -89,14 +93,17 @@ def file_record(path: str | Path) -> list:
 
 @dataclass(frozen=True)
 class WritesFile:
-    """``fn(source, destination, ...)``, which writes the file ``destination`` (or nothing), as a
-    worker's function: returns (fn's result, ``file_record(destination)`` or None if not written)."""
+    """``fn(*args)``, which writes the file named by its argument ``args[at]`` (or nothing), as a
+    worker's function: returns (fn's result, ``file_record`` of that file, or None if not written).
+    ``at``: 1 for convert's ``(source, destination)``, 0 for a shard's ``(path, clips, rate)``."""
 
     fn: Callable
+    at: int = 1
 
-    def __call__(self, source, destination, *args, **kwargs):
-        result = self.fn(source, destination, *args, **kwargs)
-        return result, (file_record(destination) if os.path.exists(destination) else None)
+    def __call__(self, *args, **kwargs):
+        result = self.fn(*args, **kwargs)
+        written = args[self.at]
+        return result, (file_record(written) if os.path.exists(written) else None)
 
 
 def file_codec(to_json: Callable[[object], object], from_json: Callable[[object], object]) -> Codec:

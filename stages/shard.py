@@ -9,10 +9,15 @@ Writes  data/shards/{split}-{i:05d}-of-{n:05d}.n{records}.tfrecord (format: genr
         instead (the same bytes; <key> is derived from the inputs: genreclf.data.sharding.shard_key), written
         by the workers, and data/shards holds dataset_info.json and shard_manifest.json (every object's
         URL, size and MD5), written last.
+Each shard file is first written into .genreclf-scratch/shard/<key>/ (genreclf.resume), so a run
+killed part-way writes only the shards it had not finished; they are linked into data/shards at
+the end and the scratch is removed.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -21,8 +26,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from genreclf import space
+from genreclf import resume, space
 from genreclf.artifacts import (
+    LABELS_FILE,
     MANIFEST_FILE,
     SHARD_DIR,
     SPLIT_DIR,
@@ -38,7 +44,8 @@ from genreclf.data import gcs
 from genreclf.data.audio import check_wavs, read_wav
 from genreclf.data.sharding import Clip, plan_split_shards, shard_key, write_shard, write_shard_object
 from genreclf.engine import engine_from_environ, limit_threads, map_in_order
-from genreclf.io import atomic_dir
+from genreclf.errors import FileSystemError
+from genreclf.io import atomic_dir, renamed_error
 from stages.common import GCS_REMEDY, cache_mirrors, run_stage, stage_logger
 from stages.config import load_config
 
@@ -86,15 +93,36 @@ def split_sizes(shard_splits: list[str], samples_per_shard: Iterable[list[int]])
     }
 
 
-def write_to_workspace(manifest, labels, sample_rate, num_shards, seed, engine) -> tuple[dict, list[str]]:
-    """The shards as files of data/shards, with dataset_info.json; (split sizes, file names)."""
+SHARD_CODEC = resume.file_codec(list, list)
+
+
+def write_to_workspace(
+    manifest, labels, sample_rate, num_shards, seed, engine, scratch: resume.Scratch
+) -> tuple[dict, list[str]]:
+    """The shards as files of data/shards, with dataset_info.json; (split sizes, file names). Each
+    shard is written into the scratch (with its clips' sample counts: a killed run keeps the shards
+    it finished), then linked into data/shards once every shard is done."""
+    shards, shard_splits = plan_shards(scratch.files, manifest, num_shards, seed, sample_rate)
+    write = resume.WritesFile(write_shard, at=0)
+    local = write_here(len(manifest))
+    try:
+        results = list(map_in_order(write, shards, engine, setup=limit_threads, local=local, scratch=scratch))
+    except FileSystemError as e:  # named as the shard of data/shards that it is
+        raise renamed_error(e, scratch.files, SHARD_DIR) from None
     with atomic_dir(SHARD_DIR) as tmp:
-        shards, shard_splits = plan_shards(tmp, manifest, num_shards, seed, sample_rate)
-        written = map_in_order(write_shard, shards, engine, setup=limit_threads, local=write_here(len(manifest)))
-        splits_info = split_sizes(shard_splits, written)
+        for (path, _, _), _ in zip(shards, results):
+            link_or_copy(path, tmp / Path(path).name)
+        splits_info = split_sizes(shard_splits, (samples for samples, _ in results))
         write_dataset_info(tmp, sample_rate, labels, splits_info)
         files = sorted(p.name for p in tmp.iterdir())
     return splits_info, files
+
+
+def link_or_copy(source: str | Path, destination: Path) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:  # another file system, or one without hard links
+        shutil.copyfile(source, destination)
 
 
 def wav_digests(paths: list[str], objects: dict[str, ObjectEntry]) -> list[str]:
@@ -171,7 +199,19 @@ def main() -> None:
     if gcs.is_remote(root):
         splits_info, files = write_to_bucket(manifest, labels, sample_rate, num_shards, seed, engine, root, wavs)
     else:
-        splits_info, files = write_to_workspace(manifest, labels, sample_rate, num_shards, seed, engine)
+        key = resume.scratch_key(
+            "shard",
+            {"shard": params.model_dump(), "sample_rate": sample_rate},
+            [(SPLIT_DIR / MANIFEST_FILE).read_bytes(), (SPLIT_DIR / LABELS_FILE).read_bytes()],
+            manifest["path"],
+            resume.code_files(__file__),
+        )
+        scratch = resume.Scratch.open(resume.SCRATCH_ROOT, "shard", key, SHARD_CODEC)
+        if len(scratch):
+            log.info("resuming: %d shards already written in %s", len(scratch), scratch.folder)
+        splits_info, files = write_to_workspace(manifest, labels, sample_rate, num_shards, seed, engine, scratch)
+        scratch.remove()
+        log.info("resume: reused %d shards (finished by a run that stopped), computed %d", *scratch.counts())
     log.info(
         "wrote %d files to %s/ in %.1f s: %s",
         len(files),

@@ -32,7 +32,9 @@ CONVERT_CLIPS = 40
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 SPLITS = ["train", "val", "test"]
 KILL_TIMEOUT_S = 300
-RESUMED = re.compile(r"resume: reused (\d+) clips \(finished by a run that stopped\), (?:computed|decoded) (\d+)")
+RESUMED = re.compile(
+    r"resume: reused (\d+) (?:clips|shards) \(finished by a run that stopped\), (?:computed|decoded) (\d+)"
+)
 
 
 # ---- the scratch
@@ -149,9 +151,9 @@ def convert_project(root: Path, gtzan_mini: Path) -> Path:
     return root
 
 
-def features_project(root: Path, gtzan_mini: Path) -> Path:
+def features_project(root: Path, gtzan_mini: Path, params: dict | None = None) -> Path:
     """A project with data/wav and data/split for CLIPS gtzan_mini clips."""
-    make_project(root)
+    make_project(root, params)
     (root / "data" / "wav").mkdir(parents=True)
     rows = []
     for i, source in enumerate(gtzan_sources(gtzan_mini, CLIPS)):
@@ -234,6 +236,19 @@ def test_convert_killed_resumes_and_writes_the_same_bytes(tmp_path, gtzan_mini):
 @pytest.mark.slow
 def test_features_killed_resumes_and_writes_the_same_bytes(tmp_path, gtzan_mini):
     check_resumes(tmp_path, gtzan_mini, "features", features_project, ["data/features"], CLIPS, CLIPS // 2)
+
+
+SHARDS = {"train": 6, "val": 4, "test": 4}
+
+
+def shard_project(root: Path, gtzan_mini: Path) -> Path:
+    return features_project(root, gtzan_mini, {"shard": {"num_shards": SHARDS}})
+
+
+@pytest.mark.slow
+def test_shard_killed_resumes_and_writes_the_same_bytes(tmp_path, gtzan_mini):
+    shards = sum(SHARDS.values())
+    check_resumes(tmp_path, gtzan_mini, "shard", shard_project, ["data/shards"], shards, shards // 2)
 
 
 @pytest.mark.slow

@@ -470,6 +470,50 @@ def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
     assert all(math.isfinite(float(r["loss"])) for r in rows)
 
 
+class Interrupt(keras.callbacks.Callback):
+    """Raises at the start of the ``at``-th epoch over all fits (a kill, in this process)."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at, self.begun = at, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.begun == self.at:
+            raise KeyboardInterrupt(f"interrupted before epoch {self.at}")
+        self.begun += 1
+
+
+@pytest.mark.slow  # trains MobileNetV2 three times, with fine-tuning
+def test_a_run_interrupted_while_fine_tuning_resumes_in_the_second_fit(tmp_path):
+    """MobileNetV2, 2 epochs then 2 of fine-tuning: stopped in the fine-tuning's second epoch, resumed
+    from the backup; the kept weights, best epoch and logs are those of an uninterrupted run."""
+    info = write_tiny_shards(tmp_path / "shards")
+    settings = dict(TINY_PARAMS["mobilenet"], epochs=2, fine_tune_layers=3, fine_tune_epochs=2, patience=5)
+
+    def train(backup, extra=()):
+        messages = []
+        result = training.train_model(
+            "mobilenet", settings, tmp_path / "shards", info, callbacks=list(extra), log=messages.append, backup=backup
+        )
+        return result, messages
+
+    whole, _ = train(resume.TrainingBackup(tmp_path / "whole"))
+    backup = resume.TrainingBackup(tmp_path / "interrupted")
+    with pytest.raises(KeyboardInterrupt):
+        train(backup, [Interrupt(3)])
+    state = backup.load()
+    assert (state.phase, state.epoch, state.first_epoch) == (1, 1, 2)
+    resumed, messages = train(backup)
+    assert any("3 epoch(s) done (fit 1); training on from epoch 3" in m for m in messages)
+    assert any("fine-tuning the top 3 layers" in m for m in messages)
+    assert (resumed.best_epoch, resumed.best_logs, resumed.epochs_run) == (
+        whole.best_epoch,
+        whole.best_logs,
+        whole.epochs_run,
+    )
+    assert training.weights_fingerprint(resumed.model) == training.weights_fingerprint(whole.model)
+
+
 def test_fine_tune_layers_beyond_the_base_are_refused(tmp_path):
     info = write_tiny_shards(tmp_path / "shards")
     settings = dict(TINY_PARAMS["mobilenet"], fine_tune_layers=1000, fine_tune_epochs=1)

@@ -6,7 +6,7 @@ outside the stage's outputs, which DVC deletes before it runs a stage; git and D
 
 - every variable of the model (``model.variables``: weights, BatchNormalization statistics
   and the dropout layers' seed-generator states) and of its optimizer (Adam's step count,
-  moments and learning rate), by variable path;
+  moments and learning rate), in their order, checked by shape when read back;
 - the epoch count, the fit ("phase": 0, or 1 for MobileNetV2's fine-tuning) and whether
   early stopping ended it;
 - early stopping's counter (``wait``), best value and best epoch;
@@ -81,21 +81,21 @@ class BackupState:
 
 
 def variable_arrays(variables: Iterable) -> dict[str, np.ndarray]:
-    """Each variable's value by its path (``#n`` added to the n-th repeat of a path)."""
-    arrays, seen = {}, {}
-    for variable in variables:
-        seen[variable.path] = seen.get(variable.path, -1) + 1
-        arrays[f"{variable.path}#{seen[variable.path]}"] = np.array(variable.numpy())
-    return arrays
+    """Each variable's value, by its place in the list (auto-generated layer names differ from one
+    model build to the next in a process; the order of a model's variables does not)."""
+    return {str(i): np.array(variable.numpy()) for i, variable in enumerate(variables)}
 
 
 def assign_arrays(variables: list, arrays: dict[str, np.ndarray], what: str) -> None:
-    """Assign each variable its saved value; ValueError if one is missing or of another shape."""
-    names = list(variable_arrays(variables))
-    for variable, name in zip(variables, names, strict=True):
-        if name not in arrays or arrays[name].shape != tuple(variable.shape):
-            raise ValueError(f"the backup does not match the {what}: no value of shape {variable.shape} for {name}")
-        variable.assign(arrays[name])
+    """Assign each variable its saved value; ValueError if the backup holds other variables."""
+    if len(arrays) != len(variables):
+        raise ValueError(f"the backup holds {len(arrays)} variables of the {what}, not {len(variables)}")
+    for i, variable in enumerate(variables):
+        if arrays[str(i)].shape != tuple(variable.shape):
+            raise ValueError(
+                f"the backup does not match the {what}: {arrays[str(i)].shape} for {variable.path} {variable.shape}"
+            )
+        variable.assign(arrays[str(i)])
 
 
 class TrainingBackup:

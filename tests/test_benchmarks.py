@@ -308,3 +308,12 @@ def test_rehearsal(tmp_path):
     assert projection["clips"] == 106_574 and set(projection["stages"]) | set(projection["keras"]) == set(ran)
     for key in ("data_hours", "sklearn_hours", "other_hours"):
         assert projection[key]["measured_cores"] > 0, key
+
+
+def test_bench_resume(tmp_path):
+    """20 clips: convert and features killed at about 10, then run again."""
+    figures = run_benchmark("bench_resume", "--clips", "20", "--workdir", str(tmp_path), json_path=tmp_path / "b.json")
+    assert figures["clips"] == 20 and [s["stage"] for s in figures["stages"]] == ["convert", "features"]
+    for stage in figures["stages"]:
+        assert stage["same_bytes"] and stage["reused"] + stage["computed"] == 20, stage
+        assert stage["full_seconds"] > 0 and stage["rerun_seconds"] > 0 and stage["killed_at"] > 0, stage

@@ -56,11 +56,11 @@ def gtzan_few(tmp_path_factory, gtzan_mini) -> Path:
 
 
 def test_bench_data(tmp_path):
-    figures = run_benchmark("bench_data", "--clips", "4", "--workers", "2", "--plain", json_path=tmp_path / "b.json")
+    figures = run_benchmark("bench_data", "--clips", "2", "--workers", "2", "--plain", json_path=tmp_path / "b.json")
     assert figures["workers"] == 2 and figures["sample_rate_hz"] == 22050
     assert [p["phase"] for p in figures["phases"]] == ["convert", "features", "plain"]
     for phase in figures["phases"]:
-        assert phase["clips"] == 4
+        assert phase["clips"] == 2
         for key in (
             "seconds",
             "clips_per_s",
@@ -70,7 +70,7 @@ def test_bench_data(tmp_path):
         ):
             assert is_number(phase[key]) and phase[key] > 0, (phase["phase"], key)
     assert is_number(figures["phases"][1]["steady_clips_per_s"])
-    assert [r["clips"] for r in figures["plain_over_features"]] == [4]
+    assert [r["clips"] for r in figures["plain_over_features"]] == [2]
     assert is_number(figures["plain_over_features"][0]["speedup"])
 
 
@@ -83,7 +83,13 @@ def test_bench_features(tmp_path):
 
 
 def test_bench_input(tmp_path):
+    """4 synthetic clips of 10 s; the models at params.yaml's settings but with 64 x 64 images, 2 cnn2d segments."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["mobilenet"]["image_size"] = params["cnn2d"]["image_size"] = 64
+    params["cnn2d"]["segments_per_clip"] = 2
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     args = ("--synthetic", "4", "--seconds", "10", "--train-steps", "1", "--min-seconds", "0")
+    args += ("--params", str(tmp_path / "params.yaml"))
     figures = run_benchmark("bench_input", *args, json_path=tmp_path / "b.json")
     assert figures["synthetic"] is True and figures["clips"] == 4 and figures["usable_cores"] >= 1
     assert [m["model"] for m in figures["models"]] == ["cnn1d", "mobilenet", "cnn2d"]
@@ -272,9 +278,12 @@ def test_split_seeds(tmp_path):
 
 
 def test_rehearsal(tmp_path):
-    """80 clips (the smallest that has val and test clips of every genre), one step per Keras model, small images."""
+    """80 clips (the smallest that has val and test clips of every genre), one step per Keras model, small images,
+    one musicnn patch and two cnn2d segments per clip."""
     args = ("--clips", "80", "--keras-steps", "1", "--workdir", str(tmp_path / "work"))
-    args += ("--set", "mobilenet.image_size=64", "--set", "cnn2d.image_size=64")
+    for setting in ("mobilenet.image_size=64", "cnn2d.image_size=64", "cnn2d.segments_per_clip=2"):
+        args += ("--set", setting)
+    args += ("--set", "embed.patches_per_clip=1")
     figures = run_benchmark("rehearsal", *args, json_path=tmp_path / "b.json", timeout=1200)
     every_stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -311,9 +320,20 @@ def test_rehearsal(tmp_path):
 
 
 def test_bench_resume(tmp_path):
-    """20 clips: convert and features killed at about 10, then run again."""
-    figures = run_benchmark("bench_resume", "--clips", "20", "--workdir", str(tmp_path), json_path=tmp_path / "b.json")
-    assert figures["clips"] == 20 and [s["stage"] for s in figures["stages"]] == ["convert", "features"]
+    """20 clips: convert, shard, features, embed (one patch a clip) killed at about half their clips (shards),
+    cnn1d's training (2 epochs) after its first epoch, then run again."""
+    args = ("--clips", "20", "--embed-patches", "1", "--keras-epochs", "2", "--workdir", str(tmp_path))
+    figures = run_benchmark("bench_resume", *args, json_path=tmp_path / "b.json", timeout=1200)
+    assert figures["clips"] == 20 and figures["keras_epochs"] == 2
+    stages = ["convert", "shard", "features", "embed", "train_keras@cnn1d"]
+    assert [s["stage"] for s in figures["stages"]] == stages
     for stage in figures["stages"]:
-        assert stage["same_bytes"] and stage["reused"] + stage["computed"] == 20, stage
+        assert stage["same_bytes"], stage
         assert stage["full_seconds"] > 0 and stage["rerun_seconds"] > 0 and stage["killed_at"] > 0, stage
+        if stage["unit"] == "clips":
+            assert stage["reused"] + stage["computed"] == 20, stage
+        elif stage["unit"] == "shards":
+            assert stage["reused"] == stage["killed_at"] and stage["computed"] > 0, stage
+        else:
+            assert stage["unit"] == "epochs" and stage["resumed_from_epoch"] == stage["killed_at"] == 1, stage
+            assert stage["reused"] + stage["computed"] == 2, stage

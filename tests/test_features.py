@@ -21,7 +21,6 @@ import scipy.stats
 import soundfile as sf
 import yaml
 
-from benchmarks.plain_librosa import plain_features
 from genreclf import artifacts
 from genreclf.artifacts import read_feature_info, read_feature_split, write_split
 from genreclf.errors import DataError, ParamError
@@ -29,6 +28,7 @@ from genreclf.features import fma_features as features
 from genreclf.io import write_csv
 from stages.config import load_config
 from tests.helpers import make_project, run_stage, tone
+from tests.support.plain_librosa import plain_features
 
 SR = 22050
 PARAMS = features.DEFAULT_PARAMS

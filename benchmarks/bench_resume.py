@@ -1,31 +1,42 @@
-"""A per-clip stage killed half-way: how long its next run takes, against a whole run.
+"""A stage killed half-way: how long its next run takes, against a whole run.
 
-    python benchmarks/bench_resume.py [--clips 1000] [--workdir DIR] [--keep] [--json PATH]
+    python benchmarks/bench_resume.py [--clips 1000] [--embed-patches 3] [--keras-model cnn1d]
+        [--keras-epochs 10] [--workdir DIR] [--keep] [--json PATH]
 
 The clips: the 100 of ../shared/data/gtzan_mini repeated under new names (symbolic links
 ``<name>.r<k>.wav``) up to --clips, listed in data/raw/clips.csv of two scratch projects (a copy
-of genreclf/, stages/ and params.yaml each) under --workdir. For each per-clip stage that
-resumes (convert, then features on the WAVs that convert wrote and a split of them: every
-fifth clip val, every fifth test):
+of genreclf/, stages/ and params.yaml each) under --workdir. The stages, in pipeline order:
+convert; then, on the WAVs that convert wrote and a split of them (every fifth clip val, every
+fifth test), shard (which resumes shard by shard), features, embed (on the model of the
+``pretrained`` stage, run once in the project ``full`` and copied to ``killed``; the
+project's params.yaml has ``embed.patches_per_clip`` = --embed-patches, so the run is affordable)
+and train_keras of --keras-model (its params.yaml section: ``epochs`` = ``patience`` =
+--keras-epochs, ``val_windows_per_clip`` 2 for cnn1d and ``max_steps`` far above the batches
+of the run, which only skips the val clip accuracy, as for a rehearsal). For each:
 
 1. the whole run, in project ``full`` (``python -m stages.<stage>``, wall time);
-2. in project ``killed``: the stage started, SIGKILLed (with its worker processes) once its
-   scratch (.genreclf-scratch/<stage>/, genreclf/resume.py) holds half the clips, its outputs
-   deleted (as DVC deletes them before a run), and run again: that rerun's wall time, and the
-   clips it reused and computed (from its log). Its outputs are checked to be the same bytes as
-   those of the whole run.
+2. in project ``killed``: the stage started, SIGKILLed (with its worker processes) once about
+   half of its work is kept: for a per-clip stage, its scratch (.genreclf-scratch/<stage>/,
+   genreclf/resume.py) holds half the clips (shard: half the shards, its unit of work); for
+   train_keras, its epoch backup (.genreclf-scratch/train_keras/<model>/<key>/epoch-NNNNN,
+   genreclf/models/resume.py) shows half the epochs done. Its outputs are then deleted (as DVC
+   deletes them before a run) and it is run again: that rerun's wall time, and what it reused and
+   computed (from its log: clips, shards or epochs). Its outputs are checked to be the same bytes
+   as those of the whole run.
 
-Printed: a table of stage, whole-run seconds, killed at (clips in the scratch), rerun seconds,
-rerun/whole ratio (the bar: at most 0.60), the same for the CPU seconds of the stage's process
-and its workers (which other work on a shared machine does not inflate as it does wall time),
-clips reused and computed. The times include the start of the process (imports, reading the
-inputs, starting the workers), as a ``dvc repro`` of the stage does.
+Printed: a table of stage, whole-run seconds, killed at (clips, shards or epochs kept), rerun
+seconds, rerun/whole ratio (the bar: at most 0.60), the same for the CPU seconds of the stage's
+process and its workers (which other work on a shared machine does not inflate as it does wall
+time), what was reused and computed. The times include the start of the process (imports,
+reading the inputs, starting the workers, TensorFlow's start), as a ``dvc repro`` of the stage does.
 
 The JSON (--json, default benchmarks/results/bench_resume.json; benchmarks/record.py's
-document) holds in ``figures``: ``clips`` and ``stages``: one object per stage with ``stage``,
-``full_seconds``, ``killed_at``, ``rerun_seconds``, ``ratio``, ``full_cpu_seconds``,
-``rerun_cpu_seconds``, ``cpu_ratio``, ``reused``, ``computed`` and ``same_bytes``. Other work
-on the machine slows every wall-clock figure: the load average is recorded.
+document) holds in ``figures``: ``clips``, ``embed_patches_per_clip``, ``keras_model``,
+``keras_epochs`` and ``stages``: one object per stage with ``stage``, ``unit`` (clips, shards or
+epochs), ``full_seconds``, ``killed_at``, ``rerun_seconds``, ``ratio``, ``full_cpu_seconds``,
+``rerun_cpu_seconds``, ``cpu_ratio``, ``reused``, ``computed`` and ``same_bytes``; train_keras's
+also ``resumed_from_epoch``. Other work on the machine slows every wall-clock figure: the load
+average is recorded.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,10 +67,19 @@ DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "gtzan_mini"
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "bench_resume.json"
 OUTPUTS = {
     "convert": ["data/wav", "data/converted.csv", "data/convert_skipped.csv", "metrics/convert.json"],
+    "shard": ["data/shards"],
     "features": ["data/features"],
+    "embed": ["data/embeddings"],
 }
+KERAS_MODELS = ("cnn1d", "cnn2d")
 BAR = 0.60
-RESUMED = re.compile(r"resume: reused (\d+) clips \(finished by a run that stopped\), (?:computed|decoded) (\d+)")
+RESUMED = re.compile(
+    r"resume: reused (\d+) (clips|shards) \(finished by a run that stopped\), (?:computed|decoded) (\d+)"
+)
+RESUMED_EPOCHS = re.compile(r"resuming from the backup \S+: (\d+) epoch\(s\) done")
+EPOCHS_RUN = re.compile(r"training time: [\d.]+ s for (\d+) epoch\(s\)")
+EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
+NO_STEP_LIMIT = 1_000_000  # max_steps far above the batches of the run: only the val clip accuracy is skipped
 
 
 def stage_env() -> dict:
@@ -67,10 +88,10 @@ def stage_env() -> dict:
     return env
 
 
-def make_project(folder: Path, source: Path, clips: int) -> Path:
-    """A project: the code, params.yaml and data/raw/clips.csv of ``clips`` linked gtzan_mini clips."""
+def make_project(folder: Path, source: Path, clips: int, params: dict) -> Path:
+    """A project: the code, ``params`` as params.yaml and data/raw/clips.csv of ``clips`` linked gtzan_mini clips."""
     folder.mkdir(parents=True)
-    shutil.copy(ROOT / "params.yaml", folder / "params.yaml")
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for name in ("genreclf", "stages"):
         shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     wavs = sorted(source.glob("*/*.wav"))
@@ -84,6 +105,17 @@ def make_project(folder: Path, source: Path, clips: int) -> Path:
         rows.append((f"{i:06d}", genre, f"data/raw/audio/{genre}/{name}", ""))
     write_clips(folder / "data" / "raw" / "clips.csv", pd.DataFrame(rows, columns=CLIP_COLUMNS))
     return folder
+
+
+def project_params(embed_patches: int, keras_model: str, keras_epochs: int) -> dict:
+    """params.yaml with the embed patches and the small Keras training of the benchmark."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["embed"]["patches_per_clip"] = embed_patches
+    section = params[keras_model]
+    section.update(epochs=keras_epochs, patience=keras_epochs, max_steps=NO_STEP_LIMIT)
+    if "val_windows_per_clip" in section:
+        section["val_windows_per_clip"] = 2
+    return params
 
 
 def write_project_split(project: Path) -> None:
@@ -101,12 +133,16 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def command(stage: str) -> list[str]:
+    """``stage`` is a stage's module (convert) or a module and its argument (train_keras cnn1d)."""
+    module, *args = stage.split()
+    return [sys.executable, "-m", f"stages.{module}", *args]
+
+
 def run(project: Path, stage: str) -> tuple[float, float, str]:
     """Run the stage to completion: (wall seconds, CPU seconds of it and its workers, its log)."""
     started, cpu = time.perf_counter(), children_cpu_seconds()
-    proc = subprocess.run(
-        [sys.executable, "-m", f"stages.{stage}"], cwd=project, env=stage_env(), capture_output=True, text=True
-    )
+    proc = subprocess.run(command(stage), cwd=project, env=stage_env(), capture_output=True, text=True)
     seconds, cpu = time.perf_counter() - started, children_cpu_seconds() - cpu
     if proc.returncode != 0:
         raise SystemExit(f"{stage} failed in {project} ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -114,24 +150,34 @@ def run(project: Path, stage: str) -> tuple[float, float, str]:
 
 
 def stored(project: Path, stage: str) -> int:
+    """Clips (shards) in a per-clip stage's scratch."""
     return len(list((project / SCRATCH_ROOT / stage).glob(f"*/*{RESULT_SUFFIX}")))
 
 
+def epochs_backed_up(project: Path, model: str) -> int:
+    """Epochs done by the last complete backup of train_keras ``model`` (0 if none)."""
+    folder = project / SCRATCH_ROOT / "train_keras" / model
+    done = [
+        int(m[1]) for d in folder.glob("*/epoch-*") if (m := EPOCH_DIR.match(d.name)) and (d / "state.json").is_file()
+    ]
+    return max(done, default=0)
+
+
+def progress(project: Path, stage: str) -> int:
+    module, *args = stage.split()
+    return epochs_backed_up(project, args[0]) if module == "train_keras" else stored(project, module)
+
+
 def run_and_kill(project: Path, stage: str, at: int) -> int:
-    """Start the stage, SIGKILL its process group once its scratch holds ``at`` clips; the count then."""
-    with open(project / f"{stage}-killed.log", "wb") as log:
+    """Start the stage, SIGKILL its process group once ``at`` clips (shards, epochs) are kept; the count then."""
+    with open(project / f"{stage.replace(' ', '-')}-killed.log", "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", f"stages.{stage}"],
-            cwd=project,
-            env=stage_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            command(stage), cwd=project, env=stage_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            while (count := stored(project, stage)) < at:
+            while (count := progress(project, stage)) < at:
                 if proc.poll() is not None:
-                    raise SystemExit(f"{stage} ended ({proc.returncode}) before {at} clips were in its scratch")
+                    raise SystemExit(f"{stage} ended ({proc.returncode}) before {at} were kept")
                 time.sleep(0.002)
             os.killpg(proc.pid, signal.SIGKILL)
         finally:
@@ -147,17 +193,36 @@ def tree_bytes(path: Path) -> dict[str, bytes]:
     return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-def measure(full: Path, killed: Path, stage: str, clips: int) -> dict:
-    full_seconds, full_cpu, _ = run(full, stage)
-    killed_at = run_and_kill(killed, stage, clips // 2)
-    for output in OUTPUTS[stage]:  # as DVC does before it runs a stage
+def outputs(stage: str) -> list[str]:
+    module, *args = stage.split()
+    return [f"models/{args[0]}", f"dvclive/{args[0]}"] if module == "train_keras" else OUTPUTS[module]
+
+
+def counts(log: str, stage: str, epochs: int) -> tuple[str, int | None, int | None]:
+    """(unit, reused, computed) from a run's log."""
+    if stage.startswith("train_keras"):
+        resumed = RESUMED_EPOCHS.search(log)
+        reused = int(resumed[1]) if resumed else 0
+        ran = EPOCHS_RUN.search(log)
+        return "epochs", reused, (int(ran[1]) - reused if ran else None)
+    match = RESUMED.search(log)
+    return (match[2], int(match[1]), int(match[3])) if match else ("clips", None, None)
+
+
+def measure(full: Path, killed: Path, stage: str, epochs: int = 0) -> dict:
+    full_seconds, full_cpu, full_log = run(full, stage)
+    unit, reused, computed = counts(full_log, stage, epochs)
+    total = epochs if unit == "epochs" else (reused or 0) + (computed or 0)
+    killed_at = run_and_kill(killed, stage, max(1, total // 2))
+    for output in outputs(stage):  # as DVC does before it runs a stage
         path = killed / output
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     rerun_seconds, rerun_cpu, log = run(killed, stage)
-    match = RESUMED.search(log)
-    same = all(tree_bytes(full / o) == tree_bytes(killed / o) for o in OUTPUTS[stage])
-    return {
-        "stage": stage,
+    unit, reused, computed = counts(log, stage, epochs)
+    same = all(tree_bytes(full / o) == tree_bytes(killed / o) for o in outputs(stage))
+    row = {
+        "stage": stage.replace(" ", "@"),
+        "unit": unit,
         "full_seconds": round(full_seconds, 2),
         "killed_at": killed_at,
         "rerun_seconds": round(rerun_seconds, 2),
@@ -165,21 +230,25 @@ def measure(full: Path, killed: Path, stage: str, clips: int) -> dict:
         "full_cpu_seconds": round(full_cpu, 2),
         "rerun_cpu_seconds": round(rerun_cpu, 2),
         "cpu_ratio": round(rerun_cpu / full_cpu, 3),
-        "reused": int(match[1]) if match else None,
-        "computed": int(match[2]) if match else None,
+        "reused": reused,
+        "computed": computed,
         "same_bytes": same,
     }
+    if unit == "epochs":
+        row["resumed_from_epoch"] = reused
+    return row
 
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| stage | full run s | killed at (clips) | rerun s | rerun/full | CPU s full → rerun | CPU rerun/full "
+        "| stage | full run s | killed at | rerun s | rerun/full | CPU s full → rerun | CPU rerun/full "
         "| reused | computed | same bytes |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
+        unit = r.get("unit", "clips")
         lines.append(
-            f"| {r['stage']} | {r['full_seconds']:.1f} | {r['killed_at']} | {r['rerun_seconds']:.1f} | "
+            f"| {r['stage']} | {r['full_seconds']:.1f} | {r['killed_at']} {unit} | {r['rerun_seconds']:.1f} | "
             f"{r['ratio']:.2f}{'' if r['ratio'] <= BAR else ' (over ' + str(BAR) + ')'} | "
             f"{r['full_cpu_seconds']:.1f} → {r['rerun_cpu_seconds']:.1f} | {r['cpu_ratio']:.2f} | {r['reused']} | "
             f"{r['computed']} | {'yes' if r['same_bytes'] else 'NO'} |"
@@ -190,6 +259,9 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=1000)
+    parser.add_argument("--embed-patches", type=int, default=3, help="embed.patches_per_clip of the projects")
+    parser.add_argument("--keras-model", choices=KERAS_MODELS, default="cnn1d", help="the train_keras stage timed")
+    parser.add_argument("--keras-epochs", type=int, default=10, help="its epochs (and patience)")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="gtzan_mini (genre folders of WAVs)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the projects go (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the projects")
@@ -197,21 +269,35 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.clips < 10:
         parser.error("--clips must be at least 10 (a split of every genre)")
+    if args.keras_epochs < 2 or args.embed_patches < 1:
+        parser.error("--keras-epochs must be at least 2 (one to kill after) and --embed-patches at least 1")
     run_record = record.start("bench_resume")
     workdir = Path(tempfile.mkdtemp(prefix="bench_resume.", dir=args.workdir))
+    params = project_params(args.embed_patches, args.keras_model, args.keras_epochs)
     try:
-        full = make_project(workdir / "full", args.source, args.clips)
-        killed = make_project(workdir / "killed", args.source, args.clips)
-        rows = [measure(full, killed, "convert", args.clips)]
+        full = make_project(workdir / "full", args.source, args.clips, params)
+        killed = make_project(workdir / "killed", args.source, args.clips, params)
+        rows = [measure(full, killed, "convert")]
         for project in (full, killed):
             write_project_split(project)
-        rows.append(measure(full, killed, "features", args.clips))
+        rows += [measure(full, killed, stage) for stage in ("shard", "features")]
+        run(full, "pretrained")  # the musicnn model embed runs, the same files in both projects
+        shutil.copytree(full / "models" / "musicnn_msd", killed / "models" / "musicnn_msd")
+        rows.append(measure(full, killed, "embed"))
+        rows.append(measure(full, killed, f"train_keras {args.keras_model}", args.keras_epochs))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"{args.clips} clips; load average {run_record.load_at_start} at the start, {os.getloadavg()[0]:.2f} now")
     print(table(rows))
-    record.write(args.json, run_record, {"clips": args.clips, "stages": rows})
+    figures = {
+        "clips": args.clips,
+        "embed_patches_per_clip": args.embed_patches,
+        "keras_model": args.keras_model,
+        "keras_epochs": args.keras_epochs,
+        "stages": rows,
+    }
+    record.write(args.json, run_record, figures)
     if not all(r["same_bytes"] for r in rows):
         raise SystemExit("a resumed run wrote other bytes than the whole run")
 

@@ -201,3 +201,19 @@ def test_the_committed_docs_are_what_the_report_writes():
     """docs/results.md, docs/benchmarks.md and README's table must be regenerated with the JSON they come from."""
     check = report("--check")
     assert check.returncode == 0, f"{check.stderr.strip()}\n(run `python -m benchmarks.report` and commit the result)"
+
+
+def test_the_readme_and_docs_name_no_commit():
+    """History lives in git: no word of README.md or docs/ that looks like a hash names a commit."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    words = {word for page in pages for word in re.findall(r"\b[0-9a-f]{7,40}\b", page.read_text())}
+    commits = [
+        word
+        for word in sorted(words)
+        if subprocess.run(["git", "cat-file", "-e", f"{word}^{{commit}}"], cwd=root, capture_output=True).returncode
+        == 0
+    ]
+    assert commits == [], f"README.md or docs/ name the commits {commits}: say what changed instead (git log has when)"

@@ -206,8 +206,9 @@ def write_metrics(project, name, accuracy, macro_f1, family, supports=(4, 3, 3))
 
 
 def write_model_lists(project, sklearn, keras):
-    """The repository's params with the model lists (the order of the table) that summarize reads."""
-    write_params(project, {"models": {"sklearn": sklearn, "keras": keras}})
+    """The repository's params with the model lists (the order of the table) that summarize reads;
+    each scikit-learn model on the features table (models.sklearn maps a model to its table)."""
+    write_params(project, {"models": {"sklearn": dict.fromkeys(sklearn, "features"), "keras": keras}})
 
 
 def test_summarize_keeps_the_given_order_and_rounds_to_3_decimals(tmp_path):

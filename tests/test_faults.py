@@ -159,14 +159,13 @@ def test_write_wav_on_a_read_only_folder_names_the_file(tmp_path):
 # ---- the check of the free space
 
 
-def test_the_check_refuses_what_does_not_fit_within_a_second(gtzan_mini, tmp_path):
+def test_the_check_refuses_what_does_not_fit_naming_the_sizes(gtzan_mini, tmp_path):
+    """(How long it takes is a benchmark's question: the stage test below prints it.)"""
     paths = sorted(str(p) for p in gtzan_mini.rglob("*.wav"))
-    started = time.perf_counter()
     size = space.converted_wav_bytes(paths, 22050)
     with pytest.raises(NotEnoughSpaceError) as caught:
         space.check_space("convert", [space.Need("WAVs", size, tmp_path / "data" / "wav")], remedy="keep it on GCS")
         space.check_space("convert", [space.Need("WAVs", 10**13, tmp_path / "data" / "wav")], remedy="keep it on GCS")
-    assert time.perf_counter() - started < 1.0
     assert 130e6 < size < 135e6  # 100 clips of 30 s at 22050 Hz, 16 bits
     assert "convert would write about 10.0 TB of WAVs to" in str(caught.value)
     assert "free (needs" in str(caught.value) and "keep it on GCS" in str(caught.value)

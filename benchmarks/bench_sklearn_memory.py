@@ -72,8 +72,8 @@ from benchmarks import record  # noqa: E402
 from benchmarks.rehearsal import run_measured  # noqa: E402
 from genreclf.data.audio import read_wav  # noqa: E402
 from genreclf.features import fma_features as features  # noqa: E402
-from tests.sklearn_fixture import write_feature_tables  # noqa: E402
 from tests.support.fma_like_tables import fma_like_tables, gtzan_mini_tables  # noqa: E402
+from tests.support.sklearn_fixture import write_feature_tables  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "gtzan_mini"
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "genreclf-sklearn-memory"

@@ -2,10 +2,10 @@
 
     python benchmarks/gcs_shards.py [--gtzan ../shared/data/gtzan_mini] [--workdir DIR]
 
-In a fresh copy of this checkout (tests/pipeline_project.make_dvc_project: gtzan_mini, the
+In a fresh copy of this checkout (tests/support/pipeline_project.make_dvc_project: gtzan_mini, the
 end-to-end project's small settings, cnn1d for 2 epochs) with ``data.root`` =
 gs://genreclf-bench/gtzan on an emulator on 127.0.0.1 (gcsfs through STORAGE_EMULATOR_HOST,
-TensorFlow through tests/gcs_tls_proxy.py), it runs and times:
+TensorFlow through tests/support/gcs_tls_proxy.py), it runs and times:
 
 1. ``dvc repro train_keras@cnn1d``: fetch, convert, split, shard (the shards to the bucket),
    train_keras@cnn1d (trained from gs://); the shard stage's own log lines are printed;
@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import record  # noqa: E402
 from genreclf.artifacts import read_shard_manifest  # noqa: E402
 from genreclf.data import gcs  # noqa: E402
-from tests.gcs_emulator import GcsEmulator  # noqa: E402
-from tests.gcs_tls_proxy import TlsProxy  # noqa: E402
-from tests.helpers import set_params  # noqa: E402
-from tests.pipeline_project import dvc, make_dvc_project  # noqa: E402
+from tests.support.gcs_emulator import GcsEmulator  # noqa: E402
+from tests.support.gcs_tls_proxy import TlsProxy  # noqa: E402
+from tests.support.helpers import set_params  # noqa: E402
+from tests.support.pipeline_project import dvc, make_dvc_project  # noqa: E402
 
 BUCKET = "genreclf-bench"
 DATA_ROOT = f"gs://{BUCKET}/gtzan"

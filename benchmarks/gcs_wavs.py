@@ -2,7 +2,7 @@
 
     python benchmarks/gcs_wavs.py [--gtzan ../shared/data/gtzan_mini] [--workdir DIR]
 
-Two fresh copies of this checkout (tests/pipeline_project.make_dvc_project: gtzan_mini, the
+Two fresh copies of this checkout (tests/support/pipeline_project.make_dvc_project: gtzan_mini, the
 end-to-end project's small settings), one with ``data.root`` null, one with
 gs://genreclf-bench/gtzan on an emulator on 127.0.0.1 (gcsfs through STORAGE_EMULATOR_HOST).
 It runs and times:
@@ -43,9 +43,9 @@ from benchmarks import gcs_shards  # noqa: E402
 from benchmarks.gcs_shards import timed_dvc  # noqa: E402
 from genreclf.artifacts import read_raw_manifest, read_shard_manifest, read_wav_manifest  # noqa: E402
 from genreclf.data import gcs  # noqa: E402
-from tests.gcs_emulator import GcsEmulator  # noqa: E402
-from tests.helpers import directory_bytes  # noqa: E402
-from tests.pipeline_project import make_dvc_project  # noqa: E402
+from tests.support.gcs_emulator import GcsEmulator  # noqa: E402
+from tests.support.helpers import directory_bytes  # noqa: E402
+from tests.support.pipeline_project import make_dvc_project  # noqa: E402
 
 BUCKET, DATA_ROOT = gcs_shards.BUCKET, gcs_shards.DATA_ROOT  # the same emulated bucket and root
 SHOWN = (

@@ -350,7 +350,7 @@ def results_page(documents: list[Document], results_name: str) -> str:
         "measured it, when, and the machine it ran on.",
         documents,
         "No results are recorded yet. To record them, run `dvc repro` in a project (the end-to-end test "
-        "builds one: `tests/pipeline_project.py`), then `python benchmarks/results_table.py PROJECT`: it "
+        "builds one: `tests/support/pipeline_project.py`), then `python benchmarks/results_table.py PROJECT`: it "
         "writes its JSON document to `benchmarks/results/results_table.json` (`--json PATH` elsewhere; "
         f"this page reads `{results_name}/`). Then run `python -m benchmarks.report`.",
         results_name,

@@ -3,7 +3,7 @@
     python benchmarks/results_table.py PROJECT [--log FILE] [--json PATH]
 
 PROJECT is a DVC project of this repository after `dvc repro` (for the end-to-end test's
-project: <basetemp>/pipeline/project, see tests/pipeline_project.py). For each model of
+project: <basetemp>/pipeline/project, see tests/support/pipeline_project.py). For each model of
 metrics/models/<name>.json: its test accuracy, macro-F1 and window or segment accuracy, and
 the training time that the train stage logged, read from --log (default: first_repro.log
 beside PROJECT, what the test's `dvc repro` printed). Training times are in the logs only,

@@ -3,7 +3,7 @@
     python benchmarks/split_seeds.py --project P --workdir W [--seeds 0 1 2 3 4]
 
 P is a DVC project of this repository after `dvc repro` (for the end-to-end test's project:
-<basetemp>/pipeline/project, see tests/pipeline_project.py); it is not modified. In a git
+<basetemp>/pipeline/project, see tests/support/pipeline_project.py); it is not modified. In a git
 clone of P in W that reads and writes P's DVC cache, each seed runs as an experiment,
 `dvc exp run -S split.seed=N`: the split, then every stage that depends on it (shard, features,
 embed, each model's training and evaluation, summarize). Nothing is chosen on a test split:

@@ -10,7 +10,7 @@ import soundfile as sf
 
 from genreclf.data.audio import AUDIO_EXTENSIONS, AudioDecodeError, NoAudioError, convert_clip, decode_clip, read_wav
 from genreclf.errors import DataError
-from tests.helpers import tone, write_audio
+from tests.support.helpers import tone, write_audio
 
 FMA_CLIPS = ["000/000182.mp3", "001/001666.mp3"]
 

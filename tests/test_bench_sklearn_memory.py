@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from genreclf.features import fma_features as features
-from tests.helpers import ROOT
 from tests.support import fma_like_tables as bench
+from tests.support.helpers import ROOT
 
 GTZAN_GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 

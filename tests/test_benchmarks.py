@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from genreclf.artifacts import EMBEDDINGS_DIR, FEATURE_ID_COLUMNS, write_features
-from tests.helpers import ROOT, subprocess_env
+from tests.support.helpers import ROOT, subprocess_env
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import soundfile as sf
 from genreclf.artifacts import CLIP_COLUMNS, read_clips, read_converted, read_skipped, write_clips
 from genreclf.data.audio import decode_clip
 from genreclf.errors import DataError
-from tests.helpers import directory_bytes, make_project, run_stage, tone, write_audio
+from tests.support.helpers import directory_bytes, make_project, run_stage, tone, write_audio
 
 FMA_MP3 = "fma/fma_audio/000/000182.mp3"
 # track_id, genre, file under data/raw/audio, official_split

@@ -2,9 +2,7 @@
 
 The equality tests run each per-clip function of convert, shard and features on a few real
 and synthetic clips on both engines, the beam one on Beam's FnApiRunner in this process
-(nothing is downloaded). The slow test runs `dvc repro -f -s convert shard features` on the beam
-engine, with 2 worker processes, in a DVC project where the local engine ran them: dvc.lock
-must not change.
+(nothing is downloaded). tests/e2e/test_beam_engine.py runs the data stages on it through DVC.
 """
 
 from __future__ import annotations
@@ -35,8 +33,7 @@ from genreclf.engine import (
 )
 from genreclf.errors import DataError, ParamError
 from genreclf.features import fma_features as features
-from tests.helpers import ROOT, directory_bytes, run_command, subprocess_env, tone, write_audio
-from tests.pipeline_project import git, make_dvc_project, stages_ran
+from tests.support.helpers import ROOT, directory_bytes, subprocess_env, tone, write_audio
 
 beam = pytest.importorskip("genreclf.beam", reason="the beam engine needs `pip install -r requirements-beam.txt`")
 
@@ -240,44 +237,13 @@ def test_wav_features_are_the_same_and_errors_come_first_in_input_order(tmp_path
     assert beam_error.value.path == local_error.value.path == bad[0][0]
 
 
-# ---- the stages on the beam engine, as DVC runs them
-
-
-BEAM_PROJECT_CLIPS_PER_GENRE = 5  # 50 of gtzan_mini's clips: every genre, 3 splits
-
-
-@pytest.mark.slow
-def test_the_beam_engine_reproduces_the_data_stages_byte_for_byte(gtzan_mini, tmp_path):
-    """In a DVC project of this repository where `dvc repro shard features` ran on the local
-    engine (50 gtzan_mini clips, dvc.lock committed), the beam engine runs the data stages again."""
-    clone = make_dvc_project(
-        tmp_path / "project", gtzan_mini, {"data": {"clips_per_genre": BEAM_PROJECT_CLIPS_PER_GENRE}}
-    )
-    local = run_command([sys.executable, "-m", "dvc", "repro", "shard", "features"], clone, timeout=1200)
-    assert stages_ran(local.stdout + local.stderr) == {"fetch", "convert", "split", "shard", "features"}
-    git(["add", "dvc.lock"], clone)
-    git(["commit", "-q", "-m", "the data stages on the local engine"], clone)
-    env = dict(subprocess_env(), **beam_environ("--direct_num_workers=2"))
-    result = run_command(
-        [sys.executable, "-m", "dvc", "repro", "-f", "-s", "convert", "shard", "features"], clone, env=env, timeout=1200
-    )
-    output = result.stdout + result.stderr
-    assert stages_ran(output) == {"convert", "shard", "features"}  # -s: not fetch and split again
-    options = "--runner=FnApiRunner --direct_running_mode=multi_processing --direct_num_workers=2"
-    for stage in ("convert", "shard", "features"):
-        assert re.search(rf"stages\.{stage}: read .*; engine beam \({options}\)\n", output), output[-3000:]
-    assert output.count("genreclf.beam: beam: ") == 6  # each stage's pipeline: its items, then its results
-    assert git(["status", "--porcelain", "dvc.lock"], clone).stdout == ""
-    assert git(["diff", "dvc.lock"], clone).stdout == ""
-
-
 @pytest.mark.slow
 def test_a_remote_runners_results_come_back_through_gcs(tmp_path, monkeypatch):
     """A runner that runs elsewhere (Dataflow) returns its results through a folder under
     --temp_location: written there by Beam's own GCS IO (WriteToText), read back by the driver
     (FileSystems) and deleted. Here on the GCS emulator, which Beam's GCS client reaches through
     STORAGE_EMULATOR_HOST, with the pipeline itself run in this process."""
-    from tests.gcs_emulator import emulated_bucket
+    from tests.support.gcs_emulator import emulated_bucket
 
     read_from = []
 

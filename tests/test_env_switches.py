@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, call_stage, directory_bytes
-from tests.keras_fixture import shard_tiny_project, write_tiny_repo
+from tests.support.helpers import ROOT, call_stage, directory_bytes
+from tests.support.keras_fixture import shard_tiny_project, write_tiny_repo
 
 SWITCH_RE = re.compile(r"\bGENRECLF_[A-Z0-9_]+")
 # Read by the tests and their support code only (tests/conftest.py, tests/support/), never by a

@@ -14,8 +14,8 @@ import pytest
 from genreclf.artifacts import read_model_metrics, read_summary, write_model_metrics
 from genreclf.errors import DataError
 from genreclf.evaluation.metrics import classification_metrics, evaluation_report, predictions_table
-from tests.helpers import call_stage, run_stage
-from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
+from tests.support.helpers import call_stage, run_stage
+from tests.support.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
 
 LABELS = ["blues", "jazz", "rock"]
 B, J, R = 0, 1, 2

@@ -28,7 +28,7 @@ from genreclf.data.audio import read_wav, write_wav
 from genreclf.engine import Engine, map_in_order
 from genreclf.errors import FileSystemError, NotEnoughSpaceError
 from genreclf.io import atomic_dir, file_error
-from tests.helpers import ROOT, directory_bytes, make_project, run_command, run_stage, subprocess_env
+from tests.support.helpers import ROOT, directory_bytes, make_project, run_command, run_stage, subprocess_env
 
 IS_ROOT = os.geteuid() == 0
 # Outside CI a run without root skips them, saying why; under CI=true (which runs as root) they run

@@ -27,7 +27,7 @@ from genreclf.errors import DataError, ParamError
 from genreclf.features import fma_features as features
 from genreclf.io import write_csv
 from stages.config import load_config
-from tests.helpers import make_project, run_stage, tone
+from tests.support.helpers import make_project, run_stage, tone
 from tests.support.plain_librosa import plain_features
 
 SR = 22050

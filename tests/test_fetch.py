@@ -34,8 +34,8 @@ from genreclf.data.gtzan import fetch_gtzan
 from genreclf.errors import ChecksumError, DataError, ParamError
 from stages import fetch as fetch_stage
 from stages.config import load_config
-from tests.fma_fixture import NO_AUDIO_ID, SHORT_ID, ZIP_EPOCH, build_fma_fixture, corrupt_member
-from tests.http_range_server import RangeServer
+from tests.support.fma_fixture import NO_AUDIO_ID, SHORT_ID, ZIP_EPOCH, build_fma_fixture, corrupt_member
+from tests.support.http_range_server import RangeServer
 
 GTZAN_GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 

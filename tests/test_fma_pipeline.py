@@ -15,9 +15,9 @@ import yaml
 
 from genreclf.data.fetch import VERIFIED_MEMBER_CRC32
 from genreclf.data.tfrecords import SHARD_RE
-from tests.fma_fixture import NO_AUDIO_ID, SHORT_ID, build_fma_fixture
-from tests.helpers import ROOT, make_project, run_stage
-from tests.http_range_server import RangeServer
+from tests.support.fma_fixture import NO_AUDIO_ID, SHORT_ID, build_fma_fixture
+from tests.support.helpers import ROOT, make_project, run_stage
+from tests.support.http_range_server import RangeServer
 
 pytestmark = pytest.mark.slow  # the FMA end-to-end run: five stages as subprocesses, real mp3s decoded
 

@@ -13,7 +13,7 @@ import librosa
 import pytest
 
 from genreclf.features import librosa_cache
-from tests.helpers import ROOT, subprocess_env
+from tests.support.helpers import ROOT, subprocess_env
 
 LIBROSA_DIR = Path(librosa.__file__).parent
 

@@ -20,8 +20,8 @@ import tensorflow as tf
 from genreclf.errors import ParamError
 from genreclf.models import keras_models, training
 from stages import train_keras
-from tests.helpers import ROOT, subprocess_env
-from tests.keras_fixture import TINY_PARAMS, write_tiny_repo
+from tests.support.helpers import ROOT, subprocess_env
+from tests.support.keras_fixture import TINY_PARAMS, write_tiny_repo
 from tests.test_training import DVCLIVE_FILES, MODEL_FILES, read_tsv
 
 WORKER_TIMEOUT_S = 900

@@ -19,7 +19,7 @@ import yaml
 from genreclf.errors import DataError, ParamError
 from genreclf.models import musicnn
 from stages import pretrained as pretrained_stage
-from tests.helpers import ROOT, tone
+from tests.support.helpers import ROOT, tone
 
 PARITY_FIXTURE = ROOT / "tests" / "data" / "musicnn_parity.npz"
 GTZAN_MINI = ROOT.parent / "shared" / "data" / "gtzan_mini"
@@ -293,7 +293,7 @@ def test_the_keras_model_agrees_with_the_original_graph_on_its_recorded_input(re
 def test_the_pretrained_stage_writes_the_same_bytes_twice(fake_wheel, tmp_path):
     """The stage, as DVC runs it, on the fake wheel: twice the same model.keras and pretrained.json."""
     from genreclf import artifacts
-    from tests.helpers import call_stage, directory_bytes, make_project
+    from tests.support.helpers import call_stage, directory_bytes, make_project
 
     wheel, _ = fake_wheel
     digest = pretrained_stage.sha256_of(wheel)
@@ -317,7 +317,7 @@ def test_the_embed_stage_writes_one_row_per_clip_with_the_same_bytes_twice(fake_
     from genreclf.data.audio import decode_clip
     from genreclf.features.fma_features import int16_to_float
     from genreclf.models.training import save_model
-    from tests.helpers import call_stage, directory_bytes, make_project, to_int16, write_audio
+    from tests.support.helpers import call_stage, directory_bytes, make_project, to_int16, write_audio
 
     wheel, _ = fake_wheel
     project = make_project(tmp_path / "project", {"embed": {"embedding": "penultimate", "patches_per_clip": None}})

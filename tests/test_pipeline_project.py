@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 
 import pytest
 
-from tests import pipeline_project
-from tests.helpers import ROOT
-from tests.pipeline_project import FINGERPRINT_NAME, FINGERPRINTED, code_fingerprint, record_fingerprint, reused_project
+from tests.support import pipeline_project
+from tests.support.helpers import ROOT
+from tests.support.pipeline_project import (
+    FINGERPRINT_NAME,
+    FINGERPRINTED,
+    code_fingerprint,
+    record_fingerprint,
+    reused_project,
+)
 
 
 @pytest.fixture
@@ -37,8 +42,8 @@ def test_fingerprint_covers_the_code_the_pipeline_and_how_the_project_is_made():
         "params.yaml",
         "genreclf/models/training.py",
         "stages/train_keras.py",
-        "tests/pipeline_project.py",
-        "tests/helpers.py",
+        "tests/support/pipeline_project.py",
+        "tests/support/helpers.py",
     ):
         assert name in files, name
     assert not [name for name in files if "__pycache__" in name or name.endswith(".pyc")]
@@ -49,7 +54,7 @@ def test_a_project_built_from_the_same_code_is_reused(checkout):
     assert reused_project(project, root) == project
 
 
-@pytest.mark.parametrize("changed", ["genreclf/models/predictors.py", "params.yaml", "tests/helpers.py"])
+@pytest.mark.parametrize("changed", ["genreclf/models/predictors.py", "params.yaml", "tests/support/helpers.py"])
 def test_one_byte_changed_is_refused_naming_the_file(checkout, changed):
     root, project = checkout
     data = bytearray((root / changed).read_bytes())
@@ -101,30 +106,6 @@ def test_a_failed_shared_build_is_recorded_and_the_next_worker_fails_at_once(tmp
     monkeypatch.setattr(pipeline_project, "build_pipeline_project", failing_build)
     with pytest.raises(AssertionError, match="no audio"):
         pipeline_project.shared_build(tmp_path / "pipeline", tmp_path / "audio")
-    with pytest.raises(pytest.fail.Exception, match="(?s)another test worker failed.*convert: no audio"):
+    with pytest.raises(pytest.fail.Exception, match="(?s)another test process failed.*convert: no audio"):
         pipeline_project.shared_build(tmp_path / "pipeline", tmp_path / "audio")
     assert calls == [tmp_path / "pipeline" / "project"]
-
-
-def test_test_processes_yield_the_cpu_to_the_background_build(pytestconfig):
-    """In the full suite under pytest-xdist the test processes run WORKER_NICENESS steps nicer
-    than the main process that starts the end-to-end build; otherwise at its priority."""
-    from tests.conftest import WORKER_NICENESS, background_build_runs
-
-    lowered = bool(os.environ.get("PYTEST_XDIST_WORKER")) and background_build_runs(pytestconfig)
-    parent = os.getpriority(os.PRIO_PROCESS, os.getppid())
-    assert os.getpriority(os.PRIO_PROCESS, 0) == parent + (WORKER_NICENESS if lowered else 0)
-
-
-def test_with_the_background_build_the_files_that_need_it_go_last_longest_first():
-    from types import SimpleNamespace
-
-    from tests.conftest import AFTER_THE_BUILD, file_order
-
-    names = ["test_pipeline.py", "test_audio.py", "test_experiments.py", "test_zzz.py", "test_remote_gcs.py"]
-    items = [SimpleNamespace(path=ROOT / "tests" / name) for name in names]
-    needing = {item.path for item in items if item.path.name in AFTER_THE_BUILD}
-    with_build = sorted(items, key=lambda item: file_order(item, needing, True))
-    assert [item.path.name for item in with_build] == ["test_audio.py", "test_zzz.py", *AFTER_THE_BUILD]
-    without = sorted(items, key=lambda item: file_order(item, needing, False))
-    assert [item.path.name for item in without] == ["test_pipeline.py", *[n for n in names if n != "test_pipeline.py"]]

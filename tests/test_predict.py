@@ -15,8 +15,8 @@ from genreclf.data import audio
 from genreclf.features import fma_features as features
 from genreclf.models.predictors import load_predictor
 from stages.predict import format_prediction, top_genres
-from tests.helpers import call_stage, run_stage
-from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
+from tests.support.helpers import call_stage, run_stage
+from tests.support.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
 
 GENRES = ["classical", "metal"]  # label order (sorted)
 TRAIN_CLIPS = range(0, 4)  # <genre>.00000 ... 00003 train, 00004 val

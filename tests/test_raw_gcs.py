@@ -2,7 +2,7 @@
 their content, listed in data/raw/raw_manifest.json, checked by the convert stage before any work
 and read by URL by its workers.
 
-The bucket is gcp-storage-emulator on 127.0.0.1 (tests/gcs_emulator.py). The source is a GTZAN
+The bucket is gcp-storage-emulator on 127.0.0.1 (tests/support/gcs_emulator.py). The source is a GTZAN
 folder of three clips: two gtzan_mini WAVs and one FMA mp3 under a GTZAN name. The stages run
 in this process (their main), in a project that holds params.yaml alone; only the beam engine's
 run is a process of its own.
@@ -32,8 +32,8 @@ from genreclf.errors import DataError, RemoteObjectError
 from stages import convert as convert_stage
 from stages import fetch as fetch_stage
 from stages.common import with_hint
-from tests.gcs_emulator import emulated_bucket, rewrite_on_beam
-from tests.helpers import directory_bytes, make_project
+from tests.support.gcs_emulator import emulated_bucket, rewrite_on_beam
+from tests.support.helpers import directory_bytes, make_project
 
 BUCKET = "genreclf-raw"
 ROOT = f"gs://{BUCKET}/team/genres"

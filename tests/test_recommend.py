@@ -18,8 +18,8 @@ from genreclf.artifacts import (
     write_track_info,
 )
 from genreclf.models import neighbours
-from tests.helpers import call_stage, make_project, run_stage, to_int16, tone, write_audio
-from tests.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
+from tests.support.helpers import call_stage, make_project, run_stage, to_int16, tone, write_audio
+from tests.support.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
 
 GENRES = ["jazz", "rock"]
 

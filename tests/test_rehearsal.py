@@ -151,8 +151,8 @@ def read_tsv_rows(path) -> int:
 
 @pytest.mark.slow  # trains in-process: TensorFlow's import and tracing take about 15 s
 def test_the_keras_stage_stops_after_the_step_limit_and_logs_the_step_times(tmp_path, caplog):
-    from tests.helpers import call_stage, set_params
-    from tests.keras_fixture import TINY_PARAMS, write_tiny_repo
+    from tests.support.helpers import call_stage, set_params
+    from tests.support.keras_fixture import TINY_PARAMS, write_tiny_repo
 
     # 18 training clips in batches of 8: 3 steps per epoch; 2 epochs at most, patience 2
     write_tiny_repo(tmp_path, {**TINY_PARAMS, "cnn1d": dict(TINY_PARAMS["cnn1d"], patience=5)})

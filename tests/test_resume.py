@@ -25,7 +25,7 @@ import soundfile as sf
 from genreclf import resume
 from genreclf.artifacts import CLIP_COLUMNS, write_clips, write_split
 from genreclf.engine import Engine, map_in_order
-from tests.helpers import ROOT, directory_bytes, make_project, run_stage, set_params, subprocess_env
+from tests.support.helpers import ROOT, directory_bytes, make_project, run_stage, set_params, subprocess_env
 
 CLIPS = 20
 CONVERT_CLIPS = 40
@@ -264,7 +264,7 @@ def test_a_params_change_does_not_reuse(tmp_path, gtzan_mini):
 def embed_project(root: Path, model_saver) -> Path:
     """A project with data/split of EMBED_CLIPS short tones and models/musicnn_msd (``model_saver``)."""
     from genreclf import artifacts
-    from tests.helpers import to_int16, tone, write_audio
+    from tests.support.helpers import to_int16, tone, write_audio
 
     make_project(root, {"embed": {"embedding": "penultimate", "patches_per_clip": 1}})
     rows = []
@@ -292,7 +292,7 @@ def test_embed_stopped_part_way_resumes_and_writes_the_same_bytes(tmp_path, monk
     from genreclf import artifacts
     from genreclf.models import musicnn
     from genreclf.models.training import save_model
-    from tests.helpers import call_stage
+    from tests.support.helpers import call_stage
 
     model = musicnn.build_model()
     reference = embed_project(tmp_path / "reference", lambda path: save_model(model, path))

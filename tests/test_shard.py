@@ -9,7 +9,7 @@ import pytest
 from genreclf.artifacts import MANIFEST_COLUMNS, read_dataset_info, read_split, write_split
 from genreclf.data.sharding import shard_chunks
 from genreclf.data.tfrecords import SHARD_RE, count_records, list_shards, parse_example, shard_name
-from tests.helpers import directory_bytes, make_project, run_stage, set_params, write_audio
+from tests.support.helpers import directory_bytes, make_project, run_stage, set_params, write_audio
 
 LABELS = ["blues", "jazz", "rock"]
 SPLIT_SIZES = {"train": 13, "val": 4, "test": 6}

@@ -1,9 +1,9 @@
 """Shards that stay on GCS (data.root = gs://...): written by the shard stage's workers, listed in
 data/shards/shard_manifest.json, checked and read by URL with tf.data.
 
-The bucket is gcp-storage-emulator on 127.0.0.1 (tests/gcs_emulator.py): gcsfs reaches it through
+The bucket is gcp-storage-emulator on 127.0.0.1 (tests/support/gcs_emulator.py): gcsfs reaches it through
 STORAGE_EMULATOR_HOST. TensorFlow's own GCS filesystem has its endpoints compiled in; it reaches the
-emulator through tests/gcs_tls_proxy.py (https_proxy + CURL_CA_BUNDLE + a test token), so the reads
+emulator through tests/support/gcs_tls_proxy.py (https_proxy + CURL_CA_BUNDLE + a test token), so the reads
 by tf.data below are the real gs:// reads of TensorFlow, answered by the emulator.
 """
 
@@ -27,8 +27,8 @@ from genreclf.data import gcs
 from genreclf.data.sharding import shard_key, shard_target
 from genreclf.errors import DataError, RemoteObjectError
 from stages.common import with_hint
-from tests.gcs_emulator import emulated_bucket, rewrite_on_beam
-from tests.helpers import directory_bytes, make_project, run_stage, set_params
+from tests.support.gcs_emulator import emulated_bucket, rewrite_on_beam
+from tests.support.helpers import directory_bytes, make_project, run_stage, set_params
 from tests.test_shard import NUM_SHARDS, read_shards, write_split_data
 
 BUCKET = "genreclf-shards"
@@ -243,7 +243,7 @@ def test_train_keras_from_the_bucket_fails_on_a_deleted_object_and_trains_once_i
     it before training, naming the object and the command that writes it again; the shard stage run
     again uploads that object alone, and then the Keras stage trains from gs:// to the same model as
     from the same shards on disk."""
-    from tests.keras_fixture import write_tiny_repo
+    from tests.support.keras_fixture import write_tiny_repo
 
     local, remote = tmp_path / "local", tmp_path / "remote"
     for project in (local, remote):

@@ -29,8 +29,8 @@ from stages.train_sklearn import (
     choose_svm_settings,
     model_settings,
 )
-from tests.helpers import call_stage, run_stage
-from tests.sklearn_fixture import feature_frame, write_feature_tables, write_params
+from tests.support.helpers import call_stage, run_stage
+from tests.support.sklearn_fixture import feature_frame, write_feature_tables, write_params
 
 OPTIONS = {
     "logreg": {"C": 1.0, "max_iter": 500, "seed": 0},

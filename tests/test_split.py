@@ -22,7 +22,7 @@ from genreclf.data.splits import (
     stratified_split,
 )
 from genreclf.errors import DataError
-from tests.helpers import make_project, run_stage
+from tests.support.helpers import make_project, run_stage
 
 FRACTIONS = {"train": 0.64, "val": 0.16, "test": 0.20}
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]

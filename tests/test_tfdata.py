@@ -14,7 +14,7 @@ from genreclf.artifacts import read_dataset_info, write_dataset_info
 from genreclf.errors import DataError
 from genreclf.features import spectrograms
 from genreclf.models import tfdata
-from tests.keras_fixture import LABELS, SAMPLE_RATE, genre_clip, write_tiny_shards
+from tests.support.keras_fixture import LABELS, SAMPLE_RATE, genre_clip, write_tiny_shards
 
 
 def librosa_log_mel(audio, sr, n_fft, hop, n_mels):

@@ -24,8 +24,8 @@ from genreclf.errors import DataError, ParamError
 from genreclf.models import keras_models, predictors, resume, tfdata, training
 from stages import train_keras
 from stages.config import load_config
-from tests.helpers import ROOT, call_stage, directory_bytes, run_stage, set_params, subprocess_env
-from tests.keras_fixture import LABELS, TINY_PARAMS, write_tiny_repo, write_tiny_shards
+from tests.support.helpers import ROOT, call_stage, directory_bytes, run_stage, set_params, subprocess_env
+from tests.support.keras_fixture import LABELS, TINY_PARAMS, write_tiny_repo, write_tiny_shards
 
 DVCLIVE_FILES = [
     "metrics.json",

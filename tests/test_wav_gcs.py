@@ -2,7 +2,7 @@
 named by their content, listed in data/wav/wav_manifest.json, checked by the stages that read them
 and read by URL.
 
-The bucket is gcp-storage-emulator on 127.0.0.1 (tests/gcs_emulator.py), which gcsfs reaches
+The bucket is gcp-storage-emulator on 127.0.0.1 (tests/support/gcs_emulator.py), which gcsfs reaches
 through STORAGE_EMULATOR_HOST. A handful of gtzan_mini clips, and one too short to convert.
 """
 
@@ -32,8 +32,8 @@ from genreclf.data import gcs
 from genreclf.data.audio import check_wavs, decode_clip, read_wav
 from genreclf.errors import DataError, RemoteObjectError
 from stages.common import with_hint
-from tests.gcs_emulator import emulated_bucket, rewrite_on_beam
-from tests.helpers import directory_bytes, make_project, run_stage, tone, write_audio
+from tests.support.gcs_emulator import emulated_bucket, rewrite_on_beam
+from tests.support.helpers import directory_bytes, make_project, run_stage, tone, write_audio
 
 BUCKET = "genreclf-wavs"
 ROOT = f"gs://{BUCKET}/team/genres"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.pipeline_project import clone_with_shared_cache, dvc, stages_ran
+from tests.support.pipeline_project import clone_with_shared_cache, dvc, stages_ran
 
 pytestmark = pytest.mark.slow
 

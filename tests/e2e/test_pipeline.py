@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import run_stage, set_params
-from tests.pipeline_project import SMALL_PARAMS, clone_with_shared_cache, dvc, git, stages_ran
+from tests.support.helpers import run_stage, set_params
+from tests.support.pipeline_project import SMALL_PARAMS, clone_with_shared_cache, dvc, git, stages_ran
 
 pytestmark = pytest.mark.slow
 
-PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+PARAMS = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
 SKLEARN, KERAS = PARAMS["models"]["sklearn"], PARAMS["models"]["keras"]
 # models.sklearn maps each model to its table: its keys
 MODELS = [*SKLEARN, *KERAS]

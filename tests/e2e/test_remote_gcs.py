@@ -1,13 +1,13 @@
 """The project's Google Cloud Storage DVC remote, against a real GCS JSON API on loopback.
 
-gcp-storage-emulator serves a bucket on 127.0.0.1 (tests/gcs_emulator.py); each clone
+gcp-storage-emulator serves a bucket on 127.0.0.1 (tests/support/gcs_emulator.py); each clone
 points the committed ``gcs`` remote at it in its git-ignored .dvc/config.local. The
 pipeline project comes from the ``pipeline_project`` fixture: a git repository whose
 pipeline has been run (dvc.lock committed, outputs in its DVC cache). The constants
 below name what these tests expect of it (this repository's pipeline, run on gtzan_mini
-with small settings: tests/pipeline_project.py). Failures of the remote: test_remote_gcs_faults.py.
+with small settings: tests/support/pipeline_project.py). Failures of the remote: test_remote_gcs_faults.py.
 
-Push and pull times are printed: ``pytest tests/test_remote_gcs.py -s``.
+Push and pull times are printed: ``pytest tests/e2e/test_remote_gcs.py -s``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.gcs_emulator import (
+from tests.support.gcs_emulator import (
     EMULATOR_STORAGE_DIR,
     REMOTE_NAME,
     UP_TO_DATE,
@@ -36,7 +36,7 @@ from tests.gcs_emulator import (
     point_remote_at,
     split_lf_multipart,
 )
-from tests.pipeline_project import clone_with_shared_cache
+from tests.support.pipeline_project import clone_with_shared_cache
 
 BUCKET = "genreclf-test"
 # The param changed in test_changing_one_param_reruns_only_its_model, and what must (or may) rerun.

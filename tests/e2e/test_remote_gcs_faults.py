@@ -6,7 +6,7 @@ the remote is back, leaving the local cache as it was.
 gcsfs tries each request 6 times with exponential backoff (about 31-36 s in all, fixed in
 gcsfs: no DVC remote option changes it), and a push can meet the dead remote in up to
 three steps in a row (listing, uploading, then the directories), hence FAILURE_TIMEOUT_S.
-See tests/test_remote_gcs.py for the fixtures' shape.
+See tests/e2e/test_remote_gcs.py for the fixtures' shape.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gcs_emulator import (
+from tests.support.gcs_emulator import (
     HOST,
     IN_SYNC,
     UP_TO_DATE,
@@ -32,8 +32,8 @@ from tests.gcs_emulator import (
     point_remote_at,
     start_dvc,
 )
-from tests.pipeline_project import dvc as project_dvc
-from tests.pipeline_project import git, make_dvc_project
+from tests.support.pipeline_project import dvc as project_dvc
+from tests.support.pipeline_project import git, make_dvc_project
 
 pytestmark = pytest.mark.slow  # dvc push/pull against a GCS emulator
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import set_params
-from tests.pipeline_project import clone_with_shared_cache, dvc, reads_log, stages_ran
+from tests.support.helpers import set_params
+from tests.support.pipeline_project import clone_with_shared_cache, dvc, reads_log, stages_ran
 from tests.test_stage_deps import PROJECT_PACKAGES, STAGES, dep_paths
 
 pytestmark = pytest.mark.slow
 
-PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+PARAMS = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
 TABLE_OF = PARAMS["models"]["sklearn"]  # each scikit-learn model -> the table it reads
 WATCHED = ("data", "models")  # the folders whose reads must be deps (or the stage's own outputs)
 

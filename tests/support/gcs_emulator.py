@@ -69,7 +69,7 @@ def dvc(
 
     With ``check`` a non-zero exit raises AssertionError showing DVC's output.
     """
-    from tests.helpers import run_command  # here, not at the top: this file also runs as the emulator's script
+    from tests.support.helpers import run_command  # here, not at the top: this file also runs as the emulator's script
 
     return run_command([sys.executable, "-m", "dvc", *args], repo, env=env or dvc_env(), timeout=timeout, check=check)
 
@@ -302,11 +302,11 @@ class GcsEmulator:
 def emulated_bucket(folder: Path, bucket: str, tensorflow: bool = False) -> Iterator[GcsEmulator]:
     """An emulator serving ``bucket`` (kept under ``folder``), and this process's environment (so
     the stages' it starts) pointed at it: gcsfs through STORAGE_EMULATOR_HOST; with ``tensorflow``,
-    TensorFlow's own GCS filesystem too, through tests/gcs_tls_proxy.py."""
+    TensorFlow's own GCS filesystem too, through tests/support/gcs_tls_proxy.py."""
     import pytest
 
     from genreclf.data import gcs
-    from tests.gcs_tls_proxy import TlsProxy
+    from tests.support.gcs_tls_proxy import TlsProxy
 
     emulator = GcsEmulator(folder / "emulator", bucket)
     emulator.start()
@@ -335,7 +335,7 @@ def rewrite_on_beam(project: Path, stage: str, manifest: Path, urls: list[str]) 
     import pytest
 
     from genreclf.data import gcs
-    from tests.helpers import run_stage
+    from tests.support.helpers import run_stage
 
     before = manifest.read_bytes()
     fs = gcs.filesystem()

@@ -20,7 +20,7 @@ import numpy as np
 import soundfile as sf
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CODE_FOLDERS = ("genreclf", "stages")
 PROJECT_CONTENTS = ("params", "code", "repository")
 STAGE_TIMEOUT_S = 900

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from tests.helpers import call_stage, make_project, to_int16, tone, write_audio
+from tests.support.helpers import call_stage, make_project, to_int16, tone, write_audio
 
 SAMPLE_RATE = 4000
 LABELS = ["bass", "middle", "treble"]

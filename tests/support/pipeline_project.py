@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
-from tests.helpers import ROOT, make_project, set_params, subprocess_env
+from tests.support.helpers import ROOT, make_project, set_params, subprocess_env
 
 # Small settings: every model trains for real, on 100 clips, in a few minutes on 2 cores.
 SMALL_PARAMS = {
@@ -56,8 +57,8 @@ FINGERPRINTED = (
     "dvc.yaml",
     "params.yaml",
     ".dvc/config",
-    "tests/helpers.py",
-    "tests/pipeline_project.py",
+    "tests/support/helpers.py",
+    "tests/support/pipeline_project.py",
     "tests/support/stage_reads",
 )
 FINGERPRINT_NAME = "code_fingerprint.json"  # beside the project folder, with first_repro.log
@@ -147,22 +148,21 @@ BUILD_FAILED_NAME = "build_failed.txt"  # beside the project, when a shared buil
 
 
 def shared_build(folder: Path, gtzan_dir: Path) -> Path:
-    """The project in ``folder``, built by the first test worker that asks, reused by the others.
+    """The project in ``folder``: built by the first test process that asks, under a file lock
+    (the pattern pytest-xdist documents), and reused by the others.
 
-    A file lock makes the others wait for the build; a failed build is recorded, so that
-    they fail at once with its message instead of building again.
+    A failed build is recorded, so that the others fail at once with its message instead of
+    building it again.
     """
-    from filelock import FileLock
-
     folder.mkdir(parents=True, exist_ok=True)
-    project, failed = folder / "project", folder / BUILD_FAILED_NAME
-    with FileLock(str(folder / "build.lock")):
+    failed = folder / BUILD_FAILED_NAME
+    with FileLock(folder / "build.lock"):
         if failed.is_file():
-            pytest.fail(f"another test worker failed to build the pipeline project:\n{failed.read_text()}")
+            pytest.fail(f"another test process failed to build the pipeline project:\n{failed.read_text()}")
         if (folder / FINGERPRINT_NAME).is_file():
-            return reused_project(project)
+            return reused_project(folder / "project")
         try:
-            return build_pipeline_project(project, gtzan_dir)
+            return build_pipeline_project(folder / "project", gtzan_dir)
         except BaseException as error:
             failed.write_text(f"{type(error).__name__}: {error}"[-8000:])
             raise
@@ -198,7 +198,7 @@ def reused_project(project: Path, root: Path = ROOT) -> Path:
     """``project`` (from GENRECLF_TEST_PROJECT) if it was built from the code in ``root``; else pytest.fail."""
     rebuild = (
         f"build a new one from this code: without {REUSE_VARIABLE}, run `python -m pytest "
-        f"tests/test_pipeline.py --basetemp=DIR`, then set {REUSE_VARIABLE}=DIR/pipeline/project "
+        f"tests/e2e/test_pipeline.py --basetemp=DIR`, then set {REUSE_VARIABLE}=DIR/pipeline/project "
         f"(and give later runs another --basetemp, or none: pytest empties it)"
     )
     if not (project / "dvc.lock").is_file():
@@ -220,18 +220,3 @@ def reused_project(project: Path, root: Path = ROOT) -> Path:
             f"({len(changes)} file(s) differ: {shown}); {rebuild}"
         )
     return project
-
-
-def main(argv: list[str]) -> int:
-    """``python -m tests.pipeline_project FOLDER GTZAN_DIR``: shared_build, as the test session
-    starts it in the background (tests/conftest.py, pytest_sessionstart)."""
-    if len(argv) != 2:
-        print("usage: python -m tests.pipeline_project FOLDER GTZAN_DIR", file=sys.stderr)
-        return 2
-    project = shared_build(Path(argv[0]), Path(argv[1]))
-    print(f"built {project}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -1,7 +1,7 @@
 """Helpers for the scikit-learn, evaluate, summarize and predict tests.
 
 They build a scratch project folder (params.yaml + data/features/...) in which the tests run
-the real stage scripts with tests.helpers.run_stage, as DVC would.
+the real stage scripts with tests.support.helpers.run_stage, as DVC would.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import yaml
 
 from genreclf.artifacts import FEATURE_ID_COLUMNS, write_features
 from genreclf.features import fma_features as features
-from tests.helpers import ROOT
+from tests.support.helpers import ROOT
 
 FEATURE_COLUMNS = list(features.FEATURE_COLUMNS)
 

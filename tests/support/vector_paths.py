@@ -106,7 +106,7 @@ def musicnn_outputs() -> dict[str, np.ndarray]:
 
 def keras_training() -> dict[str, np.ndarray]:
     from genreclf.models import keras_models, training
-    from tests.keras_fixture import LABELS, SAMPLE_RATE, TINY_PARAMS
+    from tests.support.keras_fixture import LABELS, SAMPLE_RATE, TINY_PARAMS
 
     settings = TINY_PARAMS["cnn2d"]
     preprocessing = training.preprocessing_for("cnn2d", SAMPLE_RATE, LABELS, settings, clip_samples=4400)

@@ -27,4 +27,3 @@ def test_under_ci_a_missing_folder_fails(tmp_path, value):
         require_shared_data(tmp_path / "data", {"CI": value})
     assert str(tmp_path / "data") in str(failed.value)
     assert under_ci({"CI": value})
-

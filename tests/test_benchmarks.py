@@ -55,8 +55,9 @@ def gtzan_few(tmp_path_factory, gtzan_mini) -> Path:
     return folder
 
 
-def test_bench_data(tmp_path):
-    figures = run_benchmark("bench_data", "--clips", "2", "--workers", "2", "--plain", json_path=tmp_path / "b.json")
+def test_bench_data(tmp_path, gtzan_mini):
+    args = ("--clips", "2", "--workers", "2", "--plain", "--source", str(gtzan_mini))
+    figures = run_benchmark("bench_data", *args, json_path=tmp_path / "b.json")
     assert figures["workers"] == 2 and figures["sample_rate_hz"] == 22050
     assert [p["phase"] for p in figures["phases"]] == ["convert", "features", "plain"]
     for phase in figures["phases"]:
@@ -74,8 +75,9 @@ def test_bench_data(tmp_path):
     assert is_number(figures["plain_over_features"][0]["speedup"])
 
 
-def test_bench_features(tmp_path):
-    figures = run_benchmark("bench_features", "--every", "50", json_path=tmp_path / "b.json")
+def test_bench_features(tmp_path, gtzan_mini):
+    args = ("--every", "50", "--source", str(gtzan_mini))
+    figures = run_benchmark("bench_features", *args, json_path=tmp_path / "b.json")
     assert figures["clips"] == 2
     for key in ("features_cpu_seconds_per_clip", "plain_cpu_seconds_per_clip"):
         assert figures[key]["mean"] > 0 and figures[key]["median"] > 0
@@ -277,10 +279,10 @@ def test_split_seeds(tmp_path):
     assert (knn["mean_accuracy"], knn["std_accuracy"]) == (0.25, 0.0)
 
 
-def test_rehearsal(tmp_path):
+def test_rehearsal(tmp_path, shared_data):
     """80 clips (the smallest that has val and test clips of every genre), one step per Keras model, small images,
     one musicnn patch and two cnn2d segments per clip."""
-    args = ("--clips", "80", "--keras-steps", "1", "--workdir", str(tmp_path / "work"))
+    args = ("--clips", "80", "--keras-steps", "1", "--workdir", str(tmp_path / "work"), "--shared", str(shared_data))
     for setting in ("mobilenet.image_size=64", "cnn2d.image_size=64", "cnn2d.segments_per_clip=2"):
         args += ("--set", setting)
     args += ("--set", "embed.patches_per_clip=1")
@@ -319,10 +321,11 @@ def test_rehearsal(tmp_path):
         assert projection[key]["measured_cores"] > 0, key
 
 
-def test_bench_resume(tmp_path):
+def test_bench_resume(tmp_path, gtzan_mini):
     """20 clips: convert, shard, features, embed (one patch a clip) killed at about half their clips (shards),
     cnn1d's training (2 epochs) after its first epoch, then run again."""
     args = ("--clips", "20", "--embed-patches", "1", "--keras-epochs", "2", "--workdir", str(tmp_path))
+    args += ("--source", str(gtzan_mini))
     figures = run_benchmark("bench_resume", *args, json_path=tmp_path / "b.json", timeout=1200)
     assert figures["clips"] == 20 and figures["keras_epochs"] == 2
     stages = ["convert", "shard", "features", "embed", "train_keras@cnn1d"]

@@ -22,7 +22,6 @@ from stages import pretrained as pretrained_stage
 from tests.support.helpers import ROOT, tone
 
 PARITY_FIXTURE = ROOT / "tests" / "data" / "musicnn_parity.npz"
-GTZAN_MINI = ROOT.parent / "shared" / "data" / "gtzan_mini"
 # The front end rounds the mel power to float16 before log10(10000 x + 1) in float32. Another CPU's
 # vector code (soxr's resampler, OpenBLAS's product with the mel filter bank, numpy's log10)
 # changes the float32 mel power in its last bits; where that moves it to the neighbouring float16,
@@ -255,13 +254,13 @@ def recorded_parity_input() -> tuple[list[str], list[np.ndarray]]:
     return [str(c) for c in fixture["clips"]], np.split(fixture["patches"], bounds[1:-1])
 
 
-def test_the_front_end_computes_the_original_graphs_recorded_input_to_a_float16_step():
+def test_the_front_end_computes_the_original_graphs_recorded_input_to_a_float16_step(gtzan_mini):
     """Our log-mel patches of the two clips against those the original graph was run on."""
     from tests.support.musicnn_parity import input_patches
 
     clips, recorded = recorded_parity_input()
     for clip, expected in zip(clips, recorded):
-        ours = input_patches(GTZAN_MINI / clip)
+        ours = input_patches(gtzan_mini / clip)
         assert ours.shape == expected.shape and ours.dtype == np.float32, clip
         diff = np.abs(ours.astype(np.float64) - expected)
         rounding = FLOAT32_ROUNDING * np.maximum(np.abs(expected), 1.0)

@@ -69,7 +69,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import record  # noqa: E402
-from benchmarks.rehearsal import run_measured  # noqa: E402
+from benchmarks.rehearsal_stages import run_measured  # noqa: E402
 from genreclf.data.audio import read_wav  # noqa: E402
 from genreclf.features import fma_features as features  # noqa: E402
 from tests.support.fma_like_tables import fma_like_tables, gtzan_mini_tables  # noqa: E402

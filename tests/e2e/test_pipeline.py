@@ -200,7 +200,7 @@ def test_repro_is_byte_identical(pipeline_project, tmp_path):
 
     (The data stages' reruns are checked byte for byte in their own tests: convert, split,
     shard, features, embed, pretrained; all of them together on the Beam engine in
-    test_engine.py; the Keras stages' in test_training.py, cnn1d and cnn2d in another process.)
+    test_beam_engine.py; the Keras stages' in test_training.py, cnn1d and cnn2d in another process.)
     """
     clone = clone_with_shared_cache(pipeline_project, tmp_path / "clone")
     dvc(["repro", "--force", "--single-item", "train_sklearn@svm"], clone, timeout=1200)

@@ -1,6 +1,6 @@
 """Peak memory of a process and all its descendants, sampled in a background thread.
 
-Not a benchmark: a module that bench_data.py, bench_sklearn_memory.py and rehearsal.py import.
+Not a benchmark: a module that bench_data.py, bench_sklearn_memory.py and rehearsal_stages.py import.
 
     with peak_rss(pid) as peak:        # pid None: this process
         ...                            # the work, e.g. a pool or a `dvc repro`

@@ -200,7 +200,7 @@ def reused_project(project: Path, root: Path = ROOT) -> Path:
     """``project`` (from GENRECLF_TEST_PROJECT) if it was built from the code in ``root``; else pytest.fail."""
     rebuild = (
         f"build a new one from this code: without {REUSE_VARIABLE}, run `python -m pytest "
-        f"tests/e2e/test_pipeline.py --basetemp=DIR`, then set {REUSE_VARIABLE}=DIR/pipeline/project "
+        f"-m slow tests/e2e/test_pipeline.py --basetemp=DIR`, then set {REUSE_VARIABLE}=DIR/pipeline/project "
         f"(and give later runs another --basetemp, or none: pytest empties it)"
     )
     if not (project / "dvc.lock").is_file():

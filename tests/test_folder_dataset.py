@@ -28,11 +28,11 @@ from genreclf.data.folder import check_labels, drop_duplicates, fetch_folder, li
 from genreclf.data.splits import min_clips_per_genre, stratified_split
 from genreclf.errors import DataError
 from stages.config import load_config
-from tests.helpers import ROOT, make_project, run_stage
+from tests.helpers import ROOT, directory_bytes, make_project, run_stage
 
 ROCK, CLASSICAL, POP = "Rock & Roll", "Música Clásica", "日本のポップ"
 SR = 22050
-LONG_SECONDS = 150  # five GTZAN clips end to end
+LONG_SECONDS = 150  # five GTZAN clips end to end: at least this long
 FMA = "fma/fma_audio"
 
 
@@ -336,3 +336,72 @@ def test_the_fetch_stage_refuses_a_url_and_a_missing_folder(tmp_path):
         )
         proc = run_stage(project, "fetch", check=False)
         assert proc.returncode == 1 and f"data.source = {source!r} is not {what}" in proc.stderr, proc.stderr
+
+
+# ---- the pipeline on a folder ------------------------------------------------------------------
+
+PIPELINE = ("fetch", "convert", "split", "shard", "features", ("train_sklearn", "gnb"), ("evaluate", "gnb"))
+EXCERPT_SECONDS = 20.0
+
+
+@pytest.fixture(scope="module")
+def folder_run(music, tmp_path_factory):
+    """A copy of the code where the stages from fetch to evaluate ran, as dvc runs them, on the folder."""
+    project = make_project(
+        tmp_path_factory.mktemp("folder_pipeline") / "project",
+        {
+            "data": {"dataset": "folder", "source": str(music)},
+            "convert": {"excerpt_seconds": EXCERPT_SECONDS, "excerpt_from": "middle"},
+            "split": {"method": "stratified", "fractions": {"train": 0.5, "val": 0.25, "test": 0.25}},
+            "shard": {"num_shards": {"train": 1, "val": 1, "test": 1}},
+            "models": {"sklearn": {"gnb": "features"}},
+        },
+    )
+    logs = {}
+    for stage in PIPELINE:
+        name, *args = (stage,) if isinstance(stage, str) else stage
+        logs[name] = run_stage(project, name, *args).stderr
+    return project, logs
+
+
+@pytest.mark.slow  # seven stages in their own processes: decoding, TFRecords, librosa features, a model
+def test_the_pipeline_runs_on_a_folder_and_names_its_labels(folder_run):
+    project, logs = folder_run
+    labels = sorted(EXPECTED_COUNTS)
+    assert json.loads((project / "data/split/labels.json").read_text(encoding="utf-8")) == labels
+    manifest = pd.read_csv(project / "data/split/split_manifest.csv", dtype=str, keep_default_na=False)
+    assert manifest.groupby("genre").size().to_dict() == EXPECTED_COUNTS
+    assert (pd.crosstab(manifest["genre"], manifest["split"]) > 0).all().all()  # every label in every split
+    converted = pd.read_csv(project / "data/converted.csv", dtype=str, keep_default_na=False)
+    assert set(converted["num_samples"].astype(int)) == {round(EXCERPT_SECONDS * SR)}  # every clip cut to 20 s
+    for split in ("train", "val", "test"):
+        table = pd.read_csv(project / f"data/features/{split}.csv", dtype={"genre": str}, keep_default_na=False)
+        assert set(table["genre"]) == set(labels)
+    assert json.loads((project / "models/gnb/labels.json").read_text(encoding="utf-8")) == labels
+    metrics = json.loads((project / "metrics/models/gnb.json").read_text(encoding="utf-8"))
+    assert sorted(metrics["per_class"]) == labels and metrics["n_test"] == len(manifest.query("split == 'test'"))
+    predictions = pd.read_csv(project / "evaluation/gnb/test_predictions.csv", dtype=str, keep_default_na=False)
+    assert [c for c in predictions.columns if c.startswith("prob_")] == [f"prob_{label}" for label in labels]
+    assert set(predictions["actual"]) == set(labels)
+    assert "duplicate left out: Rock & Roll/copies/Maybellene (copy).wav" in logs["fetch"]
+    assert "ignored 1 audio files beside the label folders" in logs["fetch"]
+
+
+@pytest.mark.slow
+def test_the_long_song_is_cut_from_its_middle(folder_run, music):
+    project, _ = folder_run
+    long_song = track_id(f"{CLASSICAL}/Mahler/Symphony 5 (long).flac")
+    samples, _ = read_wav(project / f"data/wav/{long_song}.wav")
+    whole, _ = sf.read(music / unicodedata.normalize("NFD", CLASSICAL) / "Mahler/Symphony 5 (long).flac", dtype="int16")
+    length = round(EXCERPT_SECONDS * SR)
+    first = (whole.size - length) // 2
+    assert whole.size >= LONG_SECONDS * SR  # five clips of a little over 30 s
+    np.testing.assert_array_equal(samples, whole[first : first + length])
+
+
+@pytest.mark.slow
+def test_fetch_again_writes_the_same_bytes(folder_run):
+    project, _ = folder_run
+    before = directory_bytes(project / "data/raw")
+    run_stage(project, "fetch")
+    assert directory_bytes(project / "data/raw") == before

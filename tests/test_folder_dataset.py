@@ -29,7 +29,7 @@ from genreclf.data.splits import min_clips_per_genre, stratified_split
 from genreclf.errors import DataError
 from stages.config import load_config
 from stages.summarize import markdown_table, summarize
-from tests.helpers import ROOT, directory_bytes, make_project, run_stage
+from tests.helpers import ROOT, call_stage, directory_bytes, make_project, run_stage
 
 ROCK, CLASSICAL, POP = "Rock & Roll", "Música Clásica", "日本のポップ"
 SR = 22050
@@ -417,3 +417,21 @@ def test_predict_and_summarize_answer_with_the_folder_labels(folder_run, shared_
     metrics = json.loads((project / "metrics/models/gnb.json").read_text(encoding="utf-8"))
     table = markdown_table(summarize({"gnb": metrics}))
     assert "| gnb | sklearn |" in table and "among 3 genres" in table
+
+
+def test_split_warns_of_a_label_that_convert_left_too_small(tmp_path, caplog):
+    """Fetch checks the labels' sizes, but convert may skip clips after it: split then names the label."""
+    project = make_project(tmp_path / "project", {"data": {"dataset": "folder"}}, contents="params")
+    ids = [f"t{i:02d}" for i in range(17)]
+    genres = [ROCK] * 10 + [POP] * 5 + [CLASSICAL] * 2
+    converted = pd.DataFrame(
+        {"track_id": ids, "genre": genres, "path": [f"data/wav/{t}.wav" for t in ids], "official_split": ""}
+    )
+    (project / "data").mkdir()
+    converted.assign(num_samples=661500).to_csv(project / "data/converted.csv", index=False)
+    call_stage(project, "split")
+    missing = [r.getMessage() for r in caplog.records if "is missing from split" in r.getMessage()]
+    assert missing == [
+        f"genre {CLASSICAL} is missing from split(s) ['val', 'test'] (too few clips: 2; 7 put a genre in every split)"
+    ]
+    assert json.loads((project / "data/split/labels.json").read_text(encoding="utf-8")) == sorted(set(genres))

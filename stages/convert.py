@@ -62,7 +62,9 @@ def main() -> None:
     extensions = Counter(Path(p).suffix.lower() for p in clips["path"])
     where = gcs.join(root, WAV_DIR.as_posix()) if gcs.is_remote(root) else WAV_DIR.as_posix()
     if space.check_enabled() and not gcs.is_remote(root):  # on GCS, the bucket holds the WAVs
-        wavs = space.Need("WAVs", space.converted_wav_bytes(list(clips["path"]), sample_rate), WAV_DIR)
+        seconds = space.clip_seconds(list(clips["path"]), default_seconds=30.0)
+        seconds = seconds if params.excerpt_seconds is None else min(seconds, params.excerpt_seconds)
+        wavs = space.Need("WAVs", space.wav_bytes([round(seconds * sample_rate)] * len(clips)), WAV_DIR)
         space.check_space("convert", [wavs], cache_mirrors(), GCS_REMEDY)
     log.info(
         "read %s: %d clips, %d genres, files %s; sample_rate %d Hz, min_seconds %g, excerpt %s; WAVs to %s; engine %s",

@@ -435,3 +435,26 @@ def test_split_warns_of_a_label_that_convert_left_too_small(tmp_path, caplog):
         f"genre {CLASSICAL} is missing from split(s) ['val', 'test'] (too few clips: 2; 7 put a genre in every split)"
     ]
     assert json.loads((project / "data/split/labels.json").read_text(encoding="utf-8")) == sorted(set(genres))
+
+
+class Estimated(Exception):
+    """What convert's check of the free space was asked about (raised in its place)."""
+
+
+@pytest.mark.parametrize("excerpt_seconds, seconds", [(None, 60), (12.0, 12)])
+def test_the_space_check_of_convert_counts_the_excerpt(tmp_path, monkeypatch, excerpt_seconds, seconds):
+    project = make_project(tmp_path / "project", {"convert": {"excerpt_seconds": excerpt_seconds}}, contents="params")
+    song = project / "data/raw/audio/song.wav"
+    song.parent.mkdir(parents=True)
+    sf.write(song, np.zeros(60 * SR, dtype=np.int16), SR, subtype="PCM_16")
+    row = {"track_id": "song", "genre": ROCK, "path": "data/raw/audio/song.wav", "official_split": ""}
+    pd.DataFrame([row]).to_csv(project / "data/raw/clips.csv", index=False)
+
+    def estimated(stage, needs, *args, **kwargs):
+        raise Estimated(needs[0].size)
+
+    monkeypatch.delenv("GENRECLF_SPACE_CHECK", raising=False)  # the check on, whatever the environment
+    monkeypatch.setattr("genreclf.space.check_space", estimated)
+    with pytest.raises(Estimated) as caught:
+        call_stage(project, "convert")
+    assert caught.value.args[0] == 44 + 2 * seconds * SR  # one mono 16-bit WAV of that length

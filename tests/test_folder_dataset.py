@@ -458,3 +458,10 @@ def test_the_space_check_of_convert_counts_the_excerpt(tmp_path, monkeypatch, ex
     with pytest.raises(Estimated) as caught:
         call_stage(project, "convert")
     assert caught.value.args[0] == 44 + 2 * seconds * SR  # one mono 16-bit WAV of that length
+
+
+def test_a_label_that_tables_read_as_missing_is_refused():
+    with pytest.raises(DataError, match=r"^music: label folder\(s\) \['None'\] would read as a missing value"):
+        list_folder([f"{ROCK}/a.mp3", "None/b.wav"], "music", archive=False)
+    labels = list_folder([" Rock /a.mp3", "a,b/c.wav", 'say "hi"/d.ogg'], "music", archive=False).clips["genre"]
+    assert sorted(labels) == [" Rock ", "a,b", 'say "hi"']  # CSV quotes them; no name is changed

@@ -60,6 +60,13 @@ FILES_COLUMNS = ["track_id", "genre", "source_path"]
 DUPLICATES_FILE = "duplicates.csv"  # in data/raw/: the files left out as copies of another
 DUPLICATES_COLUMNS = ["source_path", "genre", "kept_path", "kept_track_id"]
 
+# The cells that pandas reads as missing by default (its documented na_values): a label of one of
+# these names would be lost by a table reader that keeps those defaults.
+MISSING_VALUE_NAMES = frozenset(
+    ("#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>")
+    + ("N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+)
+
 log = logging.getLogger(__name__)
 
 
@@ -131,6 +138,12 @@ def list_folder(names: Iterable[str], label: str, archive: bool) -> Listing:
         raise DataError(
             f"{where}: {len(labels)} label folder(s) {labels} with audio files; a folder dataset needs "
             f"at least two, laid out {LAYOUT}: point data.source at the folder that holds them"
+        )
+    unreadable = [name for name in labels if name in MISSING_VALUE_NAMES]
+    if unreadable:
+        raise DataError(
+            f"{label}: label folder(s) {unreadable} would read as a missing value in the CSV tables "
+            "of the pipeline; rename them (e.g. 'Unknown')"
         )
     if clips["track_id"].duplicated().any():  # two paths with one hash: not seen in practice
         twice = sorted(clips.loc[clips["track_id"].duplicated(keep=False), "relative"])

@@ -465,3 +465,16 @@ def test_a_label_that_tables_read_as_missing_is_refused():
         list_folder([f"{ROCK}/a.mp3", "None/b.wav"], "music", archive=False)
     labels = list_folder([" Rock /a.mp3", "a,b/c.wav", 'say "hi"/d.ogg'], "music", archive=False).clips["genre"]
     assert sorted(labels) == [" Rock ", "a,b", 'say "hi"']  # CSV quotes them; no name is changed
+
+
+def test_a_damaged_member_of_an_archive_is_named(tmp_path):
+    with zipfile.ZipFile(tmp_path / "music.zip", "w") as archive:  # stored: the bytes as they are
+        for name in (f"{ROCK}/a.mp3", f"{ROCK}/b.mp3", f"{POP}/c.mp3"):
+            archive.writestr(name, b"the same song" * 100)
+    data = bytearray((tmp_path / "music.zip").read_bytes())
+    at = data.index(b"the same song")
+    data[at : at + 3] = b"XXX"  # the first member's bytes no longer match its CRC-32
+    (tmp_path / "music.zip").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=rf"music.zip: member '{ROCK}/a.mp3' cannot be read \(Bad CRC-32"):
+        fetch_folder(str(tmp_path / "music.zip"), None, None, 0, 1, tmp_path / "raw", tmp_path / "downloads")
+    assert not (tmp_path / "raw").exists()

@@ -22,7 +22,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import tarfile
 import unicodedata
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -163,17 +166,27 @@ def member_size(archive, name: str) -> int:
 
 
 def member_digest(archive, name: str) -> str:
-    """The SHA-1 of the bytes of one file of a folder or member of an archive."""
-    if isinstance(archive, DirectoryArchive):
-        opened = open(archive.root / name, "rb")
-    elif isinstance(archive, ZipArchive):
-        opened = archive.zip_file.open(name)
-    else:
-        opened = archive.tar_file.extractfile(archive.files[name])
+    """The SHA-1 of the bytes of one file of a folder or member of an archive; a DataError naming a
+    member that cannot be read (a damaged archive)."""
     hasher = hashlib.sha1()
-    with opened as f:
-        while chunk := f.read(READ_CHUNK):
-            hasher.update(chunk)
+    if isinstance(archive, DirectoryArchive):
+        with open(archive.root / name, "rb") as f:
+            while chunk := f.read(READ_CHUNK):
+                hasher.update(chunk)
+        return hasher.hexdigest()
+    try:
+        opened = (
+            archive.zip_file.open(name)
+            if isinstance(archive, ZipArchive)
+            else archive.tar_file.extractfile(archive.files[name])
+        )
+        with opened as f:
+            while chunk := f.read(READ_CHUNK):
+                hasher.update(chunk)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        raise DataError(
+            f"{archive.label}: member '{name}' cannot be read ({e}); the archive is damaged: get a good copy"
+        ) from None
     return hasher.hexdigest()
 
 

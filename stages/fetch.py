@@ -38,16 +38,17 @@ log = stage_logger("fetch")
 
 def check_source(data: DataSection) -> None:
     """data.source: an http(s) URL prefix, or something on this disk (checked here, as only fetch reads it)."""
-    local = data.dataset == catalog.FOLDER  # your own music: on this disk
-    if is_url(data.source) and not local:
-        return
     path = Path(data.source)
-    if not is_url(data.source) and (
-        path.is_dir() or (data.dataset in (catalog.GTZAN, catalog.FOLDER) and path.is_file())
-    ):
+    if data.dataset == catalog.FOLDER:  # your own music: on this disk
+        if not is_url(data.source) and (path.is_dir() or path.is_file()):
+            return
+        raise ParamError(
+            f"{PARAMS_FILE}: data.source = {data.source!r} is not an existing folder or archive file; point it "
+            "at the folder of your music, laid out <label>/.../<file>, or a .zip / .tar.gz of it (docs/own-music.md)"
+        )
+    if is_url(data.source) or path.is_dir() or (data.dataset == catalog.GTZAN and path.is_file()):
         return
-    what = "an existing folder" if local else "an http(s) URL prefix or an existing folder"
-    what += " or archive file" if data.dataset in (catalog.GTZAN, catalog.FOLDER) else ""
+    what = "an http(s) URL prefix or an existing folder" + (" or archive file" if data.dataset == catalog.GTZAN else "")
     raise ParamError(
         f"{PARAMS_FILE}: data.source = {data.source!r} is not {what}; fix the path, or use the "
         f"official URL {OFFICIAL_SOURCE} (or a mirror)"

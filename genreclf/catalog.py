@@ -8,10 +8,12 @@ checks its settings against them without loading any of that.
 FMA_DATASETS = ("fma_small", "fma_medium", "fma_large")
 FMA_METADATA = "fma_metadata"  # the archive of FMA's track metadata (genres, official split)
 GTZAN = "gtzan"
-DATASETS = (*FMA_DATASETS, GTZAN)
-ARCHIVES = (FMA_METADATA, *FMA_DATASETS, GTZAN)  # the archives whose SHA-1 can be given
+FOLDER = "folder"  # your own music: a folder (or an archive of one) laid out <label>/.../<file>
+DATASETS = (*FMA_DATASETS, GTZAN, FOLDER)
+ARCHIVES = (FMA_METADATA, *FMA_DATASETS, GTZAN, FOLDER)  # the archives whose SHA-1 can be given
 
 SPLITS = ("train", "val", "test")
+EXCERPT_FROM = ("start", "middle")  # where convert cuts the excerpt of a longer clip (convert.excerpt_from)
 
 SKLEARN_MODELS = ("gnb", "knn", "logreg", "svm", "musicnn")
 # The tables a scikit-learn model can be trained on (params models.sklearn): data/features, data/embeddings.

@@ -92,6 +92,10 @@ class Checksums(Section):
     fma_medium: Sha1 | None = None
     fma_large: Sha1 | None = None
     gtzan: Sha1 | None = None
+    folder: Annotated[
+        Sha1 | None,
+        Field(description="SHA-1 of the .zip or .tar.gz that data.source names for data.dataset folder; optional"),
+    ] = None
 
 
 class DataSection(Section):
@@ -104,7 +108,8 @@ class DataSection(Section):
 
     @model_validator(mode="after")
     def _dataset_archives_listed(self) -> DataSection:
-        needed = (catalog.GTZAN,) if self.dataset == catalog.GTZAN else (catalog.FMA_METADATA, self.dataset)
+        own = {catalog.GTZAN: (catalog.GTZAN,), catalog.FOLDER: ()}  # a folder's archive: checked if listed
+        needed = own.get(self.dataset, (catalog.FMA_METADATA, self.dataset))
         for archive in needed:
             if archive not in self.checksums.model_fields_set:
                 raise Rule(
@@ -118,6 +123,27 @@ class DataSection(Section):
 class ConvertSection(Section):
     sample_rate: Annotated[int, Field(ge=8000, le=192000)]
     min_seconds: Annotated[float, Field(ge=0)]
+    excerpt_seconds: Annotated[
+        Annotated[float, Field(gt=0)] | None,
+        Field(
+            description="Seconds of each clip kept when it is decoded (songs of any length cut to one "
+            "excerpt); null keeps every clip whole"
+        ),
+        Expect("a number of seconds > 0, or null for the whole clip"),
+    ]
+    excerpt_from: Annotated[
+        Literal[catalog.EXCERPT_FROM],
+        Field(description="Where the excerpt of a longer clip starts: start (its first seconds) or middle"),
+    ]
+
+    @model_validator(mode="after")
+    def _excerpt_not_shorter_than_kept(self) -> ConvertSection:
+        if self.excerpt_seconds is not None and self.excerpt_seconds < self.min_seconds:
+            raise Rule(
+                ("excerpt_seconds", "min_seconds"),
+                "the excerpt is shorter than the shortest clip kept, so every clip would be skipped",
+            )
+        return self
 
 
 class Fractions(Section):
@@ -426,6 +452,15 @@ class Config(Section):
         for name, family in self.models.family_of().items():
             if getattr(self, name) is None:
                 raise Rule(name, f"missing; models.{family} lists {name}, so {MISSING_HINT}")
+        return self
+
+    @model_validator(mode="after")
+    def _folder_split_stratified(self) -> Config:
+        if self.data.dataset == catalog.FOLDER and self.split.method != "stratified":
+            raise Rule(
+                ("split.method", "data.dataset"),
+                "a folder of your own music has no official or fault-filtered split; set split.method: stratified",
+            )
         return self
 
     def model_section(self, name: str) -> Section:

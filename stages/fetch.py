@@ -1,8 +1,11 @@
 """Stage fetch: get the dataset's archives, verify them, and pick the clips into data/raw.
 
-Reads params data.{dataset, source, checksums, clips_per_genre, seed, root}.
+Reads params data.{dataset, source, checksums, clips_per_genre, seed, root}, split.fractions (with
+data.dataset folder: a label with too few clips to be in every split stops the run before any
+decoding, genreclf.data.splits.min_clips_per_genre).
 Writes data/raw/{clips.csv, track_info.csv (artist and title where FMA's tracks.csv has them;
-blank for GTZAN), fetch_report.json, audio/}; whole downloads (and .part files
+blank for GTZAN; a folder's file name as title), fetch_report.json, audio/} (a folder dataset
+also files.csv, where each clip came from, and duplicates.csv); whole downloads (and .part files
 being resumed) go to data/downloads/, which DVC keeps between runs.
 With data.root a gs:// prefix, the clips are then uploaded as objects
 <root>/data/raw/audio/<path below audio/ with its MD5 before the extension>
@@ -20,7 +23,9 @@ from genreclf.artifacts import RAW_AUDIO_DIR, RAW_DIR, RAW_MANIFEST_FILE
 from genreclf.data import gcs
 from genreclf.data.fetch import clips_to_bucket, is_url, public_source
 from genreclf.data.fma import fetch_fma
+from genreclf.data.folder import fetch_folder
 from genreclf.data.gtzan import fetch_gtzan
+from genreclf.data.splits import min_clips_per_genre
 from genreclf.errors import ParamError
 from stages.common import cache_mirrors, run_stage, stage_logger
 from stages.config import PARAMS_FILE, DataSection, load_config
@@ -33,10 +38,15 @@ log = stage_logger("fetch")
 
 def check_source(data: DataSection) -> None:
     """data.source: an http(s) URL prefix, or something on this disk (checked here, as only fetch reads it)."""
-    if is_url(data.source):
-        return
     path = Path(data.source)
-    if path.is_dir() or (data.dataset == catalog.GTZAN and path.is_file()):
+    if data.dataset == catalog.FOLDER:  # your own music: on this disk
+        if not is_url(data.source) and (path.is_dir() or path.is_file()):
+            return
+        raise ParamError(
+            f"{PARAMS_FILE}: data.source = {data.source!r} is not an existing folder or archive file; point it "
+            "at the folder of your music, laid out <label>/.../<file>, or a .zip / .tar.gz of it (docs/own-music.md)"
+        )
+    if is_url(data.source) or path.is_dir() or (data.dataset == catalog.GTZAN and path.is_file()):
         return
     what = "an http(s) URL prefix or an existing folder" + (" or archive file" if data.dataset == catalog.GTZAN else "")
     raise ParamError(
@@ -53,7 +63,8 @@ def checksums(data: DataSection) -> dict[str, str | None]:
 
 
 def main() -> None:
-    data = load_config().data
+    config = load_config()
+    data = config.data
     check_source(data)
     sha1s = checksums(data)
     log.info(
@@ -70,6 +81,11 @@ def main() -> None:
     if data.dataset == catalog.GTZAN:
         report = fetch_gtzan(
             data.source, sha1s.get(catalog.GTZAN), data.clips_per_genre, data.seed, RAW_DIR, DOWNLOADS_DIR
+        )
+    elif data.dataset == catalog.FOLDER:  # split.method is stratified (stages.config)
+        fewest = min_clips_per_genre(config.split.fractions.model_dump())
+        report = fetch_folder(
+            data.source, sha1s.get(catalog.FOLDER), data.clips_per_genre, data.seed, fewest, RAW_DIR, DOWNLOADS_DIR
         )
     else:
         report = fetch_fma(data.dataset, data.source, sha1s, data.clips_per_genre, data.seed, RAW_DIR, DOWNLOADS_DIR)
@@ -97,6 +113,8 @@ def check_fetch_space(data: DataSection) -> None:
     clips extracted to data/raw/audio (with a gs:// data.root too: they are uploaded from there)."""
     whole = is_url(data.source) and (data.clips_per_genre is None or data.dataset == catalog.GTZAN)
     archive, clips = space.fetch_bytes(data.dataset, data.clips_per_genre, whole)
+    if data.dataset == catalog.FOLDER:  # its files copied, at most
+        clips = space.folder_bytes(data.source)
     needs = [
         space.Need("archive", max(archive - space.folder_bytes(DOWNLOADS_DIR), 0), DOWNLOADS_DIR),
         space.Need("clips", clips, RAW_AUDIO_DIR),

@@ -26,6 +26,7 @@ from genreclf.artifacts import (
 from genreclf.data.splits import (
     FAULT_FILTERED_DIR,
     listed_split,
+    min_clips_per_genre,
     official_split,
     read_fault_filtered_lists,
     stratified_split,
@@ -111,11 +112,14 @@ def main() -> None:
 
     write_split(SPLIT_DIR, manifest, labels, left_out)
     log.info("clips per genre and split:\n%s", table.to_string())
+    fewest = min_clips_per_genre(fractions) if method == "stratified" else None
     for genre in table.index[(table == 0).any(axis=1)]:
-        log.info(
-            "genre %s is missing from split(s) %s (too few clips)",
+        log.warning(
+            "genre %s is missing from split(s) %s (too few clips: %d%s)",
             genre,
             [s for s in SPLITS if table.loc[genre, s] == 0],
+            table.loc[genre].sum(),
+            f"; {fewest} put a genre in every split" if fewest else "",
         )
     log.info(
         "wrote %s/%s (train %d, val %d, test %d), %s/%s (%d labels) and %s/%s (%d clips)",

@@ -68,7 +68,12 @@ def mappings(params: dict, prefix: str = "") -> list[tuple[str, dict]]:
 
 MAPPINGS = mappings(PARAMS)
 # keys that may be left out: the archives the chosen dataset (fma_small) does not need
-OPTIONAL_KEYS = {"data.checksums.fma_medium", "data.checksums.fma_large", "data.checksums.gtzan"}
+OPTIONAL_KEYS = {
+    "data.checksums.fma_medium",
+    "data.checksums.fma_large",
+    "data.checksums.gtzan",
+    "data.checksums.folder",
+}
 MODEL_SECTIONS = ("logreg", "knn", "gnb", "svm", "musicnn", "cnn1d", "mobilenet", "cnn2d")
 ALL_KEYS = [*PARAMS, *(f"{name}.{key}" for name, mapping in MAPPINGS for key in mapping)]
 
@@ -199,7 +204,7 @@ def test_optional_parts_may_be_left_out():
             "data.checksums",
             None,
             "null",
-            ("expected a mapping with the keys [fma_metadata, fma_small, fma_medium, fma_large, gtzan]"),
+            ("expected a mapping with the keys [fma_metadata, fma_small, fma_medium, fma_large, gtzan, folder]"),
         ),
         ("data.checksums.fma_metadata", 1234, "1234", "expected a SHA-1 (40 hexadecimal digits) or null"),
         ("convert.sample_rate", 22050.0, "22050.0", "expected an integer >= 8000 and <= 192000"),
@@ -285,7 +290,7 @@ OUT_OF_RANGE = {
         ("data.root", "data/shards"),
         ("data.root", 3),
     ],
-    'expected one of ["fma_small", "fma_medium", "fma_large", "gtzan"]': [("data.dataset", "fma_tiny")],
+    'expected one of ["fma_small", "fma_medium", "fma_large", "gtzan", "folder"]': [("data.dataset", "fma_tiny")],
     'expected one of ["stratified", "official", "fault_filtered"]': [("split.method", "random")],
     'expected one of ["uniform", "distance"]': [("knn.weights", "closest")],
     'expected one of ["linear", "poly", "rbf", "sigmoid"]': [("svm.kernel", "cubic")],

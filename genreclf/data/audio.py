@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from genreclf import catalog
 from genreclf.artifacts import (
     RAW_MANIFEST_FILE,
     WAV_MANIFEST_FILE,
@@ -56,6 +57,8 @@ TOO_SHORT = "too_short"
 DECODE_ERROR = "decode_error"
 NOT_AUDIO = "not_audio"
 SKIP_KINDS = (NO_AUDIO, TOO_SHORT, DECODE_ERROR, NOT_AUDIO)
+
+EXCERPT_FROM = catalog.EXCERPT_FROM  # where an excerpt of a longer clip is taken from
 
 
 class AudioDecodeError(DataError):
@@ -229,8 +232,33 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
     write_bytes(path, encoded.getvalue())
 
 
-def convert_clip(src: str | Path, dst: str | Path, sample_rate: int, min_seconds: float) -> ConvertResult:
-    """Decode ``src``, check its length and write it to ``dst`` as mono 16-bit WAV.
+def excerpt(samples: np.ndarray, sample_rate: int, seconds: float | None, where: str = "start") -> np.ndarray:
+    """``round(seconds * sample_rate)`` samples of ``samples``, taken from its start, or from its
+    middle (as many samples before the excerpt as after it, one fewer before when they cannot be
+    equal); the whole of a clip no longer than that, or when ``seconds`` is None."""
+    if where not in EXCERPT_FROM:
+        raise ValueError(f"where must be one of {EXCERPT_FROM}, got {where!r}")
+    if seconds is None:
+        return samples
+    length = round(seconds * sample_rate)
+    if length <= 0:
+        raise ValueError(f"seconds must give at least one sample at {sample_rate} Hz, got {seconds!r}")
+    if samples.size <= length:
+        return samples
+    first = (samples.size - length) // 2 if where == "middle" else 0
+    return samples[first : first + length]
+
+
+def convert_clip(
+    src: str | Path,
+    dst: str | Path,
+    sample_rate: int,
+    min_seconds: float,
+    excerpt_seconds: float | None = None,
+    excerpt_from: str = "start",
+) -> ConvertResult:
+    """Decode ``src``, cut it to an excerpt of ``excerpt_seconds`` (``excerpt``; None: the whole
+    clip), check its length and write it to ``dst`` as mono 16-bit WAV.
 
     Nothing is written for a clip that is skipped; the result says why.
     """
@@ -247,6 +275,7 @@ def convert_clip(src: str | Path, dst: str | Path, sample_rate: int, min_seconds
         return ConvertResult(False, NO_AUDIO, f"no audio: {e.reason}", 0)
     except AudioDecodeError as e:
         return ConvertResult(False, DECODE_ERROR, f"decode failed: {e.reason}", 0)
+    samples = excerpt(samples, sample_rate, excerpt_seconds, excerpt_from)
     seconds = samples.size / sample_rate
     if seconds < min_seconds:
         return ConvertResult(
@@ -257,14 +286,20 @@ def convert_clip(src: str | Path, dst: str | Path, sample_rate: int, min_seconds
 
 
 def convert_clip_object(
-    src: str | Path, track_id: str, prefix: str, sample_rate: int, min_seconds: float
+    src: str | Path,
+    track_id: str,
+    prefix: str,
+    sample_rate: int,
+    min_seconds: float,
+    excerpt_seconds: float | None = None,
+    excerpt_from: str = "start",
 ) -> tuple[ConvertResult, ObjectEntry | None, bool]:
     """``convert_clip`` to a local temporary file, then that file uploaded as the object
     ``<prefix>/<track_id>.<its MD5>.wav`` (``gcs.upload``: nothing is uploaded when the object is
     there with these bytes already). Returns (the result, the object's entry or None for a clip
     that is skipped, whether it was uploaded). The object holds exactly the bytes of a local WAV."""
     with gcs.scratch_file(".wav") as local:
-        result = convert_clip(src, local, sample_rate, min_seconds)
+        result = convert_clip(src, local, sample_rate, min_seconds, excerpt_seconds, excerpt_from)
         if not result.ok:
             return result, None, False
         url = gcs.join(prefix, wav_object_name(track_id, gcs.file_digest(local)))

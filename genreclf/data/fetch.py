@@ -529,6 +529,15 @@ def choose_clips(clips: pd.DataFrame, clips_per_genre: int | None, seed: int) ->
     return clips.sort_values("track_id").reset_index(drop=True)
 
 
+def extract_clips(
+    archive, members: Iterable[str], targets: list[str], out_dir: Path, raw_dir: Path, desc: str
+) -> list[str]:
+    """Extract each of ``members`` to ``out_dir``/audio/<its target> (``out_dir``: the temporary
+    folder that becomes ``raw_dir``); the clips' paths as they will be, under ``raw_dir``."""
+    archive.extract([(member, out_dir / AUDIO_DIR / target) for member, target in zip(members, targets)], desc=desc)
+    return [(Path(raw_dir) / AUDIO_DIR / target).as_posix() for target in targets]
+
+
 def log_ignored(label: str, ignored: list[str]) -> None:
     if ignored:
         log.info("%s: ignored %d files that are not clips (e.g. %s)", label, len(ignored), ignored[:SHOWN_EXAMPLES])

@@ -17,10 +17,10 @@ import pandas as pd
 
 from genreclf import catalog
 from genreclf.data.fetch import (
-    AUDIO_DIR,
     VERIFIED_NONE,
     DirectoryArchive,
     choose_clips,
+    extract_clips,
     ignored_summary,
     is_stray,
     is_url,
@@ -139,13 +139,8 @@ def fetch_gtzan(
         )
         targets = [f"{genre}/{PurePosixPath(member).name}" for genre, member in zip(chosen["genre"], chosen["member"])]
         with atomic_dir(raw_dir) as out:
-            archive.extract(
-                [(member, out / AUDIO_DIR / target) for member, target in zip(chosen["member"], targets)],
-                desc="gtzan clips",
-            )
-            chosen = chosen.assign(
-                path=[(raw_dir / AUDIO_DIR / target).as_posix() for target in targets], official_split=""
-            )
+            paths = extract_clips(archive, chosen["member"], targets, out, raw_dir, "gtzan clips")
+            chosen = chosen.assign(path=paths, official_split="")
             report = {
                 "dataset": DATASET,
                 "source": public_source(source),

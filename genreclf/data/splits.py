@@ -45,7 +45,9 @@ def allocate_counts(
     first rounded by largest remainder (each count the floor or ceiling of
     size x fraction); then, while a split holds too many clips, one clip moves to a
     split that holds too few, each time in the genre where the move adds the least
-    squared error. ``tie_rank`` orders genres whose moves cost the same.
+    squared error. ``tie_rank`` orders genres whose moves cost the same. A move never takes the
+    last clip of a genre out of a split whose quota for it is one clip or more (unless no other move
+    is left), so that a genre of ``min_clips_per_genre`` clips or more is in every split.
     """
     quotas = np.round(genre_sizes[:, None] * fractions[None, :], 9)
     counts = np.floor(quotas).astype(np.int64)
@@ -54,7 +56,11 @@ def allocate_counts(
         largest_first = np.argsort(-remainders[g], kind="stable")
         counts[g, largest_first[: size - counts[g].sum()]] += 1
 
+    keeps_one = quotas >= 1  # the (genre, split) cells a move does not empty
     while (excess := counts.sum(axis=0) - totals).any():
+        movable = counts > keeps_one
+        if not movable[:, excess > 0].any():
+            movable = counts > 0
         # Moving one clip of genre g from s to t changes the squared error by 2 + 2 x cost.
         moves = (
             (
@@ -66,12 +72,18 @@ def allocate_counts(
             )
             for s in np.flatnonzero(excess > 0)
             for t in np.flatnonzero(excess < 0)
-            for g in np.flatnonzero(counts[:, s] > 0)
+            for g in np.flatnonzero(movable[:, s])
         )
         *_, s, t, g = min(moves)
         counts[g, s] -= 1
         counts[g, t] += 1
     return counts
+
+
+def min_clips_per_genre(fractions: dict[str, float]) -> int:
+    """The fewest clips of a genre that ``stratified_split`` puts in every split, whatever the
+    other genres: the n at which n x fraction is at least one clip for every split."""
+    return max(math.ceil(round(1 / fractions[s], 9)) for s in SPLITS)
 
 
 def stratified_split(

@@ -365,7 +365,7 @@ def benchmarks_page(documents: list[Document], results_name: str) -> str:
         "(other work on the machine slows every wall-clock figure).",
         documents,
         "No benchmark results are recorded yet. To record one, run a benchmark (the commands are in "
-        "[README.md](../README.md#benchmarks)): it writes its JSON document (`benchmarks/record.py`) to "
+        "[usage.md](usage.md#benchmarks)): it writes its JSON document (`benchmarks/record.py`) to "
         "`benchmarks/results/<benchmark>.json` (`--json PATH` elsewhere; this page reads "
         f"`{results_name}/`). Then run `python -m benchmarks.report`.",
         results_name,

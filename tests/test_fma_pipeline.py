@@ -1,7 +1,7 @@
 """FMA end to end: fetch (HTTP range reads from a loopback mirror), convert, split, shard, features.
 
 A copy of the code and params.yaml runs each stage as ``python -m stages.<name>``, as dvc
-would, on the FMA-format fixture (tests/fma_fixture.py) served by tests/http_range_server.py.
+would, on the FMA-format fixture (tests/support/fma_fixture.py) served by tests/support/http_range_server.py.
 The fixture's clip without audio and its ~1 s clip must come out as skipped clips of convert.
 """
 

@@ -29,7 +29,7 @@ from genreclf.data.splits import min_clips_per_genre, stratified_split
 from genreclf.errors import DataError
 from stages.config import load_config
 from stages.summarize import markdown_table, summarize
-from tests.helpers import ROOT, call_stage, directory_bytes, make_project, run_stage
+from tests.support.helpers import ROOT, call_stage, directory_bytes, make_project, run_stage
 
 ROCK, CLASSICAL, POP = "Rock & Roll", "Música Clásica", "日本のポップ"
 SR = 22050

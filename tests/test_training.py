@@ -557,7 +557,7 @@ class EpochLosses(keras.callbacks.Callback):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_cnn2d_training_loss_falls_on_tones_whose_genre_is_their_pitch(tmp_path, seed):
     """A task built to be learnt: 3 genres, each a noisy tone at its own pitch (150, 500 and
-    1400 Hz, tests/keras_fixture.py), 8 training clips each. cnn2d, spectrogram layer included,
+    1400 Hz, tests/support/keras_fixture.py), 8 training clips each. cnn2d, spectrogram layer included,
     trained by train_model for 10 epochs: its cross-entropy falls from about ln 3 (guessing)
     to a small fraction of it, and it tells the val clips apart. Measured on three seeds, with
     the vector code capped or not: from 1.10-1.13 to 0.001-0.07, every val clip right."""

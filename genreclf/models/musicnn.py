@@ -302,6 +302,20 @@ def patch_outputs(model, batch: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(OUTPUTS, (np.asarray(out) for out in model.predict_on_batch(batch))))
 
 
+def clip_patches(samples: np.ndarray, patches_per_clip: int | None = None) -> np.ndarray:
+    """The log-mel patches a clip of 16 kHz float audio is embedded from (``patches_per_clip``
+    evenly spaced ones; None: all)."""
+    return spaced(patches(log_mel(samples)), patches_per_clip)
+
+
+def patches_embedding(model, batch: np.ndarray, embedding: str, batch_size: int = 16) -> np.ndarray:
+    """The ``embedding`` (a key of EMBEDDING_SIZES) of one clip from its patches: their mean, float64."""
+    if embedding not in EMBEDDING_SIZES:
+        raise ValueError(f"unknown embedding {embedding!r}; known: {list(EMBEDDING_SIZES)}")
+    outputs = [patch_outputs(model, batch[i : i + batch_size])[embedding] for i in range(0, len(batch), batch_size)]
+    return np.concatenate(outputs).astype(np.float64).mean(axis=0)
+
+
 def clip_embedding(
     model, samples: np.ndarray, embedding: str, patches_per_clip: int | None = None, batch_size: int = 16
 ) -> np.ndarray:
@@ -309,9 +323,7 @@ def clip_embedding(
     its patches (``patches_per_clip`` evenly spaced ones; None: all), float64."""
     if embedding not in EMBEDDING_SIZES:
         raise ValueError(f"unknown embedding {embedding!r}; known: {list(EMBEDDING_SIZES)}")
-    batch = spaced(patches(log_mel(samples)), patches_per_clip)
-    outputs = [patch_outputs(model, batch[i : i + batch_size])[embedding] for i in range(0, len(batch), batch_size)]
-    return np.concatenate(outputs).astype(np.float64).mean(axis=0)
+    return patches_embedding(model, clip_patches(samples, patches_per_clip), embedding, batch_size)
 
 
 def embedding_columns(embedding: str) -> list[str]:

@@ -59,10 +59,11 @@ def track_name(artist: str, title: str) -> str:
 class Embedder:
     """The embedding of one int16 clip, as the index has it (``info['embedding']``, ``info['params']``)."""
 
-    def __init__(self, info: dict, where: str = "the index"):
+    def __init__(self, info: dict, where: str = "the index", model=None):
+        """``model``: the network or predictor to embed with (None: the one ``info`` names, loaded when needed)."""
         from genreclf.artifacts import RECOMMEND_EMBEDDINGS
 
-        self.info, self._model = info, None
+        self.info, self._model = info, model
         if info.get("embedding") not in RECOMMEND_EMBEDDINGS:
             raise DataError(f"{where}: unknown embedding {info.get('embedding')!r}; run `dvc repro recommend_index`")
 
@@ -305,10 +306,16 @@ class LibraryBuild:
     other_files: int = 0
 
 
-def build_library(folder: str | Path, info: dict, cache_root: str | Path = CACHE_ROOT, progress=None) -> LibraryBuild:
+def build_library(
+    folder: str | Path,
+    info: dict,
+    cache_root: str | Path = CACHE_ROOT,
+    progress=None,
+    embedder: Embedder | None = None,
+) -> LibraryBuild:
     """Embed every audio file of ``folder`` as ``info`` says (reusing the cached songs); a file that
     cannot be decoded is left out and reported in ``failed``. ``progress``: a tqdm bar (its total
-    is set here), updated after each song."""
+    is set here), updated after each song; ``embedder``: ``Embedder(info)`` unless given."""
     if info["embedding"] not in LIBRARY_EMBEDDINGS:
         raise DataError(f"a library index is built on {' or '.join(LIBRARY_EMBEDDINGS)}, not {info['embedding']}")
     folder = Path(folder)
@@ -325,7 +332,7 @@ def build_library(folder: str | Path, info: dict, cache_root: str | Path = CACHE
     if progress is not None:
         progress.total = build.reused + len(todo)
         progress.update(build.reused)
-    embedder = Embedder(info)
+    embedder = embedder or Embedder(info)
     for (sha, relative), result in zip(todo, embedder.embed_files([folder / f for _, f in todo])):
         if isinstance(result, GenreError):
             message = str(result)

@@ -148,10 +148,8 @@ def test_the_musicnn_library_path_gives_each_songs_clip_embedding(tmp_path):
 
     keras.utils.set_random_seed(0)
     model = musicnn.build_model()
-    embedder = recommend.Embedder(
-        {"embedding": "musicnn", "sample_rate": 16000, "params": {"embedding": "penultimate"}}
-    )
-    embedder._model = model
+    info = {"embedding": "musicnn", "sample_rate": 16000, "params": {"embedding": "penultimate"}}
+    embedder = recommend.Embedder(info, model=model)
     paths = []
     for i, seconds in enumerate([7.0, 1.0, 4.0]):
         path = tmp_path / f"{i}.wav"

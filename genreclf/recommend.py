@@ -27,9 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +42,6 @@ HASHES_FILE = "hashes.json"
 LIBRARY_EMBEDDINGS = ("musicnn", "features")  # cnn2d: see the module's docstring
 LIBRARY_SPLIT = "library"  # the split column of a library's rows (the dataset's: train, val)
 READ_BLOCK = 1 << 20
-PREFETCH_SONGS = 2  # songs decoded ahead of the model (memory: a few songs of float32 audio)
 CODE_FILES = ("recommend.py", "models/musicnn.py", "features/fma_features.py", "data/audio.py")
 
 
@@ -126,46 +123,10 @@ class Embedder:
                 raise DataError(f"{path}: shorter than one 3 s patch", path=path)
             return musicnn.clip_patches(samples, params.get("patches_per_clip"))
 
-        for batch in prefetched(paths, patches_of):
+        for batch in musicnn.prefetched(paths, patches_of):
             yield (
                 batch if isinstance(batch, GenreError) else musicnn.patches_embedding(model, batch, params["embedding"])
             )
-
-
-def prefetched(items: Iterable, work: Callable, depth: int = PREFETCH_SONGS) -> Iterator:
-    """``work(item)`` of each item in order (or the GenreError it raised), computed in a thread
-    at most ``depth`` items ahead of the consumer."""
-    results: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                try:
-                    results.put(work(item))
-                except GenreError as e:
-                    results.put(e)
-        except BaseException as e:  # an unexpected fault: re-raised in the consumer
-            results.put(e)
-        results.put(done)
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while (result := results.get()) is not done:
-            if isinstance(result, BaseException) and not isinstance(result, GenreError):
-                raise result
-            yield result
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                results.get_nowait()
-            except queue.Empty:
-                thread.join(0.05)
 
 
 # ---- the files of a library and their content --------------------------------------------------

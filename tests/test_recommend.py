@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from genreclf.artifacts import (
     FEATURE_ID_COLUMNS,
@@ -154,12 +155,9 @@ def write_names(project, tables: dict, named: bool) -> None:
     write_track_info(project / "data" / "raw" / "track_info.csv", info)
 
 
-@pytest.fixture(params=[True, False], ids=["fma-names", "gtzan-no-names"])
-def index_project(tmp_path, request):
-    """(project, whether its clips have artists): the FMA features cluster by genre; the
-    (musicnn-like) embeddings are mostly noise; cnn2d is an untrained tiny network."""
-    project = make_project(tmp_path / "project")
-    write_params(project, {"recommend": {"embedding": "features", "top": 3}})
+def write_index_inputs(project, named: bool) -> None:
+    """What recommend_index reads: the FMA features cluster by genre; the (musicnn-like)
+    embeddings are mostly noise; cnn2d is an untrained tiny network; artists where ``named``."""
     features = clustered_tables(np.random.default_rng(0), FEATURE_COLUMNS, 0.01)
     write_feature_tables(project, features)
     embeddings = clustered_tables(np.random.default_rng(1), EMBEDDING_COLUMNS, 100.0)
@@ -172,7 +170,15 @@ def index_project(tmp_path, request):
         {"embedding": "penultimate"},
     )
     write_cnn2d_and_split(project, {split: table[FEATURE_ID_COLUMNS] for split, table in features.items()})
-    write_names(project, features, named=request.param)
+    write_names(project, features, named=named)
+
+
+@pytest.fixture(params=[True, False], ids=["fma-names", "gtzan-no-names"])
+def index_project(tmp_path, request):
+    """(project, whether its clips have artists): write_index_inputs in a project of the code."""
+    project = make_project(tmp_path / "project")
+    write_params(project, {"recommend": {"embedding": "features", "top": 3}})
+    write_index_inputs(project, named=request.param)
     return project, request.param
 
 
@@ -318,3 +324,31 @@ def test_cnn2d_is_refused_for_a_library_folder(tmp_path):
         load_config(tmp_path / "params.yaml")
     write_params(tmp_path, {"recommend": {"embedding": "cnn2d", "top": 3, "library": "data/split"}})
     assert load_config(tmp_path / "params.yaml").recommend.library == "data/split"
+
+
+@pytest.mark.slow  # dvc repro, three times, each run loading TensorFlow for the tiny cnn2d
+def test_dvc_tracks_a_library_folder_outside_the_project(tmp_path):
+    """recommend.library outside the project is a dep of recommend_index (dvc.yaml templates
+    it): dvc repro reruns the stage when a song is added, and not otherwise."""
+    from tests.pipeline_project import dvc, git
+
+    music = tmp_path / "music"
+    for i, name in enumerate(["one.wav", "two.mp3"]):
+        write_library_song(music, name, 300.0 * (i + 1))
+    project = make_project(tmp_path / "project", contents="repository")
+    write_params(project, {"recommend": {"embedding": "features", "top": 2, "library": str(music)}})
+    write_index_inputs(project, named=False)
+    (project / "models" / "musicnn_msd").mkdir()  # a dep of the stage; a features library does not read it
+    (project / "models" / "musicnn_msd" / "pretrained.json").write_text("{}")
+    git(["init", "-q", "-b", "main"], project)
+    first = dvc(["repro", "--single-item", "recommend_index"], project).stdout
+    assert "embedded 2, reused 0" in first
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["recommend_index"]
+    assert str(music) in [dep["path"] for dep in lock["deps"]]
+    again = dvc(["repro", "--single-item", "recommend_index"], project).stdout
+    assert "Running stage 'recommend_index'" not in again
+    write_library_song(music, "new/three.flac", 900.0)
+    added = dvc(["repro", "--single-item", "recommend_index"], project).stdout
+    assert "Running stage 'recommend_index'" in added and "embedded 1, reused 2" in added
+    _, library, _ = read_similarity_index(project / "models" / "recommend")
+    assert library["track_id"].tolist() == ["new/three.flac", "one.wav", "two.mp3"]

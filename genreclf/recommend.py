@@ -212,10 +212,15 @@ def read_tags(path: str | Path) -> tuple[str, str]:
 
 def cache_key(info: dict) -> str:
     """What a cached song's embedding depends on: the index's embedding, sample rate and params,
-    and the code that decodes and embeds it."""
+    the network's bytes (musicnn: the model file its params name) and the code that decodes and
+    embeds it."""
     digest = hashlib.sha256(
         json.dumps({k: info[k] for k in ("embedding", "sample_rate", "params")}, sort_keys=True).encode()
     )
+    if info["embedding"] == "musicnn" and "model" in info["params"]:
+        from genreclf.artifacts import read_pretrained
+
+        digest.update(file_sha256(read_pretrained(info["params"]["model"])[0]).encode())
     package = Path(__file__).resolve().parent
     for name in CODE_FILES:
         digest.update((package / name).read_bytes())

@@ -338,8 +338,6 @@ def test_dvc_tracks_a_library_folder_outside_the_project(tmp_path):
     project = make_project(tmp_path / "project", contents="repository")
     write_params(project, {"recommend": {"embedding": "features", "top": 2, "library": str(music)}})
     write_index_inputs(project, named=False)
-    (project / "models" / "musicnn_msd").mkdir()  # a dep of the stage; a features library does not read it
-    (project / "models" / "musicnn_msd" / "pretrained.json").write_text("{}")
     git(["init", "-q", "-b", "main"], project)
     first = dvc(["repro", "--single-item", "recommend_index"], project).stdout
     assert "embedded 2, reused 0" in first

@@ -227,7 +227,7 @@ def positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     project_help = "the project folder (default: the current folder)"
     parser.add_argument("--project", metavar="DIR", type=Path, default=Path("."), help=project_help)

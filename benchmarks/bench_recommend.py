@@ -1,17 +1,30 @@
-"""Query time of the similar-song index at library sizes a user may have.
+"""Similar songs at a user's scale: embedding full-length songs, and query time at large libraries.
 
     python benchmarks/bench_recommend.py [--clips 100000] [--dims 518 200] [--queries 200]
+        [--songs 8] [--song-seconds 240] [--library-songs 10000]
 
-For each --dims, a library of --clips seeded random vectors is indexed
+Queries: for each --dims, a library of --clips seeded random vectors is indexed
 (genreclf.models.neighbours.build_index) and --queries other vectors query it for their 10
-nearest neighbours, one at a time (as `python -m stages.recommend` does) and in one batch
-(as the recommend_index stage does). Printed: build seconds, index MB, and the median and
-mean milliseconds per query. One BLAS thread, so that the figure is per core.
+nearest neighbours, one at a time (as `genreclf recommend` does) and in one batch (as the
+recommend_index stage does); then the same for a library of --library-songs songs of musicnn's
+200 dimensions. Printed: build seconds, index MB, and the median and mean milliseconds per query.
+One BLAS thread, so that the figure is per core.
+
+Embedding: --songs synthetic songs of --song-seconds (seeded noise shaped by tones, 44.1 kHz
+stereo mp3, as a library holds) are indexed by genreclf.recommend.build_library with musicnn
+(the network's architecture with seeded weights: its speed is the pretrained one's), from an
+empty cache: songs/s and patches/s, decoding, hashing and tags included. Then, in the same run,
+the model alone embeds the same patches, already computed, in the same batches
+(genreclf.models.musicnn.patches_embedding): ``efficiency`` is the model alone's time over the
+library build's, the share of the build during which the model would be busy.
 
 The JSON (--json, default benchmarks/results/bench_recommend.json; benchmarks/record.py's
 document) holds in ``figures``: ``clips``, ``queries``, ``top``, and ``dims``: one object per
 --dims value, in order: ``dims``, ``build_seconds``, ``index_mb``, ``median_ms_per_query``,
-``mean_ms_per_query`` (one query at a time), ``batch_ms_per_query`` (all in one batch).
+``mean_ms_per_query`` (one query at a time), ``batch_ms_per_query`` (all in one batch);
+``library``: the same object for --library-songs songs of 200 dimensions, with ``songs``; and
+``embedding``: ``songs``, ``song_seconds``, ``patches``, ``build_seconds``, ``songs_per_s``,
+``patches_per_s``, ``model_alone_seconds``, ``model_alone_patches_per_s``, ``efficiency``.
 """
 
 from __future__ import annotations
@@ -19,6 +32,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +46,8 @@ from benchmarks import record  # noqa: E402
 from genreclf.models import neighbours  # noqa: E402
 
 TOP = 10
+MUSICNN_DIMS = 200  # the penultimate embedding
+SONG_RATE = 44100
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "bench_recommend.json"
 
 
@@ -60,27 +76,100 @@ def measure(clips: int, dims: int, queries: int, seed: int = 0) -> dict:
     }
 
 
+def write_songs(folder: Path, songs: int, seconds: float, seed: int = 0) -> None:
+    """Seeded synthetic songs: noise under a few tones that change every second, stereo mp3."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SONG_RATE)) / SONG_RATE
+    for i in range(songs):
+        pitches = np.repeat(rng.uniform(110, 880, int(np.ceil(seconds))), SONG_RATE)[: len(t)]
+        mono = 0.3 * np.sin(2 * np.pi * pitches * t) + 0.05 * rng.standard_normal(len(t))
+        sf.write(folder / f"song{i:03d}.mp3", np.stack([mono, mono[::-1]], axis=1).astype(np.float32), SONG_RATE)
+
+
+def measure_embedding(songs: int, seconds: float) -> dict:
+    """songs/s of a library build with musicnn from an empty cache; the model alone on the same patches."""
+    import keras
+
+    from genreclf.data.audio import decode_clip
+    from genreclf.features.fma_features import int16_to_float
+    from genreclf.models import musicnn
+    from genreclf.recommend import Embedder, build_library
+
+    keras.utils.set_random_seed(0)
+    info = {"embedding": "musicnn", "sample_rate": musicnn.SAMPLE_RATE, "params": {"embedding": "penultimate"}}
+    embedder = Embedder(info, model=musicnn.build_model())
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "library"
+        folder.mkdir()
+        write_songs(folder, songs, seconds)
+        batches = [
+            musicnn.clip_patches(int16_to_float(decode_clip(folder / f"song{i:03d}.mp3", musicnn.SAMPLE_RATE)))
+            for i in range(songs)
+        ]
+        model = embedder.musicnn_model()
+        musicnn.patches_embedding(model, batches[0], "penultimate")  # the batch shapes traced before either timing
+        started = time.perf_counter()
+        build = build_library(folder, info, Path(tmp) / "cache", embedder=embedder)
+        build_seconds = time.perf_counter() - started
+    assert build.embedded == songs, build.failed
+    started = time.perf_counter()
+    for batch in batches:
+        musicnn.patches_embedding(model, batch, "penultimate")
+    alone = time.perf_counter() - started
+    patches = sum(len(b) for b in batches)
+    return {
+        "songs": songs,
+        "song_seconds": seconds,
+        "patches": patches,
+        "build_seconds": round(build_seconds, 3),
+        "songs_per_s": round(songs / build_seconds, 4),
+        "patches_per_s": round(patches / build_seconds, 2),
+        "model_alone_seconds": round(alone, 3),
+        "model_alone_patches_per_s": round(patches / alone, 2),
+        "efficiency": round(alone / build_seconds, 3),
+    }
+
+
+def print_query_row(label, r: dict) -> None:
+    print(
+        f"| {label} | {r['build_seconds']:.2f} | {r['index_mb']:.0f} | {r['median_ms_per_query']:.1f} "
+        f"| {r['mean_ms_per_query']:.1f} | {r['batch_ms_per_query']:.1f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=100_000)
     parser.add_argument("--dims", type=int, nargs="+", default=[518, 200])
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--songs", type=int, default=8, help="full-length songs embedded (%(default)s)")
+    parser.add_argument("--song-seconds", type=float, default=240.0, help="their length (%(default)s)")
+    parser.add_argument("--library-songs", type=int, default=10_000, help="the library queried (%(default)s)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="the figures' JSON (default %(default)s)")
     args = parser.parse_args()
     run = record.start("bench_recommend")
-    print(f"{args.clips} library clips, {args.queries} queries, top {TOP}, 1 BLAS thread")
-    print("| dims | build s | index MB | one query: median ms | mean ms | in one batch: ms per query |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"{args.queries} queries, top {TOP}, 1 BLAS thread")
+    print("| library, dims | build s | index MB | one query: median ms | mean ms | in one batch: ms per query |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     rows = []
     with threadpool_limits(1):
         for dims in args.dims:
-            r = measure(args.clips, dims, args.queries)
-            rows.append(r)
-            print(
-                f"| {dims} | {r['build_seconds']:.2f} | {r['index_mb']:.0f} | {r['median_ms_per_query']:.1f} "
-                f"| {r['mean_ms_per_query']:.1f} | {r['batch_ms_per_query']:.1f} |"
-            )
-    record.write(args.json, run, {"clips": args.clips, "queries": args.queries, "top": TOP, "dims": rows})
+            rows.append(measure(args.clips, dims, args.queries))
+            print_query_row(f"{args.clips} clips, {dims}", rows[-1])
+        library = {"songs": args.library_songs, **measure(args.library_songs, MUSICNN_DIMS, args.queries)}
+        print_query_row(f"{args.library_songs} songs, {MUSICNN_DIMS}", library)
+    embedding = measure_embedding(args.songs, args.song_seconds)
+    print(
+        f"musicnn library build: {embedding['songs']} songs of {args.song_seconds:g} s "
+        f"({embedding['patches']} patches) "
+        f"in {embedding['build_seconds']:.1f} s: {embedding['songs_per_s']:.3f} songs/s, "
+        f"{embedding['patches_per_s']:.1f} patches/s; the model alone on the same patches: "
+        f"{embedding['model_alone_patches_per_s']:.1f} patches/s; efficiency {embedding['efficiency']:.0%}"
+    )
+    figures = {"clips": args.clips, "queries": args.queries, "top": TOP, "dims": rows}
+    record.write(args.json, run, {**figures, "library": library, "embedding": embedding})
 
 
 if __name__ == "__main__":

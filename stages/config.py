@@ -41,6 +41,7 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # gs://bucket[/prefix]: a bucket name as GCS allows it (3-222 of a-z 0-9 . _ -), then folders, no "/" at the end
 GCS_ROOT_PATTERN = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^/\s]+)*$"
 FRACTIONS_TOLERANCE = 1e-6
+LIBRARY_OF_THE_DATASET = "data/split"  # recommend.library: the dataset's train and val clips
 
 
 @dataclass(frozen=True)
@@ -421,6 +422,20 @@ class RecommendSection(Section):
     # what the index is built on: data/embeddings, data/features, or models/cnn2d's layer "dense"
     embedding: Literal["musicnn", "features", "cnn2d"]
     top: PositiveInt  # neighbours per query in the evaluation (precision@top)
+    library: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="The songs the index answers with: data/split (the dataset's train and val clips) or a "
+            "folder of your own music (any layout, unlabelled, absolute or relative to the project; a DVC dep).",
+        ),
+    ]
+
+    @model_validator(mode="after")
+    def _library_embedding(self) -> RecommendSection:
+        if Path(self.library) != Path(LIBRARY_OF_THE_DATASET) and self.embedding == "cnn2d":
+            raise Rule(("library", "embedding"), "a folder of your own music is indexed with musicnn or features")
+        return self
 
 
 # ---- the whole file --------------------------------------------------------------------------

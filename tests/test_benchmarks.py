@@ -104,12 +104,18 @@ def test_bench_input(tmp_path):
 
 def test_bench_recommend(tmp_path):
     args = ("--clips", "2000", "--dims", "16", "8", "--queries", "5")
-    figures = run_benchmark("bench_recommend", *args, json_path=tmp_path / "b.json")
+    library = ("--songs", "2", "--song-seconds", "7", "--library-songs", "300")
+    figures = run_benchmark("bench_recommend", *args, *library, json_path=tmp_path / "b.json")
     assert (figures["clips"], figures["queries"], figures["top"]) == (2000, 5, 10)
     assert [row["dims"] for row in figures["dims"]] == [16, 8]
-    for row in figures["dims"]:
+    assert (figures["library"]["songs"], figures["library"]["dims"]) == (300, 200)
+    for row in [*figures["dims"], figures["library"]]:
         for key in ("build_seconds", "index_mb", "median_ms_per_query", "mean_ms_per_query", "batch_ms_per_query"):
             assert is_number(row[key]) and row[key] > 0, key
+    embedding = figures["embedding"]
+    assert (embedding["songs"], embedding["song_seconds"], embedding["patches"]) == (2, 7.0, 4)  # 2 patches of 3 s
+    for key in ("build_seconds", "songs_per_s", "patches_per_s", "model_alone_patches_per_s", "efficiency"):
+        assert is_number(embedding[key]) and embedding[key] > 0, key
 
 
 def test_bench_sklearn_memory(tmp_path, gtzan_few):

@@ -1,4 +1,5 @@
-"""The predict command and the predictors, on a model trained here on a few real GTZAN clips."""
+"""The predict command (as `python -m stages.predict`, the alias of `genreclf predict`) and the
+predictors, on a model trained here on a few real GTZAN clips."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
+from genreclf.cli import format_prediction, top_genres
 from genreclf.data import audio
 from genreclf.features import fma_features as features
 from genreclf.models.predictors import load_predictor
-from stages.predict import format_prediction, top_genres
 from tests.support.helpers import call_stage, run_stage
 from tests.support.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
 
@@ -100,7 +101,7 @@ def test_predict_real_clips_and_report_an_unreadable_file(project, gtzan_mini, s
     # one clear line per bad file: its name and why
     assert re.search(r"error: unreadable\.wav: cannot decode audio: libsndfile", proc.stderr)
     assert re.search(r"error: missing\.wav: cannot decode audio: file not found", proc.stderr)
-    assert "2 of 5 files could not be predicted" in proc.stderr
+    assert "2 of 5 files could not be answered" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -149,7 +150,7 @@ def test_default_model_is_the_best_in_the_summary(project, gtzan_mini):
         proc = run_stage(project, "predict", str(clip_path(gtzan_mini, "metal", HELD_OUT_CLIP)))
     finally:
         (project / "metrics" / "summary.json").unlink()
-    assert "model logreg (sklearn, best accuracy in metrics/summary.json)" in proc.stderr
+    assert "model logreg (sklearn, the best in metrics/summary.json)" in proc.stderr
     assert len(parse_output(proc.stdout)[str(clip_path(gtzan_mini, "metal", HELD_OUT_CLIP))]) == 2
 
 
@@ -163,7 +164,6 @@ def test_no_summary_and_no_model_is_a_clear_error_listing_the_models(project, gt
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--model", "cnn2d"], "argument --model: invalid choice: 'cnn2d' (choose from 'logreg')"),
         (["--model", "logreg", "--top", "0"], "argument --top: '0' is not an integer >= 1"),
         (["--model", "logreg", "--top", "two"], "argument --top: 'two' is not an integer >= 1"),
     ],
@@ -171,6 +171,12 @@ def test_no_summary_and_no_model_is_a_clear_error_listing_the_models(project, gt
 def test_bad_arguments_are_refused_by_the_parser(project, args, message):
     proc = run_stage(project, "predict", "x.wav", *args, check=False)
     assert proc.returncode == 2 and message in proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+
+
+def test_a_model_that_is_not_trained_is_refused_naming_the_trained_ones(project):
+    proc = run_stage(project, "predict", "x.wav", "--model", "cnn2d", check=False)
+    assert proc.returncode == 1 and "no trained model 'cnn2d' in models/; trained: logreg" in proc.stderr
     assert proc.stdout == "" and "Traceback" not in proc.stderr
 
 

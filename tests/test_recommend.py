@@ -4,10 +4,12 @@ the `python -m stages.recommend` command."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from genreclf.artifacts import (
     FEATURE_ID_COLUMNS,
@@ -153,12 +155,9 @@ def write_names(project, tables: dict, named: bool) -> None:
     write_track_info(project / "data" / "raw" / "track_info.csv", info)
 
 
-@pytest.fixture(params=[True, False], ids=["fma-names", "gtzan-no-names"])
-def index_project(tmp_path, request):
-    """(project, whether its clips have artists): the FMA features cluster by genre; the
-    (musicnn-like) embeddings are mostly noise; cnn2d is an untrained tiny network."""
-    project = make_project(tmp_path / "project")
-    write_params(project, {"recommend": {"embedding": "features", "top": 3}})
+def write_index_inputs(project, named: bool) -> None:
+    """What recommend_index reads: the FMA features cluster by genre; the (musicnn-like)
+    embeddings are mostly noise; cnn2d is an untrained tiny network; artists where ``named``."""
     features = clustered_tables(np.random.default_rng(0), FEATURE_COLUMNS, 0.01)
     write_feature_tables(project, features)
     embeddings = clustered_tables(np.random.default_rng(1), EMBEDDING_COLUMNS, 100.0)
@@ -171,7 +170,15 @@ def index_project(tmp_path, request):
         {"embedding": "penultimate"},
     )
     write_cnn2d_and_split(project, {split: table[FEATURE_ID_COLUMNS] for split, table in features.items()})
-    write_names(project, features, named=request.param)
+    write_names(project, features, named=named)
+
+
+@pytest.fixture(params=[True, False], ids=["fma-names", "gtzan-no-names"])
+def index_project(tmp_path, request):
+    """(project, whether its clips have artists): write_index_inputs in a project of the code."""
+    project = make_project(tmp_path / "project")
+    write_params(project, {"recommend": {"embedding": "features", "top": 3}})
+    write_index_inputs(project, named=request.param)
     return project, request.param
 
 
@@ -255,3 +262,91 @@ def test_command_answers_real_audio_and_reports_an_unreadable_file(index_project
         assert names == [[]] * 3
     assert f"{tmp_path / 'broken.mp3'}:" in result.stderr
     assert "1 of 2 files could not be answered" in result.stderr
+
+
+def write_library_song(folder, name: str, frequency: float, artist: str = "") -> None:
+    """A 3 s tone at 22050 Hz; an mp3 gets the artist and title of its ID3 tags."""
+    from mutagen.easyid3 import EasyID3
+
+    path = write_audio(folder / name, tone(3.0, 22050, frequency=frequency), 22050)
+    if artist:
+        tags = EasyID3()
+        tags.update({"artist": artist, "title": path.stem})
+        tags.save(path)
+
+
+@pytest.mark.slow  # two runs of the stage, each with the tiny cnn2d (TensorFlow)
+def test_a_library_folder_is_indexed_incrementally_and_answered_by_path(index_project, tmp_path, caplog):
+    """recommend.library set to a folder outside the project: the index holds its songs (path,
+    tags); 2 songs added, the rerun embeds those 2 and reuses the 3 others, and writes the index a
+    build from scratch writes; the command answers with the library's files."""
+    import logging
+
+    index_project, _ = index_project
+    music = tmp_path / "my music"
+    for i, name in enumerate(["a/one.mp3", "b/two.wav", "three.flac"]):
+        write_library_song(music, name, 220.0 * (i + 1), artist="Ann" if name.endswith(".mp3") else "")
+    (music / "notes.txt").write_text("not audio")
+    write_params(index_project, {"recommend": {"embedding": "features", "top": 3, "library": str(music)}})
+    call_stage(index_project, "recommend_index")
+    _, library, info = read_similarity_index(index_project / "models" / "recommend")
+    assert library["track_id"].tolist() == ["a/one.mp3", "b/two.wav", "three.flac"]
+    assert library["artist"].tolist() == ["Ann", "", ""] and library["title"].tolist() == ["one", "", ""]
+    assert set(library["split"]) == {"library"} and info["library"] == str(music)
+    metrics = json.loads((index_project / "metrics" / "recommend.json").read_text())
+    assert metrics["library_clips"] == 3 and metrics["genre_precision_at_3"] == 1.0  # the dataset's test queries
+
+    write_library_song(music, "c/four.wav", 1000.0)
+    write_library_song(music, "c/five.mp3", 1500.0, artist="Bob")
+    with caplog.at_level(logging.INFO, logger="stages.recommend_index"):
+        call_stage(index_project, "recommend_index")
+    assert any("embedded 2, reused 3" in r.getMessage() for r in caplog.records)
+    incremental = {p.name: p.read_bytes() for p in (index_project / "models" / "recommend").iterdir()}
+    shutil.rmtree(index_project / ".genreclf-scratch" / "recommend_library")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="stages.recommend_index"):
+        call_stage(index_project, "recommend_index")
+    assert any("embedded 5, reused 0" in r.getMessage() for r in caplog.records)
+    assert {p.name: p.read_bytes() for p in (index_project / "models" / "recommend").iterdir()} == incremental
+
+    result = run_stage(index_project, "recommend", str(music / "c" / "five.mp3"), "--top", "2")
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(music / "c" / "five.mp3") and len(lines) == 3
+    assert lines[1].split(maxsplit=2)[1:] == ["1.000", f"{music.as_posix()}/c/five.mp3  Bob - five"]
+
+
+def test_cnn2d_is_refused_for_a_library_folder(tmp_path):
+    from genreclf.errors import ParamError
+    from stages.config import load_config
+
+    write_params(tmp_path, {"recommend": {"embedding": "cnn2d", "top": 3, "library": "/music"}})
+    with pytest.raises(ParamError, match="a folder of your own music is indexed with musicnn or features"):
+        load_config(tmp_path / "params.yaml")
+    write_params(tmp_path, {"recommend": {"embedding": "cnn2d", "top": 3, "library": "data/split"}})
+    assert load_config(tmp_path / "params.yaml").recommend.library == "data/split"
+
+
+@pytest.mark.slow  # dvc repro, three times, each run loading TensorFlow for the tiny cnn2d
+def test_dvc_tracks_a_library_folder_outside_the_project(tmp_path):
+    """recommend.library outside the project is a dep of recommend_index (dvc.yaml templates
+    it): dvc repro reruns the stage when a song is added, and not otherwise."""
+    from tests.support.pipeline_project import dvc, git
+
+    music = tmp_path / "music"
+    for i, name in enumerate(["one.wav", "two.mp3"]):
+        write_library_song(music, name, 300.0 * (i + 1))
+    project = make_project(tmp_path / "project", contents="repository")
+    write_params(project, {"recommend": {"embedding": "features", "top": 2, "library": str(music)}})
+    write_index_inputs(project, named=False)
+    git(["init", "-q", "-b", "main"], project)
+    first = dvc(["repro", "--single-item", "recommend_index"], project).stdout
+    assert "embedded 2, reused 0" in first
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]["recommend_index"]
+    assert str(music) in [dep["path"] for dep in lock["deps"]]
+    again = dvc(["repro", "--single-item", "recommend_index"], project).stdout
+    assert "Running stage 'recommend_index'" not in again
+    write_library_song(music, "new/three.flac", 900.0)
+    added = dvc(["repro", "--single-item", "recommend_index"], project).stdout
+    assert "Running stage 'recommend_index'" in added and "embedded 1, reused 2" in added
+    _, library, _ = read_similarity_index(project / "models" / "recommend")
+    assert library["track_id"].tolist() == ["new/three.flac", "one.wav", "two.mp3"]

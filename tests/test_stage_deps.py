@@ -93,7 +93,7 @@ def expanded_stages(root: Path = ROOT) -> dict[str, dict]:
     stages = {}
     for name, stage in dvc["stages"].items():
         if "foreach" not in stage:
-            stages[name] = stage
+            stages[name] = with_params(stage, params)
             continue
         items = stage["foreach"]
         if isinstance(items, str):
@@ -107,6 +107,18 @@ def expanded_stages(root: Path = ROOT) -> dict[str, dict]:
             text = yaml.safe_dump(stage["do"]).replace("${item}", str(item)).replace("${key}", str(key))
             stages[f"{name}@{key}"] = yaml.safe_load(text)
     return stages
+
+
+def with_params(stage: dict, params: dict) -> dict:
+    """The stage with each ``${a.b}`` in it replaced by that param's value (DVC's templating)."""
+
+    def value(match: re.Match) -> str:
+        found = params
+        for key in match.group(1).split("."):
+            found = found[key]
+        return str(found)
+
+    return yaml.safe_load(re.sub(r"\$\{([\w.]+)\}", value, yaml.safe_dump(stage)))
 
 
 def dep_paths(stage: dict) -> list[str]:

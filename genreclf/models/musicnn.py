@@ -37,12 +37,16 @@ This module knows nothing of DVC or params.yaml: it takes arrays and paths.
 
 from __future__ import annotations
 
+import queue
 import tempfile
+import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+from genreclf.errors import GenreError
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -54,6 +58,7 @@ N_TAGS = 50
 EMBEDDING_SIZES = {"penultimate": 200, "max_pool": 753}
 OUTPUTS = ("taggram", *EMBEDDING_SIZES)  # the model's outputs, in order
 BN_EPSILON = 1e-3  # tf.compat.v1.layers.batch_normalization's default
+PREFETCH_CLIPS = 2  # clips decoded ahead of the network (memory: a few clips of float32 audio)
 
 # The checkpoint inside the wheel: files "<dir>/.index" and "<dir>/.data-00000-of-00001"
 # (an empty checkpoint prefix), read with the prefix "<dir>/".
@@ -302,6 +307,20 @@ def patch_outputs(model, batch: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip(OUTPUTS, (np.asarray(out) for out in model.predict_on_batch(batch))))
 
 
+def clip_patches(samples: np.ndarray, patches_per_clip: int | None = None) -> np.ndarray:
+    """The log-mel patches a clip of 16 kHz float audio is embedded from (``patches_per_clip``
+    evenly spaced ones; None: all)."""
+    return spaced(patches(log_mel(samples)), patches_per_clip)
+
+
+def patches_embedding(model, batch: np.ndarray, embedding: str, batch_size: int = 16) -> np.ndarray:
+    """The ``embedding`` (a key of EMBEDDING_SIZES) of one clip from its patches: their mean, float64."""
+    if embedding not in EMBEDDING_SIZES:
+        raise ValueError(f"unknown embedding {embedding!r}; known: {list(EMBEDDING_SIZES)}")
+    outputs = [patch_outputs(model, batch[i : i + batch_size])[embedding] for i in range(0, len(batch), batch_size)]
+    return np.concatenate(outputs).astype(np.float64).mean(axis=0)
+
+
 def clip_embedding(
     model, samples: np.ndarray, embedding: str, patches_per_clip: int | None = None, batch_size: int = 16
 ) -> np.ndarray:
@@ -309,9 +328,44 @@ def clip_embedding(
     its patches (``patches_per_clip`` evenly spaced ones; None: all), float64."""
     if embedding not in EMBEDDING_SIZES:
         raise ValueError(f"unknown embedding {embedding!r}; known: {list(EMBEDDING_SIZES)}")
-    batch = spaced(patches(log_mel(samples)), patches_per_clip)
-    outputs = [patch_outputs(model, batch[i : i + batch_size])[embedding] for i in range(0, len(batch), batch_size)]
-    return np.concatenate(outputs).astype(np.float64).mean(axis=0)
+    return patches_embedding(model, clip_patches(samples, patches_per_clip), embedding, batch_size)
+
+
+def prefetched(items: Iterable, work: Callable, depth: int = PREFETCH_CLIPS) -> Iterator:
+    """``work(item)`` of each item in order (or the GenreError it raised), computed in a thread
+    at most ``depth`` items ahead of the consumer: decoding overlapped with the network, which
+    runs in the consumer's thread. Any other exception is raised in the consumer."""
+    results: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                try:
+                    results.put(work(item))
+                except GenreError as e:
+                    results.put(e)
+        except BaseException as e:  # an unexpected fault: re-raised in the consumer
+            results.put(e)
+        results.put(done)
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while (result := results.get()) is not done:
+            if isinstance(result, BaseException) and not isinstance(result, GenreError):
+                raise result
+            yield result
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                results.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
 
 
 def embedding_columns(embedding: str) -> list[str]:

@@ -225,6 +225,10 @@ def positive_int(text: str) -> int:
     return value
 
 
+PREDICT_HELP = "the top genres of each file"
+RECOMMEND_HELP = "similar songs of each file"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -235,12 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--project", metavar="DIR", type=Path, default=argparse.SUPPRESS, help=project_help)
     common.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
-    for name, help_text in (("predict", "the top genres of each file"), ("recommend", "similar songs of each file")):
-        command = commands.add_parser(name, parents=[common], help=help_text, description=help_text)
+    file_commands = {
+        "predict": commands.add_parser("predict", parents=[common], help=PREDICT_HELP, description=PREDICT_HELP),
+        "recommend": commands.add_parser(
+            "recommend", parents=[common], help=RECOMMEND_HELP, description=RECOMMEND_HELP
+        ),
+    }
+    for name, command in file_commands.items():
         command.add_argument("files", nargs="+", metavar="FILE", help="audio files (wav, au, mp3, flac, ogg)")
         top = DEFAULT_TOP[name]
         command.add_argument("--top", type=positive_int, default=top, metavar="K", help=f"answers per file ({top})")
-    commands.choices["predict"].add_argument(
+    file_commands["predict"].add_argument(
         "--model", metavar="NAME", help=f"a model of {MODELS_DIR}/ (default: the best in {SUMMARY_JSON})"
     )
     commands.add_parser("models", parents=[common], help="the trained models and predict's default")

@@ -50,15 +50,15 @@ class Embedder:
             )
 
     def __call__(self, clip):
-        from genreclf.features import fma_features
+        from genreclf.features import fma_features, fma_tables
 
         params = self.info["params"]
         if self.info["embedding"] == "cnn2d":
             return self._cnn2d(params).embed_audio(clip, params["layer"])  # int16, as the stage embeds its WAVs
         samples = fma_features.int16_to_float(clip)  # as the features and embed stages read their WAVs
-        if self.info["embedding"] == "features":
-            feature_params = fma_features.params_from_dict(params, where=f"{RECOMMEND_DIR}: params")
-            return fma_features.clip_features(samples, self.info["sample_rate"], feature_params)
+        if self.info["embedding"] == "features":  # computed (some families), or FMA's table: refused
+            recipe = fma_tables.AudioRecipe(params, self.info["columns"], f"{RECOMMEND_DIR}: params")
+            return recipe(samples, self.info["sample_rate"])
         from genreclf.models import musicnn
 
         if self._model is None:  # the pretrained network the embeddings were made with, loaded once

@@ -82,19 +82,7 @@ from genreclf.data.audio import read_wav
 from genreclf.errors import DataError, ParamError
 
 # The features in FMA's column order, and how many rows each has (see feature_rows).
-FEATURES = (
-    "chroma_cens",
-    "chroma_cqt",
-    "chroma_stft",
-    "mfcc",
-    "rmse",
-    "spectral_bandwidth",
-    "spectral_centroid",
-    "spectral_contrast",
-    "spectral_rolloff",
-    "tonnetz",
-    "zcr",
-)
+FEATURES = catalog.FMA_FEATURE_FAMILIES
 STATISTICS = ("kurtosis", "max", "mean", "median", "min", "skew", "std")
 TONNETZ_ROWS = 6
 

@@ -1,0 +1,191 @@
+"""features.source: FMA's own features.csv and echonest.csv as data/features, and features.families.
+
+The FMA fixture (tests/fma_fixture.py) holds a features.csv in the real layout (features_head.csv's
+rows and rows of the same layout for its clips, but one) and an echonest.csv of its layout. The
+stages run as dvc runs them: fetch keeps the chosen clips' rows of both tables, convert and split
+run as ever, then features takes each clip's row of the table, and every scikit-learn model on the
+features table trains and is scored on it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from genreclf import catalog
+from genreclf.errors import DataError
+from genreclf.features import fma_features, fma_tables
+from tests.fma_fixture import ECHONEST_IDS, TABLE_LACKS_ID, build_fma_fixture
+from tests.helpers import ROOT, make_project, run_command, run_stage, set_params, subprocess_env
+from tests.pipeline_project import STAGE_READS_HOOK
+
+# The svm's parameter search needs cv_folds >= 2 training clips of every genre: the fixture has one
+# Rock and one Experimental clip with audio, so the svm runs on these tables in the pipeline tests only.
+SKLEARN_ON_FEATURES = ("logreg", "knn", "gnb")
+HEAD = "fma/fma_metadata/features_head.csv"
+
+
+def test_features_head_reads_as_the_computed_columns(shared_data):
+    table = fma_tables.read_table(shared_data / HEAD, catalog.FEATURES_FMA)
+    assert list(table.columns) == list(fma_features.FEATURE_COLUMNS)
+    assert list(table.index) == ["000002", "000003", "000005", "000010", "000020"]
+    assert table.loc["000003", "rmse_mean_01"] == pytest.approx(3.61)  # as the notebook printed it
+
+
+def test_families_select_the_mfcc_columns():
+    columns = list(fma_features.FEATURE_COLUMNS)
+    kept = fma_tables.select_families(columns, ["mfcc"], catalog.FEATURES_FMA)
+    assert len(kept) == 140 and all(columns[i].startswith("mfcc_") for i in kept)
+    assert fma_tables.select_families(columns, "all", catalog.FEATURES_FMA) == list(range(518))
+    # spectral_contrast does not swallow a family whose name it starts with
+    chosen = fma_tables.select_families(columns, ["spectral_centroid"], catalog.FEATURES_COMPUTED)
+    assert {columns[i].rsplit("_", 2)[0] for i in chosen} == {"spectral_centroid"}
+
+
+def test_a_table_in_another_layout_is_refused_in_one_line(tmp_path, shared_data):
+    bad = tmp_path / "features.csv"
+    bad.write_text("track_id,mfcc_mean_01\n3,1.0\n")
+    with pytest.raises(DataError, match=r"features.csv: .*three header rows") as e:
+        fma_tables.read_table(bad, catalog.FEATURES_FMA)
+    assert "\n" not in str(e.value)
+    with pytest.raises(DataError, match="audio_features"):
+        fma_tables.read_table(shared_data / HEAD, catalog.FEATURES_ECHONEST)
+
+
+def test_too_many_missing_clips_is_an_error_with_the_counts():
+    with pytest.raises(DataError, match=r"lacks 3 of the 4 clips \(75.0 %\).*features.max_missing = 0.5"):
+        fma_tables.check_missing(3, 4, 0.5, "echonest.csv", "features.max_missing")
+    fma_tables.check_missing(2, 4, 0.5, "echonest.csv", "features.max_missing")
+
+
+@pytest.mark.parametrize("source", ["fma", "fma_echonest"])
+def test_the_fma_sources_are_refused_for_gtzan_at_the_params_check(tmp_path, source):
+    project = make_project(tmp_path / "p", {"data": {"dataset": "gtzan"}, "features": {"source": source}})
+    result = run_stage(project, "split", check=False)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if "features.source" in line]
+    assert len(lines) == 1 and 'data.dataset = "gtzan"' in lines[0] and "FMA" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_families_of_another_source_are_refused(tmp_path):
+    project = make_project(tmp_path / "p", {"features": {"source": "fma_echonest", "families": ["mfcc"]}})
+    result = run_stage(project, "split", check=False)
+    assert result.returncode == 1 and "features.families" in result.stderr and "audio_features" in result.stderr
+
+
+# ---------------------------------------------------------------- the stages on the FMA fixture
+
+
+def run_traced(project, stage: str, log_dir) -> set[str]:
+    """Run a stage with tests/support/stage_reads recording what it opens; the paths, relative."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(
+        subprocess_env(),
+        PYTHONPATH=f"{STAGE_READS_HOOK}:{ROOT}",
+        GENRECLF_TEST_READS_LOG=str(log_dir),
+    )
+    run_command([sys.executable, "-m", f"stages.{stage}"], project, env=env)
+    paths = set()
+    for log in log_dir.glob("*.txt"):
+        paths.update(log.read_text().splitlines()[1:])
+    return paths
+
+
+def data_deps(stage: str) -> list[str]:
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
+    return [d for d in deps if d.split("/")[0] not in ("genreclf", "stages")]
+
+
+@pytest.fixture(scope="module")
+def fma_project(shared_data, tmp_path_factory):
+    base = tmp_path_factory.mktemp("feature_sources")
+    fixture = build_fma_fixture(shared_data, base / "mirror")
+    checksums = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["checksums"]
+    project = make_project(
+        base / "project",
+        {
+            "data": {
+                "source": str(fixture.directory),
+                "clips_per_genre": None,
+                "checksums": dict(checksums, **fixture.sha1),
+            },
+            "split": {"method": "stratified", "fractions": {"train": 0.7, "val": 0.1, "test": 0.2}},
+            "features": {"source": "fma", "max_missing": 0.2},
+            "knn": {"n_neighbors": 2},
+        },
+    )
+    for stage in ("fetch", "convert", "split"):
+        run_stage(project, stage)
+    return fixture, project, base
+
+
+def test_fetch_keeps_the_chosen_clips_rows_of_both_tables(fma_project):
+    fixture, project, _ = fma_project
+    clips = set(pd.read_csv(project / "data/raw/clips.csv", dtype=str)["track_id"])
+    features = fma_tables.read_table(project / "data/raw/fma_metadata/features.csv", "fma")
+    assert set(features.index) == clips - {TABLE_LACKS_ID}
+    echonest = fma_tables.read_table(project / "data/raw/fma_metadata/echonest.csv", "fma_echonest")
+    assert set(echonest.index) == clips & set(ECHONEST_IDS)
+    report = json.loads((project / "data/raw/fetch_report.json").read_text())
+    assert report["feature_tables"] == {"features.csv": len(features), "echonest.csv": len(echonest)}
+
+
+def test_fma_source_takes_the_table_rows_and_every_sklearn_model_runs_on_them(fma_project):
+    _, project, base = fma_project
+    opened = run_traced(project, "features", base / "reads_fma")
+    manifest = pd.read_csv(project / "data/split/split_manifest.csv", dtype={"track_id": str})
+    table = fma_tables.read_table(project / "data/raw/fma_metadata/features.csv", "fma")
+    info = json.loads((project / "data/features/feature_info.json").read_text())
+    assert info["columns"] == list(fma_features.FEATURE_COLUMNS)
+    assert info["params"] == {"source": "fma", "table": "fma_metadata/features.csv", "families": "all"}
+    written = []
+    for split in ("train", "val", "test"):
+        rows = pd.read_csv(project / f"data/features/{split}.csv", dtype={"track_id": str}).set_index("track_id")
+        expected = manifest.loc[(manifest["split"] == split) & (manifest["track_id"] != TABLE_LACKS_ID)]
+        assert list(rows.index) == list(expected["track_id"])
+        pd.testing.assert_frame_equal(
+            rows[info["columns"]], table.loc[rows.index, info["columns"]], check_names=False, check_dtype=False
+        )
+        written += list(rows.index)
+    left_out = pd.read_csv(project / "data/features/left_out.csv", dtype=str)
+    assert left_out.values.tolist() == [
+        [
+            TABLE_LACKS_ID,
+            manifest.set_index("track_id").loc[TABLE_LACKS_ID, "genre"],
+            "not in data/raw/fma_metadata/features.csv",
+        ]
+    ]
+    # what it opened: its data deps that this source reads, and no other data
+    data = {p for p in opened if p.split("/")[0] == "data" and not p.startswith(("data/features", "data/.features"))}
+    assert data and all(any(p.startswith(dep) for dep in ("data/split", "data/raw/fma_metadata")) for p in data)
+    assert not any(p.startswith("data/wav") for p in data)  # read by computed only (see dvc.yaml)
+    assert set(data_deps("features")) == {"data/split", "data/wav", "data/raw"}
+    for model in SKLEARN_ON_FEATURES:
+        run_stage(project, "train_sklearn", model)
+        run_stage(project, "evaluate", model)
+        metrics = json.loads((project / f"metrics/models/{model}.json").read_text())
+        assert metrics["n_test"] == len(
+            manifest.loc[(manifest["split"] == "test") & (manifest["track_id"] != TABLE_LACKS_ID)]
+        )
+
+
+def test_fma_echonest_source_and_the_share_it_may_lack(fma_project):
+    _, project, _ = fma_project
+    set_params(project, {"features": {"source": "fma_echonest", "max_missing": 0.2}})
+    result = run_stage(project, "features", check=False)
+    assert result.returncode == 1 and "features.max_missing = 0.2" in result.stderr
+    assert "lacks" in result.stderr and "Traceback" not in result.stderr
+    set_params(project, {"features": {"source": "fma_echonest", "max_missing": 1.0, "families": ["audio_features"]}})
+    run_stage(project, "features")
+    info = json.loads((project / "data/features/feature_info.json").read_text())
+    assert info["columns"][:2] == ["audio_features_acousticness_01", "audio_features_danceability_01"]
+    assert len(info["columns"]) == 8
+    kept = sum(len(pd.read_csv(project / f"data/features/{s}.csv")) for s in ("train", "val", "test"))
+    left = pd.read_csv(project / "data/features/left_out.csv", dtype=str)
+    manifest = pd.read_csv(project / "data/split/split_manifest.csv", dtype={"track_id": str})
+    assert kept + len(left) == len(manifest) and set(left["reason"]) == {"not in data/raw/fma_metadata/echonest.csv"}

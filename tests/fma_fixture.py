@@ -118,7 +118,11 @@ def _write_zip(path: Path, members: dict[str, bytes]) -> None:
             archive.writestr(info, members[name])
 
 
-def build_fma_fixture(shared_data: Path, out_dir: Path, datasets: tuple[str, ...] = ("fma_small",)) -> FmaFixture:
+def build_fma_fixture(
+    shared_data: Path, out_dir: Path, datasets: tuple[str, ...] = ("fma_small",), copies: dict[str, str] | None = None
+) -> FmaFixture:
+    """``copies``: more clips, new track id (not one of tracks_head.csv's, 2 to 932) -> the clip whose
+    audio and tracks.csv row it copies (for a test that needs more clips of a genre than the real ones)."""
     fma = Path(shared_data) / "fma"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +131,10 @@ def build_fma_fixture(shared_data: Path, out_dir: Path, datasets: tuple[str, ...
     short_source = audio[SHORT_SOURCE_ID]
     audio[SHORT_ID] = short_source[: int(len(short_source) * SHORT_SECONDS / CLIP_SECONDS)]
     audio[NO_AUDIO_ID] = EMPTY_ID3_TAG
+    copied_rows = dict(COPIED_ROWS)
+    for track_id, source in (copies or {}).items():
+        audio[track_id] = audio[source]
+        copied_rows[track_id] = COPIED_ROWS.get(source, source)
 
     with open(fma / "fma_metadata" / "tracks_head.csv", newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
@@ -134,7 +142,7 @@ def build_fma_fixture(shared_data: Path, out_dir: Path, datasets: tuple[str, ...
         real_rows = {f"{int(row[0]):06d}": row for row in reader}
     rows = {}
     for track_id in audio:
-        row = list(real_rows[track_id] if track_id in real_rows else real_rows[COPIED_ROWS[track_id]])
+        row = list(real_rows[track_id] if track_id in real_rows else real_rows[copied_rows[track_id]])
         row[0] = str(int(track_id))
         rows[track_id] = row
     subset_at, split_at = _column(header, "set", "subset"), _column(header, "set", "split")

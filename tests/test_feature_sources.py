@@ -23,9 +23,13 @@ from tests.fma_fixture import ECHONEST_IDS, TABLE_LACKS_ID, build_fma_fixture
 from tests.helpers import ROOT, make_project, run_command, run_stage, set_params, subprocess_env
 from tests.pipeline_project import STAGE_READS_HOOK
 
-# The svm's parameter search needs cv_folds >= 2 training clips of every genre: the fixture has one
-# Rock and one Experimental clip with audio, so the svm runs on these tables in the pipeline tests only.
-SKLEARN_ON_FEATURES = ("logreg", "knn", "gnb")
+SKLEARN_ON_FEATURES = ("logreg", "knn", "gnb", "svm")
+# The fixture has one Rock, one Experimental, two Pop and six Folk clips with audio; the svm calibrates
+# its probabilities on 5 folds of the training clips: copies (new ids) make 8 clips of each genre.
+COPIES = {
+    f"{2000 + i:06d}": source
+    for i, source in enumerate(["000182"] * 7 + ["000148"] * 7 + ["007527"] * 6 + ["000141"] * 2)
+}
 HEAD = "fma/fma_metadata/features_head.csv"
 
 
@@ -104,7 +108,7 @@ def data_deps(stage: str) -> list[str]:
 @pytest.fixture(scope="module")
 def fma_project(shared_data, tmp_path_factory):
     base = tmp_path_factory.mktemp("feature_sources")
-    fixture = build_fma_fixture(shared_data, base / "mirror")
+    fixture = build_fma_fixture(shared_data, base / "mirror", copies=COPIES)
     checksums = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["checksums"]
     project = make_project(
         base / "project",
@@ -114,9 +118,10 @@ def fma_project(shared_data, tmp_path_factory):
                 "clips_per_genre": None,
                 "checksums": dict(checksums, **fixture.sha1),
             },
-            "split": {"method": "stratified", "fractions": {"train": 0.7, "val": 0.1, "test": 0.2}},
+            "split": {"method": "stratified", "fractions": {"train": 0.75, "val": 0.125, "test": 0.125}},
             "features": {"source": "fma", "max_missing": 0.2},
             "knn": {"n_neighbors": 2},
+            "svm": {"C": 1, "gamma": "scale", "cv_folds": 2},
         },
     )
     for stage in ("fetch", "convert", "split"):

@@ -194,3 +194,62 @@ def test_fma_echonest_source_and_the_share_it_may_lack(fma_project):
     left = pd.read_csv(project / "data/features/left_out.csv", dtype=str)
     manifest = pd.read_csv(project / "data/split/split_manifest.csv", dtype={"track_id": str})
     assert kept + len(left) == len(manifest) and set(left["reason"]) == {"not in data/raw/fma_metadata/echonest.csv"}
+
+
+# ---------------------------------------------------------------- the computed recipe against FMA's
+
+
+# Track 3's chroma_cqt, computed by the stages from its 30 s clip, against FMA's published row (from the
+# 237 s track, at 44.1 kHz, librosa 0.5; printed to 2 decimals). chroma_cqt is normalised per frame, so
+# neither the sample rate's nor librosa's rms or frequency conventions move it; what does is the audio:
+# 30 s of the track against all of it. Measured (docs/features.md), largest difference over the 12 bins:
+# mean 0.059, std 0.018, median 0.086; max is 1 in both. The statistics of the clip's 10 s thirds differ
+# from the clip's by up to 0.15 (mean), 0.054 (std), 0.21 (median): an excerpt moves them that much.
+# The tolerances below sit between the two, far above any CPU's rounding (about 1e-6 here).
+ROUNDING = 0.005  # the published values have 2 decimals
+CHROMA_CQT_TOLERANCE = {"mean": 0.1, "std": 0.03, "median": 0.12, "max": 0.0}
+TRACK3_SPLIT = {"000003": "train", "000141": "val", "000190": "test"}  # three splits, each non-empty
+
+
+@pytest.fixture(scope="module")
+def track3_features(shared_data, tmp_path_factory):
+    """Track 3's features as the stages compute them: convert, then features (computed, FMA's settings)."""
+    from genreclf import artifacts
+
+    project = make_project(tmp_path_factory.mktemp("track3") / "p", contents="params")
+    audio = shared_data / "fma" / "fma_audio"
+    clips = pd.DataFrame(
+        {
+            "track_id": list(TRACK3_SPLIT),
+            "genre": ["Hip-Hop", "Folk", "Folk"],
+            "path": [str(audio / t[:3] / f"{t}.mp3") for t in TRACK3_SPLIT],
+            "official_split": "",
+        }
+    )
+    artifacts.write_clips(project / artifacts.CLIPS_CSV, clips)
+    run_stage(project, "convert")
+    converted = pd.read_csv(project / artifacts.CONVERTED_CSV, dtype=str)
+    labels = ["Folk", "Hip-Hop"]
+    manifest = converted.assign(
+        label=[labels.index(g) for g in converted["genre"]], split=converted["track_id"].map(TRACK3_SPLIT)
+    )
+    artifacts.write_split(project / artifacts.SPLIT_DIR, manifest, labels)
+    run_stage(project, "features")
+    table = pd.read_csv(project / "data/features/train.csv", dtype={"track_id": str}).set_index("track_id")
+    return table.loc["000003"]
+
+
+@pytest.mark.parametrize("statistic", sorted(CHROMA_CQT_TOLERANCE))
+def test_track3_chroma_cqt_is_fmas_within_what_the_excerpt_explains(track3_features, shared_data, statistic):
+    published = fma_tables.read_table(shared_data / HEAD, catalog.FEATURES_FMA).loc["000003"]
+    columns = [f"chroma_cqt_{statistic}_{n:02d}" for n in range(1, 13)]
+    difference = (track3_features[columns] - published[columns]).abs()
+    assert difference.max() <= CHROMA_CQT_TOLERANCE[statistic] + ROUNDING, difference.round(3).to_dict()
+
+
+def test_track3_chroma_cqt_min_is_bounded_by_the_tracks_silence(track3_features, shared_data):
+    """The whole track holds every frame of the clip and more (its silent start and end: FMA's min is 0
+    in every bin), so its minimum can only be lower: one-sided."""
+    published = fma_tables.read_table(shared_data / HEAD, catalog.FEATURES_FMA).loc["000003"]
+    columns = [f"chroma_cqt_min_{n:02d}" for n in range(1, 13)]
+    assert (published[columns] <= track3_features[columns] + ROUNDING).all()

@@ -1,6 +1,8 @@
 """The FMA feature set: 518 statistics of 11 librosa features per clip.
 
-The same features as the FMA dataset's ``features.csv`` (mdeff/fma, features.py):
+The features that the FMA dataset's ``features.csv`` names (mdeff/fma, features.py), by
+another recipe: a 30 s clip (FMA: the full track), one sample rate (FMA: the track's own),
+today's librosa (FMA: 0.5), so the values differ (docs/features.md, "Two recipes"):
 chroma_stft, chroma_cqt, chroma_cens, tonnetz, 20 MFCCs, rms (named ``rmse`` as in
 FMA), zero-crossing rate (``zcr``), spectral centroid, bandwidth, contrast (7 rows for
 6 bands) and rolloff; of each row its mean, std, skew, kurtosis, median, min and max

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from genreclf import catalog
+from genreclf.data.audio import read_wav
 from genreclf.errors import DataError
 from genreclf.features import fma_features, fma_tables
 from tests.fma_fixture import ECHONEST_IDS, TABLE_LACKS_ID, build_fma_fixture
@@ -177,6 +178,11 @@ def test_fma_source_takes_the_table_rows_and_every_sklearn_model_runs_on_them(fm
         assert metrics["n_test"] == len(
             manifest.loc[(manifest["split"] == "test") & (manifest["track_id"] != TABLE_LACKS_ID)]
         )
+    # new audio cannot get FMA's values: predict says so, in one line, and names the way out
+    clip = project / "data/raw/audio/000/000141.mp3"
+    result = run_stage(project, "predict", str(clip), "--model", "logreg", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "fma_metadata/features.csv" in result.stderr and "features.source: computed" in result.stderr
 
 
 def test_fma_echonest_source_and_the_share_it_may_lack(fma_project):
@@ -212,8 +218,9 @@ TRACK3_SPLIT = {"000003": "train", "000141": "val", "000190": "test"}  # three s
 
 
 @pytest.fixture(scope="module")
-def track3_features(shared_data, tmp_path_factory):
-    """Track 3's features as the stages compute them: convert, then features (computed, FMA's settings)."""
+def track3_project(shared_data, tmp_path_factory):
+    """Track 3's features as the stages compute them: convert, then features (computed, FMA's settings);
+    (the project, the train table, what features opened)."""
     from genreclf import artifacts
 
     project = make_project(tmp_path_factory.mktemp("track3") / "p", contents="params")
@@ -234,9 +241,38 @@ def track3_features(shared_data, tmp_path_factory):
         label=[labels.index(g) for g in converted["genre"]], split=converted["track_id"].map(TRACK3_SPLIT)
     )
     artifacts.write_split(project / artifacts.SPLIT_DIR, manifest, labels)
-    run_stage(project, "features")
+    opened = run_traced(project, "features", project.parent / "reads_computed")
     table = pd.read_csv(project / "data/features/train.csv", dtype={"track_id": str}).set_index("track_id")
-    return table.loc["000003"]
+    return project, table, opened
+
+
+@pytest.fixture(scope="module")
+def track3_features(track3_project):
+    return track3_project[1].loc["000003"]
+
+
+def test_computed_opens_the_wavs_and_not_the_fma_tables(track3_project):
+    """The other half of the features stage's deps (dvc.yaml): computed reads data/split and data/wav."""
+    _, _, opened = track3_project
+    data = {p for p in opened if p.split("/")[0] == "data" and not p.startswith(("data/features", "data/.features"))}
+    assert any(p.startswith("data/wav/") for p in data) and any(p.startswith("data/split/") for p in data)
+    assert all(p.startswith(("data/wav", "data/split")) for p in data), sorted(data)
+
+
+def test_computed_families_keep_those_columns_of_the_computed_table(track3_project):
+    project, everything, _ = track3_project
+    set_params(project, {"features": {"families": ["mfcc", "zcr"]}})
+    run_stage(project, "features")
+    info = json.loads((project / "data/features/feature_info.json").read_text())
+    assert len(info["columns"]) == 20 * 7 + 7
+    assert info["params"] == fma_features.params_to_dict(fma_features.DEFAULT_PARAMS)
+    table = pd.read_csv(project / "data/features/train.csv", dtype={"track_id": str}).set_index("track_id")
+    pd.testing.assert_frame_equal(table[info["columns"]], everything[info["columns"]])
+    # new audio gets the same columns: the recipe computes all and keeps these
+    recipe = fma_tables.AudioRecipe(info["params"], info["columns"], "feature_info.json")
+    samples, rate = read_wav(project / "data/wav/000003.wav")
+    row = recipe(fma_features.int16_to_float(samples), rate)
+    assert row == pytest.approx(table.loc["000003", info["columns"]].to_numpy(), rel=1e-6, abs=1e-9)
 
 
 @pytest.mark.parametrize("statistic", sorted(CHROMA_CQT_TOLERANCE))

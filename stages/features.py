@@ -52,9 +52,6 @@ from stages.config import PARAMS_FILE, FeaturesSection, load_config
 log = stage_logger("features")
 
 
-RECIPE_KEYS = tuple(features.PARAM_MINIMUMS)  # the keys of features.* that the computed recipe reads
-
-
 def main() -> None:
     section = load_config().features
     if section.source == catalog.FEATURES_COMPUTED:
@@ -70,29 +67,16 @@ def take_table(section: FeaturesSection) -> None:
     table = fma_tables.read_table(path, section.source)
     kept = fma_tables.select_families(list(table.columns), section.families, section.source)
     table = table.iloc[:, kept]
-    by_split, rows, left_out = {}, [], []
-    for split in SPLITS:
-        found, lacking = fma_tables.table_rows(table, clips[clips["split"] == split], str(path))
-        by_split[split] = clips[clips["split"] == split].set_index("track_id").loc[found.index].reset_index()
-        rows.append(found.to_numpy())
-        left_out.append(lacking)
-    left_out = pd.concat(left_out, ignore_index=True)
+    by_split, rows, left_out = fma_tables.rows_by_split(table, clips, SPLITS, str(path))
     fma_tables.check_missing(len(left_out), len(clips), section.max_missing, str(path), "features.max_missing")
     log.info(
         "read %s/%s: %s clips, %d genres; %s: %d rows, %d columns kept (families %s)",
-        SPLIT_DIR,
-        MANIFEST_FILE,
-        len(clips),
-        len(labels),
-        path,
-        len(table),
-        len(kept),
-        section.families,
+        *(SPLIT_DIR, MANIFEST_FILE, len(clips), len(labels), path, len(table), len(kept), section.families),
     )
     write_features(
         FEATURES_DIR,
         {split: by_split[split][FEATURE_ID_COLUMNS] for split in SPLITS},
-        (row for split_rows in rows for row in split_rows),
+        rows,
         list(table.columns),
         fma_tables.TABLE_SAMPLE_RATE,
         fma_tables.table_settings(section.source, section.families),
@@ -103,7 +87,7 @@ def take_table(section: FeaturesSection) -> None:
 
 
 def compute(section: FeaturesSection) -> None:
-    params = features.FeatureParams(**section.model_dump(include=set(RECIPE_KEYS)))
+    params = features.recipe_params(section.model_dump(), where=f"{PARAMS_FILE}: features")
     engine = engine_from_environ()
     clips, labels = read_split(SPLIT_DIR)
     check_wavs(clips["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there

@@ -147,6 +147,12 @@ def params_from_dict(values, where: str = SETTINGS_WHERE) -> FeatureParams:
     return FeatureParams(**values)
 
 
+def recipe_params(section: dict, where: str = SETTINGS_WHERE) -> FeatureParams:
+    """FeatureParams from params.yaml's features section, checked: its recipe keys (n_fft ... n_bands);
+    the others (source, families, max_missing) say which table, not how to compute it."""
+    return params_from_dict({key: section[key] for key in PARAM_MINIMUMS if key in section}, where=where)
+
+
 def params_to_dict(params: FeatureParams) -> dict:
     return asdict(params)
 

@@ -19,6 +19,7 @@ Feature rows of a computed table can be selected by family in the same way (``se
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,21 @@ def table_rows(table: pd.DataFrame, clips: pd.DataFrame, label: str) -> tuple[pd
         }
     )
     return rows[~left], left_out
+
+
+def rows_by_split(
+    table: pd.DataFrame, clips: pd.DataFrame, splits: tuple[str, ...], label: str
+) -> tuple[dict[str, pd.DataFrame], Iterator[np.ndarray], pd.DataFrame]:
+    """({split: its clips that the table holds, in the clips' order}, their feature rows split after
+    split, the clips left out with the reason)."""
+    by_split, found, left_out = {}, [], []
+    for split in splits:
+        in_split = clips[clips["split"] == split]
+        rows, lacking = table_rows(table, in_split, label)
+        by_split[split] = in_split.set_index("track_id").loc[rows.index].reset_index()
+        found.append(rows.to_numpy())
+        left_out.append(lacking)
+    return by_split, (row for rows in found for row in rows), pd.concat(left_out, ignore_index=True)
 
 
 def check_missing(left_out: int, clips: int, max_missing: float, label: str, key: str) -> None:

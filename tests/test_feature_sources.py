@@ -61,6 +61,14 @@ def test_a_table_in_another_layout_is_refused_in_one_line(tmp_path, shared_data)
         fma_tables.read_table(shared_data / HEAD, catalog.FEATURES_ECHONEST)
 
 
+def test_clips_the_table_lacks_or_holds_empty_values_for_are_left_out_with_the_reason():
+    table = pd.DataFrame({"a_mean_01": [1.0, float("nan"), 3.0]}, index=["000001", "000002", "000003"])
+    clips = pd.DataFrame({"track_id": ["000003", "000002", "000009", "000001"], "genre": ["g", "h", "g", "h"]})
+    rows, left_out = fma_tables.table_rows(table, clips, "t.csv")
+    assert list(rows.index) == ["000003", "000001"] and rows["a_mean_01"].tolist() == [3.0, 1.0]
+    assert left_out.values.tolist() == [["000002", "h", "1 empty values in t.csv"], ["000009", "g", "not in t.csv"]]
+
+
 def test_too_many_missing_clips_is_an_error_with_the_counts():
     with pytest.raises(DataError, match=r"lacks 3 of the 4 clips \(75.0 %\).*features.max_missing = 0.5"):
         fma_tables.check_missing(3, 4, 0.5, "echonest.csv", "features.max_missing")

@@ -150,10 +150,7 @@ class ShardSection(Section):
     seed: Seed
 
 
-Families = Annotated[
-    Literal["all"] | Annotated[list[str], Field(min_length=1)],
-    Expect("all, or a non-empty list of feature families (e.g. [mfcc])"),
-]
+FAMILIES_EXPECTED = "expected all, or a non-empty list of feature families (e.g. [mfcc])"
 
 
 class FeaturesSection(Section):
@@ -161,7 +158,7 @@ class FeaturesSection(Section):
         description="where data/features comes from: computed (from the WAVs, with the keys below), "
         "fma (FMA's features.csv) or fma_echonest (FMA's echonest.csv); the fma ones for FMA datasets only"
     )
-    families: Families = Field(
+    families: str | list[str] = Field(
         description="the feature families kept: all, or a list of the source's families "
         "(computed and fma: chroma_cens ... zcr, e.g. [mfcc]; fma_echonest: audio_features, temporal_features)"
     )
@@ -176,6 +173,13 @@ class FeaturesSection(Section):
     n_octaves: PositiveInt
     n_bands: PositiveInt
 
+    @field_validator("families", mode="plain")
+    @classmethod
+    def _all_or_a_list(cls, value: Any) -> str | list[str]:
+        if value == "all" or (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            return value
+        raise ValueError(FAMILIES_EXPECTED)
+
     @model_validator(mode="after")
     def _families_of_the_source(self) -> FeaturesSection:
         if self.families == "all":
@@ -184,7 +188,8 @@ class FeaturesSection(Section):
         unknown = [family for family in self.families if family not in known]
         if unknown:
             raise Rule(
-                ("families", "source"), f"{show(unknown)} are not families of source {self.source}: {show(list(known))}"
+                ("families", "source"),
+                f"{show(unknown)} are not families of source {self.source}; its families are {', '.join(known)}",
             )
         if len(set(self.families)) != len(self.families):
             raise Rule("families", "names a family more than once; name each once")

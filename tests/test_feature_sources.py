@@ -18,8 +18,9 @@ import yaml
 
 from genreclf import catalog
 from genreclf.data.audio import read_wav
-from genreclf.errors import DataError
+from genreclf.errors import DataError, ParamError
 from genreclf.features import fma_features, fma_tables
+from stages.config import load_config
 from tests.fma_fixture import ECHONEST_IDS, TABLE_LACKS_ID, build_fma_fixture
 from tests.helpers import ROOT, make_project, run_command, run_stage, set_params, subprocess_env
 from tests.pipeline_project import STAGE_READS_HOOK
@@ -83,6 +84,27 @@ def test_the_fma_sources_are_refused_for_gtzan_at_the_params_check(tmp_path, sou
     lines = [line for line in result.stderr.splitlines() if "features.source" in line]
     assert len(lines) == 1 and 'data.dataset = "gtzan"' in lines[0] and "FMA" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "features, message",
+    [
+        ({"families": "mfcc"}, 'features.families = "mfcc": expected all, or a non-empty list of feature families'),
+        ({"families": []}, "features.families = []: expected all, or a non-empty list"),
+        ({"families": ["mfcc", "mfcc"]}, 'features.families = ["mfcc", "mfcc"]: names a family more than once'),
+        ({"families": ["mfccs"]}, '["mfccs"] are not families of source computed; its families are chroma_cens,'),
+        ({"source": "librosa"}, 'features.source = "librosa": expected one of ["computed", "fma", "fma_echonest"]'),
+        ({"max_missing": 1.5}, "features.max_missing = 1.5: expected a number >= 0 and <= 1"),
+    ],
+)
+def test_the_features_keys_are_checked_in_one_line(tmp_path, features, message):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["features"].update(features)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamError) as e:
+        load_config(tmp_path / "params.yaml")
+    assert str(e.value).startswith(f"{tmp_path / 'params.yaml'}: ") and message in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_families_of_another_source_are_refused(tmp_path):

@@ -198,7 +198,7 @@ def main() -> None:
         sys.exit(f"{args.source}: no audio files ({', '.join(audio.AUDIO_EXTENSIONS)}) found")
     config = load_config(ROOT / "params.yaml")
     sample_rate, min_seconds = config.convert.sample_rate, config.convert.min_seconds
-    feature_params = features.FeatureParams(**config.features.model_dump())
+    feature_params = features.recipe_params(config.features.model_dump())
 
     print(
         f"{len(source_files)} source files in {args.source}; {args.workers} workers; {sample_rate} Hz; "

@@ -22,5 +22,32 @@ MUSICNN_EMBEDDINGS = ("penultimate", "max_pool")  # the layers of MSD_musicnn of
 KERAS_MODELS = ("cnn1d", "mobilenet", "cnn2d")
 
 FEATURES_N_MELS = 128  # mel bands under the MFCCs of the FMA feature set
+# Where data/features comes from (params features.source): computed from the WAVs, or taken from
+# FMA's own tables in fma_metadata.zip (features.csv, echonest.csv), for the FMA datasets only.
+FEATURES_COMPUTED = "computed"
+FEATURES_FMA = "fma"
+FEATURES_ECHONEST = "fma_echonest"
+FEATURE_SOURCES = (FEATURES_COMPUTED, FEATURES_FMA, FEATURES_ECHONEST)
+# The families a source's columns come in (params features.families): the FMA feature set's 11
+# features (computed and fma, in FMA's column order), and echonest.csv's two numeric audio groups.
+FMA_FEATURE_FAMILIES = (
+    "chroma_cens",
+    "chroma_cqt",
+    "chroma_stft",
+    "mfcc",
+    "rmse",
+    "spectral_bandwidth",
+    "spectral_centroid",
+    "spectral_contrast",
+    "spectral_rolloff",
+    "tonnetz",
+    "zcr",
+)
+ECHONEST_FAMILIES = ("audio_features", "temporal_features")
+SOURCE_FAMILIES = {
+    FEATURES_COMPUTED: FMA_FEATURE_FAMILIES,
+    FEATURES_FMA: FMA_FEATURE_FAMILIES,
+    FEATURES_ECHONEST: ECHONEST_FAMILIES,
+}
 MOBILENET_IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)  # widths with ImageNet weights
 MOBILENET_MIN_IMAGE_SIZE = 32

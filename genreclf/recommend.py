@@ -71,9 +71,11 @@ class Embedder:
         if self.info["embedding"] == "cnn2d":
             return self._cnn2d(params).embed_audio(clip, params["layer"])  # int16, as the stage embeds its WAVs
         samples = fma_features.int16_to_float(clip)  # as the features and embed stages read their WAVs
-        if self.info["embedding"] == "features":
-            feature_params = fma_features.params_from_dict(params, where="the index's params")
-            return fma_features.clip_features(samples, self.info["sample_rate"], feature_params)
+        if self.info["embedding"] == "features":  # computed (some families), or FMA's table: refused
+            from genreclf.features import fma_tables
+
+            recipe = fma_tables.AudioRecipe(params, self.info["columns"], "the index's params")
+            return recipe(samples, self.info["sample_rate"])
         from genreclf.models import musicnn
 
         return musicnn.clip_embedding(

@@ -177,13 +177,50 @@ class ShardSection(Section):
     seed: Seed
 
 
+FAMILIES_EXPECTED = "expected all, or a non-empty list of feature families (e.g. [mfcc])"
+
+
 class FeaturesSection(Section):
+    source: Literal[catalog.FEATURE_SOURCES] = Field(
+        description="where data/features comes from: computed (from the WAVs, with the keys below), "
+        "fma (FMA's features.csv) or fma_echonest (FMA's echonest.csv); the fma ones for FMA datasets only"
+    )
+    families: str | list[str] = Field(
+        description="the feature families kept: all, or a list of the source's families "
+        "(computed and fma: chroma_cens ... zcr, e.g. [mfcc]; fma_echonest: audio_features, temporal_features)"
+    )
+    max_missing: Annotated[float, Field(ge=0, le=1)] = Field(
+        description="fma and fma_echonest: the largest share of the split's clips that the table may "
+        "lack (they are left out and listed in data/features/left_out.csv); more is an error"
+    )
     n_fft: Annotated[int, Field(ge=16)]
     hop_length: PositiveInt
     n_mfcc: PositiveInt
     n_chroma: PositiveInt
     n_octaves: PositiveInt
     n_bands: PositiveInt
+
+    @field_validator("families", mode="plain")
+    @classmethod
+    def _all_or_a_list(cls, value: Any) -> str | list[str]:
+        if value == "all" or (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            return value
+        raise ValueError(FAMILIES_EXPECTED)
+
+    @model_validator(mode="after")
+    def _families_of_the_source(self) -> FeaturesSection:
+        if self.families == "all":
+            return self
+        known = catalog.SOURCE_FAMILIES[self.source]
+        unknown = [family for family in self.families if family not in known]
+        if unknown:
+            raise Rule(
+                ("families", "source"),
+                f"{show(unknown)} are not families of source {self.source}; its families are {', '.join(known)}",
+            )
+        if len(set(self.families)) != len(self.families):
+            raise Rule("families", "names a family more than once; name each once")
+        return self
 
     @model_validator(mode="after")
     def _frames_and_bands(self) -> FeaturesSection:
@@ -461,6 +498,16 @@ class Config(Section):
     mobilenet: MobilenetSection | None = None
     cnn2d: Cnn2dSection | None = None
     recommend: RecommendSection
+
+    @model_validator(mode="after")
+    def _fma_tables_for_fma_datasets(self) -> Config:
+        if self.features.source != catalog.FEATURES_COMPUTED and self.data.dataset not in catalog.FMA_DATASETS:
+            raise Rule(
+                ("features.source", "data.dataset"),
+                f"FMA's tables hold FMA's tracks only; use features.source: {catalog.FEATURES_COMPUTED}, "
+                f"or one of the datasets {show(list(catalog.FMA_DATASETS))}",
+            )
+        return self
 
     @model_validator(mode="after")
     def _listed_models_have_sections(self) -> Config:

@@ -11,6 +11,12 @@ Every core computes features; rows are written as they arrive, in a fixed order,
 memory stays flat and the same inputs give the same bytes. Each clip's row is also kept in
 .genreclf-scratch/features/<key>/ as it arrives (genreclf.resume), so a run killed part-way
 computes only the clips it had not finished; the scratch is removed once the tables are written.
+
+With features.source fma or fma_echonest (FMA datasets only) nothing is computed: each clip's row
+is taken from FMA's own features.csv or echonest.csv, which fetch keeps (the chosen clips' rows)
+in data/raw/fma_metadata/; the same tables and column naming, feature_info.json's params naming
+the table. Clips the table lacks go to data/features/left_out.csv (track_id, genre, reason).
+features.families keeps some families of the columns (computed: of the 518 computed ones).
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ from functools import partial
 
 import pandas as pd
 
-from genreclf import resume, space
+from genreclf import catalog, resume, space
 from genreclf.artifacts import (
     FEATURE_ID_COLUMNS,
     FEATURES_DIR,
+    LEFT_OUT_COLUMNS,
+    LEFT_OUT_FILE,
     MANIFEST_FILE,
+    RAW_DIR,
     SPLIT_DIR,
     SPLITS,
     WAV_DIR,
@@ -32,22 +41,61 @@ from genreclf.artifacts import (
     write_features,
 )
 from genreclf.data.audio import check_wavs, wav_sample_rate
+from genreclf.data.fma import KEPT_TABLES_DIR
 from genreclf.engine import engine_from_environ, map_in_order
 from genreclf.features import fma_features as features
+from genreclf.features import fma_tables
+from genreclf.io import write_csv
 from stages.common import cache_mirrors, log_tables_written, run_stage, stage_logger
-from stages.config import PARAMS_FILE, load_config
+from stages.config import PARAMS_FILE, FeaturesSection, load_config
 
 log = stage_logger("features")
 
 
 def main() -> None:
-    params = features.FeatureParams(**load_config().features.model_dump())
+    section = load_config().features
+    if section.source == catalog.FEATURES_COMPUTED:
+        compute(section)
+    else:
+        take_table(section)
+
+
+def take_table(section: FeaturesSection) -> None:
+    """data/features from FMA's table: the split's clips that it holds, the others left out."""
+    clips, labels = read_split(SPLIT_DIR, check_wavs=False)  # no audio is read
+    path = RAW_DIR / KEPT_TABLES_DIR / fma_tables.TABLE_FILES[section.source]
+    table = fma_tables.read_table(path, section.source)
+    kept = fma_tables.select_families(list(table.columns), section.families, section.source)
+    table = table.iloc[:, kept]
+    by_split, rows, left_out = fma_tables.rows_by_split(table, clips, SPLITS, str(path))
+    fma_tables.check_missing(len(left_out), len(clips), section.max_missing, str(path), "features.max_missing")
+    log.info(
+        "read %s/%s: %s clips, %d genres; %s: %d rows, %d columns kept (families %s)",
+        *(SPLIT_DIR, MANIFEST_FILE, len(clips), len(labels), path, len(table), len(kept), section.families),
+    )
+    write_features(
+        FEATURES_DIR,
+        {split: by_split[split][FEATURE_ID_COLUMNS] for split in SPLITS},
+        rows,
+        list(table.columns),
+        fma_tables.TABLE_SAMPLE_RATE,
+        fma_tables.table_settings(section.source, section.families),
+    )
+    write_csv(FEATURES_DIR / LEFT_OUT_FILE, left_out[LEFT_OUT_COLUMNS])
+    log.info("left out %d clips the table lacks: %s/%s", len(left_out), FEATURES_DIR, LEFT_OUT_FILE)
+    log_tables_written(log, FEATURES_DIR, by_split, len(kept), "feature")
+
+
+def compute(section: FeaturesSection) -> None:
+    params = features.recipe_params(section.model_dump(), where=f"{PARAMS_FILE}: features")
     engine = engine_from_environ()
     clips, labels = read_split(SPLIT_DIR)
     check_wavs(clips["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there
     sample_rate = wav_sample_rate(clips["path"].iloc[0])  # every other clip is checked against it
     features.check_params(params, sample_rate, where=f"{PARAMS_FILE}: features")
-    columns = features.feature_columns(params)
+    computed = features.feature_columns(params)
+    kept = fma_tables.select_families(computed, section.families, section.source)
+    columns = [computed[i] for i in kept]
     if space.check_enabled():
         table = space.Need("feature tables", space.table_bytes(len(clips), len(columns)), FEATURES_DIR)
         space.check_space("features", [table], cache_mirrors())
@@ -89,7 +137,7 @@ def main() -> None:
         write_features(
             FEATURES_DIR,
             {split: by_split[split][FEATURE_ID_COLUMNS] for split in SPLITS},
-            rows,
+            rows if len(kept) == len(computed) else (row[kept] for row in rows),
             columns,
             sample_rate,
             features.params_to_dict(params),

@@ -102,11 +102,11 @@ def test_columns_follow_params(changes, n_columns):
 
 def test_params_yaml_section_gives_the_fma_defaults(repo_root):
     section = yaml.safe_load((repo_root / "params.yaml").read_text())["features"]
-    assert features.params_from_dict(section) == features.DEFAULT_PARAMS
+    assert features.recipe_params(section) == features.DEFAULT_PARAMS
     assert features.params_from_dict(features.params_to_dict(PARAMS)) == PARAMS
-    # as the stage builds them from the validated section
+    # as the stage builds them from the validated section (source, families and max_missing aside)
     validated = load_config(repo_root / "params.yaml").features.model_dump()
-    assert features.FeatureParams(**validated) == features.DEFAULT_PARAMS
+    assert features.recipe_params(validated) == features.DEFAULT_PARAMS
 
 
 @pytest.mark.parametrize("key", ["n_fft", "hop_length", "n_mfcc", "n_chroma", "n_octaves", "n_bands"])
@@ -119,7 +119,7 @@ def test_the_library_and_the_config_take_the_same_smallest_values(repo_root, tmp
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
         for check in (
             lambda: load_config(tmp_path / "params.yaml"),
-            lambda: features.params_from_dict(params["features"]),
+            lambda: features.recipe_params(params["features"]),
         ):
             if ok:
                 check()

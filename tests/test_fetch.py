@@ -191,7 +191,13 @@ def test_fetch_fma_whole_subset(fma, server, tmp_path, kind, dataset):
         assert row.official_split == fma.tracks[row.track_id]["split"]
         assert row.path == (raw / "audio" / row.track_id[:3] / f"{row.track_id}.mp3").as_posix()
         assert Path(row.path).read_bytes() == fma.audio[row.track_id]
-    assert sorted(p.name for p in raw.iterdir()) == ["audio", "clips.csv", "fetch_report.json", "track_info.csv"]
+    assert sorted(p.name for p in raw.iterdir()) == [
+        "audio",
+        "clips.csv",
+        "fetch_report.json",
+        "fma_metadata",
+        "track_info.csv",
+    ]
     names = read_track_info(raw / "track_info.csv")
     assert names.values.tolist() == [[t, fma.tracks[t]["artist"], fma.tracks[t]["title"]] for t in expected_ids]
     assert names.set_index("track_id").loc["000182"].tolist() == [
@@ -350,7 +356,12 @@ def test_open_archive_lists_bzip2_members(fma):
         str(fma.directory), "fma_metadata.zip", "fma_metadata", fma.sha1["fma_metadata"], Path("unused"), ranged=False
     )
     with archive:
-        assert archive.names() == ["fma_metadata/genres.csv", "fma_metadata/tracks.csv"]
+        assert archive.names() == [
+            "fma_metadata/echonest.csv",
+            "fma_metadata/features.csv",
+            "fma_metadata/genres.csv",
+            "fma_metadata/tracks.csv",
+        ]
         assert {i.compress_type for i in archive.zip_file.infolist()} == {zipfile.ZIP_BZIP2}
     assert record == {"file": "fma_metadata.zip", "sha1": fma.sha1["fma_metadata"], "verified": VERIFIED_SHA1}
 

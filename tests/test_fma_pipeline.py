@@ -15,7 +15,7 @@ import yaml
 
 from genreclf.data.fetch import VERIFIED_MEMBER_CRC32
 from genreclf.data.tfrecords import SHARD_RE
-from tests.support.fma_fixture import NO_AUDIO_ID, SHORT_ID, build_fma_fixture
+from tests.support.fma_fixture import NO_AUDIO_ID, SHORT_ID, TABLE_LACKS_ID, build_fma_fixture
 from tests.support.helpers import ROOT, make_project, run_stage
 from tests.support.http_range_server import RangeServer
 
@@ -70,6 +70,10 @@ def test_fetch_read_only_the_chosen_clips_and_verified_them(fma_run):
         [t, fixture.tracks[t]["artist"], fixture.tracks[t]["title"]] for t in clips["track_id"]
     ]
     assert (names["artist"] != "").all() and "data/raw/track_info.csv" in logs["fetch"]
+    # FMA's own feature tables, read out of the remote metadata archive too: the chosen clips' rows
+    kept = pd.read_csv(project / "data/raw/fma_metadata/features.csv", index_col=0, header=[0, 1, 2])
+    assert sorted(f"{t:06d}" for t in kept.index) == sorted(set(clips["track_id"]) - {TABLE_LACKS_ID})
+    assert report["feature_tables"]["features.csv"] == len(kept)
 
 
 def test_convert_skipped_the_bad_clips(fma_run):

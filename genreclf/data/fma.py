@@ -7,11 +7,17 @@ zero-padded track id. tracks.csv has two header rows (plus the index name row); 
 used are ('set', 'subset') = small | medium | large (medium includes small, large includes
 both), ('set', 'split') = training | validation | test, and ('track', 'genre_top'); and,
 where the file has them, ('artist', 'name') and ('track', 'title') ('' where it has not).
+
+fetch also keeps, in data/raw/fma_metadata/, the rows of the chosen clips of the archive's
+``features.csv`` and ``echonest.csv`` (FMA's own features; features.source fma | fma_echonest):
+their header rows and those rows, as written in the archive (no value is parsed or rewritten).
+Whatever the features.source, so that switching it never refetches nor reconverts the clips.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import logging
 import re
 import tempfile
@@ -43,6 +49,9 @@ SUBSET_COLUMN = ("set", "subset")
 SPLIT_COLUMN = ("set", "split")
 GENRE_COLUMN = ("track", "genre_top")
 NAME_COLUMNS = {"artist": ("artist", "name"), "title": ("track", "title")}  # optional: '' when absent
+KEPT_TABLES_DIR = "fma_metadata"  # under data/raw: the chosen clips' rows of FMA's feature tables
+KEPT_TABLES = ("features.csv", "echonest.csv")  # members fma_metadata/<name> of fma_metadata.zip
+TABLE_INDEX_ROW = "track_id"  # the row after a table's header rows
 MEMBER_RE = re.compile(r"^(?P<top>[^/]+)/(?P<folder>\d{3})/(?P<track_id>\d{6})\.mp3$")
 SHOWN_EXAMPLES = 5
 
@@ -210,6 +219,7 @@ def fetch_fma(
         )
 
         with atomic_dir(raw_dir) as out:
+            kept_tables = keep_table_rows(metadata, set(chosen["track_id"]), scratch, out / KEPT_TABLES_DIR)
             audio.extract(
                 [(members[track_id], out / AUDIO_DIR / audio_path(track_id)) for track_id in chosen["track_id"]],
                 desc=f"{dataset} clips",
@@ -221,6 +231,7 @@ def fetch_fma(
                 "dataset": dataset,
                 "source": public_source(source),
                 "archives": {METADATA: metadata_record, dataset: audio_record},
+                "feature_tables": kept_tables,
                 "selection": {"clips_per_genre": clips_per_genre, "seed": seed},
                 "skipped": {
                     "tracks_without_genre": without_genre,
@@ -233,3 +244,41 @@ def fetch_fma(
             }
             report = write_clips_and_report(out, chosen, report)
     return report
+
+
+def keep_table_rows(metadata, track_ids: set[str], scratch: Path, out_dir: Path) -> dict[str, int]:
+    """The rows of ``track_ids`` of each of FMA's feature tables in the metadata archive, with the
+    header rows, written to ``out_dir``/<name>; {name: rows kept}. A table the archive lacks is
+    skipped (logged): features.source fma or fma_echonest then says it is missing."""
+    kept = {}
+    names = metadata.names()
+    for name in KEPT_TABLES:
+        member = f"{METADATA}/{name}"
+        if member not in names:
+            log.warning("%s: has no %s; features.source fma / fma_echonest cannot use it", metadata.label, member)
+            continue
+        metadata.extract([(member, scratch / name)], desc=name)
+        kept[name] = filter_table(scratch / name, out_dir / name, track_ids, f"{metadata.label}: {member}")
+        (scratch / name).unlink()
+        log.info("kept %d rows of %s (the chosen clips it has) in %s", kept[name], member, out_dir / name)
+    return kept
+
+
+def filter_table(src: Path, dst: Path, track_ids: set[str], label: str) -> int:
+    """Copy the header rows of FMA's table ``src`` (up to its track_id row) and the rows of
+    ``track_ids`` to ``dst``, field by field as written; the number of rows kept."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with open(src, newline="", encoding="utf-8") as fin, open(dst, "w", newline="", encoding="utf-8") as fout:
+        reader, writer = csv.reader(fin), csv.writer(fout, lineterminator="\n")
+        for row in reader:
+            writer.writerow(row)
+            if row and row[0] == TABLE_INDEX_ROW:
+                break
+        else:
+            raise DataError(f"{label}: no '{TABLE_INDEX_ROW}' row after the header rows; is it FMA's table?")
+        for row in reader:
+            if row and row[0].isdigit() and f"{int(row[0]):06d}" in track_ids:
+                writer.writerow(row)
+                rows += 1
+    return rows

@@ -1,6 +1,8 @@
 """The FMA feature set: 518 statistics of 11 librosa features per clip.
 
-The same features as the FMA dataset's ``features.csv`` (mdeff/fma, features.py):
+The features that the FMA dataset's ``features.csv`` names (mdeff/fma, features.py), by
+another recipe: a 30 s clip (FMA: the full track), one sample rate (FMA: the track's own),
+today's librosa (FMA: 0.5), so the values differ (docs/features.md, "Two recipes"):
 chroma_stft, chroma_cqt, chroma_cens, tonnetz, 20 MFCCs, rms (named ``rmse`` as in
 FMA), zero-crossing rate (``zcr``), spectral centroid, bandwidth, contrast (7 rows for
 6 bands) and rolloff; of each row its mean, std, skew, kurtosis, median, min and max
@@ -82,19 +84,7 @@ from genreclf.data.audio import read_wav
 from genreclf.errors import DataError, ParamError
 
 # The features in FMA's column order, and how many rows each has (see feature_rows).
-FEATURES = (
-    "chroma_cens",
-    "chroma_cqt",
-    "chroma_stft",
-    "mfcc",
-    "rmse",
-    "spectral_bandwidth",
-    "spectral_centroid",
-    "spectral_contrast",
-    "spectral_rolloff",
-    "tonnetz",
-    "zcr",
-)
+FEATURES = catalog.FMA_FEATURE_FAMILIES
 STATISTICS = ("kurtosis", "max", "mean", "median", "min", "skew", "std")
 TONNETZ_ROWS = 6
 
@@ -155,6 +145,12 @@ def params_from_dict(values, where: str = SETTINGS_WHERE) -> FeatureParams:
     if values["n_mfcc"] > N_MELS:
         raise ParamError(f"{where}: n_mfcc = {values['n_mfcc']}; expected at most the {N_MELS} mel bands")
     return FeatureParams(**values)
+
+
+def recipe_params(section: dict, where: str = SETTINGS_WHERE) -> FeatureParams:
+    """FeatureParams from params.yaml's features section, checked: its recipe keys (n_fft ... n_bands);
+    the others (source, families, max_missing) say which table, not how to compute it."""
+    return params_from_dict({key: section[key] for key in PARAM_MINIMUMS if key in section}, where=where)
 
 
 def params_to_dict(params: FeatureParams) -> dict:

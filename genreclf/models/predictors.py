@@ -87,7 +87,7 @@ class SklearnPredictor:
     family = "sklearn"
 
     def __init__(self, folder: artifacts.ModelFolder):
-        from genreclf.features import fma_features  # librosa is only needed to predict new audio
+        from genreclf.features import fma_tables  # librosa is only needed to predict new audio
 
         where = folder.path / artifacts.PREPROCESSING_FILE
         self.model_dir, self.preprocessing = folder.path, folder.preprocessing
@@ -103,15 +103,12 @@ class SklearnPredictor:
         if self.table == artifacts.EMBEDDINGS_DIR.name:
             self._check_embedding(where)
             return
-        try:
-            self.feature_params = fma_features.params_from_dict(
-                folder.preprocessing.get("features"), where=f"{where}: features"
+        try:  # computed features (a selection of families), or FMA's own table: refused for new audio
+            self._recipe = fma_tables.AudioRecipe(
+                folder.preprocessing.get("features"), self.columns, f"{where}: features"
             )
         except ParamError as e:
             raise DataError(f"{e} (the feature settings the model was trained with)", path=where) from None
-        if fma_features.feature_columns(self.feature_params) != self.columns:
-            raise DataError(f"{where}: its columns are not those of its feature params", path=where)
-        self._features = fma_features
 
     def _check_embedding(self, where: Path) -> None:
         from genreclf.models import musicnn
@@ -151,7 +148,7 @@ class SklearnPredictor:
         if self.table == artifacts.EMBEDDINGS_DIR.name:
             row = self._embed(samples).reshape(1, -1)
         else:
-            row = self._features.clip_features(samples, self.sample_rate, self.feature_params).reshape(1, -1)
+            row = self._recipe(samples, self.sample_rate).reshape(1, -1)
         return sklearn_models.class_probabilities(self.pipeline, row, len(self.labels))[0]
 
     def _embed(self, samples: np.ndarray) -> np.ndarray:

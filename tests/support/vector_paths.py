@@ -82,7 +82,7 @@ def fma_features() -> dict[str, np.ndarray]:
     from stages.config import load_config
 
     samples, rate = read_wav(WAV_CLIP)
-    params = features.params_from_dict(load_config(ROOT / "params.yaml").features.model_dump())
+    params = features.recipe_params(load_config(ROOT / "params.yaml").features.model_dump())
     return {"features": features.clip_features(features.int16_to_float(samples), rate, params)}
 
 

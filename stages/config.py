@@ -4,8 +4,10 @@ Every stage calls ``load_config()`` first thing. It validates the WHOLE file, so
 or misspelt key, a wrong type or an out-of-range value in any section stops the first stage
 that runs, within a second and before any heavy work, with one line per problem:
 
-    params.yaml: cnn1d.epoch = 3: unknown key; the keys of cnn1d are [...]
-    params.yaml: svm.C = -1: expected a number > 0, or a non-empty list of them
+    params.yaml: cnn1d.epoch = 3: Extra inputs are not permitted
+    params.yaml: cnn1d.epochs = 0: Input should be greater than 0
+
+(pydantic's location and message; a rule over several keys names them all with their values.)
 
 Types are strict (``true`` is not a number, ``"3"`` is not an integer) and every key is
 required: no setting has a default in the code. A stage then uses only its own section(s)
@@ -18,20 +20,17 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
 
 from genreclf import catalog
 from genreclf.errors import ParamError
 
 PARAMS_FILE = "params.yaml"
-MISSING_HINT = "add it (see README, 'Params')"
+MISSING_HINT = "add it (see docs/params.md)"
 SHOWN_VALUE_CHARS = 80  # longer values are cut in messages
 SVM_KERNELS = ("linear", "poly", "rbf", "sigmoid")
 SVM_GAMMA_WORDS = ("scale", "auto")
@@ -41,13 +40,6 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 # gs://bucket[/prefix]: a bucket name as GCS allows it (3-222 of a-z 0-9 . _ -), then folders, no "/" at the end
 GCS_ROOT_PATTERN = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^/\s]+)*$"
 FRACTIONS_TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class Expect:
-    """Annotation metadata: how messages describe a type whose constraints say too little."""
-
-    text: str
 
 
 class Rule(ValueError):
@@ -65,14 +57,11 @@ PositiveNumber = Annotated[float, Field(gt=0)]
 Seed = NonNegativeInt
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 DropoutRate = Annotated[float, Field(ge=0, lt=1)]
-Sha1 = Annotated[str, Field(pattern=SHA1_PATTERN), Expect("a SHA-1 (40 hexadecimal digits)")]
-PcaComponents = Annotated[PositiveInt | None, Expect("an integer > 0 (components), or null for no PCA")]
+Sha1 = Annotated[str, Field(pattern=SHA1_PATTERN)]
+PcaComponents = PositiveInt | None
 Layers = Annotated[list[PositiveInt], Field(min_length=1)]
-Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN), Expect("a SHA-256 (64 lowercase hexadecimal digits)")]
-DataRoot = Annotated[
-    Annotated[str, Field(pattern=GCS_ROOT_PATTERN)] | None,
-    Expect("null (the workspace) or a gs://bucket/prefix URL without a '/' at the end"),
-]
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
+DataRoot = Annotated[str, Field(pattern=GCS_ROOT_PATTERN)] | None
 
 
 class Section(BaseModel):
@@ -180,11 +169,7 @@ class EmbedSection(Section):
     patches_per_clip: PositiveInt | None  # null: every 3 s patch of the clip
 
 
-SklearnModels = Annotated[
-    dict[str, Literal[catalog.FEATURE_TABLES]],
-    Field(min_length=1),
-    Expect(f"a non-empty mapping of each model to its table, one of {json.dumps(catalog.FEATURE_TABLES)}"),
-]
+SklearnModels = Annotated[dict[str, Literal[catalog.FEATURE_TABLES]], Field(min_length=1)]
 
 
 class ModelsSection(Section):
@@ -463,37 +448,36 @@ def read_params_file(path: str | Path) -> dict:
 # ---- pydantic's errors -> one line per problem -------------------------------------------------
 
 
+def sections(model: type[BaseModel] | None = None, prefix: str = ""):
+    """(dotted name, model class) of the whole file ("") and of every section and mapping inside it,
+    depth first in the order of the fields."""
+    model = Config if model is None else model
+    yield prefix, model
+    for name, field in model.model_fields.items():
+        for candidate in (field.annotation, *get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                yield from sections(candidate, f"{prefix}.{name}" if prefix else name)
+
+
 def problems(error: ValidationError, file: str) -> list[str]:
-    """One line per error: ``<file>: <dotted key> = <value>: <what is expected>``."""
+    """One line per error: ``<file>: <dotted key> = <value>: <pydantic's message>``; a Rule names
+    its own keys and values."""
     lines = []
     for e in error.errors():
-        keys, what = explain(e, file)
+        rule = e.get("ctx", {}).get("error")
+        if isinstance(rule, Rule):
+            paths = [tuple(part for part in key.split(".") if part) for key in rule.keys]
+            keys, what = [(tuple(e["loc"]) + path, lookup(e["input"], path)) for path in paths], str(rule)
+        elif e["type"] == "missing":
+            keys, what = [(tuple(e["loc"]), _ABSENT)], f"missing; {MISSING_HINT}"
+        else:
+            keys, what = [(tuple(e["loc"]), e["input"])], e["msg"].removeprefix("Value error, ")
         named = ", ".join(dotted(loc) if value is _ABSENT else f"{dotted(loc)} = {show(value)}" for loc, value in keys)
         lines.append(f"{file}: {named}: {what}")
     return list(dict.fromkeys(lines))
 
 
 _ABSENT = object()
-
-
-def explain(e: dict, file: str) -> tuple[list[tuple[tuple, Any]], str]:
-    """([(loc, value or _ABSENT) of each key it names], what is wrong or expected) of one of pydantic's errors."""
-    loc, kind = tuple(e["loc"]), e["type"]
-    error = e.get("ctx", {}).get("error")
-    if isinstance(error, Rule):
-        paths = [tuple(part for part in key.split(".") if part) for key in error.keys]
-        return [(loc + path, lookup(e["input"], path)) for path in paths], str(error)
-    if kind == "missing":
-        return [(loc, _ABSENT)], f"missing; {MISSING_HINT}"
-    if kind == "extra_forbidden":
-        holder = model_at(loc[:-1])
-        keys = sorted(holder.model_fields) if holder else []
-        where = dotted(loc[:-1]) if loc[:-1] else file
-        return [(loc, e["input"])], f"unknown key; the keys of {where} are [{', '.join(keys)}]"
-    if error is not None:  # a field validator's ValueError: its message says what is expected
-        return [(loc, e["input"])], str(error)
-    annotation = annotation_at(loc)
-    return [(loc, e["input"])], f"expected {expected(annotation)}" if annotation is not None else e["msg"]
 
 
 def lookup(data: Any, path: tuple) -> Any:
@@ -517,75 +501,3 @@ def show(value: Any) -> str:
     """A value as params.yaml would write it (JSON is YAML), cut when long."""
     text = json.dumps(value, default=str)
     return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
-
-
-def model_at(loc: tuple) -> type[BaseModel] | None:
-    """The model class found at ``loc`` (a section or a mapping inside one), or None."""
-    return model_in(annotation_at(loc))
-
-
-def model_in(annotation: Any) -> type[BaseModel] | None:
-    """The model class an annotation names (``Section``, ``Section | None``), or None."""
-    for candidate in (annotation, *flat_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
-def annotation_at(loc: tuple) -> Any:
-    """The declared type at ``loc``, with its constraints (Annotated), or None if there is none."""
-    annotation: Any = Config
-    for part in loc:
-        if isinstance(part, int):  # an item of a list
-            lists = [a for a in (annotation, *flat_args(annotation)) if get_origin(a) is list]
-            if not lists:
-                return None
-            annotation = get_args(lists[0])[0]
-            continue
-        model = model_in(annotation)
-        if model is None or part not in model.model_fields:
-            return None
-        field: FieldInfo = model.model_fields[part]
-        annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-    return annotation
-
-
-def flat_args(annotation: Any) -> list:
-    """The types inside Annotated and unions, recursively."""
-    found = []
-    for arg in get_args(annotation) if get_origin(annotation) in (Annotated, Union, UnionType) else ():
-        found += [arg, *flat_args(arg)]
-    return found
-
-
-def expected(annotation: Any, constraints: tuple = ()) -> str:
-    """What a declared type accepts, in words: "an integer > 0", "one of [...] or null", ..."""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        return expected(args[0], (*constraints, *args[1:]))
-    flat = [c for item in constraints for c in (item.metadata if isinstance(item, FieldInfo) else [item])]
-    for item in flat:
-        if isinstance(item, Expect):
-            return item.text
-    if origin in (Union, UnionType):
-        options = [expected(arg, constraints) for arg in args if arg is not type(None)]
-        return " or ".join(options) + (" or null" if type(None) in args else "")
-    if origin is Literal:
-        return f"one of {json.dumps(list(args))}"
-    if origin is list:
-        size = "a non-empty list" if any(getattr(c, "min_length", 0) for c in flat) else "a list"
-        return f"{size}, each {expected(args[0])}"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return f"a mapping with the keys [{', '.join(annotation.model_fields)}]"
-    if annotation is str:
-        return "a non-empty string" if any(getattr(c, "min_length", 0) for c in flat) else "a string"
-    words = {bool: "true or false", int: "an integer", float: "a number"}
-    bounds = [
-        f"{sign} {getattr(c, attr)}"
-        for c in flat
-        for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
-        if getattr(c, attr, None) is not None
-    ]
-    return " ".join(
-        [words.get(annotation, getattr(annotation, "__name__", str(annotation))), " and ".join(bounds)]
-    ).strip()

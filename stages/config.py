@@ -76,20 +76,38 @@ class Section(BaseModel):
 class Checksums(Section):
     """The SHA-1 of each archive; null: not checked. Only the dataset's own archives must be listed."""
 
-    fma_metadata: Sha1 | None = None
-    fma_small: Sha1 | None = None
-    fma_medium: Sha1 | None = None
-    fma_large: Sha1 | None = None
-    gtzan: Sha1 | None = None
+    fma_metadata: Sha1 | None = Field(
+        None, description="SHA-1 of fma_metadata.zip (the published one); null: not checked, its SHA-1 is logged."
+    )
+    fma_small: Sha1 | None = Field(None, description="SHA-1 of fma_small.zip; null: not checked.")
+    fma_medium: Sha1 | None = Field(None, description="SHA-1 of fma_medium.zip; null: not checked.")
+    fma_large: Sha1 | None = Field(None, description="SHA-1 of fma_large.zip; null: not checked.")
+    gtzan: Sha1 | None = Field(None, description="SHA-1 of GTZAN's genres.tar.gz; null: not checked.")
 
 
 class DataSection(Section):
-    dataset: Literal[catalog.DATASETS]
-    source: Annotated[str, Field(min_length=1)]  # checked against the disk by the fetch stage
-    checksums: Checksums
-    clips_per_genre: PositiveInt | None
-    seed: Seed
-    root: DataRoot  # where the raw clips, WAVs and shards go: null = the workspace; gs://... = that prefix
+    dataset: Literal[catalog.DATASETS] = Field(description="The dataset: an FMA subset or GTZAN.")
+    source: Annotated[str, Field(min_length=1)] = Field(
+        description=(
+            "Where the archives come from: a URL prefix (the official FMA host, or a mirror), or a local directory "
+            "holding the archives or the files already unpacked; for gtzan a directory laid out "
+            "<genre>/<genre>.NNNNN.(wav|au|mp3), or genres.tar.gz. Checked against the disk by the fetch stage."
+        ),
+    )
+    checksums: Checksums = Field(
+        description="The SHA-1 of each archive; the dataset's own archives must be listed (null to skip a check)."
+    )
+    clips_per_genre: PositiveInt | None = Field(
+        description="null: every clip; N: at most N clips per genre (a quick trial)."
+    )
+    seed: Seed = Field(description="Which clips a clips_per_genre trial picks.")
+    root: DataRoot = Field(
+        description=(
+            "Where the raw clips, the WAVs and the TFRecord shards go: null = data/raw/audio, data/wav and "
+            "data/shards in the workspace; gs://bucket/prefix (no '/' at the end) = objects under that prefix, "
+            "data/raw, data/wav and data/shards then holding their manifests (docs/scaling.md)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _dataset_archives_listed(self) -> DataSection:
@@ -105,14 +123,18 @@ class DataSection(Section):
 
 
 class ConvertSection(Section):
-    sample_rate: Annotated[int, Field(ge=8000, le=192000)]
-    min_seconds: Annotated[float, Field(ge=0)]
+    sample_rate: Annotated[int, Field(ge=8000, le=192000)] = Field(
+        description="Hz; every clip is decoded to mono at this rate, 16-bit PCM."
+    )
+    min_seconds: Annotated[float, Field(ge=0)] = Field(
+        description="Clips shorter than this (seconds) are skipped and reported."
+    )
 
 
 class Fractions(Section):
-    train: Fraction
-    val: Fraction
-    test: Fraction
+    train: Fraction = Field(description="Share of the clips in the train split.")
+    val: Fraction = Field(description="Share of the clips in the val split.")
+    test: Fraction = Field(description="Share of the clips in the test split.")
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> Fractions:
@@ -123,29 +145,34 @@ class Fractions(Section):
 
 
 class SplitSection(Section):
-    method: Literal["stratified", "official", "fault_filtered"]
-    fractions: Fractions
-    seed: Seed
+    method: Literal["stratified", "official", "fault_filtered"] = Field(
+        description=(
+            "stratified: file level, by genre; official: FMA's artist-disjoint split; fault_filtered: GTZAN's "
+            "artist-disjoint lists (fractions and seed unused)."
+        ),
+    )
+    fractions: Fractions = Field(description="Shares of train, val and test (stratified); they sum to 1.")
+    seed: Seed = Field(description="The stratified split's shuffle.")
 
 
 class NumShards(Section):
-    train: PositiveInt
-    val: PositiveInt
-    test: PositiveInt
+    train: PositiveInt = Field(description="TFRecord files of the train split.")
+    val: PositiveInt = Field(description="TFRecord files of the val split.")
+    test: PositiveInt = Field(description="TFRecord files of the test split.")
 
 
 class ShardSection(Section):
-    num_shards: NumShards
-    seed: Seed
+    num_shards: NumShards = Field(description="TFRecord files per split.")
+    seed: Seed = Field(description="Order of the examples inside the shards.")
 
 
 class FeaturesSection(Section):
-    n_fft: Annotated[int, Field(ge=16)]
-    hop_length: PositiveInt
-    n_mfcc: PositiveInt
-    n_chroma: PositiveInt
-    n_octaves: PositiveInt
-    n_bands: PositiveInt
+    n_fft: Annotated[int, Field(ge=16)] = Field(description="STFT window (samples) of the FMA feature set.")
+    hop_length: PositiveInt = Field(description="STFT hop (samples); at most n_fft.")
+    n_mfcc: PositiveInt = Field(description="MFCC coefficients (at most the mel bands).")
+    n_chroma: PositiveInt = Field(description="Chroma bins.")
+    n_octaves: PositiveInt = Field(description="CQT range (octaves) for chroma_cqt, chroma_cens and tonnetz.")
+    n_bands: PositiveInt = Field(description="Spectral contrast bands.")
 
     @model_validator(mode="after")
     def _frames_and_bands(self) -> FeaturesSection:
@@ -159,22 +186,45 @@ class FeaturesSection(Section):
 class PretrainedSection(Section):
     """Where the musicnn wheel comes from (a local file, or PyPI into cache_dir) and its SHA-256."""
 
-    wheel: Annotated[str, Field(min_length=1)] | None  # checked against the disk by the pretrained stage
-    cache_dir: Annotated[str, Field(min_length=1)]  # "~" is the home folder
-    sha256: Sha256
+    wheel: Annotated[str, Field(min_length=1)] | None = Field(
+        description=(
+            "null: pip download musicnn==0.1.0 from PyPI into cache_dir; or the path of a local copy of the wheel "
+            "(offline). Checked against the disk by the pretrained stage."
+        ),
+    )
+    cache_dir: Annotated[str, Field(min_length=1)] = Field(
+        description="Where the downloaded wheel is kept for the next run ('~' is the home folder)."
+    )
+    sha256: Sha256 = Field(description="SHA-256 of the wheel (64 lowercase hexadecimal digits).")
 
 
 class EmbedSection(Section):
-    embedding: Literal[catalog.MUSICNN_EMBEDDINGS]
-    patches_per_clip: PositiveInt | None  # null: every 3 s patch of the clip
+    embedding: Literal[catalog.MUSICNN_EMBEDDINGS] = Field(
+        description=(
+            "penultimate (200 values) or max_pool (753): the musicnn layer, averaged over the clip's 3 s patches."
+        ),
+    )
+    patches_per_clip: PositiveInt | None = Field(
+        description="null: every non-overlapping 3 s patch (10 in 30 s); N: N evenly spaced ones."
+    )
 
 
 SklearnModels = Annotated[dict[str, Literal[catalog.FEATURE_TABLES]], Field(min_length=1)]
 
 
 class ModelsSection(Section):
-    sklearn: SklearnModels  # model -> the table it is trained on (data/features or data/embeddings)
-    keras: Annotated[list[Literal[catalog.KERAS_MODELS]], Field(min_length=1)]
+    sklearn: SklearnModels = Field(
+        description=(
+            "Each scikit-learn model of the study and the table it is trained on: features (data/features, the FMA "
+            "feature set) or embeddings (data/embeddings, musicnn's)."
+        ),
+    )
+    keras: Annotated[list[Literal[catalog.KERAS_MODELS]], Field(min_length=1)] = Field(
+        description=(
+            "The Keras models of the study, each named once; summarize compares every model in this order "
+            "(scikit-learn first)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _known_and_each_once(self) -> ModelsSection:
@@ -208,31 +258,56 @@ def svm_candidates(value: Any, words: tuple[str, ...] = ()) -> list:
 
 
 class LogregSection(Section):
-    pca_components: PcaComponents
-    C: PositiveNumber
-    max_iter: PositiveInt
-    seed: Seed
+    pca_components: PcaComponents = Field(
+        description="null: no PCA; N: the number of principal components kept after standardising."
+    )
+    C: PositiveNumber = Field(description="Inverse regularisation strength of the logistic regression.")
+    max_iter: PositiveInt = Field(description="Solver iterations at most.")
+    seed: Seed = Field(description="The solver's random state.")
 
 
 class KnnSection(Section):
-    pca_components: PcaComponents
-    n_neighbors: PositiveInt
-    weights: Literal["uniform", "distance"]
+    pca_components: PcaComponents = Field(
+        description="null: no PCA; N: the number of principal components kept after standardising."
+    )
+    n_neighbors: PositiveInt = Field(description="Neighbours that vote (at most the training clips).")
+    weights: Literal["uniform", "distance"] = Field(
+        description="uniform: one vote each; distance: votes weighted by inverse distance."
+    )
 
 
 class GnbSection(Section):
-    pca_components: PcaComponents
-    var_smoothing: Annotated[float, Field(ge=0)]
+    pca_components: PcaComponents = Field(
+        description="null: no PCA; N: the number of principal components kept after standardising."
+    )
+    var_smoothing: Annotated[float, Field(ge=0)] = Field(
+        description="Share of the largest feature variance added to every variance."
+    )
 
 
 class SvmSection(Section):
-    pca_components: PcaComponents
-    C: list[float]  # one value in params.yaml: a list of one candidate
-    kernel: Literal[SVM_KERNELS]
-    gamma: list[float | str]
-    cv_folds: Annotated[int, Field(ge=2)]
-    search_workers: PositiveInt  # fits at once in that search: speed and memory only, the same choice
-    seed: Seed
+    pca_components: PcaComponents = Field(
+        description="null: no PCA; N: the number of principal components kept after standardising."
+    )
+    C: list[float] = Field(
+        description=(
+            "A number > 0, or a non-empty list of them: the candidates, chosen by cross-validation on the train split."
+        ),
+    )
+    kernel: Literal[SVM_KERNELS] = Field(description="The SVC's kernel.")
+    gamma: list[float | str] = Field(
+        description="A number > 0, scale or auto, or a non-empty list of them: the candidates, chosen with C."
+    )
+    cv_folds: Annotated[int, Field(ge=2)] = Field(
+        description="Stratified folds of the choice of C and gamma (and at least as many train clips per genre)."
+    )
+    search_workers: PositiveInt = Field(
+        description=(
+            "Fits at once in that search (threads): the same choice whatever the number; each more holds its own fit "
+            "(+48 MiB at 8000 clips, docs/benchmarks.md)."
+        ),
+    )
+    seed: Seed = Field(description="The folds of the search and of the probability calibration.")
 
     @field_validator("C", mode="plain")
     @classmethod
@@ -248,11 +323,18 @@ class SvmSection(Section):
 class MusicnnSection(Section):
     """Standardised logistic regression on the musicnn embeddings; C chosen by CV on the train split."""
 
-    pca_components: PcaComponents
-    C: list[float]  # one value in params.yaml: a list of one candidate
-    cv_folds: Annotated[int, Field(ge=2)]
-    max_iter: PositiveInt
-    seed: Seed
+    pca_components: PcaComponents = Field(
+        description="null: no PCA; N: the number of principal components kept after standardising."
+    )
+    C: list[float] = Field(
+        description=(
+            "A number > 0, or a non-empty list of them chosen by stratified cv_folds-fold cross-validation on the "
+            "train split."
+        ),
+    )
+    cv_folds: Annotated[int, Field(ge=2)] = Field(description="Stratified folds of the choice of C.")
+    max_iter: PositiveInt = Field(description="Solver iterations at most.")
+    seed: Seed = Field(description="The folds and the solver's random state.")
 
     @field_validator("C", mode="plain")
     @classmethod
@@ -266,14 +348,21 @@ class MusicnnSection(Section):
 class KerasSection(Section):
     """The training settings every Keras model has."""
 
-    dropout: DropoutRate
-    epochs: PositiveInt
-    batch_size: PositiveInt  # per replica
-    learning_rate: PositiveNumber
-    patience: NonNegativeInt
-    mixed_precision: bool
-    seed: Seed
-    max_steps: PositiveInt | None  # null: train in full; N: stop after N training batches (benchmarks)
+    dropout: DropoutRate = Field(description="Dropout rate before the output layer.")
+    epochs: PositiveInt = Field(description="Training epochs at most (early stopping may end sooner).")
+    batch_size: PositiveInt = Field(description="Examples per batch and replica.")
+    learning_rate: PositiveNumber = Field(description="Adam's learning rate.")
+    patience: NonNegativeInt = Field(
+        description="Early stopping: epochs without a better validation loss before training stops."
+    )
+    mixed_precision: bool = Field(description="float16 compute on a GPU (ignored elsewhere).")
+    seed: Seed = Field(description="Weights, shuffling and dropout.")
+    max_steps: PositiveInt | None = Field(
+        description=(
+            "null: train in full; N: stop after N training batches, each validation after N (benchmarks/rehearsal.py "
+            "times the steps this way): the model is then NOT a trained one."
+        ),
+    )
 
 
 def check_mel_bands(n_mels: int, n_fft: int, mels_key: str) -> None:
@@ -287,12 +376,17 @@ def check_mel_bands(n_mels: int, n_fft: int, mels_key: str) -> None:
 
 
 class Cnn1dSection(KerasSection):
-    window_size: PositiveInt  # samples; checked against the shortest clip by train_keras
-    conv_filters: Layers
-    kernel_size: PositiveInt
-    pool_size: PositiveInt
-    dense_units: Layers
-    val_windows_per_clip: PositiveInt | None  # evenly spaced; null: all (test evaluation always uses all)
+    window_size: PositiveInt = Field(description="Samples per raw-audio window (at most the shortest clip).")
+    conv_filters: Layers = Field(description="Filters of each 1-D convolution.")
+    kernel_size: PositiveInt = Field(description="Kernel width of every convolution.")
+    pool_size: PositiveInt = Field(description="Max-pooling after every convolution.")
+    dense_units: Layers = Field(description="Units of each dense layer before the output.")
+    val_windows_per_clip: PositiveInt | None = Field(
+        description=(
+            "Evenly spaced windows of each val clip scored per epoch; null: all (the test evaluation always scores "
+            "all)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _window_survives_the_convolutions(self) -> Cnn1dSection:
@@ -309,16 +403,26 @@ class Cnn1dSection(KerasSection):
 
 
 class MobilenetSection(KerasSection):
-    weights: str | None  # imagenet, null (train from scratch) or a weights file
-    image_size: Annotated[int, Field(ge=catalog.MOBILENET_MIN_IMAGE_SIZE)]
-    n_mels: PositiveInt
-    n_fft: Annotated[int, Field(ge=2)]
-    hop_length: PositiveInt
-    alpha: PositiveNumber
-    dense_units: PositiveInt
-    fine_tune_layers: NonNegativeInt
-    fine_tune_epochs: NonNegativeInt
-    fine_tune_learning_rate: PositiveNumber
+    weights: str | None = Field(
+        description="imagenet, null (train from scratch) or the path of a weights file (.h5 or .weights.h5)."
+    )
+    image_size: Annotated[int, Field(ge=catalog.MOBILENET_MIN_IMAGE_SIZE)] = Field(
+        description="Side of the square input image: the clip's log-mel spectrogram resized to it."
+    )
+    n_mels: PositiveInt = Field(description="Mel bands of the spectrogram.")
+    n_fft: Annotated[int, Field(ge=2)] = Field(description="STFT window (samples); enough bins for n_mels bands.")
+    hop_length: PositiveInt = Field(description="STFT hop (samples).")
+    alpha: PositiveNumber = Field(
+        description="MobileNetV2's width multiplier (ImageNet weights exist for a few values only)."
+    )
+    dense_units: PositiveInt = Field(description="Units of the dense layer of the head.")
+    fine_tune_layers: NonNegativeInt = Field(
+        description="> 0: unfreeze the top N layers of the base after the head is trained (needs weights)."
+    )
+    fine_tune_epochs: NonNegativeInt = Field(
+        description="Epochs of that fine-tuning (> 0 exactly when fine_tune_layers is)."
+    )
+    fine_tune_learning_rate: PositiveNumber = Field(description="Learning rate of the fine-tuning.")
 
     @field_validator("weights")
     @classmethod
@@ -356,14 +460,16 @@ class MobilenetSection(KerasSection):
 
 
 class Cnn2dSection(KerasSection):
-    segments_per_clip: PositiveInt
-    image_size: PositiveInt  # mel bands = frames per segment
-    n_fft: Annotated[int, Field(ge=2)]
-    hop_length: PositiveInt
-    filters: Layers
-    pools: Layers
-    dense_units: PositiveInt
-    loss: Literal["softmax", "sigmoid"]
+    segments_per_clip: PositiveInt = Field(description="Spectrogram segments cut from each clip.")
+    image_size: PositiveInt = Field(description="Mel bands, and frames per segment.")
+    n_fft: Annotated[int, Field(ge=2)] = Field(description="STFT window (samples); enough bins for image_size bands.")
+    hop_length: PositiveInt = Field(description="STFT hop (samples).")
+    filters: Layers = Field(description="Filters of each 2-D convolution.")
+    pools: Layers = Field(description="Max-pooling after each convolution (as many as filters).")
+    dense_units: PositiveInt = Field(description='Units of the dense layer named "dense" (the recommend embedding).')
+    loss: Literal["softmax", "sigmoid"] = Field(
+        description="softmax, or sigmoid (the study's sigmoid cross-entropy on one-hot labels)."
+    )
 
     @model_validator(mode="after")
     def _layers_and_bands(self) -> Cnn2dSection:
@@ -378,8 +484,14 @@ class Cnn2dSection(KerasSection):
 
 class RecommendSection(Section):
     # what the index is built on: data/embeddings, data/features, or models/cnn2d's layer "dense"
-    embedding: Literal["musicnn", "features", "cnn2d"]
-    top: PositiveInt  # neighbours per query in the evaluation (precision@top)
+    embedding: Literal["musicnn", "features", "cnn2d"] = Field(
+        description=(
+            "What the similar-songs index is built on: musicnn (data/embeddings), features (the FMA feature set) or "
+            "cnn2d (the trained cnn2d's layer \"dense\", mean over a clip's segments); metrics/recommend.json compares "
+            "all three, so models.keras must list cnn2d."
+        ),
+    )
+    top: PositiveInt = Field(description="Neighbours per query; metrics/recommend.json has the genre precision@top.")
 
 
 # ---- the whole file --------------------------------------------------------------------------
@@ -388,23 +500,31 @@ class RecommendSection(Section):
 class Config(Section):
     """Every section of params.yaml. A model's section may be left out when ``models`` does not list it."""
 
-    data: DataSection
-    convert: ConvertSection
-    split: SplitSection
-    shard: ShardSection
-    features: FeaturesSection
-    pretrained: PretrainedSection
-    embed: EmbedSection
-    models: ModelsSection
-    logreg: LogregSection | None = None
-    knn: KnnSection | None = None
-    gnb: GnbSection | None = None
-    svm: SvmSection | None = None
-    musicnn: MusicnnSection | None = None
-    cnn1d: Cnn1dSection | None = None
-    mobilenet: MobilenetSection | None = None
-    cnn2d: Cnn2dSection | None = None
-    recommend: RecommendSection
+    data: DataSection = Field(description="The dataset and where it comes from (fetch).")
+    convert: ConvertSection = Field(description="Decoding to WAV (convert).")
+    split: SplitSection = Field(description="The train/val/test split (split).")
+    shard: ShardSection = Field(description="The TFRecord shards (shard).")
+    features: FeaturesSection = Field(description="The FMA feature set (features).")
+    pretrained: PretrainedSection = Field(description="The pretrained musicnn network (pretrained).")
+    embed: EmbedSection = Field(description="The musicnn embeddings (embed).")
+    models: ModelsSection = Field(description="The models of the study.")
+    logreg: LogregSection | None = Field(None, description="Logistic regression on its table.")
+    knn: KnnSection | None = Field(None, description="k nearest neighbours on its table.")
+    gnb: GnbSection | None = Field(None, description="Gaussian naive Bayes on its table.")
+    svm: SvmSection | None = Field(
+        None, description="The kernel SVM, its probabilities calibrated (temperature scaling)."
+    )
+    musicnn: MusicnnSection | None = Field(
+        None, description="Logistic regression on the musicnn embeddings, C chosen by cross-validation."
+    )
+    cnn1d: Cnn1dSection | None = Field(None, description="The FMA study's 1-D CNN on raw-audio windows.")
+    mobilenet: MobilenetSection | None = Field(
+        None, description="MobileNetV2 transfer learning on mel-spectrogram images."
+    )
+    cnn2d: Cnn2dSection | None = Field(None, description="The GTZAN-style 4-convolution CNN on spectrogram segments.")
+    recommend: RecommendSection = Field(
+        description="Similar songs: a cosine nearest-neighbour index over the train and val clips."
+    )
 
     @model_validator(mode="after")
     def _listed_models_have_sections(self) -> Config:

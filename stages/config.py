@@ -382,10 +382,7 @@ class Cnn1dSection(KerasSection):
     pool_size: PositiveInt = Field(description="Max-pooling after every convolution.")
     dense_units: Layers = Field(description="Units of each dense layer before the output.")
     val_windows_per_clip: PositiveInt | None = Field(
-        description=(
-            "Evenly spaced windows of each val clip scored per epoch; null: all (the test evaluation always scores "
-            "all)."
-        ),
+        description="Evenly spaced windows of each val clip scored per epoch; null: all (the test scores all)."
     )
 
     @model_validator(mode="after")

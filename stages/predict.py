@@ -1,6 +1,6 @@
 """Predict the genre of audio files: python -m stages.predict FILE... [--model NAME] [--top K].
 
-Each file is decoded exactly as the model's training clips were (genreclf.audio.decode_clip
+Each file is decoded exactly as the model's training clips were (genreclf.data.audio.decode_clip
 at the model's sample rate) and goes through the model's own feature or spectrogram path
 (models/<name>/preprocessing.json). Prints the top K genres of each file with their
 probabilities. A file that cannot be read gets an error line and the others are still

@@ -14,6 +14,9 @@ required: no setting has a default in the code. A stage then uses only its own s
 and hands the library plain values (``config.cnn1d.model_dump()``); the library knows
 nothing of this file. What only the data can tell (a window longer than the shortest clip,
 more PCA components than features, ...) is checked by the stage once it has read the data.
+
+Every key has a ``Field(description=...)``: docs/params.md is generated from them
+(``python -m stages.params_doc > docs/params.md``; a test fails when it is stale).
 """
 
 from __future__ import annotations

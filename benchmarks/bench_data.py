@@ -3,8 +3,8 @@
     python benchmarks/bench_data.py --clips 50 200 [--source DIR] [--workers N] [--plain]
 
 For each N, N clips are taken from --source (every audio file under it, sorted, cycled
-when N is larger), converted with genreclf.audio.convert_clip and then featurised with
-genreclf.features.iter_wav_features, each with one process per core as the stages do,
+when N is larger), converted with genreclf.data.audio.convert_clip and then featurised with
+genreclf.features.fma_features.iter_wav_features, each with one process per core as the stages do,
 at the settings of params.yaml (convert.sample_rate, convert.min_seconds, features).
 With --plain, the same WAVs are then featurised a second time the plain way
 (tests/support/plain_librosa.py: FMA's recipe in librosa's own functions, one clip per call,
@@ -115,7 +115,7 @@ def measure(phase: str, clips: int, work) -> Measurement:
 def convert_clips(
     sources: list[Path], destinations: list[Path], sample_rate: int, min_seconds: float, workers: int
 ) -> list[audio.ConvertResult]:
-    """genreclf.audio.convert_clip on every clip, one process per core, results in order."""
+    """genreclf.data.audio.convert_clip on every clip, one process per core, results in order."""
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         return list(
             pool.map(

@@ -4,7 +4,7 @@
 
 Every N-th audio file under --source (default: all 100 clips of ../shared/data/gtzan_mini;
 22050 Hz WAVs, read as the stage reads them) is featurised by
-genreclf.features.clip_features and then by tests/support/plain_librosa.py (FMA's recipe in
+genreclf.features.fma_features.clip_features and then by tests/support/plain_librosa.py (FMA's recipe in
 librosa's own functions), clip by clip, interleaved, one BLAS thread, after one warm-up
 clip each. Printed: the mean and median CPU seconds per clip of each and their ratio.
 CPU time of one process is what a clip costs however busy the machine is (within the

@@ -21,7 +21,7 @@ Prints, in one run:
       no download);
 2. with the real shards and split (not --synthetic): the earlier comparison of
    a. tf.data parse + decode + batch, b. the same with the CPU-side log-mel image map
-   (``genreclf.spectrograms.mel_image``, the earlier design), against
+   (``genreclf.features.spectrograms.mel_image``, the earlier design), against
    the FMA study's first, slow input: for each file of the same split, ``librosa.load``
    at the dataset's sample rate, then a pandas look-up of its label by track id in the
    split manifest (a boolean mask over the whole table, per file).

@@ -1,17 +1,15 @@
 """What every stage script shares: its logger, the entry point, and the hints that name a stage.
 
-The library (genreclf) raises errors about the data and logs through
-``logging.getLogger(__name__)``; it never installs a handler and never names DVC.
-Here, at the pipeline layer, ``run_stage`` installs one stderr handler, prints a
-GenreError as one clear line (no traceback), and adds what to run when the file
-at fault is the output of another stage (``dvc repro <stage>``). An OSError (a full
-disk, no permission, too many open files, a file that vanished) is one such line too
-(``genreclf.io.file_error``).
+The library (genreclf) raises errors and logs through ``logging.getLogger(__name__)``; it never
+installs a handler and never names DVC. Here ``run_stage`` installs one stderr handler, prints a
+GenreError or an OSError of a file (``genreclf.io.file_error``) as one clear line (no traceback),
+and adds what to run when the file at fault is the output of another stage (``dvc repro <stage>``).
 """
 
 from __future__ import annotations
 
 import configparser
+import contextlib
 import errno
 import logging
 import sys
@@ -65,16 +63,14 @@ def producer_of(path: str) -> str | None:
     """The stage (as ``dvc repro`` names it) whose output ``path`` is, if any."""
     path = str(path).replace("\\", "/").lstrip("./")
     for prefix, stage in PRODUCERS:
-        if path == prefix or path.startswith(prefix + "/") or path.startswith(prefix + "."):
+        if path == prefix or path.startswith((prefix + "/", prefix + ".")):
             return stage
     parts = path.split("/")
     models, metrics = artifacts.MODELS_DIR.parts, artifacts.MODEL_METRICS_DIR.parts
-    if len(parts) > len(models) and tuple(parts[: len(models)]) == models:
-        name = parts[len(models)]
-        return f"train_sklearn@{name} or train_keras@{name}"
-    if len(parts) > len(metrics) and tuple(parts[: len(metrics)]) == metrics:
-        name = parts[len(metrics)].removesuffix(".json")
-        return f"evaluate_sklearn@{name} or evaluate_keras@{name}"
+    for folder, stage in ((models, "train"), (metrics, "evaluate")):
+        if len(parts) > len(folder) and tuple(parts[: len(folder)]) == folder:
+            name = parts[len(folder)].removesuffix(".json")
+            return f"{stage}_sklearn@{name} or {stage}_keras@{name}"
     return None
 
 
@@ -102,13 +98,10 @@ def dvc_cache_dir() -> Path | None:
     cache = DVC_DIR / "cache"
     for config_file in DVC_CONFIG_FILES:
         config = configparser.ConfigParser(strict=False, interpolation=None)
-        try:
+        with contextlib.suppress(configparser.Error):
             config.read(config_file, encoding="utf-8")
-        except configparser.Error:
-            continue
-        value = config.get("cache", "dir", fallback=None)
-        if value:
-            cache = DVC_DIR / value.strip().strip("'\"")  # a relative dir is relative to .dvc/
+            value = config.get("cache", "dir", fallback=None)
+            cache = DVC_DIR / value.strip().strip("'\"") if value else cache  # relative to .dvc/
     return cache
 
 
@@ -122,24 +115,17 @@ GCS_REMEDY = "keep the audio on GCS (data.root: gs://…)"
 
 
 def model_folders(models_dir: Path, marker: str) -> list[str]:
-    """The folders under ``models_dir`` that hold a ``marker`` file (a trained model), sorted:
-    the choices of a command-line argument that names a model."""
-    if not models_dir.is_dir():
-        return []
-    return sorted(p.name for p in models_dir.iterdir() if (p / marker).is_file())
+    """The folders under ``models_dir`` holding a ``marker`` file (a trained model), sorted: the
+    choices of a command-line argument that names a model."""
+    return sorted(p.name for p in models_dir.iterdir() if (p / marker).is_file()) if models_dir.is_dir() else []
 
 
 def log_tables_written(log: logging.Logger, folder: Path, by_split: dict, n_columns: int, what: str) -> None:
     """Log the per-split tables of a features-like stage (features, embed) and their info file."""
+    rows = ", ".join(str(len(by_split[s])) for s in artifacts.SPLITS)
+    splits, info = ",".join(artifacts.SPLITS), artifacts.FEATURE_INFO_FILE
     log.info(
-        "wrote %s/{%s}.csv (%s rows, %d %s columns) and %s/%s",
-        folder,
-        ",".join(artifacts.SPLITS),
-        ", ".join(str(len(by_split[s])) for s in artifacts.SPLITS),
-        n_columns,
-        what,
-        folder,
-        artifacts.FEATURE_INFO_FILE,
+        "wrote %s/{%s}.csv (%s rows, %d %s columns) and %s/%s", folder, splits, rows, n_columns, what, folder, info
     )
 
 
@@ -154,7 +140,7 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
         log.error("error: %s", with_hint(e, running=name))
         sys.exit(1)
     except OSError as e:
-        if e.errno is None:
+        if e.errno is None:  # not a file's error: a bug, with its traceback
             raise
         log.error("error: %s", with_hint(file_error(e), running=name))
         sys.exit(1)

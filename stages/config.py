@@ -4,34 +4,36 @@ Every stage calls ``load_config()`` first thing. It validates the WHOLE file, so
 or misspelt key, a wrong type or an out-of-range value in any section stops the first stage
 that runs, within a second and before any heavy work, with one line per problem:
 
-    params.yaml: cnn1d.epoch = 3: unknown key; the keys of cnn1d are [...]
-    params.yaml: svm.C = -1: expected a number > 0, or a non-empty list of them
+    params.yaml: cnn1d.epoch = 3: Extra inputs are not permitted
+    params.yaml: cnn1d.epochs = 0: Input should be greater than 0
+
+(pydantic's location and message; a rule over several keys names them all with their values.)
 
 Types are strict (``true`` is not a number, ``"3"`` is not an integer) and every key is
 required: no setting has a default in the code. A stage then uses only its own section(s)
 and hands the library plain values (``config.cnn1d.model_dump()``); the library knows
 nothing of this file. What only the data can tell (a window longer than the shortest clip,
 more PCA components than features, ...) is checked by the stage once it has read the data.
+
+Every key has a ``Field(description=...)``: docs/params.md is generated from them
+(``python -m stages.params_doc > docs/params.md``; a test fails when it is stale).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
 
 from genreclf import catalog
 from genreclf.errors import ParamError
 
 PARAMS_FILE = "params.yaml"
-MISSING_HINT = "add it (see README, 'Params')"
+MISSING_HINT = "add it (see docs/params.md)"
 SHOWN_VALUE_CHARS = 80  # longer values are cut in messages
 SVM_KERNELS = ("linear", "poly", "rbf", "sigmoid")
 SVM_GAMMA_WORDS = ("scale", "auto")
@@ -42,13 +44,6 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 GCS_ROOT_PATTERN = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^/\s]+)*$"
 FRACTIONS_TOLERANCE = 1e-6
 LIBRARY_OF_THE_DATASET = "data/split"  # recommend.library: the dataset's train and val clips
-
-
-@dataclass(frozen=True)
-class Expect:
-    """Annotation metadata: how messages describe a type whose constraints say too little."""
-
-    text: str
 
 
 class Rule(ValueError):
@@ -66,14 +61,11 @@ PositiveNumber = Annotated[float, Field(gt=0)]
 Seed = NonNegativeInt
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 DropoutRate = Annotated[float, Field(ge=0, lt=1)]
-Sha1 = Annotated[str, Field(pattern=SHA1_PATTERN), Expect("a SHA-1 (40 hexadecimal digits)")]
-PcaComponents = Annotated[PositiveInt | None, Expect("an integer > 0 (components), or null for no PCA")]
+Sha1 = Annotated[str, Field(pattern=SHA1_PATTERN)]
+PcaComponents = PositiveInt | None
 Layers = Annotated[list[PositiveInt], Field(min_length=1)]
-Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN), Expect("a SHA-256 (64 lowercase hexadecimal digits)")]
-DataRoot = Annotated[
-    Annotated[str, Field(pattern=GCS_ROOT_PATTERN)] | None,
-    Expect("null (the workspace) or a gs://bucket/prefix URL without a '/' at the end"),
-]
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
+DataRoot = Annotated[str, Field(pattern=GCS_ROOT_PATTERN)] | None
 
 
 class Section(BaseModel):
@@ -88,24 +80,41 @@ class Section(BaseModel):
 class Checksums(Section):
     """The SHA-1 of each archive; null: not checked. Only the dataset's own archives must be listed."""
 
-    fma_metadata: Sha1 | None = None
-    fma_small: Sha1 | None = None
-    fma_medium: Sha1 | None = None
-    fma_large: Sha1 | None = None
-    gtzan: Sha1 | None = None
-    folder: Annotated[
-        Sha1 | None,
-        Field(description="SHA-1 of the .zip or .tar.gz that data.source names for data.dataset folder; optional"),
-    ] = None
+    fma_metadata: Sha1 | None = Field(
+        None, description="SHA-1 of fma_metadata.zip (the published one); null: not checked, its SHA-1 is logged."
+    )
+    fma_small: Sha1 | None = Field(None, description="SHA-1 of fma_small.zip; null: not checked.")
+    fma_medium: Sha1 | None = Field(None, description="SHA-1 of fma_medium.zip; null: not checked.")
+    fma_large: Sha1 | None = Field(None, description="SHA-1 of fma_large.zip; null: not checked.")
+    gtzan: Sha1 | None = Field(None, description="SHA-1 of GTZAN's genres.tar.gz; null: not checked.")
+    folder: Sha1 | None = Field(
+        None, description="SHA-1 of the .zip or .tar.gz that data.source names for data.dataset folder; optional."
+    )
 
 
 class DataSection(Section):
-    dataset: Literal[catalog.DATASETS]
-    source: Annotated[str, Field(min_length=1)]  # checked against the disk by the fetch stage
-    checksums: Checksums
-    clips_per_genre: PositiveInt | None
-    seed: Seed
-    root: DataRoot  # where the raw clips, WAVs and shards go: null = the workspace; gs://... = that prefix
+    dataset: Literal[catalog.DATASETS] = Field(description="The dataset: an FMA subset or GTZAN.")
+    source: Annotated[str, Field(min_length=1)] = Field(
+        description=(
+            "Where the archives come from: a URL prefix (the official FMA host, or a mirror), or a local directory "
+            "holding the archives or the files already unpacked; for gtzan a directory laid out "
+            "<genre>/<genre>.NNNNN.(wav|au|mp3), or genres.tar.gz. Checked against the disk by the fetch stage."
+        ),
+    )
+    checksums: Checksums = Field(
+        description="The SHA-1 of each archive; the dataset's own archives must be listed (null to skip a check)."
+    )
+    clips_per_genre: PositiveInt | None = Field(
+        description="null: every clip; N: at most N clips per genre (a quick trial)."
+    )
+    seed: Seed = Field(description="Which clips a clips_per_genre trial picks.")
+    root: DataRoot = Field(
+        description=(
+            "Where the raw clips, the WAVs and the TFRecord shards go: null = data/raw/audio, data/wav and "
+            "data/shards in the workspace; gs://bucket/prefix (no '/' at the end) = objects under that prefix, "
+            "data/raw, data/wav and data/shards then holding their manifests (docs/scaling.md)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _dataset_archives_listed(self) -> DataSection:
@@ -122,20 +131,19 @@ class DataSection(Section):
 
 
 class ConvertSection(Section):
-    sample_rate: Annotated[int, Field(ge=8000, le=192000)]
-    min_seconds: Annotated[float, Field(ge=0)]
-    excerpt_seconds: Annotated[
-        Annotated[float, Field(gt=0)] | None,
-        Field(
-            description="Seconds of each clip kept when it is decoded (songs of any length cut to one "
-            "excerpt); null keeps every clip whole"
-        ),
-        Expect("a number of seconds > 0, or null for the whole clip"),
-    ]
-    excerpt_from: Annotated[
-        Literal[catalog.EXCERPT_FROM],
-        Field(description="Where the excerpt of a longer clip starts: start (its first seconds) or middle"),
-    ]
+    sample_rate: Annotated[int, Field(ge=8000, le=192000)] = Field(
+        description="Hz; every clip is decoded to mono at this rate, 16-bit PCM."
+    )
+    min_seconds: Annotated[float, Field(ge=0)] = Field(
+        description="Clips shorter than this (seconds) are skipped and reported."
+    )
+    excerpt_seconds: Annotated[float, Field(gt=0)] | None = Field(
+        description="Seconds of each clip kept when it is decoded (songs of any length cut to one excerpt); "
+        "null keeps every clip whole."
+    )
+    excerpt_from: Literal[catalog.EXCERPT_FROM] = Field(
+        description="Where the excerpt of a longer clip starts: start (its first seconds) or middle."
+    )
 
     @model_validator(mode="after")
     def _excerpt_not_shorter_than_kept(self) -> ConvertSection:
@@ -148,9 +156,9 @@ class ConvertSection(Section):
 
 
 class Fractions(Section):
-    train: Fraction
-    val: Fraction
-    test: Fraction
+    train: Fraction = Field(description="Share of the clips in the train split.")
+    val: Fraction = Field(description="Share of the clips in the val split.")
+    test: Fraction = Field(description="Share of the clips in the test split.")
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> Fractions:
@@ -161,20 +169,25 @@ class Fractions(Section):
 
 
 class SplitSection(Section):
-    method: Literal["stratified", "official", "fault_filtered"]
-    fractions: Fractions
-    seed: Seed
+    method: Literal["stratified", "official", "fault_filtered"] = Field(
+        description=(
+            "stratified: file level, by genre; official: FMA's artist-disjoint split; fault_filtered: GTZAN's "
+            "artist-disjoint lists (fractions and seed unused)."
+        ),
+    )
+    fractions: Fractions = Field(description="Shares of train, val and test (stratified); they sum to 1.")
+    seed: Seed = Field(description="The stratified split's shuffle.")
 
 
 class NumShards(Section):
-    train: PositiveInt
-    val: PositiveInt
-    test: PositiveInt
+    train: PositiveInt = Field(description="TFRecord files of the train split.")
+    val: PositiveInt = Field(description="TFRecord files of the val split.")
+    test: PositiveInt = Field(description="TFRecord files of the test split.")
 
 
 class ShardSection(Section):
-    num_shards: NumShards
-    seed: Seed
+    num_shards: NumShards = Field(description="TFRecord files per split.")
+    seed: Seed = Field(description="Order of the examples inside the shards.")
 
 
 FAMILIES_EXPECTED = "expected all, or a non-empty list of feature families (e.g. [mfcc])"
@@ -193,12 +206,12 @@ class FeaturesSection(Section):
         description="fma and fma_echonest: the largest share of the split's clips that the table may "
         "lack (they are left out and listed in data/features/left_out.csv); more is an error"
     )
-    n_fft: Annotated[int, Field(ge=16)]
-    hop_length: PositiveInt
-    n_mfcc: PositiveInt
-    n_chroma: PositiveInt
-    n_octaves: PositiveInt
-    n_bands: PositiveInt
+    n_fft: Annotated[int, Field(ge=16)] = Field(description="STFT window (samples) of the FMA feature set.")
+    hop_length: PositiveInt = Field(description="STFT hop (samples); at most n_fft.")
+    n_mfcc: PositiveInt = Field(description="MFCC coefficients (at most the mel bands).")
+    n_chroma: PositiveInt = Field(description="Chroma bins.")
+    n_octaves: PositiveInt = Field(description="CQT range (octaves) for chroma_cqt, chroma_cens and tonnetz.")
+    n_bands: PositiveInt = Field(description="Spectral contrast bands.")
 
     @field_validator("families", mode="plain")
     @classmethod
@@ -234,26 +247,45 @@ class FeaturesSection(Section):
 class PretrainedSection(Section):
     """Where the musicnn wheel comes from (a local file, or PyPI into cache_dir) and its SHA-256."""
 
-    wheel: Annotated[str, Field(min_length=1)] | None  # checked against the disk by the pretrained stage
-    cache_dir: Annotated[str, Field(min_length=1)]  # "~" is the home folder
-    sha256: Sha256
+    wheel: Annotated[str, Field(min_length=1)] | None = Field(
+        description=(
+            "null: pip download musicnn==0.1.0 from PyPI into cache_dir; or the path of a local copy of the wheel "
+            "(offline). Checked against the disk by the pretrained stage."
+        ),
+    )
+    cache_dir: Annotated[str, Field(min_length=1)] = Field(
+        description="Where the downloaded wheel is kept for the next run ('~' is the home folder)."
+    )
+    sha256: Sha256 = Field(description="SHA-256 of the wheel (64 lowercase hexadecimal digits).")
 
 
 class EmbedSection(Section):
-    embedding: Literal[catalog.MUSICNN_EMBEDDINGS]
-    patches_per_clip: PositiveInt | None  # null: every 3 s patch of the clip
+    embedding: Literal[catalog.MUSICNN_EMBEDDINGS] = Field(
+        description=(
+            "penultimate (200 values) or max_pool (753): the musicnn layer, averaged over the clip's 3 s patches."
+        ),
+    )
+    patches_per_clip: PositiveInt | None = Field(
+        description="null: every non-overlapping 3 s patch (10 in 30 s); N: N evenly spaced ones."
+    )
 
 
-SklearnModels = Annotated[
-    dict[str, Literal[catalog.FEATURE_TABLES]],
-    Field(min_length=1),
-    Expect(f"a non-empty mapping of each model to its table, one of {json.dumps(catalog.FEATURE_TABLES)}"),
-]
+SklearnModels = Annotated[dict[str, Literal[catalog.FEATURE_TABLES]], Field(min_length=1)]
 
 
 class ModelsSection(Section):
-    sklearn: SklearnModels  # model -> the table it is trained on (data/features or data/embeddings)
-    keras: Annotated[list[Literal[catalog.KERAS_MODELS]], Field(min_length=1)]
+    sklearn: SklearnModels = Field(
+        description=(
+            "Each scikit-learn model of the study and the table it is trained on: features (data/features, the FMA "
+            "feature set) or embeddings (data/embeddings, musicnn's)."
+        ),
+    )
+    keras: Annotated[list[Literal[catalog.KERAS_MODELS]], Field(min_length=1)] = Field(
+        description=(
+            "The Keras models of the study, each named once; summarize compares every model in this order "
+            "(scikit-learn first)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _known_and_each_once(self) -> ModelsSection:
@@ -287,31 +319,56 @@ def svm_candidates(value: Any, words: tuple[str, ...] = ()) -> list:
 
 
 class LogregSection(Section):
-    pca_components: PcaComponents
-    C: PositiveNumber
-    max_iter: PositiveInt
-    seed: Seed
+    pca_components: PcaComponents = Field(
+        description="null: no PCA; N: the number of principal components kept after standardising."
+    )
+    C: PositiveNumber = Field(description="Inverse regularisation strength of the logistic regression.")
+    max_iter: PositiveInt = Field(description="Solver iterations at most.")
+    seed: Seed = Field(description="The solver's random state.")
 
 
 class KnnSection(Section):
-    pca_components: PcaComponents
-    n_neighbors: PositiveInt
-    weights: Literal["uniform", "distance"]
+    pca_components: PcaComponents = Field(
+        description="null: no PCA; N: the number of principal components kept after standardising."
+    )
+    n_neighbors: PositiveInt = Field(description="Neighbours that vote (at most the training clips).")
+    weights: Literal["uniform", "distance"] = Field(
+        description="uniform: one vote each; distance: votes weighted by inverse distance."
+    )
 
 
 class GnbSection(Section):
-    pca_components: PcaComponents
-    var_smoothing: Annotated[float, Field(ge=0)]
+    pca_components: PcaComponents = Field(
+        description="null: no PCA; N: the number of principal components kept after standardising."
+    )
+    var_smoothing: Annotated[float, Field(ge=0)] = Field(
+        description="Share of the largest feature variance added to every variance."
+    )
 
 
 class SvmSection(Section):
-    pca_components: PcaComponents
-    C: list[float]  # one value in params.yaml: a list of one candidate
-    kernel: Literal[SVM_KERNELS]
-    gamma: list[float | str]
-    cv_folds: Annotated[int, Field(ge=2)]
-    search_workers: PositiveInt  # fits at once in that search: speed and memory only, the same choice
-    seed: Seed
+    pca_components: PcaComponents = Field(
+        description="null: no PCA; N: the number of principal components kept after standardising."
+    )
+    C: list[float] = Field(
+        description=(
+            "A number > 0, or a non-empty list of them: the candidates, chosen by cross-validation on the train split."
+        ),
+    )
+    kernel: Literal[SVM_KERNELS] = Field(description="The SVC's kernel.")
+    gamma: list[float | str] = Field(
+        description="A number > 0, scale or auto, or a non-empty list of them: the candidates, chosen with C."
+    )
+    cv_folds: Annotated[int, Field(ge=2)] = Field(
+        description="Stratified folds of the choice of C and gamma (and at least as many train clips per genre)."
+    )
+    search_workers: PositiveInt = Field(
+        description=(
+            "Fits at once in that search (threads): the same choice whatever the number; each more holds its own fit "
+            "(+48 MiB at 8000 clips, docs/benchmarks.md)."
+        ),
+    )
+    seed: Seed = Field(description="The folds of the search and of the probability calibration.")
 
     @field_validator("C", mode="plain")
     @classmethod
@@ -327,11 +384,18 @@ class SvmSection(Section):
 class MusicnnSection(Section):
     """Standardised logistic regression on the musicnn embeddings; C chosen by CV on the train split."""
 
-    pca_components: PcaComponents
-    C: list[float]  # one value in params.yaml: a list of one candidate
-    cv_folds: Annotated[int, Field(ge=2)]
-    max_iter: PositiveInt
-    seed: Seed
+    pca_components: PcaComponents = Field(
+        description="null: no PCA; N: the number of principal components kept after standardising."
+    )
+    C: list[float] = Field(
+        description=(
+            "A number > 0, or a non-empty list of them chosen by stratified cv_folds-fold cross-validation on the "
+            "train split."
+        ),
+    )
+    cv_folds: Annotated[int, Field(ge=2)] = Field(description="Stratified folds of the choice of C.")
+    max_iter: PositiveInt = Field(description="Solver iterations at most.")
+    seed: Seed = Field(description="The folds and the solver's random state.")
 
     @field_validator("C", mode="plain")
     @classmethod
@@ -345,14 +409,21 @@ class MusicnnSection(Section):
 class KerasSection(Section):
     """The training settings every Keras model has."""
 
-    dropout: DropoutRate
-    epochs: PositiveInt
-    batch_size: PositiveInt  # per replica
-    learning_rate: PositiveNumber
-    patience: NonNegativeInt
-    mixed_precision: bool
-    seed: Seed
-    max_steps: PositiveInt | None  # null: train in full; N: stop after N training batches (benchmarks)
+    dropout: DropoutRate = Field(description="Dropout rate before the output layer.")
+    epochs: PositiveInt = Field(description="Training epochs at most (early stopping may end sooner).")
+    batch_size: PositiveInt = Field(description="Examples per batch and replica.")
+    learning_rate: PositiveNumber = Field(description="Adam's learning rate.")
+    patience: NonNegativeInt = Field(
+        description="Early stopping: epochs without a better validation loss before training stops."
+    )
+    mixed_precision: bool = Field(description="float16 compute on a GPU (ignored elsewhere).")
+    seed: Seed = Field(description="Weights, shuffling and dropout.")
+    max_steps: PositiveInt | None = Field(
+        description=(
+            "null: train in full; N: stop after N training batches, each validation after N (benchmarks/rehearsal.py "
+            "times the steps this way): the model is then NOT a trained one."
+        ),
+    )
 
 
 def check_mel_bands(n_mels: int, n_fft: int, mels_key: str) -> None:
@@ -366,12 +437,14 @@ def check_mel_bands(n_mels: int, n_fft: int, mels_key: str) -> None:
 
 
 class Cnn1dSection(KerasSection):
-    window_size: PositiveInt  # samples; checked against the shortest clip by train_keras
-    conv_filters: Layers
-    kernel_size: PositiveInt
-    pool_size: PositiveInt
-    dense_units: Layers
-    val_windows_per_clip: PositiveInt | None  # evenly spaced; null: all (test evaluation always uses all)
+    window_size: PositiveInt = Field(description="Samples per raw-audio window (at most the shortest clip).")
+    conv_filters: Layers = Field(description="Filters of each 1-D convolution.")
+    kernel_size: PositiveInt = Field(description="Kernel width of every convolution.")
+    pool_size: PositiveInt = Field(description="Max-pooling after every convolution.")
+    dense_units: Layers = Field(description="Units of each dense layer before the output.")
+    val_windows_per_clip: PositiveInt | None = Field(
+        description="Evenly spaced windows of each val clip scored per epoch; null: all (the test scores all)."
+    )
 
     @model_validator(mode="after")
     def _window_survives_the_convolutions(self) -> Cnn1dSection:
@@ -388,16 +461,26 @@ class Cnn1dSection(KerasSection):
 
 
 class MobilenetSection(KerasSection):
-    weights: str | None  # imagenet, null (train from scratch) or a weights file
-    image_size: Annotated[int, Field(ge=catalog.MOBILENET_MIN_IMAGE_SIZE)]
-    n_mels: PositiveInt
-    n_fft: Annotated[int, Field(ge=2)]
-    hop_length: PositiveInt
-    alpha: PositiveNumber
-    dense_units: PositiveInt
-    fine_tune_layers: NonNegativeInt
-    fine_tune_epochs: NonNegativeInt
-    fine_tune_learning_rate: PositiveNumber
+    weights: str | None = Field(
+        description="imagenet, null (train from scratch) or the path of a weights file (.h5 or .weights.h5)."
+    )
+    image_size: Annotated[int, Field(ge=catalog.MOBILENET_MIN_IMAGE_SIZE)] = Field(
+        description="Side of the square input image: the clip's log-mel spectrogram resized to it."
+    )
+    n_mels: PositiveInt = Field(description="Mel bands of the spectrogram.")
+    n_fft: Annotated[int, Field(ge=2)] = Field(description="STFT window (samples); enough bins for n_mels bands.")
+    hop_length: PositiveInt = Field(description="STFT hop (samples).")
+    alpha: PositiveNumber = Field(
+        description="MobileNetV2's width multiplier (ImageNet weights exist for a few values only)."
+    )
+    dense_units: PositiveInt = Field(description="Units of the dense layer of the head.")
+    fine_tune_layers: NonNegativeInt = Field(
+        description="> 0: unfreeze the top N layers of the base after the head is trained (needs weights)."
+    )
+    fine_tune_epochs: NonNegativeInt = Field(
+        description="Epochs of that fine-tuning (> 0 exactly when fine_tune_layers is)."
+    )
+    fine_tune_learning_rate: PositiveNumber = Field(description="Learning rate of the fine-tuning.")
 
     @field_validator("weights")
     @classmethod
@@ -435,14 +518,16 @@ class MobilenetSection(KerasSection):
 
 
 class Cnn2dSection(KerasSection):
-    segments_per_clip: PositiveInt
-    image_size: PositiveInt  # mel bands = frames per segment
-    n_fft: Annotated[int, Field(ge=2)]
-    hop_length: PositiveInt
-    filters: Layers
-    pools: Layers
-    dense_units: PositiveInt
-    loss: Literal["softmax", "sigmoid"]
+    segments_per_clip: PositiveInt = Field(description="Spectrogram segments cut from each clip.")
+    image_size: PositiveInt = Field(description="Mel bands, and frames per segment.")
+    n_fft: Annotated[int, Field(ge=2)] = Field(description="STFT window (samples); enough bins for image_size bands.")
+    hop_length: PositiveInt = Field(description="STFT hop (samples).")
+    filters: Layers = Field(description="Filters of each 2-D convolution.")
+    pools: Layers = Field(description="Max-pooling after each convolution (as many as filters).")
+    dense_units: PositiveInt = Field(description='Units of the dense layer named "dense" (the recommend embedding).')
+    loss: Literal["softmax", "sigmoid"] = Field(
+        description="softmax, or sigmoid (the study's sigmoid cross-entropy on one-hot labels)."
+    )
 
     @model_validator(mode="after")
     def _layers_and_bands(self) -> Cnn2dSection:
@@ -457,8 +542,14 @@ class Cnn2dSection(KerasSection):
 
 class RecommendSection(Section):
     # what the index is built on: data/embeddings, data/features, or models/cnn2d's layer "dense"
-    embedding: Literal["musicnn", "features", "cnn2d"]
-    top: PositiveInt  # neighbours per query in the evaluation (precision@top)
+    embedding: Literal["musicnn", "features", "cnn2d"] = Field(
+        description=(
+            "What the similar-songs index is built on: musicnn (data/embeddings), features (the FMA feature set) or "
+            "cnn2d (the trained cnn2d's layer \"dense\", mean over a clip's segments); metrics/recommend.json compares "
+            "all three, so models.keras must list cnn2d."
+        ),
+    )
+    top: PositiveInt = Field(description="Neighbours per query; metrics/recommend.json has the genre precision@top.")
     library: Annotated[
         str,
         Field(
@@ -481,23 +572,31 @@ class RecommendSection(Section):
 class Config(Section):
     """Every section of params.yaml. A model's section may be left out when ``models`` does not list it."""
 
-    data: DataSection
-    convert: ConvertSection
-    split: SplitSection
-    shard: ShardSection
-    features: FeaturesSection
-    pretrained: PretrainedSection
-    embed: EmbedSection
-    models: ModelsSection
-    logreg: LogregSection | None = None
-    knn: KnnSection | None = None
-    gnb: GnbSection | None = None
-    svm: SvmSection | None = None
-    musicnn: MusicnnSection | None = None
-    cnn1d: Cnn1dSection | None = None
-    mobilenet: MobilenetSection | None = None
-    cnn2d: Cnn2dSection | None = None
-    recommend: RecommendSection
+    data: DataSection = Field(description="The dataset and where it comes from (fetch).")
+    convert: ConvertSection = Field(description="Decoding to WAV (convert).")
+    split: SplitSection = Field(description="The train/val/test split (split).")
+    shard: ShardSection = Field(description="The TFRecord shards (shard).")
+    features: FeaturesSection = Field(description="The FMA feature set (features).")
+    pretrained: PretrainedSection = Field(description="The pretrained musicnn network (pretrained).")
+    embed: EmbedSection = Field(description="The musicnn embeddings (embed).")
+    models: ModelsSection = Field(description="The models of the study.")
+    logreg: LogregSection | None = Field(None, description="Logistic regression on its table.")
+    knn: KnnSection | None = Field(None, description="k nearest neighbours on its table.")
+    gnb: GnbSection | None = Field(None, description="Gaussian naive Bayes on its table.")
+    svm: SvmSection | None = Field(
+        None, description="The kernel SVM, its probabilities calibrated (temperature scaling)."
+    )
+    musicnn: MusicnnSection | None = Field(
+        None, description="Logistic regression on the musicnn embeddings, C chosen by cross-validation."
+    )
+    cnn1d: Cnn1dSection | None = Field(None, description="The FMA study's 1-D CNN on raw-audio windows.")
+    mobilenet: MobilenetSection | None = Field(
+        None, description="MobileNetV2 transfer learning on mel-spectrogram images."
+    )
+    cnn2d: Cnn2dSection | None = Field(None, description="The GTZAN-style 4-convolution CNN on spectrogram segments.")
+    recommend: RecommendSection = Field(
+        description="Similar songs: a cosine nearest-neighbour index over the train and val clips."
+    )
 
     @model_validator(mode="after")
     def _fma_tables_for_fma_datasets(self) -> Config:
@@ -560,37 +659,36 @@ def read_params_file(path: str | Path) -> dict:
 # ---- pydantic's errors -> one line per problem -------------------------------------------------
 
 
+def sections(model: type[BaseModel] | None = None, prefix: str = ""):
+    """(dotted name, model class) of the whole file ("") and of every section and mapping inside it,
+    depth first in the order of the fields."""
+    model = Config if model is None else model
+    yield prefix, model
+    for name, field in model.model_fields.items():
+        for candidate in (field.annotation, *get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                yield from sections(candidate, f"{prefix}.{name}" if prefix else name)
+
+
 def problems(error: ValidationError, file: str) -> list[str]:
-    """One line per error: ``<file>: <dotted key> = <value>: <what is expected>``."""
+    """One line per error: ``<file>: <dotted key> = <value>: <pydantic's message>``; a Rule names
+    its own keys and values."""
     lines = []
     for e in error.errors():
-        keys, what = explain(e, file)
+        rule = e.get("ctx", {}).get("error")
+        if isinstance(rule, Rule):
+            paths = [tuple(part for part in key.split(".") if part) for key in rule.keys]
+            keys, what = [(tuple(e["loc"]) + path, lookup(e["input"], path)) for path in paths], str(rule)
+        elif e["type"] == "missing":
+            keys, what = [(tuple(e["loc"]), _ABSENT)], f"missing; {MISSING_HINT}"
+        else:
+            keys, what = [(tuple(e["loc"]), e["input"])], e["msg"].removeprefix("Value error, ")
         named = ", ".join(dotted(loc) if value is _ABSENT else f"{dotted(loc)} = {show(value)}" for loc, value in keys)
         lines.append(f"{file}: {named}: {what}")
     return list(dict.fromkeys(lines))
 
 
 _ABSENT = object()
-
-
-def explain(e: dict, file: str) -> tuple[list[tuple[tuple, Any]], str]:
-    """([(loc, value or _ABSENT) of each key it names], what is wrong or expected) of one of pydantic's errors."""
-    loc, kind = tuple(e["loc"]), e["type"]
-    error = e.get("ctx", {}).get("error")
-    if isinstance(error, Rule):
-        paths = [tuple(part for part in key.split(".") if part) for key in error.keys]
-        return [(loc + path, lookup(e["input"], path)) for path in paths], str(error)
-    if kind == "missing":
-        return [(loc, _ABSENT)], f"missing; {MISSING_HINT}"
-    if kind == "extra_forbidden":
-        holder = model_at(loc[:-1])
-        keys = sorted(holder.model_fields) if holder else []
-        where = dotted(loc[:-1]) if loc[:-1] else file
-        return [(loc, e["input"])], f"unknown key; the keys of {where} are [{', '.join(keys)}]"
-    if error is not None:  # a field validator's ValueError: its message says what is expected
-        return [(loc, e["input"])], str(error)
-    annotation = annotation_at(loc)
-    return [(loc, e["input"])], f"expected {expected(annotation)}" if annotation is not None else e["msg"]
 
 
 def lookup(data: Any, path: tuple) -> Any:
@@ -614,75 +712,3 @@ def show(value: Any) -> str:
     """A value as params.yaml would write it (JSON is YAML), cut when long."""
     text = json.dumps(value, default=str)
     return text if len(text) <= SHOWN_VALUE_CHARS else text[: SHOWN_VALUE_CHARS - 3] + "..."
-
-
-def model_at(loc: tuple) -> type[BaseModel] | None:
-    """The model class found at ``loc`` (a section or a mapping inside one), or None."""
-    return model_in(annotation_at(loc))
-
-
-def model_in(annotation: Any) -> type[BaseModel] | None:
-    """The model class an annotation names (``Section``, ``Section | None``), or None."""
-    for candidate in (annotation, *flat_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
-def annotation_at(loc: tuple) -> Any:
-    """The declared type at ``loc``, with its constraints (Annotated), or None if there is none."""
-    annotation: Any = Config
-    for part in loc:
-        if isinstance(part, int):  # an item of a list
-            lists = [a for a in (annotation, *flat_args(annotation)) if get_origin(a) is list]
-            if not lists:
-                return None
-            annotation = get_args(lists[0])[0]
-            continue
-        model = model_in(annotation)
-        if model is None or part not in model.model_fields:
-            return None
-        field: FieldInfo = model.model_fields[part]
-        annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
-    return annotation
-
-
-def flat_args(annotation: Any) -> list:
-    """The types inside Annotated and unions, recursively."""
-    found = []
-    for arg in get_args(annotation) if get_origin(annotation) in (Annotated, Union, UnionType) else ():
-        found += [arg, *flat_args(arg)]
-    return found
-
-
-def expected(annotation: Any, constraints: tuple = ()) -> str:
-    """What a declared type accepts, in words: "an integer > 0", "one of [...] or null", ..."""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        return expected(args[0], (*constraints, *args[1:]))
-    flat = [c for item in constraints for c in (item.metadata if isinstance(item, FieldInfo) else [item])]
-    for item in flat:
-        if isinstance(item, Expect):
-            return item.text
-    if origin in (Union, UnionType):
-        options = [expected(arg, constraints) for arg in args if arg is not type(None)]
-        return " or ".join(options) + (" or null" if type(None) in args else "")
-    if origin is Literal:
-        return f"one of {json.dumps(list(args))}"
-    if origin is list:
-        size = "a non-empty list" if any(getattr(c, "min_length", 0) for c in flat) else "a list"
-        return f"{size}, each {expected(args[0])}"
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return f"a mapping with the keys [{', '.join(annotation.model_fields)}]"
-    if annotation is str:
-        return "a non-empty string" if any(getattr(c, "min_length", 0) for c in flat) else "a string"
-    words = {bool: "true or false", int: "an integer", float: "a number"}
-    bounds = [
-        f"{sign} {getattr(c, attr)}"
-        for c in flat
-        for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
-        if getattr(c, attr, None) is not None
-    ]
-    return " ".join(
-        [words.get(annotation, getattr(annotation, "__name__", str(annotation))), " and ".join(bounds)]
-    ).strip()

@@ -4,7 +4,7 @@ Reads   params features.*; data/split/split_manifest.csv, data/split/labels.json
         WAVs they list (data/wav/<track_id>.wav, mono 16-bit, one sample rate; or, with a gs://
         data root, the objects that data/wav/wav_manifest.json lists, checked on the bucket first).
 Writes  data/features/{train,val,test}.csv: track_id, label, genre, then the feature
-        columns (genreclf.features.FEATURE_COLUMNS), one row per clip in manifest order;
+        columns (genreclf.features.fma_features.FEATURE_COLUMNS), one row per clip in manifest order;
         data/features/feature_info.json: {"sample_rate", "params", "columns"}, which the
         scikit-learn models keep so that new audio gets the very same features.
 Every core computes features; rows are written as they arrive, in a fixed order, so

@@ -1,4 +1,4 @@
-"""genreclf.audio: decoding to mono int16 at one rate, and converting one clip."""
+"""genreclf.data.audio: decoding to mono int16 at one rate, and converting one clip."""
 
 from __future__ import annotations
 

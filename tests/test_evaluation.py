@@ -254,3 +254,73 @@ def test_summarize_refuses_metrics_of_different_genres(tmp_path):
     write_model_lists(tmp_path, ["svm"], ["cnn1d"])
     proc = run_stage(tmp_path, "summarize", check=False)
     assert proc.returncode == 1 and "different genres" in proc.stderr
+
+
+# ---- the charts of dvc.yaml --------------------------------------------------------------------
+
+VAL_ACCURACY = "dvclive/{}/plots/metrics/eval/accuracy.tsv"
+TRAIN_ACCURACY = "dvclive/{}/plots/metrics/train/accuracy.tsv"
+
+
+def top_level_plots(root) -> dict:
+    """dvc.yaml's top-level plots: {id: its properties}."""
+    import yaml
+
+    entries = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8"))["plots"]
+    return {key: value for entry in entries for key, value in entry.items()}
+
+
+def test_the_top_level_plots_compare_every_model(repo_root):
+    """One chart of every Keras model's val accuracy, train against val for each, and a normalised
+    confusion matrix of every model (the plain one is each evaluate stage's own plot)."""
+    from genreclf import catalog
+
+    plots = top_level_plots(repo_root)
+    assert set(plots["val_accuracy"]["y"]) == {VAL_ACCURACY.format(m) for m in catalog.KERAS_MODELS}
+    for model in catalog.KERAS_MODELS:
+        assert plots[f"{model}_train_vs_val"]["y"] == {
+            TRAIN_ACCURACY.format(model): "accuracy",
+            VAL_ACCURACY.format(model): "accuracy",
+        }
+    for model in (*catalog.SKLEARN_MODELS, *catalog.KERAS_MODELS):
+        plot = plots[f"{model}_confusion_normalized"]
+        assert plot["template"] == "confusion_normalized" and plot["x"] == "actual"
+        assert plot["y"] == {f"evaluation/{model}/test_predictions.csv": "predicted"}
+
+
+@pytest.mark.slow  # dvc starts in a few seconds
+def test_dvc_draws_the_comparisons_from_dvclive_and_evaluate_files(repo_root, tmp_path):
+    """`dvc plots show --json` on curves written by dvclive (two Keras models of three) and one
+    model's predictions: the comparison charts hold every file there is, the missing one aside."""
+    import shutil
+    import subprocess
+    import sys
+
+    from dvclive import Live
+
+    shutil.copy(repo_root / "dvc.yaml", tmp_path)
+    shutil.copy(repo_root / "params.yaml", tmp_path)
+    for model in ("cnn1d", "cnn2d"):
+        live = Live(dir=str(tmp_path / "dvclive" / model), dvcyaml=False, save_dvc_exp=False, report=None)
+        for train, val in [(0.3, 0.25), (0.5, 0.4)]:
+            live.log_metric("train/accuracy", train)
+            live.log_metric("eval/accuracy", val)
+            live.next_step()
+        live.end()
+    (tmp_path / "evaluation/knn").mkdir(parents=True)
+    (tmp_path / "evaluation/knn/test_predictions.csv").write_text(
+        "track_id,actual,predicted\n1,rock,rock\n2,rock,jazz\n3,jazz,jazz\n", encoding="utf-8"
+    )
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    shown = subprocess.run([*dvc, "plots", "show", "--json"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    data = json.loads(shown.stdout)["data"]
+
+    def values(plot_id):
+        (chart,) = data[plot_id]
+        return chart["content"]["data"]["values"]
+
+    assert len(values("val_accuracy")) == 4  # two epochs of cnn1d and of cnn2d
+    assert {float(v["accuracy"]) for v in values("cnn1d_train_vs_val")} == {0.3, 0.5, 0.25, 0.4}
+    assert len(values("knn_confusion_normalized")) == 3
+    assert not any(data[plot_id] for plot_id in data if plot_id.startswith("mobilenet"))  # no file: no chart

@@ -243,9 +243,9 @@ def test_the_excerpt_params_are_checked(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert (params["convert"]["excerpt_seconds"], params["convert"]["excerpt_from"]) == (None, "start")
     for changes, message in [
-        ({"excerpt_seconds": 0}, "convert.excerpt_seconds = 0: expected a number of seconds > 0, or null"),
+        ({"excerpt_seconds": 0}, "convert.excerpt_seconds = 0: Input should be greater than 0"),
         ({"excerpt_seconds": 5.0}, "convert.excerpt_seconds = 5.0, convert.min_seconds = 10.0: the excerpt is"),
-        ({"excerpt_from": "end"}, 'convert.excerpt_from = "end": expected one of ["start", "middle"]'),
+        ({"excerpt_from": "end"}, "convert.excerpt_from = \"end\": Input should be 'start' or 'middle'"),
     ]:
         changed = dict(params, convert=dict(params["convert"], **changes))
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(changed))

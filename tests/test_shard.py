@@ -1,4 +1,4 @@
-"""genreclf.sharding and the shard stage: TFRecords that give back exactly the clips, deterministically."""
+"""genreclf.data.sharding and the shard stage: TFRecords that give back exactly the clips, deterministically."""
 
 from __future__ import annotations
 

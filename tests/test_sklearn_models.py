@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import io
 import tracemalloc
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,15 +20,10 @@ from threadpoolctl import threadpool_info
 
 from genreclf import artifacts
 from genreclf.errors import DataError, ParamError
-from genreclf.models import sklearn_models, svm_folds
-from stages import train_sklearn
+from genreclf.models import sklearn_models, sklearn_training, svm_folds
+from genreclf.models.sklearn_training import choose_musicnn_settings, choose_svm_settings
 from stages.config import load_config
-from stages.train_sklearn import (
-    check_settings_fit_data,
-    choose_musicnn_settings,
-    choose_svm_settings,
-    model_settings,
-)
+from stages.train_sklearn import model_settings
 from tests.support.helpers import call_stage, run_stage
 from tests.support.sklearn_fixture import feature_frame, write_feature_tables, write_params
 
@@ -295,35 +290,6 @@ def test_the_saved_file_is_the_canonical_bytes(name, tmp_path):
     assert names == sorted(names) and "schema.json" in names and all(n.startswith(tuple("123456789s")) for n in names)
 
 
-@pytest.mark.parametrize("name", sklearn_models.MODEL_NAMES)
-def test_the_arrays_of_a_model_file_are_those_skops_writes(name):
-    """dump_to_file writes the arrays itself: the same .npy bytes as skops' own dumps."""
-    x, y = blobs(10)
-    pipeline = sklearn_models.build_pipeline(name, 3, **OPTIONS[name]).fit(x, y)
-    with zipfile.ZipFile(io.BytesIO(sio.dumps(pipeline))) as theirs:
-        expected = sorted(theirs.read(n) for n in theirs.namelist() if n.endswith(".npy"))
-    with zipfile.ZipFile(io.BytesIO(sklearn_models.model_bytes(pipeline))) as ours:
-        assert sorted(ours.read(n) for n in ours.namelist() if n.endswith(".npy")) == expected
-
-
-def test_saving_a_model_that_holds_its_data_copies_it_little(tmp_path):
-    """Traced memory at its peak while a kNN model (its training matrix inside) is saved: no copy
-    of the matrix (skops' own dump made two: its .npy in a BytesIO, the zip in another)."""
-    x, y = blobs(2000, n_features=100)  # a 4.8 MB matrix
-    pipeline = sklearn_models.build_pipeline("knn", None, **OPTIONS["knn"])
-    sklearn_models.fit_in_place(pipeline, x, y)
-    tracemalloc.start()
-    try:
-        sklearn_models.save_pipeline(pipeline, tmp_path / "model.skops")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    # a few of the blocks it is copied in, nothing the size of the matrix
-    assert peak < 0.1 * x.nbytes + 4 * sklearn_models.MODEL_COPY_BYTES, f"peak {peak / x.nbytes:.2f} times the matrix"
-    loaded = sklearn_models.load_pipeline(tmp_path / "model.skops")
-    np.testing.assert_array_equal(loaded.named_steps["classifier"]._fit_X, x)
-
-
 def double(values):
     return values * 2
 
@@ -370,18 +336,6 @@ def test_a_damaged_array_in_a_model_file_is_a_clear_error(tmp_path):
             archive.writestr(name, data)
     with pytest.raises(DataError, match=r"model.skops: not a readable skops model file"):
         sklearn_models.load_pipeline(model)
-
-
-def test_loading_a_knn_model_holds_its_training_matrix_once(tmp_path):
-    x, y = blobs(3000, n_features=128)  # the training matrix: 9 MB (numpy reads 256 KiB at a time)
-    sklearn_models.save_pipeline(sklearn_models.build_pipeline("knn", None, **OPTIONS["knn"]).fit(x, y), tmp_path / "m")
-    tracemalloc.start()
-    try:
-        sklearn_models.load_pipeline(tmp_path / "m")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < 1.5 * x.nbytes, f"peak {peak / x.nbytes:.2f} times the matrix"  # skops' own load: 2 or more
 
 
 # ---- the feature table
@@ -512,6 +466,11 @@ def test_settings_that_do_not_fit_the_data_are_refused(name, pca, options, error
         check_settings_fit_data(name, pca, options, small_split(4), GENRES)
 
 
+def check_settings_fit_data(name, pca, options, split, genres):
+    where, table = f"params.yaml: {name}", Path("data/features/train.csv")
+    sklearn_training.check_settings_fit_data(name, pca, options, split, genres, where, table)
+
+
 def test_a_genre_missing_from_train_is_refused():
     split = small_split(4)
     with pytest.raises(DataError, match=r"no training clip of the genres \['rock'\]"):
@@ -638,23 +597,22 @@ def test_a_model_is_trained_on_the_table_that_models_sklearn_names(tmp_path):
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 1024])
-@pytest.mark.parametrize("in_file", [False, True], ids=["array", "file"])
-def test_logged_accuracy_is_the_same_in_chunks(monkeypatch, tmp_path, chunk_rows, in_file):
+def test_logged_accuracy_is_the_same_in_chunks(monkeypatch, chunk_rows):
     (train_x, train_y), (test_x, test_y) = blobs(10, seed=0), blobs(20, seed=1)
     test_x = test_x + np.random.default_rng(5).normal(scale=12.0, size=test_x.shape)  # some clips wrong
     pipeline = sklearn_models.build_pipeline("gnb", None, **OPTIONS["gnb"]).fit(train_x, train_y)
     expected = np.mean(pipeline.predict(test_x) == test_y)
     assert 0.3 < expected < 1.0
-    monkeypatch.setattr(train_sklearn, "ACCURACY_CHUNK_ROWS", chunk_rows)
-    with svm_folds.MatrixFile(test_x, tmp_path) as matrix:
-        assert train_sklearn.accuracy(pipeline, matrix if in_file else test_x, test_y, 3) == expected
+    monkeypatch.setattr(sklearn_training, "ACCURACY_CHUNK_ROWS", chunk_rows)
+    assert sklearn_training.accuracy(pipeline, test_x, test_y, 3) == expected
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["knn", "logreg", "svm"])
 def test_stage_model_is_that_of_a_plain_fit(tmp_path, name):
-    """The stage standardises the training matrix in place, or fits the SVM fold by fold from a
-    scratch file: the file is that of Pipeline.fit (for the SVM, with the C and gamma it chose)."""
+    """The stage standardises the training matrix in place, and searches the SVM's settings fold by
+    fold from a scratch file: the file is that of Pipeline.fit (for the SVM, with the C and gamma
+    it chose)."""
     write_params(tmp_path, {"svm": {"C": [1, 10], "gamma": [0.3, "scale"]}})
     write_blob_features(tmp_path)
     run_stage(tmp_path, "train_sklearn", name)

@@ -1,4 +1,4 @@
-"""genreclf.splits and the split stage: exact sizes, stratification, determinism, FMA's official
+"""genreclf.data.splits and the split stage: exact sizes, stratification, determinism, FMA's official
 split, GTZAN's fault-filtered split."""
 
 from __future__ import annotations

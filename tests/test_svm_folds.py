@@ -1,10 +1,7 @@
-"""The SVM fitted a fold at a time: the model and scores of scikit-learn's own fit, to the bit, from less memory."""
+"""The SVM's search a fold at a time: the scores and choice of GridSearchCV, to the bit, from less memory."""
 
 from __future__ import annotations
 
-import platform
-import subprocess
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -36,27 +33,6 @@ def small_chunks(monkeypatch):
     """Every test fold scored and the scaler fitted in several pieces."""
     monkeypatch.setattr(svm_folds, "PREDICT_CHUNK_ROWS", 2)
     monkeypatch.setattr(sklearn_models, "SCALER_BLOCK_COLUMNS", 2)
-
-
-@pytest.mark.parametrize("n_genres", [2, 3])
-@pytest.mark.parametrize("pca_components", [None, 3])
-@pytest.mark.parametrize("in_file", [False, True], ids=["array", "file"])
-def test_the_svm_fitted_fold_by_fold_is_that_of_pipeline_fit(small_chunks, tmp_path, n_genres, pca_components, in_file):
-    x, y = overlapping_genres(n_genres)
-    original = x.copy()
-    plain = sklearn_models.build_pipeline("svm", pca_components, **SVM).fit(x, y)
-    pipeline = sklearn_models.build_pipeline("svm", pca_components, **SVM)
-    fits = []
-    if in_file:
-        with svm_folds.MatrixFile(x, tmp_path) as source:
-            svm_folds.fit_svm_pipeline(pipeline, source, y, on_fit=lambda: fits.append(1))
-    else:
-        svm_folds.fit_svm_pipeline(pipeline, svm_folds.MatrixRows(x), y, on_fit=lambda: fits.append(1))
-    assert sklearn_models.model_bytes(pipeline) == sklearn_models.model_bytes(plain)
-    np.testing.assert_array_equal(pipeline.predict_proba(x), plain.predict_proba(x))
-    assert len(fits) == sklearn_models.CALIBRATION_FOLDS + 1
-    np.testing.assert_array_equal(x, original)  # an array given is left as it was
-    assert list(tmp_path.iterdir()) == []  # the scratch file is gone
 
 
 def test_the_search_from_a_file_scores_as_a_plain_grid_search(small_chunks, tmp_path):
@@ -128,40 +104,6 @@ def test_the_search_from_a_file_holds_a_fold_not_the_matrix(small_chunks, tmp_pa
         finally:
             tracemalloc.stop()
     assert peak < 2.0 * x.nbytes, f"peak {peak / x.nbytes:.2f} times the matrix"
-
-
-FREED_BLOCK_SCRIPT = """
-import sys
-import numpy as np
-from genreclf.models import svm_folds
-def anon():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon")) * 1024
-if sys.argv[1] == "mapped":
-    assert svm_folds.map_large_blocks()
-big = np.ones(30 << 17); del big  # 30 MiB, mapped then unmapped: glibc raises its threshold to it
-block = np.ones(3 << 17)  # 3 MiB, below numpy's 4 MiB huge-page advice
-pin = np.ones(1 << 12)  # 32 KiB after it: the heap cannot shrink from its top
-before = anon(); del block
-print((before - anon()) / 2**20)
-"""
-
-
-@pytest.mark.slow  # 7 s: two interpreters import scikit-learn
-def test_a_large_block_freed_goes_back_to_the_system_once_blocks_are_mapped():
-    """After a 30 MiB array is freed, glibc serves a 3 MiB one from its heap and keeps it when it
-    is freed; with map_large_blocks it is unmapped: the RSS drops by its size. Where the C
-    library is not glibc, map_large_blocks says it changed nothing."""
-    if platform.libc_ver()[0] != "glibc":
-        assert svm_folds.map_large_blocks() is False
-        return
-    returned = {}
-    for mode in ("mapped", "default"):
-        run = subprocess.run(
-            [sys.executable, "-c", FREED_BLOCK_SCRIPT, mode], capture_output=True, text=True, check=True, cwd=ROOT
-        )
-        returned[mode] = float(run.stdout)
-    assert returned["mapped"] > 2.9 and returned["default"] < 1.0, returned
 
 
 def test_a_matrix_file_that_cannot_be_written_leaves_nothing(tmp_path, monkeypatch):

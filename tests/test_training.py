@@ -21,9 +21,10 @@ import pytest
 
 from genreclf.artifacts import read_model_folder
 from genreclf.errors import DataError, ParamError
-from genreclf.models import keras_models, predictors, resume, tfdata, training
+from genreclf.models import keras_models, keras_run, predictors, resume, tfdata, training
 from stages import train_keras
 from stages.config import load_config
+from stages.live import dvclive_callback as live_steps
 from tests.support.helpers import ROOT, call_stage, directory_bytes, run_stage, set_params, subprocess_env
 from tests.support.keras_fixture import LABELS, TINY_PARAMS, write_tiny_repo, write_tiny_shards
 
@@ -99,6 +100,8 @@ def test_cache_plan_fills_memory_in_order():
 
 # ---- params ----------------------------------------------------------------------------------
 
+INFO_FILE = Path("data/shards/dataset_info.json")
+
 INFO = {
     "sample_rate": 4000,
     "labels": LABELS,
@@ -126,7 +129,9 @@ INFO = {
 def test_settings_that_do_not_fit_the_data_are_refused(model, changes, message):
     """The checks that need dataset_info.json (the others: tests/test_config.py)."""
     with pytest.raises(ParamError, match=message):
-        train_keras.check_settings_fit_data(model, dict(TINY_PARAMS[model], **changes), INFO)
+        keras_run.check_settings_fit_data(
+            model, dict(TINY_PARAMS[model], **changes), INFO, f"params.yaml: {model}", INFO_FILE
+        )
 
 
 @pytest.mark.parametrize(
@@ -138,7 +143,9 @@ def test_settings_that_do_not_fit_the_data_are_refused(model, changes, message):
     ],
 )
 def test_settings_that_fit_the_data_pass(model, changes):
-    train_keras.check_settings_fit_data(model, dict(TINY_PARAMS[model], **changes), INFO)
+    keras_run.check_settings_fit_data(
+        model, dict(TINY_PARAMS[model], **changes), INFO, f"params.yaml: {model}", INFO_FILE
+    )
 
 
 def test_the_model_argument_takes_only_known_models(capsys):
@@ -451,7 +458,7 @@ def test_mobilenet_from_a_weights_file_with_fine_tuning(tmp_path):
         settings,
         tmp_path / "shards",
         info,
-        callbacks=[train_keras.dvclive_callback(live)],
+        callbacks=[live_steps(live)],
         log=messages.append,
     )
     assert any("mixed_precision: true is ignored" in m for m in messages)

@@ -1,4 +1,4 @@
-"""Writing one split as shuffled TFRecord shards (format: ``genreclf.tfrecords``)."""
+"""Writing one split as shuffled TFRecord shards (format: ``genreclf.data.tfrecords``)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ Each example holds the whole decoded clip as 16-bit PCM plus its label:
 Shard files are named ``{split}-{index:05d}-of-{count:05d}.n{records}.tfrecord``:
 the record count is in the name, so a reader knows the size of a split without
 reading it. Spectrograms are not stored: the input pipelines in
-``genreclf.tfdata`` compute them from the audio with the same TensorFlow ops at
+``genreclf.models.tfdata`` compute them from the audio with the same TensorFlow ops at
 training, evaluation and prediction time.
 """
 

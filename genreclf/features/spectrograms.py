@@ -1,11 +1,10 @@
 """Model inputs computed from raw audio with TensorFlow ops, in ``tf.data`` or in the model.
 
-The shards (``genreclf.tfrecords``) hold only whole int16 clips: every model input
+The shards (``genreclf.data.tfrecords``) hold only whole int16 clips: every model input
 (raw-audio windows, log-mel images, log-mel segments) is computed from the audio by
-the functions below. ``genreclf.tfdata`` maps the cheap ones over the clips (windows;
+the functions below. ``genreclf.models.tfdata`` maps the cheap ones over the clips (windows;
 crop/pad to a fixed length; the segments' audio); the log-mel images of the spectrogram
-models are computed by ``SpectrogramLayer``, the models' first layer, on the device
-(earlier models, saved without it, get their images from ``tfdata``). The same
+models are computed by ``SpectrogramLayer``, the models' first layer, on the device. The same
 functions run at training, evaluation and prediction time, so a model always sees
 its inputs computed the same way; the settings they take are written to the model's
 ``preprocessing.json``.
@@ -168,25 +167,6 @@ def segment_starts(frames: tf.Tensor, segment_frames: int, segments_per_clip: in
     return tf.cast(starts, tf.int32)
 
 
-def mel_segments(
-    audio_int16: tf.Tensor, sample_rate: int, n_fft: int, hop_length: int, image_size: int, segments_per_clip: int
-) -> tf.Tensor:
-    """Log-mel segments of a clip: float32 [segments_per_clip, image_size, image_size, 1] in [0, 1].
-
-    One spectrogram of the whole clip with ``n_mels = image_size`` bands (dB relative
-    to the clip's maximum); segments of ``image_size`` frames start at evenly spaced
-    frames from the first to the last possible one.
-    """
-    log_mel = scale_decibels(
-        log_mel_spectrogram(audio_to_float(audio_int16), sample_rate, n_fft, hop_length, image_size)
-    )
-    starts = segment_starts(tf.shape(log_mel)[0], image_size, segments_per_clip)
-    frame_index = starts[:, tf.newaxis] + tf.range(image_size)[tf.newaxis, :]
-    segments = tf.gather(log_mel, frame_index)  # [k, frames, mels]
-    segments = tf.reverse(tf.transpose(segments, [0, 2, 1]), axis=[1])  # [k, mels, frames]
-    return tf.ensure_shape(segments[..., tf.newaxis], [segments_per_clip, image_size, image_size, 1])
-
-
 # ---- audio shipped by tf.data, spectrograms computed in the model ----------------------
 #
 # The "audio_clip" and "audio_segments" inputs: tf.data only crops, pads and slices the
@@ -211,8 +191,8 @@ def segment_audio(
 ) -> tf.Tensor:
     """The audio of a clip's segments: int16 [segments_per_clip, segment_samples].
 
-    The segments are those of ``mel_segments`` (same evenly spaced start frames of the
-    clip's centred STFT): segment i is the span of the clip, padded with ``n_fft // 2``
+    The segments start at ``segment_starts`` frames of the clip's centred STFT (evenly
+    spaced from the first to the last possible one): segment i is the span of the clip, padded with ``n_fft // 2``
     zeros at each end, that frames ``start_i .. start_i + image_size - 1`` cover, so an
     uncentred STFT of it (``segment_images``) gives exactly those frames.
     """

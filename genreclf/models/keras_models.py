@@ -7,8 +7,8 @@
 cnn1d takes raw-audio windows from ``tf.data``. mobilenet and cnn2d take int16 audio
 (a fixed-length clip, or a segment's samples) when given an ``AudioFrontEnd``: their
 first layer, ``genreclf.features.spectrograms.SpectrogramLayer``, computes the log-mel
-image on the device; without one they take the ready images (the earlier design, whose
-saved models still load). Under a ``mixed_float16`` policy the output layer
+image on the device; without one they take ready images (a model of the images alone,
+as the tests build them). Under a ``mixed_float16`` policy the output layer
 is kept float32 (numerically stable softmax / sigmoid).
 """
 

@@ -7,7 +7,6 @@ only if every type in the file is on an explicit allow-list.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import re
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import skops
 import skops.io as sio
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.decomposition import PCA
@@ -29,11 +27,6 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
-from skops.io import _protocol as skops_protocol
-from skops.io import _utils as skops_utils  # skops' get_state and its dispatch (private: skops is pinned)
-from skops.io._audit import NODE_TYPE_MAPPING, Node
-from skops.io._numpy import NUMPY_DTYPE_TYPE_NAMES, NdArrayNode, ndarray_get_state
-from skops.io._utils import gettype
 from threadpoolctl import threadpool_limits
 
 from genreclf import catalog
@@ -273,86 +266,6 @@ def _renumber_ids(state, ids: dict[int, int]):
     return renumbered
 
 
-def streamed_ndarray_get_state(obj: np.ndarray, save_context) -> dict:
-    """skops' state of a C-ordered array, its .npy member written to the zip from the array's own
-    memory, MODEL_COPY_BYTES at a time: the bytes of np.save, which skops' ndarray_get_state
-    writes into a BytesIO first (a second copy of a kNN model's training matrix, and 16 MB more
-    for the chunk np.save copies out). Any other array is left to skops."""
-    if obj.dtype.hasobject or not obj.flags.c_contiguous:
-        return ndarray_get_state(obj, save_context)
-    state = {"__class__": obj.__class__.__name__, "__module__": skops_utils.get_module(type(obj))}
-    file_name = f"{save_context.memoize(obj)}.npy"
-    if file_name not in save_context.zip_file.namelist():
-        with save_context.zip_file.open(file_name, "w") as member:
-            np.lib.format.write_array_header_1_0(member, np.lib.format.header_data_from_array_1_0(obj))
-            data = np.asarray(obj).reshape(-1).view(np.uint8)  # a subclass (np.matrix) reshapes otherwise
-            for start in range(0, len(data), MODEL_COPY_BYTES):
-                member.write(data[start : start + MODEL_COPY_BYTES])
-    return {**state, "__loader__": "NdArrayNode", "type": "numpy", "file": file_name}
-
-
-@contextlib.contextmanager
-def arrays_streamed():
-    """skops writes arrays with streamed_ndarray_get_state inside the block (for this process)."""
-    skops_utils._get_state.register(np.ndarray, streamed_ndarray_get_state)
-    try:
-        yield
-    finally:
-        skops_utils._get_state.register(np.ndarray, ndarray_get_state)
-
-
-class StreamedNdArrayNode(NdArrayNode):
-    """skops' loader of a saved array, reading its .npy member from the zip into the array when the
-    model is built (np.lib.format.read_array, 256 KiB at a time). skops' own NdArrayNode reads every
-    member into a BytesIO as the file is opened, before any array is made: each array of the model
-    (a kNN's training matrix) is in memory twice while it loads. The same arrays, checked the same."""
-
-    def __init__(self, state: dict, load_context, trusted=None) -> None:
-        if state["type"] != "numpy":
-            super().__init__(state, load_context, trusted)
-            return
-        Node.__init__(self, state, load_context, trusted)
-        self.type = state["type"]
-        self.trusted = self._get_trusted(trusted, [np.ndarray, *NUMPY_DTYPE_TYPE_NAMES])
-        load_context.src.getinfo(state["file"])  # a missing member: KeyError now, as skops raises it
-        self.member = (load_context.src, state["file"])
-        self.children = {}
-
-    def _construct(self):
-        if self.type != "numpy":
-            return super()._construct()
-        src, name = self.member
-        with src.open(name) as member:
-            content = np.lib.format.read_array(member, allow_pickle=False)
-        if f"{self.module_name}.{self.class_name}" != "numpy.ndarray":
-            content = gettype(self.module_name, self.class_name)(content)
-        return content
-
-
-@contextlib.contextmanager
-def arrays_read_streamed():
-    """skops reads arrays with StreamedNdArrayNode inside the block (for this process)."""
-    key = ("NdArrayNode", skops_protocol.PROTOCOL)
-    original = NODE_TYPE_MAPPING[key]
-    NODE_TYPE_MAPPING[key] = StreamedNdArrayNode
-    try:
-        yield
-    finally:
-        NODE_TYPE_MAPPING[key] = original
-
-
-def dump_to_file(obj, file: BinaryIO) -> None:
-    """What ``sio.dump(obj, file)`` writes, written into ``file`` as it goes (skops builds the zip in
-    a BytesIO, then writes it), its arrays streamed (streamed_ndarray_get_state)."""
-    with zipfile.ZipFile(file, "w") as zip_file, arrays_streamed():
-        save_context = skops_utils.SaveContext(zip_file=zip_file)
-        state = skops_utils.get_state(obj, save_context)
-        save_context.clear_memo()
-        state["protocol"] = save_context.protocol
-        state["_skops_version"] = skops.__version__
-        zip_file.writestr("schema.json", json.dumps(state, indent=2))
-
-
 def write_model(pipeline: Pipeline, out: BinaryIO) -> None:
     """Write the skops file of a fitted pipeline to the seekable ``out``, canonical: the same
     model always gives the same bytes.
@@ -360,13 +273,12 @@ def write_model(pipeline: Pipeline, out: BinaryIO) -> None:
     skops names objects (and the array files in the zip) by their id() in memory,
     which differs from run to run; they are renumbered in schema order (from 1:
     skops ignores an id of 0), and the members are written in name order with fixed
-    timestamps (genreclf.io.reproducible_member). skops' zip goes to a temporary file as it is
-    made, its arrays written from their own memory (dump_to_file), and each is copied from there
-    in blocks: a model that holds its training data (kNN) is not copied in memory at all.
+    timestamps (genreclf.io.reproducible_member). skops' zip (``skops.io.dump``) goes to a
+    temporary file, and each member is copied from there in blocks.
     """
     ids: dict[int, int] = {}
     with tempfile.TemporaryFile() as raw:
-        dump_to_file(pipeline, raw)
+        sio.dump(pipeline, raw)
         raw.seek(0)
         with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
             schema = json.dumps(_renumber_ids(json.loads(src.read("schema.json")), ids), indent=2)
@@ -405,8 +317,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
     if not path.is_file():
         raise DataError(f"{path} does not exist", path=path)
     try:
-        with arrays_read_streamed():  # the audit reads no array
-            untrusted = sio.get_untrusted_types(file=path)
+        untrusted = sio.get_untrusted_types(file=path)
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as e:
         raise DataError(f"{path}: not a readable skops model file ({e})", path=path) from None
     refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
@@ -417,8 +328,7 @@ def load_pipeline(path: str | Path) -> Pipeline:
             path=path,
         )
     try:
-        with arrays_read_streamed():  # a damaged array member shows here, as it is read
-            model = sio.load(path, trusted=list(TRUSTED_TYPES))
+        model = sio.load(path, trusted=list(TRUSTED_TYPES))
     except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as e:
         raise DataError(f"{path}: not a readable skops model file ({e})", path=path) from None
     if not isinstance(model, Pipeline):

@@ -1,7 +1,7 @@
 """tf.data input pipelines of the Keras models, from the TFRecord shards of whole clips.
 
-The shards hold only int16 audio (``genreclf.tfrecords``); every model input is
-computed here with the TensorFlow ops of ``genreclf.spectrograms``, the same ones at
+The shards hold only int16 audio (``genreclf.data.tfrecords``); every model input is
+computed here with the TensorFlow ops of ``genreclf.features.spectrograms``, the same ones at
 training, evaluation and prediction time. What a model's input is comes from its
 *preprocessing* dict (written to ``models/<name>/preprocessing.json``), whose
 ``"input"`` is one of:
@@ -14,11 +14,7 @@ training, evaluation and prediction time. What a model's input is comes from its
   (``spectrograms.SpectrogramLayer``) makes the log-mel image of it;
 - ``"audio_segments"`` (cnn2d): the int16 audio of ``segments_per_clip`` evenly spaced
   segments (``spectrograms.segment_audio``), ``segment_samples`` each; the model's first
-  layer makes their log-mel images;
-- ``"mel_image"``, ``"mel_segments"``: the earlier design, still read to load models
-  saved with it: the images themselves are computed here, on the CPU
-  (``image_size`` x ``image_size`` x 3 per clip; ``segments_per_clip`` segments of
-  ``image_size`` x ``image_size`` x 1).
+  layer makes their log-mel images.
 
 A *unit* is what the model classifies (window, clip image, segment); a clip's
 prediction is the mean of its units' predictions.
@@ -45,18 +41,12 @@ from genreclf.errors import DataError
 from genreclf.features import spectrograms
 
 AUTOTUNE = tf.data.AUTOTUNE
-INPUT_KINDS = ("waveform_windows", "audio_clip", "audio_segments", "mel_image", "mel_segments")
-UNIT_NAMES = {
-    "waveform_windows": "window",
-    "audio_clip": "clip",
-    "audio_segments": "segment",
-    "mel_image": "clip",
-    "mel_segments": "segment",
-}
-SEGMENT_KINDS = ("audio_segments", "mel_segments")  # several units per clip, shuffled again
+INPUT_KINDS = ("waveform_windows", "audio_clip", "audio_segments")
+UNIT_NAMES = {"waveform_windows": "window", "audio_clip": "clip", "audio_segments": "segment"}
+SEGMENT_KINDS = ("audio_segments",)  # several units per clip, shuffled again
 INT16_BYTES = 2
 SHUFFLE_BUFFER_CLIPS = 256  # clips in the shuffle buffer when a split is not cached
-SHUFFLE_BUFFER_UNITS = 1024  # units (segments) in the second shuffle of mel_segments
+SHUFFLE_BUFFER_UNITS = 1024  # units (segments) in the second shuffle of audio_segments
 CACHE_MEMORY_FRACTION = 0.5  # cache only what fits in this share of the available memory
 # ... and in this many bytes, so that a stage's memory does not grow with the data set. The
 # shards feed every model at >= 300 examples/s on 2 cores without the cache (README,
@@ -127,11 +117,6 @@ def read_clips(shard_dir: str | Path, split: str, shuffle_files_seed: int | None
 CLIP_FEATURE_MAKERS = {
     "audio_clip": (spectrograms.fixed_length, ("clip_samples",)),
     "audio_segments": (spectrograms.segment_audio, ("n_fft", "hop_length", "image_size", "segments_per_clip")),
-    "mel_image": (spectrograms.mel_image, ("sample_rate", "n_fft", "hop_length", "n_mels", "image_size")),
-    "mel_segments": (
-        spectrograms.mel_segments,
-        ("sample_rate", "n_fft", "hop_length", "image_size", "segments_per_clip"),
-    ),
 }
 
 
@@ -140,8 +125,7 @@ def clip_features(audio_int16: tf.Tensor, preprocessing: dict) -> tf.Tensor:
 
     waveform_windows: the int16 audio itself; audio_clip: the int16 audio cropped or
     padded to ``clip_samples``; audio_segments: the int16 audio of the segments
-    [k, segment_samples]; mel_image: the [s, s, 1] image in [0, 1]; mel_segments: the
-    [k, s, s, 1] segments.
+    [k, segment_samples].
     """
     kind = input_kind(preprocessing)
     if kind == "waveform_windows":
@@ -151,14 +135,12 @@ def clip_features(audio_int16: tf.Tensor, preprocessing: dict) -> tf.Tensor:
 
 
 def evaluation_units(features: tf.Tensor, preprocessing: dict) -> tf.Tensor:
-    """All units of a clip, [k, ...]: consecutive windows, the one clip or image, or the segments."""
+    """All units of a clip, [k, ...]: consecutive windows, the one clip, or the segments."""
     kind = input_kind(preprocessing)
     if kind == "waveform_windows":
         return spectrograms.waveform_windows(features, preprocessing["window_size"])
     if kind == "audio_clip":
         return features[tf.newaxis]
-    if kind == "mel_image":
-        return spectrograms.mobilenet_pixels(features)[tf.newaxis]
     return features
 
 
@@ -174,15 +156,10 @@ def feature_bytes_per_clip(preprocessing: dict, max_samples: int) -> int:
         return INT16_BYTES * max_samples
     if kind == "audio_clip":
         return INT16_BYTES * preprocessing["clip_samples"]
-    if kind == "audio_segments":
-        length = spectrograms.segment_samples(
-            preprocessing["image_size"], preprocessing["n_fft"], preprocessing["hop_length"]
-        )
-        return INT16_BYTES * preprocessing["segments_per_clip"] * length
-    size = preprocessing["image_size"]
-    if kind == "mel_image":
-        return 4 * size * size
-    return 4 * preprocessing["segments_per_clip"] * size * size
+    length = spectrograms.segment_samples(
+        preprocessing["image_size"], preprocessing["n_fft"], preprocessing["hop_length"]
+    )
+    return INT16_BYTES * preprocessing["segments_per_clip"] * length  # audio_segments
 
 
 def min_clip_samples(preprocessing: dict) -> int:
@@ -282,7 +259,7 @@ def epoch_batches(
     """One epoch of shuffled batches of ``(units, one-hot labels)`` from ``training_clips``.
 
     ``seeds``: of the clip shuffle (a bounded buffer), of the random windows (waveform_windows)
-    and of the segment shuffle (audio_segments, mel_segments). With ``reshuffle``, every
+    and of the segment shuffle (audio_segments). With ``reshuffle``, every
     iteration of the dataset draws a new order from them; without, every iteration gives the same.
     """
     kind = input_kind(preprocessing)
@@ -297,10 +274,6 @@ def epoch_batches(
         )
     elif kind == "audio_clip":
         units = clips
-    elif kind == "mel_image":
-        units = clips.map(
-            lambda image, label: (spectrograms.mobilenet_pixels(image), label), num_parallel_calls=AUTOTUNE
-        )
     else:
         count = preprocessing["segments_per_clip"]
         units = clips.map(
@@ -328,10 +301,10 @@ def training_dataset(
     """Shuffled batches of ``(units, one-hot labels)``; a new random order every time it is iterated.
 
     waveform_windows: one random window per clip and epoch (stateless random ops
-    seeded from ``seed``); audio_clip: the clip's fixed-length audio; mel_image: the
-    clip's image; audio_segments, mel_segments: every segment, shuffled again at the
-    segment level. Same seed -> same batches, iteration after iteration. The order of
-    an iteration depends on how many came before it: training uses ``training_epochs``.
+    seeded from ``seed``); audio_clip: the clip's fixed-length audio; audio_segments:
+    every segment, shuffled again at the segment level. Same seed -> same batches,
+    iteration after iteration. The order of an iteration depends on how many came before
+    it: training uses ``training_epochs``.
     """
     clips = training_clips(shard_dir, split, preprocessing, num_classes, cache)
     seeds = (seed, seed + 1, seed + 2)

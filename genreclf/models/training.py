@@ -10,7 +10,7 @@
    GPUs -> MirroredStrategy, else the default strategy); the batch size in the settings is
    per replica;
 3. optional ``mixed_float16`` (GPU only; ignored with a log line elsewhere);
-4. tf.data pipelines of the train and val splits (``genreclf.tfdata``), cached in
+4. tf.data pipelines of the train and val splits (``genreclf.models.tfdata``), cached in
    memory when they fit (``cache_plan``); they ship int16 audio, and the spectrogram
    models (mobilenet, cnn2d) compute their log-mel images in their first layer;
 5. ``fit`` with early stopping on the validation loss and the weights of the best

@@ -1,7 +1,7 @@
 """FMA's feature recipe written with librosa's own functions only, one clip at a time.
 
 The baseline of ``benchmarks/bench_data.py --plain`` and ``benchmarks/bench_features.py``, and the reference of
-tests/test_features.py: the same 518 values as genreclf.features.clip_features (to
+tests/test_features.py: the same 518 values as genreclf.features.fma_features.clip_features (to
 about 1e-5), computed the plain way (librosa's tuning estimate inside the CQT and in
 chroma_stft, its spectral functions, scipy.stats for skew and kurtosis).
 """

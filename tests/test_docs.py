@@ -204,7 +204,7 @@ def test_the_checks_find_what_is_wrong(tmp_path):
 
     params = {"svm": {"C": [1, 10]}, "data": {"checksums": {"gtzan": None}}}
     code = [
-        "python -m stages.predict x.wav && python -m stages.nothing\npython -m pytest -n 0",
+        "python -m stages.split && python -m stages.nothing\npython -m pytest -n 0",
         "python -m no_such_module_here",
         "python -m stages.<name>",  # a placeholder: not a module name
         "$ genreclf predict song.mp3 | genreclf fly\ncd genreclf && git clone url genreclf",

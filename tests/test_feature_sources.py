@@ -22,7 +22,7 @@ from genreclf.errors import DataError, ParamError
 from genreclf.features import fma_features, fma_tables
 from stages.config import load_config
 from tests.support.fma_fixture import ECHONEST_IDS, TABLE_LACKS_ID, build_fma_fixture
-from tests.support.helpers import ROOT, make_project, run_command, run_stage, set_params, subprocess_env
+from tests.support.helpers import ROOT, make_project, run_command, run_genreclf, run_stage, set_params, subprocess_env
 from tests.support.pipeline_project import STAGE_READS_HOOK
 
 SKLEARN_ON_FEATURES = ("logreg", "knn", "gnb", "svm")
@@ -213,7 +213,7 @@ def test_fma_source_takes_the_table_rows_and_every_sklearn_model_runs_on_them(fm
         )
     # new audio cannot get FMA's values: predict says so, in one line, and names the way out
     clip = project / "data/raw/audio/000/000141.mp3"
-    result = run_stage(project, "predict", str(clip), "--model", "logreg", check=False)
+    result = run_genreclf(project, "predict", str(clip), "--model", "logreg", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "fma_metadata/features.csv" in result.stderr and "features.source: computed" in result.stderr
 

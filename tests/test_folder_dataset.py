@@ -29,7 +29,7 @@ from genreclf.data.splits import min_clips_per_genre, stratified_split
 from genreclf.errors import DataError
 from stages.config import load_config
 from stages.summarize import markdown_table, summarize
-from tests.support.helpers import ROOT, call_stage, directory_bytes, make_project, run_stage
+from tests.support.helpers import ROOT, call_stage, directory_bytes, make_project, run_genreclf, run_stage
 
 ROCK, CLASSICAL, POP = "Rock & Roll", "Música Clásica", "日本のポップ"
 SR = 22050
@@ -412,7 +412,7 @@ def test_fetch_again_writes_the_same_bytes(folder_run):
 def test_predict_and_summarize_answer_with_the_folder_labels(folder_run, shared_data):
     project, _ = folder_run
     song = shared_data / FMA / "000/000003.mp3"  # a hip-hop clip: in none of the folder's labels
-    printed = run_stage(project, "predict", "--model", "gnb", "--top", "3", str(song)).stdout
+    printed = run_genreclf(project, "predict", "--model", "gnb", "--top", "3", str(song)).stdout
     assert str(song) in printed and all(label in printed for label in EXPECTED_COUNTS), printed
     metrics = json.loads((project / "metrics/models/gnb.json").read_text(encoding="utf-8"))
     table = markdown_table(summarize({"gnb": metrics}))

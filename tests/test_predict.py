@@ -1,4 +1,4 @@
-"""The predict command (as `python -m stages.predict`, the alias of `genreclf predict`) and the
+"""The predict command (`python -m genreclf predict`, as the installed `genreclf predict`) and the
 predictors, on a model trained here on a few real GTZAN clips."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from genreclf.cli import format_prediction, top_genres
 from genreclf.data import audio
 from genreclf.features import fma_features as features
 from genreclf.models.predictors import load_predictor
-from tests.support.helpers import call_stage, run_stage
+from tests.support.helpers import call_stage, run_genreclf
 from tests.support.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
 
 GENRES = ["classical", "metal"]  # label order (sorted)
@@ -75,7 +75,7 @@ def test_predict_real_clips_and_report_an_unreadable_file(project, gtzan_mini, s
     classical = clip_path(gtzan_mini, "classical", HELD_OUT_CLIP)
     metal = clip_path(gtzan_mini, "metal", HELD_OUT_CLIP)
     mp3 = shared_data / FMA_MP3
-    proc = run_stage(
+    proc = run_genreclf(
         project,
         "predict",
         str(classical),
@@ -147,7 +147,7 @@ def test_default_model_is_the_best_in_the_summary(project, gtzan_mini):
     (project / "metrics").mkdir(exist_ok=True)
     (project / "metrics" / "summary.json").write_text(json.dumps(summary))
     try:
-        proc = run_stage(project, "predict", str(clip_path(gtzan_mini, "metal", HELD_OUT_CLIP)))
+        proc = run_genreclf(project, "predict", str(clip_path(gtzan_mini, "metal", HELD_OUT_CLIP)))
     finally:
         (project / "metrics" / "summary.json").unlink()
     assert "model logreg (sklearn, the best in metrics/summary.json)" in proc.stderr
@@ -156,7 +156,7 @@ def test_default_model_is_the_best_in_the_summary(project, gtzan_mini):
 
 @pytest.mark.slow  # its process loads scikit-learn and librosa (seconds) before the stage refuses
 def test_no_summary_and_no_model_is_a_clear_error_listing_the_models(project, gtzan_mini):
-    proc = run_stage(project, "predict", str(clip_path(gtzan_mini, "metal", 0)), check=False)
+    proc = run_genreclf(project, "predict", str(clip_path(gtzan_mini, "metal", 0)), check=False)
     assert proc.returncode == 1
     assert "metrics/summary.json is missing" in proc.stderr and "models in models/: logreg" in proc.stderr
 
@@ -169,13 +169,13 @@ def test_no_summary_and_no_model_is_a_clear_error_listing_the_models(project, gt
     ],
 )
 def test_bad_arguments_are_refused_by_the_parser(project, args, message):
-    proc = run_stage(project, "predict", "x.wav", *args, check=False)
+    proc = run_genreclf(project, "predict", "x.wav", *args, check=False)
     assert proc.returncode == 2 and message in proc.stderr
     assert proc.stdout == "" and "Traceback" not in proc.stderr
 
 
 def test_a_model_that_is_not_trained_is_refused_naming_the_trained_ones(project):
-    proc = run_stage(project, "predict", "x.wav", "--model", "cnn2d", check=False)
+    proc = run_genreclf(project, "predict", "x.wav", "--model", "cnn2d", check=False)
     assert proc.returncode == 1 and "no trained model 'cnn2d' in models/; trained: logreg" in proc.stderr
     assert proc.stdout == "" and "Traceback" not in proc.stderr
 

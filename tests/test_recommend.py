@@ -1,5 +1,5 @@
 """Similar songs: genreclf.models.neighbours on tiny exact cases, the recommend_index stage and
-the `python -m stages.recommend` command."""
+the `python -m genreclf recommend` command."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from genreclf.artifacts import (
     write_track_info,
 )
 from genreclf.models import neighbours
-from tests.support.helpers import call_stage, make_project, run_stage, to_int16, tone, write_audio
+from tests.support.helpers import call_stage, make_project, run_genreclf, to_int16, tone, write_audio
 from tests.support.sklearn_fixture import FEATURE_COLUMNS, feature_frame, write_feature_tables, write_params
 
 GENRES = ["jazz", "rock"]
@@ -226,7 +226,7 @@ def test_cnn2d_index_and_command_embed_a_clip_the_same_way(index_project):
     _, library, info = read_similarity_index(index_project / "models" / "recommend")
     assert info["embedding"] == "cnn2d" and info["sample_rate"] == CNN2D_RATE
     assert info["params"] == {"model": "models/cnn2d", "layer": "dense"} and len(info["columns"]) == 4
-    result = run_stage(index_project, "recommend", "data/wav/train003.wav", "--top", "2")
+    result = run_genreclf(index_project, "recommend", "data/wav/train003.wav", "--top", "2")
     lines = result.stdout.splitlines()
     assert lines[0] == "data/wav/train003.wav" and len(lines) == 3
     name = "  Ann - Song train003" if named else ""
@@ -235,7 +235,7 @@ def test_cnn2d_index_and_command_embed_a_clip_the_same_way(index_project):
 
 def test_command_without_an_index_says_what_to_run(tmp_path):
     project = make_project(tmp_path / "project")
-    result = run_stage(project, "recommend", "song.wav", check=False)
+    result = run_genreclf(project, "recommend", "song.wav", check=False)
     assert result.returncode == 1
     assert "models/recommend/vectors.npy does not exist; run `dvc repro recommend_index`" in result.stderr
 
@@ -248,7 +248,9 @@ def test_command_answers_real_audio_and_reports_an_unreadable_file(index_project
     call_stage(index_project, "recommend_index")
     song = write_audio(tmp_path / "song.wav", tone(3.0, 22050, frequency=440.0), 22050)
     (tmp_path / "broken.mp3").write_bytes(b"not audio")
-    result = run_stage(index_project, "recommend", str(song), str(tmp_path / "broken.mp3"), "--top", "3", check=False)
+    result = run_genreclf(
+        index_project, "recommend", str(song), str(tmp_path / "broken.mp3"), "--top", "3", check=False
+    )
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert lines[0] == str(song) and len(lines) == 4
@@ -309,7 +311,7 @@ def test_a_library_folder_is_indexed_incrementally_and_answered_by_path(index_pr
     assert any("embedded 5, reused 0" in r.getMessage() for r in caplog.records)
     assert {p.name: p.read_bytes() for p in (index_project / "models" / "recommend").iterdir()} == incremental
 
-    result = run_stage(index_project, "recommend", str(music / "c" / "five.mp3"), "--top", "2")
+    result = run_genreclf(index_project, "recommend", str(music / "c" / "five.mp3"), "--top", "2")
     lines = result.stdout.splitlines()
     assert lines[0] == str(music / "c" / "five.mp3") and len(lines) == 3
     assert lines[1].split(maxsplit=2)[1:] == ["1.000", f"{music.as_posix()}/c/five.mp3  Bob - five"]

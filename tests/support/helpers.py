@@ -65,6 +65,12 @@ def run_stage(
     )
 
 
+def run_genreclf(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the ``genreclf`` command (``python -m genreclf args``) in ``project``, as run_stage runs a stage."""
+    env = dict(subprocess_env(), PYTHONPATH=str(ROOT))
+    return run_command([sys.executable, "-m", "genreclf", *args], project, env=env, check=check)
+
+
 def run_command(
     args: list[str], cwd: Path, *, env: dict | None = None, timeout: float = 900, check: bool = True
 ) -> subprocess.CompletedProcess:

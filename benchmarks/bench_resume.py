@@ -1,7 +1,8 @@
 """A stage killed half-way: how long its next run takes, against a whole run.
 
     python benchmarks/bench_resume.py [--clips 1000] [--embed-patches 3] [--keras-model cnn1d]
-        [--keras-epochs 10] [--workdir DIR] [--keep] [--json PATH]
+        [--keras-epochs 10] [--stages convert,shard,features,embed,train_keras] [--workdir DIR] [--keep]
+        [--json PATH]
 
 The clips: the 100 of ../shared/data/gtzan_mini repeated under new names (symbolic links
 ``<name>.r<k>.wav``) up to --clips, listed in data/raw/clips.csv of two scratch projects (a copy
@@ -72,6 +73,7 @@ OUTPUTS = {
     "embed": ["data/embeddings"],
 }
 KERAS_MODELS = ("cnn1d", "cnn2d")
+STAGES = ("convert", "shard", "features", "embed", "train_keras")
 BAR = 0.60
 RESUMED = re.compile(
     r"resume: reused (\d+) (clips|shards) \(finished by a run that stopped\), (?:computed|decoded) (\d+)"
@@ -266,11 +268,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="where the projects go (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the projects")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help=f"the stages timed, comma-separated, of {','.join(STAGES)} (convert always runs: the rest read its WAVs)",
+    )
     args = parser.parse_args(argv)
     if args.clips < 10:
         parser.error("--clips must be at least 10 (a split of every genre)")
     if args.keras_epochs < 2 or args.embed_patches < 1:
         parser.error("--keras-epochs must be at least 2 (one to kill after) and --embed-patches at least 1")
+    stages = args.stages.split(",")
+    if not stages or not set(stages) <= set(STAGES):
+        parser.error(f"--stages: expected names of {','.join(STAGES)}, got {args.stages!r}")
     run_record = record.start("bench_resume")
     workdir = Path(tempfile.mkdtemp(prefix="bench_resume.", dir=args.workdir))
     params = project_params(args.embed_patches, args.keras_model, args.keras_epochs)
@@ -278,13 +288,17 @@ def main(argv: list[str] | None = None) -> None:
         full = make_project(workdir / "full", args.source, args.clips, params)
         killed = make_project(workdir / "killed", args.source, args.clips, params)
         rows = [measure(full, killed, "convert")]
+        if "convert" not in stages:
+            rows = []
         for project in (full, killed):
             write_project_split(project)
-        rows += [measure(full, killed, stage) for stage in ("shard", "features")]
-        run(full, "pretrained")  # the musicnn model embed runs, the same files in both projects
-        shutil.copytree(full / "models" / "musicnn_msd", killed / "models" / "musicnn_msd")
-        rows.append(measure(full, killed, "embed"))
-        rows.append(measure(full, killed, f"train_keras {args.keras_model}", args.keras_epochs))
+        rows += [measure(full, killed, stage) for stage in ("shard", "features") if stage in stages]
+        if "embed" in stages:
+            run(full, "pretrained")  # the musicnn model embed runs, the same files in both projects
+            shutil.copytree(full / "models" / "musicnn_msd", killed / "models" / "musicnn_msd")
+            rows.append(measure(full, killed, "embed"))
+        if "train_keras" in stages:
+            rows.append(measure(full, killed, f"train_keras {args.keras_model}", args.keras_epochs))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

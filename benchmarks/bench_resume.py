@@ -18,14 +18,15 @@ of the run, which only skips the val clip accuracy, as for a rehearsal). For eac
 1. the whole run, in project ``full`` (``python -m stages.<stage>``, wall time);
 2. in project ``killed``: the stage started, SIGKILLed (with its worker processes) once about
    half of its work is kept: for a per-clip stage, its scratch (.genreclf-scratch/<stage>/,
-   genreclf/resume.py) holds half the clips (shard: half the shards, its unit of work); for
+   genreclf/resume.py) holds half the clips (shard, whose unit of work is a shard: finished shards
+   that hold half the clips, counted from their stored results; the splits' shards differ in size); for
    train_keras, its epoch backup (.genreclf-scratch/train_keras/<model>/<key>/epoch-NNNNN,
    genreclf/models/resume.py) shows half the epochs done. Its outputs are then deleted (as DVC
    deletes them before a run) and it is run again: that rerun's wall time, and what it reused and
    computed (from its log: clips, shards or epochs). Its outputs are checked to be the same bytes
    as those of the whole run.
 
-Printed: a table of stage, whole-run seconds, killed at (clips, shards or epochs kept), rerun
+Printed: a table of stage, whole-run seconds, killed at (clips or epochs kept), rerun
 seconds, rerun/whole ratio (the bar: at most 0.60), the same for the CPU seconds of the stage's
 process and its workers (which other work on a shared machine does not inflate as it does wall
 time), what was reused and computed. The times include the start of the process (imports,
@@ -34,7 +35,8 @@ reading the inputs, starting the workers, TensorFlow's start), as a ``dvc repro`
 The JSON (--json, default benchmarks/results/bench_resume.json; benchmarks/record.py's
 document) holds in ``figures``: ``clips``, ``embed_patches_per_clip``, ``keras_model``,
 ``keras_epochs`` and ``stages``: one object per stage with ``stage``, ``unit`` (clips, shards or
-epochs), ``full_seconds``, ``killed_at``, ``rerun_seconds``, ``ratio``, ``full_cpu_seconds``,
+epochs: of ``reused`` and ``computed``), ``full_seconds``, ``killed_at`` and ``killed_at_unit``
+(clips or epochs), ``rerun_seconds``, ``ratio``, ``full_cpu_seconds``,
 ``rerun_cpu_seconds``, ``cpu_ratio``, ``reused``, ``computed`` and ``same_bytes``; train_keras's
 also ``resumed_from_epoch``. Other work on the machine slows every wall-clock figure: the load
 average is recorded.
@@ -43,6 +45,8 @@ average is recorded.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import re
 import resource
@@ -61,7 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import record  # noqa: E402
-from genreclf.artifacts import CLIP_COLUMNS, read_converted, write_clips, write_split  # noqa: E402
+from genreclf.artifacts import CLIP_COLUMNS, read_converted, read_split, write_clips, write_split  # noqa: E402
 from genreclf.resume import RESULT_SUFFIX, SCRATCH_ROOT  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "gtzan_mini"
@@ -152,8 +156,16 @@ def run(project: Path, stage: str) -> tuple[float, float, str]:
 
 
 def stored(project: Path, stage: str) -> int:
-    """Clips (shards) in a per-clip stage's scratch."""
-    return len(list((project / SCRATCH_ROOT / stage).glob(f"*/*{RESULT_SUFFIX}")))
+    """Clips in a per-clip stage's scratch: one result per clip, or for shard one per shard, which
+    holds the sample counts of its clips (a list, first in its JSON)."""
+    results = list((project / SCRATCH_ROOT / stage).glob(f"*/*{RESULT_SUFFIX}"))
+    if stage != "shard":
+        return len(results)
+    clips = 0
+    for result in results:
+        with contextlib.suppress(OSError):  # written under a temporary name, renamed: complete if there
+            clips += len(json.loads(result.read_bytes())[0])
+    return clips
 
 
 def epochs_backed_up(project: Path, model: str) -> int:
@@ -214,7 +226,7 @@ def counts(log: str, stage: str, epochs: int) -> tuple[str, int | None, int | No
 def measure(full: Path, killed: Path, stage: str, epochs: int = 0) -> dict:
     full_seconds, full_cpu, full_log = run(full, stage)
     unit, reused, computed = counts(full_log, stage, epochs)
-    total = epochs if unit == "epochs" else (reused or 0) + (computed or 0)
+    total = epochs if unit == "epochs" else len(read_split(killed / "data" / "split")[0])
     killed_at = run_and_kill(killed, stage, max(1, total // 2))
     for output in outputs(stage):  # as DVC does before it runs a stage
         path = killed / output
@@ -227,6 +239,7 @@ def measure(full: Path, killed: Path, stage: str, epochs: int = 0) -> dict:
         "unit": unit,
         "full_seconds": round(full_seconds, 2),
         "killed_at": killed_at,
+        "killed_at_unit": "epochs" if unit == "epochs" else "clips",
         "rerun_seconds": round(rerun_seconds, 2),
         "ratio": round(rerun_seconds / full_seconds, 3),
         "full_cpu_seconds": round(full_cpu, 2),
@@ -248,9 +261,9 @@ def table(rows: list[dict]) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
-        unit = r.get("unit", "clips")
         lines.append(
-            f"| {r['stage']} | {r['full_seconds']:.1f} | {r['killed_at']} {unit} | {r['rerun_seconds']:.1f} | "
+            f"| {r['stage']} | {r['full_seconds']:.1f} | {r['killed_at']} {r['killed_at_unit']} | "
+            f"{r['rerun_seconds']:.1f} | "
             f"{r['ratio']:.2f}{'' if r['ratio'] <= BAR else ' (over ' + str(BAR) + ')'} | "
             f"{r['full_cpu_seconds']:.1f} → {r['rerun_cpu_seconds']:.1f} | {r['cpu_ratio']:.2f} | {r['reused']} | "
             f"{r['computed']} | {'yes' if r['same_bytes'] else 'NO'} |"

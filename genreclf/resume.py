@@ -165,6 +165,15 @@ def scratch_key(
     return digest.hexdigest()[:KEY_CHARS]
 
 
+def has_results(root: str | Path, stage: str, key: str) -> bool:
+    """Whether the scratch ``root/stage/key`` holds a stored result (looked at, not made). A stage
+    may skip a check of its params that the run which stored them passed: the key covers them."""
+    folder = Path(root) / stage / key
+    return folder.is_dir() and any(
+        name.endswith(RESULT_SUFFIX) and not name.startswith(TMP_PREFIX) for name in os.listdir(folder)
+    )
+
+
 class Scratch:
     """The finished clips of one stage run: ``folder`` (``root/stage/key``) holds one file per clip.
 

@@ -46,12 +46,21 @@ def main() -> None:
     clips, labels = read_split(SPLIT_DIR)
     check_wavs(clips["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there
     sample_rate = wav_sample_rate(clips["path"].iloc[0])  # every other clip is checked against it
-    features.check_params(params, sample_rate, where=f"{PARAMS_FILE}: features")
+    by_split = {split: clips[clips["split"] == split] for split in SPLITS}
+    ordered = pd.concat([by_split[split] for split in SPLITS])
+    key = resume.scratch_key(
+        "features",
+        {"features": features.params_to_dict(params), "sample_rate": sample_rate},
+        [(SPLIT_DIR / MANIFEST_FILE).read_bytes()],
+        ordered["path"],
+        resume.code_files(__file__),
+    )
+    if not resume.has_results(resume.SCRATCH_ROOT, "features", key):  # else a run with these params passed it
+        features.check_params(params, sample_rate, where=f"{PARAMS_FILE}: features")
     columns = features.feature_columns(params)
     if space.check_enabled():
         table = space.Need("feature tables", space.table_bytes(len(clips), len(columns)), FEATURES_DIR)
         space.check_space("features", [table], cache_mirrors())
-    by_split = {split: clips[clips["split"] == split] for split in SPLITS}
     log.info(
         "read %s/%s: %s clips (%s), %d genres; %d Hz WAVs; params %s; %d feature columns; engine %s",
         SPLIT_DIR,
@@ -65,14 +74,6 @@ def main() -> None:
         engine.describe(),
     )
 
-    ordered = pd.concat([by_split[split] for split in SPLITS])
-    key = resume.scratch_key(
-        "features",
-        {"features": features.params_to_dict(params), "sample_rate": sample_rate},
-        [(SPLIT_DIR / MANIFEST_FILE).read_bytes()],
-        ordered["path"],
-        resume.code_files(__file__),
-    )
     scratch = resume.Scratch.open(resume.SCRATCH_ROOT, "features", key)
     if len(scratch):
         log.info("resuming: %d clips already computed in %s", len(scratch), scratch.folder)

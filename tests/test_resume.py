@@ -106,6 +106,17 @@ def test_opening_a_key_deletes_the_others_and_remove_cleans_up(tmp_path):
     assert not (tmp_path / "root").exists()
 
 
+def test_has_results_looks_without_making_the_scratch(tmp_path):
+    assert not resume.has_results(tmp_path / "root", "features", "k")
+    assert not (tmp_path / "root").exists()
+    scratch = resume.Scratch.open(tmp_path / "root", "features", "k")
+    (scratch.folder / f"{resume.TMP_PREFIX}0.1").write_bytes(b"a write that was killed")
+    assert not resume.has_results(tmp_path / "root", "features", "k")
+    scratch.store(0, np.zeros(3))
+    assert resume.has_results(tmp_path / "root", "features", "k")
+    assert not resume.has_results(tmp_path / "root", "features", "other")
+
+
 def square(x):
     calls.append(x)
     return np.array([float(x) ** 2])

@@ -7,6 +7,7 @@ split manifest, the shard counts and the seed; each shard is then one unit of wo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -55,18 +56,23 @@ def write_shard(path: str | Path, clips: Sequence[Clip], sample_rate: int, progr
     (``tfrecords.record_bytes``), the bytes ``tf.io.TFRecordWriter`` writes.
     """
     num_samples = []
-    with open(path, "wb") as writer:
-        for clip in clips:
-            samples, rate = read_wav(clip.wav_path)
-            if rate != sample_rate:
-                raise DataError(
-                    f"{clip.wav_path}: sample rate {rate} Hz, but the other clips have {sample_rate} Hz",
-                    path=clip.wav_path,
-                )
-            writer.write(record_bytes(serialize_example(samples, clip.label, clip.track_id)))
-            num_samples.append(len(samples))
-            if progress is not None:
-                progress.update(1)
+    try:
+        with open(path, "wb") as writer:
+            for clip in clips:
+                samples, rate = read_wav(clip.wav_path)
+                if rate != sample_rate:
+                    raise DataError(
+                        f"{clip.wav_path}: sample rate {rate} Hz, but the other clips have {sample_rate} Hz",
+                        path=clip.wav_path,
+                    )
+                writer.write(record_bytes(serialize_example(samples, clip.label, clip.track_id)))
+                num_samples.append(len(samples))
+                if progress is not None:
+                    progress.update(1)
+    except BaseException:  # a bad clip, a full disk: no half-written shard is left
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
     return num_samples
 
 

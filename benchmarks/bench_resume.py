@@ -65,7 +65,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import record  # noqa: E402
-from genreclf.artifacts import CLIP_COLUMNS, read_converted, read_split, write_clips, write_split  # noqa: E402
+from genreclf.artifacts import (  # noqa: E402
+    CLIP_COLUMNS,
+    read_converted,
+    read_split,
+    write_clips,
+    write_split,
+)
 from genreclf.resume import RESULT_SUFFIX, SCRATCH_ROOT  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "gtzan_mini"
@@ -208,6 +214,13 @@ def run_and_kill(project: Path, stage: str, at: int) -> int:
     return count
 
 
+def clips_in(project: Path, stage: str) -> int:
+    """The clips a per-clip stage works on: those of data/raw/clips.csv for convert, else of the split."""
+    if stage == "convert":
+        return len(pd.read_csv(project / "data" / "raw" / "clips.csv"))
+    return len(read_split(project / "data" / "split", check_wavs=False)[0])
+
+
 def tree_bytes(path: Path) -> dict[str, bytes]:
     if path.is_file():
         return {"": path.read_bytes()}
@@ -233,7 +246,7 @@ def counts(log: str, stage: str, epochs: int) -> tuple[str, int | None, int | No
 def measure(full: Path, killed: Path, stage: str, epochs: int = 0) -> dict:
     full_seconds, full_cpu, full_log = run(full, stage)
     unit, reused, computed = counts(full_log, stage, epochs)
-    total = epochs if unit == "epochs" else len(read_split(killed / "data" / "split")[0])
+    total = epochs if unit == "epochs" else clips_in(killed, stage)
     killed_at = run_and_kill(killed, stage, max(1, total // 2))
     for output in outputs(stage):  # as DVC does before it runs a stage
         path = killed / output

@@ -52,11 +52,12 @@ def test_the_shards_are_the_bytes_tensorflow_writes(tmp_path):
     import tensorflow as tf
 
     rng = np.random.default_rng(0)
-    clips = [  # an empty clip, a long one, labels that take 1, 2 and 10 bytes, a non-ASCII id
+    clips = [  # an empty clip, a long one, labels that take 1, 2 and 10 bytes, a non-ASCII id, ...
         (np.zeros(0, np.int16), 0, "empty"),
         (rng.integers(-32768, 32768, 300_000).astype(np.int16), 9, "blues.00001"),
         (rng.integers(-32768, 32768, 1000).astype(np.int16), 300, "caf\u00e9"),
         (np.arange(-5, 5, dtype=np.int16), -1, ""),
+        (np.arange(128, dtype=np.int16)[::2], 1, "x" * 128),  # strided; lengths at a varint's 1-2 byte edge
     ]
     for audio, label, track_id in clips:
         assert serialize_example(audio, label, track_id) == tensorflow_example(audio, label, track_id)

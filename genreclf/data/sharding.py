@@ -24,7 +24,7 @@ from genreclf import resume
 from genreclf.artifacts import SPLITS, ObjectEntry
 from genreclf.data import gcs
 from genreclf.data.audio import read_wav
-from genreclf.data.tfrecords import FORMAT_VERSION, record_bytes, serialize_example, shard_name
+from genreclf.data.tfrecords import FORMAT_VERSION, serialize_example, shard_name, write_record
 from genreclf.errors import DataError
 
 KEY_HEX_CHARS = 32  # of the SHA-256 that names a set of shards on GCS
@@ -53,7 +53,7 @@ def write_shard(path: str | Path, clips: Sequence[Clip], sample_rate: int, progr
     Every WAV must be mono 16-bit at ``sample_rate``. ``progress`` (e.g. a tqdm bar) is
     advanced by one per clip. Both engines write each shard with this function (see
     ``genreclf.engine``). TensorFlow is not imported: the records are framed here
-    (``tfrecords.record_bytes``), the bytes ``tf.io.TFRecordWriter`` writes.
+    (``tfrecords.write_record``), the bytes ``tf.io.TFRecordWriter`` writes.
     """
     num_samples = []
     try:
@@ -65,7 +65,7 @@ def write_shard(path: str | Path, clips: Sequence[Clip], sample_rate: int, progr
                         f"{clip.wav_path}: sample rate {rate} Hz, but the other clips have {sample_rate} Hz",
                         path=clip.wav_path,
                     )
-                writer.write(record_bytes(serialize_example(samples, clip.label, clip.track_id)))
+                write_record(writer, serialize_example(samples, clip.label, clip.track_id))
                 num_samples.append(len(samples))
                 if progress is not None:
                     progress.update(1)

@@ -219,8 +219,9 @@ def test_convert_that_cannot_fit_stops_before_any_work(gtzan_mini, tmp_path):
 )
 def test_fetch_that_cannot_fit_stops_before_any_download(shared_data, tmp_path, clips_per_genre, expected):
     """The FMA fixture's archives served on 127.0.0.1; the project on an 8 MB disk. fetch's check
-    counts the archive it would download and the members it would extract: it refuses in the
-    stage's own process, with one line naming the sizes, before any request."""
+    counts the archive it would download (unless it reads the chosen members by ranges) and the
+    clips it would extract, from the dataset's published sizes (genreclf/space.py): it refuses in
+    the stage's own process, with one line naming the sizes, before any request."""
     fma = build_fma_fixture(shared_data, tmp_path / "archives", ("fma_small",))
     with RangeServer(fma.directory) as server, tmpfs(tmp_path / "disk", 8) as disk:
         data = {"dataset": "fma_small", "source": server.url, "clips_per_genre": clips_per_genre}

@@ -22,8 +22,9 @@ Design:
   have the clip recomputed.
 - Work that writes a file (convert: a clip's WAV; shard: a shard's TFRecord file, the unit of
   work there) writes it into ``Scratch.files`` and runs as ``WritesFile``, which records the
-  file's size and SHA-256 with the result (``file_codec``: reused only if the file still has
-  them); the stage links the files into its output folder once every item is done.
+  file's size, modification time and inode with the result, once the file is closed
+  (``file_codec``: reused only if a stat of the file still gives them, so a file is never read
+  again to be trusted); the stage links the files into its output folder once every item is done.
 - ``resumed`` loads every trusted result first, computes only the other items and stores each
   of their results as it arrives, in input order; ``Scratch.reused`` and ``Scratch.computed``
   count them for the stage's log. The engine's per-clip map does this when given a scratch
@@ -86,9 +87,12 @@ ARRAYS = Codec(dump_array, load_array)
 
 
 def file_record(path: str | Path) -> list:
-    """[path, size, SHA-256] of a file that a clip's work wrote."""
-    data = Path(path).read_bytes()
-    return [os.fspath(path), len(data), hashlib.sha256(data).hexdigest()]
+    """[path, size, modification time (ns), inode] of a file that a clip's work wrote: a stat, not a
+    read, so that neither storing nor reusing a result reads its file again. A file recorded once
+    it was completely written and closed, in a folder that only the stage writes, is the same
+    bytes while these are unchanged; a file cut short, rewritten or replaced is not."""
+    stat = os.stat(path)
+    return [os.fspath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino]
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ class WritesFile:
 
 def file_codec(to_json: Callable[[object], object], from_json: Callable[[object], object]) -> Codec:
     """The codec of ``WritesFile``'s results: the result as JSON (``to_json``, ``from_json``) with its
-    file's record; loading checks that the file still has that size and SHA-256."""
+    file's record; loading checks that the file still has that record (``file_record``)."""
 
     def dump(value) -> bytes:
         result, record = value
@@ -159,6 +163,15 @@ def scratch_key(
     for path in code:
         part(Path(path).read_bytes())
     return digest.hexdigest()[:KEY_CHARS]
+
+
+def has_results(root: str | Path, stage: str, key: str) -> bool:
+    """Whether the scratch ``root/stage/key`` holds a stored result (looked at, not made). A stage
+    may skip a check of its params that the run which stored them passed: the key covers them."""
+    folder = Path(root) / stage / key
+    return folder.is_dir() and any(
+        name.endswith(RESULT_SUFFIX) and not name.startswith(TMP_PREFIX) for name in os.listdir(folder)
+    )
 
 
 class Scratch:

@@ -92,27 +92,7 @@ def compute(section: FeaturesSection) -> None:
     clips, labels = read_split(SPLIT_DIR)
     check_wavs(clips["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there
     sample_rate = wav_sample_rate(clips["path"].iloc[0])  # every other clip is checked against it
-    features.check_params(params, sample_rate, where=f"{PARAMS_FILE}: features")
-    computed = features.feature_columns(params)
-    kept = fma_tables.select_families(computed, section.families, section.source)
-    columns = [computed[i] for i in kept]
-    if space.check_enabled():
-        table = space.Need("feature tables", space.table_bytes(len(clips), len(columns)), FEATURES_DIR)
-        space.check_space("features", [table], cache_mirrors())
     by_split = {split: clips[clips["split"] == split] for split in SPLITS}
-    log.info(
-        "read %s/%s: %s clips (%s), %d genres; %d Hz WAVs; params %s; %d feature columns; engine %s",
-        SPLIT_DIR,
-        MANIFEST_FILE,
-        len(clips),
-        ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS),
-        len(labels),
-        sample_rate,
-        features.params_to_dict(params),
-        len(columns),
-        engine.describe(),
-    )
-
     ordered = pd.concat([by_split[split] for split in SPLITS])
     key = resume.scratch_key(
         "features",
@@ -121,6 +101,21 @@ def compute(section: FeaturesSection) -> None:
         ordered["path"],
         resume.code_files(__file__),
     )
+    if not resume.has_results(resume.SCRATCH_ROOT, "features", key):  # else a run with these params passed it
+        features.check_params(params, sample_rate, where=f"{PARAMS_FILE}: features")
+    computed = features.feature_columns(params)
+    kept = fma_tables.select_families(computed, section.families, section.source)
+    columns = [computed[i] for i in kept]
+    if space.check_enabled():
+        table = space.Need("feature tables", space.table_bytes(len(clips), len(columns)), FEATURES_DIR)
+        space.check_space("features", [table], cache_mirrors())
+    sizes = ", ".join(f"{s} {len(by_split[s])}" for s in SPLITS)
+    log.info(
+        "read %s/%s: %s clips (%s), %d genres; %d Hz WAVs; params %s; %d feature columns; engine %s",
+        *(SPLIT_DIR, MANIFEST_FILE, len(clips), sizes, len(labels), sample_rate, features.params_to_dict(params)),
+        *(len(columns), engine.describe()),
+    )
+
     scratch = resume.Scratch.open(resume.SCRATCH_ROOT, "features", key)
     if len(scratch):
         log.info("resuming: %d clips already computed in %s", len(scratch), scratch.folder)

@@ -11,20 +11,12 @@ Writes  data/shards/{split}-{i:05d}-of-{n:05d}.n{records}.tfrecord (format: genr
         URL, size and MD5), written last.
 Each shard file is first written into .genreclf-scratch/shard/<key>/ (genreclf.resume), so a run
 killed part-way writes only the shards it had not finished; they are linked into data/shards at
-the end and the scratch is removed.
+the end and the scratch is removed (docs/design-resume.md). TensorFlow is not imported.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
-
-import numpy as np
-import pandas as pd
-from tqdm import tqdm
 
 from genreclf import resume, space
 from genreclf.artifacts import (
@@ -35,15 +27,13 @@ from genreclf.artifacts import (
     SPLITS,
     WAV_DIR,
     WAV_MANIFEST_FILE,
-    ObjectEntry,
     read_split,
     write_dataset_info,
     write_shard_manifest,
 )
-from genreclf.data import gcs
+from genreclf.data import gcs, sharding
 from genreclf.data.audio import check_wavs, read_wav
-from genreclf.data.sharding import Clip, plan_split_shards, shard_key, write_shard, write_shard_object
-from genreclf.engine import engine_from_environ, limit_threads, map_in_order
+from genreclf.engine import engine_from_environ
 from genreclf.errors import FileSystemError
 from genreclf.io import atomic_dir, renamed_error
 from stages.common import GCS_REMEDY, cache_mirrors, run_stage, stage_logger
@@ -52,109 +42,46 @@ from stages.config import load_config
 log = stage_logger("shard")
 
 
-def write_here(total_clips: int) -> Callable[[Callable, Sequence[tuple]], Iterator[list[int]]]:
-    """The local engine: the shards one after the other in this process, a progress bar counting clips."""
-
-    def write(fn: Callable, shards: Sequence[tuple]) -> Iterator[list[int]]:
-        with tqdm(total=total_clips, desc="shard", unit="clip") as progress:
-            for shard in shards:
-                yield fn(*shard, progress=progress)
-
-    return write
-
-
-def plan_shards(
-    target: str | Path, manifest: pd.DataFrame, num_shards: dict[str, int], seed: int, sample_rate: int
-) -> tuple[list[tuple], list[str]]:
-    """Every shard: (its path or URL under ``target``, its clips in their shuffled order, the sample
-    rate), and the split of each. One independent random stream per split, derived from ``seed``."""
-    streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
-    shards, shard_splits = [], []
-    for split, stream in zip(SPLITS, streams):
-        rows = manifest[manifest["split"] == split]
-        clips = [
-            Clip(path, int(label), track_id)
-            for path, label, track_id in zip(rows["path"], rows["label"], rows["track_id"])
-        ]
-        for path, indices in plan_split_shards(target, split, clips, num_shards[split], np.random.default_rng(stream)):
-            shards.append((path, [clips[i] for i in indices], sample_rate))
-            shard_splits.append(split)
-    return shards, shard_splits
-
-
-def split_sizes(shard_splits: list[str], samples_per_shard: Iterable[list[int]]) -> dict:
-    """Per split: its clips, and the fewest and most samples of a clip (for dataset_info.json)."""
-    sizes = {split: [] for split in SPLITS}  # the samples of each clip
-    for split, counts in zip(shard_splits, samples_per_shard):
-        sizes[split] += counts
-    return {
-        split: {"clips": len(samples), "min_samples": min(samples), "max_samples": max(samples)}
-        for split, samples in sizes.items()
-    }
-
-
-SHARD_CODEC = resume.file_codec(list, list)
-
-
 def write_to_workspace(
     manifest, labels, sample_rate, num_shards, seed, engine, scratch: resume.Scratch
 ) -> tuple[dict, list[str]]:
     """The shards as files of data/shards, with dataset_info.json; (split sizes, file names). Each
     shard is written into the scratch (with its clips' sample counts: a killed run keeps the shards
     it finished), then linked into data/shards once every shard is done."""
-    shards, shard_splits = plan_shards(scratch.files, manifest, num_shards, seed, sample_rate)
-    write = resume.WritesFile(write_shard, at=0)
-    local = write_here(len(manifest))
+    shards, shard_splits = sharding.plan_shards(scratch.files, manifest, num_shards, seed, sample_rate)
     try:
-        results = list(map_in_order(write, shards, engine, setup=limit_threads, local=local, scratch=scratch))
+        samples = sharding.write_resumably(shards, engine, scratch)
     except FileSystemError as e:  # named as the shard of data/shards that it is
         raise renamed_error(e, scratch.files, SHARD_DIR) from None
     with atomic_dir(SHARD_DIR) as tmp:
-        for (path, _, _), _ in zip(shards, results):
-            link_or_copy(path, tmp / Path(path).name)
-        splits_info = split_sizes(shard_splits, (samples for samples, _ in results))
+        sharding.link_into((path for path, _, _ in shards), tmp)
+        splits_info = sharding.split_sizes(shard_splits, samples)
         write_dataset_info(tmp, sample_rate, labels, splits_info)
         files = sorted(p.name for p in tmp.iterdir())
     return splits_info, files
-
-
-def link_or_copy(source: str | Path, destination: Path) -> None:
-    try:
-        os.link(source, destination)
-    except OSError:  # another file system, or one without hard links
-        shutil.copyfile(source, destination)
-
-
-def wav_digests(paths: list[str], objects: dict[str, ObjectEntry]) -> list[str]:
-    """The MD5 of each WAV: as the WAV manifest gives it for an object (``objects``), read and
-    hashed for a file of the workspace (the same value for the same bytes)."""
-    started = time.perf_counter()
-    digests = [objects[path].md5 if path in objects else gcs.file_digest(path) for path in paths]
-    hashed = sum(path not in objects for path in paths)
-    log.info(
-        "the MD5s of %d WAVs: %d from %s, %d hashed in %.1f s",
-        len(paths),
-        len(paths) - hashed,
-        WAV_MANIFEST_FILE,
-        hashed,
-        time.perf_counter() - started,
-    )
-    return digests
 
 
 def write_to_bucket(manifest, labels, sample_rate, num_shards, seed, engine, root: str, wavs) -> tuple[dict, list[str]]:
     """The shards as objects under ``root``/data/shards/<key> (the key derived from the inputs, the
     WAVs by their MD5: ``wavs`` gives those of the objects), then data/shards/{dataset_info.json,
     shard_manifest.json}; (split sizes, file names)."""
-    digests = wav_digests(manifest["path"].tolist(), wavs)
-    clips = list(zip(manifest["track_id"], manifest["label"].tolist(), manifest["split"], digests))
-    prefix = gcs.join(root, SHARD_DIR.as_posix(), shard_key(clips, labels, sample_rate, num_shards, seed))
-    log.info("the shards go under %s", prefix)
-    shards, shard_splits = plan_shards(prefix, manifest, num_shards, seed, sample_rate)
-    results = list(
-        map_in_order(write_shard_object, shards, engine, setup=limit_threads, local=write_here(len(manifest)))
+    started = time.perf_counter()
+    digests, hashed = sharding.wav_digests(manifest["path"].tolist(), wavs)
+    took = time.perf_counter() - started
+    log.info(
+        "the MD5s of %d WAVs: %d from %s, %d hashed in %.1f s",
+        len(digests),
+        len(digests) - hashed,
+        WAV_MANIFEST_FILE,
+        hashed,
+        took,
     )
-    splits_info = split_sizes(shard_splits, (samples for samples, _, _ in results))
+    clips = list(zip(manifest["track_id"], manifest["label"].tolist(), manifest["split"], digests))
+    prefix = gcs.join(root, SHARD_DIR.as_posix(), sharding.shard_key(clips, labels, sample_rate, num_shards, seed))
+    log.info("the shards go under %s", prefix)
+    shards, shard_splits = sharding.plan_shards(prefix, manifest, num_shards, seed, sample_rate)
+    results = sharding.upload_shards(shards, engine)
+    splits_info = sharding.split_sizes(shard_splits, (samples for samples, _, _ in results))
     uploaded = sum(was_uploaded for _, _, was_uploaded in results)
     log.info("uploaded %d objects; %d were there already with the same bytes", uploaded, len(results) - uploaded)
     with atomic_dir(SHARD_DIR) as tmp:  # the manifest last: after every object it lists
@@ -187,14 +114,9 @@ def main() -> None:
         seed,
         engine.describe(),
     )
-    for split in SPLITS:
-        if num_shards[split] > counts[split]:
-            log.info(
-                "%s: %d shards asked for but only %d clips; writing one shard per clip",
-                split,
-                num_shards[split],
-                counts[split],
-            )
+    for split in (split for split in SPLITS if num_shards[split] > counts[split]):
+        asked, clips = num_shards[split], counts[split]
+        log.info("%s: %d shards asked for but only %d clips; writing one shard per clip", split, asked, clips)
     started = time.perf_counter()
     if gcs.is_remote(root):
         splits_info, files = write_to_bucket(manifest, labels, sample_rate, num_shards, seed, engine, root, wavs)
@@ -206,7 +128,7 @@ def main() -> None:
             manifest["path"],
             resume.code_files(__file__),
         )
-        scratch = resume.Scratch.open(resume.SCRATCH_ROOT, "shard", key, SHARD_CODEC)
+        scratch = resume.Scratch.open(resume.SCRATCH_ROOT, "shard", key, sharding.SHARD_CODEC)
         if len(scratch):
             log.info("resuming: %d shards already written in %s", len(scratch), scratch.folder)
         splits_info, files = write_to_workspace(manifest, labels, sample_rate, num_shards, seed, engine, scratch)

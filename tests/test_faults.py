@@ -4,7 +4,7 @@ the free space is checked before a stage writes.
 Each error is made where it really happens: a small tmpfs for a full disk (ENOSPC), a read-only
 bind mount (EROFS; chmod, EACCES, when not root), a tight RLIMIT_NOFILE in the worker processes
 (EMFILE), a file removed (ENOENT); in the stage's own process and in its workers (a process pool,
-or Beam's). Mounting needs root: those tests are skipped, saying so, when not root.
+or Beam's); for convert, shard and fetch. Mounting needs root: those tests are skipped, saying so, when not root.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import time
@@ -23,12 +24,15 @@ import pandas as pd
 import pytest
 
 from genreclf import space
-from genreclf.artifacts import CLIP_COLUMNS, write_clips
+from genreclf.artifacts import CLIP_COLUMNS, SPLITS, read_converted, write_clips, write_split
 from genreclf.data.audio import read_wav, write_wav
 from genreclf.engine import Engine, map_in_order
 from genreclf.errors import FileSystemError, NotEnoughSpaceError
 from genreclf.io import atomic_dir, file_error
+from genreclf.resume import SCRATCH_ROOT
+from tests.support.fma_fixture import build_fma_fixture
 from tests.support.helpers import ROOT, directory_bytes, make_project, run_command, run_stage, subprocess_env
+from tests.support.http_range_server import RangeServer
 
 IS_ROOT = os.geteuid() == 0
 # Outside CI a run without root skips them, saying why; under CI=true (which runs as root) they run
@@ -204,6 +208,30 @@ def test_convert_that_cannot_fit_stops_before_any_work(gtzan_mini, tmp_path):
     print(f"refused in {seconds:.1f} s (the process, imports included): {line}")
 
 
+@NEEDS_ROOT
+@pytest.mark.parametrize(
+    ("clips_per_genre", "expected"),
+    [
+        (None, "fetch would write about 7.2 GB of archive to data/downloads; about 7.2 GB of clips to data/raw/audio"),
+        (2, "fetch would write about 14.4 MB of clips to data/raw/audio"),  # read by ranges: no archive
+    ],
+    ids=["whole-archive", "clips-per-genre"],
+)
+def test_fetch_that_cannot_fit_stops_before_any_download(shared_data, tmp_path, clips_per_genre, expected):
+    """The FMA fixture's archives served on 127.0.0.1; the project on an 8 MB disk. fetch's check
+    counts the archive it would download (unless it reads the chosen members by ranges) and the
+    clips it would extract, from the dataset's published sizes (genreclf/space.py): it refuses in
+    the stage's own process, with one line naming the sizes, before any request."""
+    fma = build_fma_fixture(shared_data, tmp_path / "archives", ("fma_small",))
+    with RangeServer(fma.directory) as server, tmpfs(tmp_path / "disk", 8) as disk:
+        data = {"dataset": "fma_small", "source": server.url, "clips_per_genre": clips_per_genre}
+        project = make_project(disk / "project", {"data": data}, contents="params")
+        proc = run_stage(project, "fetch", check=False)
+        print(assert_one_line(proc, expected, "its disk has 8.", "choose fewer clips (data.clips_per_genre)"))
+        assert server.requests == [] and not (project / "data" / "raw").exists()
+        assert temporary_files(project) == []
+
+
 # ---- a stage meeting each error
 
 
@@ -232,6 +260,48 @@ def test_convert_on_a_disk_that_fills_up_is_one_line_and_a_rerun_gives_a_clean_r
             else:
                 assert got.read_bytes() == want.read_bytes(), output
         assert temporary_files(project) == []
+
+
+def split_project(project: Path) -> Path:
+    """data/split of the clips that convert wrote: every third clip val, every third test."""
+    converted = read_converted(project / "data" / "converted.csv")
+    genres = sorted(converted["genre"].unique())
+    manifest = converted[["track_id", "path", "genre"]].copy()
+    manifest["label"] = [genres.index(g) for g in manifest["genre"]]
+    manifest["split"] = [SPLITS[i % 3] for i in range(len(manifest))]
+    write_split(project / "data" / "split", manifest, genres)
+    return project
+
+
+@NEEDS_ROOT
+@pytest.mark.slow  # convert, then shard three times, in their own process
+def test_shard_on_a_disk_that_fills_up_is_one_line_and_a_rerun_gives_a_clean_runs_bytes(gtzan_mini, tmp_path):
+    """The WAVs fit on the disk, and about half of the shards: the shard being written when the
+    disk fills up is named as the file of data/shards it is, nothing is left of it, and the rerun
+    once space is freed reuses the shards that were finished."""
+    clean = gtzan_project(tmp_path / "clean", gtzan_mini)
+    run_stage(clean, "convert")
+    split_project(clean)
+    with tmpfs(tmp_path / "disk", WAV_MB + WAV_MB // 2) as disk:
+        project = make_project(disk / "project")
+        shutil.copytree(clean / "data", project / "data")  # the WAVs and the split: about 40 MB
+        run_stage(clean, "shard")
+        env = dict(subprocess_env(), PYTHONPATH=str(ROOT), **{space.SPACE_VARIABLE: "off"})
+        proc = run_command([sys.executable, "-m", "stages.shard"], project, env=env, check=False)
+        line = assert_one_line(
+            proc, "error: data/shards/", ".tfrecord: the disk is full (No space left on device, ENOSPC)", "free space"
+        )
+        print(line)
+        assert temporary_files(project) == [] and not (project / "data" / "shards").exists()
+        (scratch,) = (project / SCRATCH_ROOT / "shard").iterdir()
+        written = sorted(p.name for p in (scratch / "files").iterdir())
+        failed = line.split("data/shards/")[1].split(":")[0]
+        assert written and failed not in written  # the shard being written is gone; those before it stay
+        mount("-o", f"remount,size={WAV_MB * 3}m", str(disk))
+        proc = run_stage(project, "shard")
+        assert f"resume: reused {len(written)} shards" in proc.stderr, proc.stderr[-3000:]
+        assert directory_bytes(project / "data" / "shards") == directory_bytes(clean / "data" / "shards")
+        assert temporary_files(project) == [] and not (project / SCRATCH_ROOT).exists()
 
 
 @pytest.mark.slow  # convert in its own process

@@ -25,7 +25,15 @@ import soundfile as sf
 from genreclf import resume
 from genreclf.artifacts import CLIP_COLUMNS, write_clips, write_split
 from genreclf.engine import Engine, map_in_order
-from tests.support.helpers import ROOT, directory_bytes, make_project, run_stage, set_params, subprocess_env
+from tests.support.helpers import (
+    ROOT,
+    directory_bytes,
+    make_project,
+    run_command,
+    run_stage,
+    set_params,
+    subprocess_env,
+)
 
 CLIPS = 20
 CONVERT_CLIPS = 40
@@ -104,6 +112,17 @@ def test_opening_a_key_deletes_the_others_and_remove_cleans_up(tmp_path):
     assert not old.folder.exists() and len(new) == 0
     new.remove()
     assert not (tmp_path / "root").exists()
+
+
+def test_has_results_looks_without_making_the_scratch(tmp_path):
+    assert not resume.has_results(tmp_path / "root", "features", "k")
+    assert not (tmp_path / "root").exists()
+    scratch = resume.Scratch.open(tmp_path / "root", "features", "k")
+    (scratch.folder / f"{resume.TMP_PREFIX}0.1").write_bytes(b"a write that was killed")
+    assert not resume.has_results(tmp_path / "root", "features", "k")
+    scratch.store(0, np.zeros(3))
+    assert resume.has_results(tmp_path / "root", "features", "k")
+    assert not resume.has_results(tmp_path / "root", "features", "other")
 
 
 def square(x):
@@ -206,13 +225,15 @@ def resumed(stderr: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def check_resumes(tmp_path: Path, gtzan_mini: Path, stage: str, make, outputs: list[str], clips: int, at: int) -> None:
-    """Run the stage uninterrupted in one project; in another kill it once ``at`` clips are done,
-    then run it again as DVC would (outputs deleted): same bytes, only the rest computed."""
+def check_resumes(
+    tmp_path: Path, gtzan_mini: Path, stage: str, make, outputs: list[str], clips: int, at: int, kill=run_and_kill
+) -> None:
+    """Run the stage uninterrupted in one project; in another kill it once ``at`` clips are done
+    (``kill``), then run it again as DVC would (outputs deleted): same bytes, only the rest computed."""
     reference = make(tmp_path / "reference", gtzan_mini)
     assert resumed(run_stage(reference, stage).stderr) == (0, clips)
     project = make(tmp_path / "killed", gtzan_mini)
-    killed_at = run_and_kill(project, stage, at)
+    killed_at = kill(project, stage, at)
     for output in outputs:  # as DVC does before it runs the stage
         path = project / output
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
@@ -245,10 +266,45 @@ def shard_project(root: Path, gtzan_mini: Path) -> Path:
     return features_project(root, gtzan_mini, {"shard": {"num_shards": SHARDS}})
 
 
+# shard in a process that SIGKILLs itself (no clean-up) once it has written half of shard number
+# {at}: that shard's file is in the scratch, without a result, the shards before it with theirs.
+# (The shards of 20 clips are written in some 50 ms: too fast to be killed from outside on time.)
+KILLED_IN_A_SHARD = """
+import os, signal
+import stages.shard as shard
+from genreclf.data import sharding
+from stages.common import run_stage
+
+write, started = sharding.write_shard, []
+
+def write_or_die(path, clips, sample_rate, progress=None):
+    if len(started) == {at}:
+        write(path, clips[: max(1, len(clips) // 2)], sample_rate)
+        os.kill(os.getpid(), signal.SIGKILL)
+    started.append(path)
+    return write(path, clips, sample_rate, progress)
+
+sharding.write_shard = write_or_die
+run_stage("shard", shard.main)
+"""
+
+
+def kill_in_a_shard(project: Path, stage: str, at: int) -> int:
+    """Run shard in ``project`` until it dies in shard number ``at``; the shards stored then."""
+    proc = run_command([sys.executable, "-c", KILLED_IN_A_SHARD.format(at=at)], project, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    assert stored(project, stage) == at
+    (scratch,) = (project / resume.SCRATCH_ROOT / stage).iterdir()
+    assert len(list((scratch / "files").iterdir())) == at + 1  # the one cut short too
+    return at
+
+
 @pytest.mark.slow
 def test_shard_killed_resumes_and_writes_the_same_bytes(tmp_path, gtzan_mini):
     shards = sum(SHARDS.values())
-    check_resumes(tmp_path, gtzan_mini, "shard", shard_project, ["data/shards"], shards, shards // 2)
+    check_resumes(
+        tmp_path, gtzan_mini, "shard", shard_project, ["data/shards"], shards, shards // 2, kill=kill_in_a_shard
+    )
 
 
 @pytest.mark.slow

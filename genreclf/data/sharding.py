@@ -1,19 +1,30 @@
-"""Writing one split as shuffled TFRecord shards (format: ``genreclf.data.tfrecords``)."""
+"""Writing the splits as shuffled TFRecord shards (format: ``genreclf.data.tfrecords``).
+
+The plan (``plan_shards``: which clips go in which shard, in which order) depends only on the
+split manifest, the shard counts and the seed; each shard is then one unit of work
+(``write_shard``), on either engine, resumable through a ``genreclf.resume.Scratch``
+(``write_resumably``) or uploaded to GCS (``write_shard_object``)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from collections.abc import Sequence
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
-from genreclf.artifacts import ObjectEntry
+from genreclf import resume
+from genreclf.artifacts import SPLITS, ObjectEntry
 from genreclf.data import gcs
 from genreclf.data.audio import read_wav
-from genreclf.data.tfrecords import FORMAT_VERSION, serialize_example, shard_name
+from genreclf.data.tfrecords import FORMAT_VERSION, serialize_example, shard_name, write_record
 from genreclf.errors import DataError
 
 KEY_HEX_CHARS = 32  # of the SHA-256 that names a set of shards on GCS
@@ -41,24 +52,96 @@ def write_shard(path: str | Path, clips: Sequence[Clip], sample_rate: int, progr
 
     Every WAV must be mono 16-bit at ``sample_rate``. ``progress`` (e.g. a tqdm bar) is
     advanced by one per clip. Both engines write each shard with this function (see
-    ``genreclf.engine``).
+    ``genreclf.engine``). TensorFlow is not imported: the records are framed here
+    (``tfrecords.write_record``), the bytes ``tf.io.TFRecordWriter`` writes.
     """
-    import tensorflow as tf
-
     num_samples = []
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for clip in clips:
-            samples, rate = read_wav(clip.wav_path)
-            if rate != sample_rate:
-                raise DataError(
-                    f"{clip.wav_path}: sample rate {rate} Hz, but the other clips have {sample_rate} Hz",
-                    path=clip.wav_path,
-                )
-            writer.write(serialize_example(samples, clip.label, clip.track_id))
-            num_samples.append(len(samples))
-            if progress is not None:
-                progress.update(1)
+    try:
+        with open(path, "wb") as writer:
+            for clip in clips:
+                samples, rate = read_wav(clip.wav_path)
+                if rate != sample_rate:
+                    raise DataError(
+                        f"{clip.wav_path}: sample rate {rate} Hz, but the other clips have {sample_rate} Hz",
+                        path=clip.wav_path,
+                    )
+                write_record(writer, serialize_example(samples, clip.label, clip.track_id))
+                num_samples.append(len(samples))
+                if progress is not None:
+                    progress.update(1)
+    except BaseException:  # a bad clip, a full disk: no half-written shard is left
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
     return num_samples
+
+
+def plan_shards(
+    target: str | Path, manifest: pd.DataFrame, num_shards: dict[str, int], seed: int, sample_rate: int
+) -> tuple[list[tuple], list[str]]:
+    """Every shard: (its path or URL under ``target``, its clips in their shuffled order, the sample
+    rate), and the split of each. One independent random stream per split, derived from ``seed``."""
+    streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
+    shards, shard_splits = [], []
+    for split, stream in zip(SPLITS, streams):
+        rows = manifest[manifest["split"] == split]
+        clips = [
+            Clip(path, int(label), track_id)
+            for path, label, track_id in zip(rows["path"], rows["label"], rows["track_id"])
+        ]
+        for path, indices in plan_split_shards(target, split, clips, num_shards[split], np.random.default_rng(stream)):
+            shards.append((path, [clips[i] for i in indices], sample_rate))
+            shard_splits.append(split)
+    return shards, shard_splits
+
+
+def split_sizes(shard_splits: list[str], samples_per_shard: Iterable[list[int]]) -> dict:
+    """Per split: its clips, and the fewest and most samples of a clip (for dataset_info.json)."""
+    sizes = {split: [] for split in SPLITS}  # the samples of each clip
+    for split, counts in zip(shard_splits, samples_per_shard):
+        sizes[split] += counts
+    return {
+        split: {"clips": len(samples), "min_samples": min(samples), "max_samples": max(samples)}
+        for split, samples in sizes.items()
+    }
+
+
+def write_here(total_clips: int) -> Callable[[Callable, Sequence[tuple]], Iterator]:
+    """The local engine's writer: the shards one after the other in this process, a progress bar
+    counting clips (``genreclf.engine.map_in_order``'s ``local``)."""
+
+    def write(fn: Callable, shards: Sequence[tuple]) -> Iterator:
+        with tqdm(total=total_clips, desc="shard", unit="clip") as progress:
+            for shard in shards:
+                yield fn(*shard, progress=progress)
+
+    return write
+
+
+# A shard's result in a scratch: its clips' sample counts, and the record of its file.
+SHARD_CODEC = resume.file_codec(list, list)
+
+
+def write_resumably(shards: Sequence[tuple], engine, scratch: resume.Scratch) -> list[list[int]]:
+    """``write_shard`` of each of ``plan_shards``'s shards (planned under ``scratch.files``) that
+    ``scratch`` does not hold, on ``engine``; the samples of each shard's clips, in order."""
+    from genreclf.engine import limit_threads, map_in_order
+
+    write = resume.WritesFile(write_shard, at=0)
+    local = write_here(sum(len(clips) for _, clips, _ in shards))
+    results = map_in_order(write, shards, engine, setup=limit_threads, local=local, scratch=scratch)
+    return [samples for samples, _ in results]
+
+
+def link_into(sources: Iterable[str | Path], folder: Path) -> None:
+    """Each file of ``sources`` into ``folder`` under its name: a hard link (no bytes copied; the
+    scratch keeps its own link until it is removed), else moved."""
+    for source in sources:
+        destination = folder / Path(source).name
+        try:
+            os.link(source, destination)
+        except OSError:  # a file system without hard links
+            shutil.move(source, destination)
 
 
 def plan_split_shards(
@@ -115,6 +198,23 @@ def write_shard_object(
         num_samples = write_shard(local, clips, sample_rate, progress)
         entry, uploaded = gcs.upload(local, url)
     return num_samples, entry, uploaded
+
+
+def upload_shards(shards: Sequence[tuple], engine) -> list[tuple[list[int], ObjectEntry, bool]]:
+    """``write_shard_object`` of each of ``plan_shards``'s shards (planned under a gs:// prefix) on
+    ``engine``, in order."""
+    from genreclf.engine import limit_threads, map_in_order
+
+    local = write_here(sum(len(clips) for _, clips, _ in shards))
+    return list(map_in_order(write_shard_object, shards, engine, setup=limit_threads, local=local))
+
+
+def wav_digests(paths: Sequence[str], objects: dict[str, ObjectEntry]) -> tuple[list[str], int]:
+    """The MD5 of each WAV (what ``shard_key`` takes): as the WAV manifest gives it for an object
+    (``objects``), read and hashed for a file of the workspace (the same value for the same bytes);
+    and how many were hashed."""
+    digests = [objects[path].md5 if path in objects else gcs.file_digest(path) for path in paths]
+    return digests, sum(path not in objects for path in paths)
 
 
 def shard_key(

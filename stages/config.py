@@ -681,6 +681,8 @@ def problems(error: ValidationError, file: str) -> list[str]:
             keys, what = [(tuple(e["loc"]) + path, lookup(e["input"], path)) for path in paths], str(rule)
         elif e["type"] == "missing":
             keys, what = [(tuple(e["loc"]), _ABSENT)], f"missing; {MISSING_HINT}"
+        elif e["type"] == "extra_forbidden":
+            keys, what = [(tuple(e["loc"]), e["input"])], unknown_key(tuple(e["loc"]))
         else:
             keys, what = [(tuple(e["loc"]), e["input"])], e["msg"].removeprefix("Value error, ")
         named = ", ".join(dotted(loc) if value is _ABSENT else f"{dotted(loc)} = {show(value)}" for loc, value in keys)
@@ -689,6 +691,14 @@ def problems(error: ValidationError, file: str) -> list[str]:
 
 
 _ABSENT = object()
+
+
+def unknown_key(loc: tuple) -> str:
+    """What is said of a key that its section does not have: the keys it has."""
+    parent = tuple(part for part in loc[:-1] if not isinstance(part, int))
+    model = dict(sections()).get(".".join(parent))
+    known = f": the keys here are {', '.join(model.model_fields)}" if model is not None else ""
+    return f"unknown key{known}; remove it or correct its name"
 
 
 def lookup(data: Any, path: tuple) -> Any:

@@ -535,7 +535,7 @@ def test_streamed_table_has_the_bytes_of_write_csv(tmp_path, monkeypatch):
             "['data/wav/blues.00000.wav']); run `dvc repro convert`",
         ),
         ("bad_label", "labels do not match the genres of data/split/labels.json"),
-        ("bad_param", "params.yaml: features.n_mfcc = 0: expected an integer > 0"),
+        ("bad_param", "params.yaml: features.n_mfcc = 0: Input should be greater than 0"),
     ],
 )
 @pytest.mark.slow  # the stage loads librosa in its own process before it refuses

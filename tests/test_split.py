@@ -262,7 +262,7 @@ def test_stage_official(tmp_path):
         (
             {"method": "random"},
             10,
-            'params.yaml: split.method = "random": expected one of ["stratified", "official", "fault_filtered"]',
+            "params.yaml: split.method = \"random\": Input should be 'stratified', 'official' or 'fault_filtered'",
         ),
         (
             {"fractions": {"train": 0.7, "val": 0.2, "test": 0.2}},
@@ -271,7 +271,7 @@ def test_stage_official(tmp_path):
             "they must sum to 1",
         ),
         ({"fractions": {"train": 0.8, "test": 0.2}}, 10, "params.yaml: split.fractions.val: missing; add it"),
-        ({"seed": -1}, 10, "params.yaml: split.seed = -1: expected an integer >= 0"),
+        ({"seed": -1}, 10, "params.yaml: split.seed = -1: Input should be greater than or equal to 0"),
         ({}, 0, "data/converted.csv lists no clips; run `dvc repro convert`"),
     ],
 )

@@ -62,7 +62,10 @@ Seed = NonNegativeInt
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 DropoutRate = Annotated[float, Field(ge=0, lt=1)]
 Sha1 = Annotated[str, Field(pattern=SHA1_PATTERN)]
-PcaComponents = PositiveInt | None
+PcaComponents = Annotated[
+    PositiveInt | None,
+    Field(description="null: no PCA; N: the number of principal components kept after standardising."),
+]
 Layers = Annotated[list[PositiveInt], Field(min_length=1)]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
 DataRoot = Annotated[str, Field(pattern=GCS_ROOT_PATTERN)] | None
@@ -170,10 +173,8 @@ class Fractions(Section):
 
 class SplitSection(Section):
     method: Literal["stratified", "official", "fault_filtered"] = Field(
-        description=(
-            "stratified: file level, by genre; official: FMA's artist-disjoint split; fault_filtered: GTZAN's "
-            "artist-disjoint lists (fractions and seed unused)."
-        ),
+        description="stratified: file level, by genre; official: FMA's artist-disjoint split; "
+        "fault_filtered: GTZAN's artist-disjoint lists (fractions and seed unused)."
     )
     fractions: Fractions = Field(description="Shares of train, val and test (stratified); they sum to 1.")
     seed: Seed = Field(description="The stratified split's shuffle.")
@@ -319,18 +320,14 @@ def svm_candidates(value: Any, words: tuple[str, ...] = ()) -> list:
 
 
 class LogregSection(Section):
-    pca_components: PcaComponents = Field(
-        description="null: no PCA; N: the number of principal components kept after standardising."
-    )
+    pca_components: PcaComponents
     C: PositiveNumber = Field(description="Inverse regularisation strength of the logistic regression.")
     max_iter: PositiveInt = Field(description="Solver iterations at most.")
     seed: Seed = Field(description="The solver's random state.")
 
 
 class KnnSection(Section):
-    pca_components: PcaComponents = Field(
-        description="null: no PCA; N: the number of principal components kept after standardising."
-    )
+    pca_components: PcaComponents
     n_neighbors: PositiveInt = Field(description="Neighbours that vote (at most the training clips).")
     weights: Literal["uniform", "distance"] = Field(
         description="uniform: one vote each; distance: votes weighted by inverse distance."
@@ -338,18 +335,14 @@ class KnnSection(Section):
 
 
 class GnbSection(Section):
-    pca_components: PcaComponents = Field(
-        description="null: no PCA; N: the number of principal components kept after standardising."
-    )
+    pca_components: PcaComponents
     var_smoothing: Annotated[float, Field(ge=0)] = Field(
         description="Share of the largest feature variance added to every variance."
     )
 
 
 class SvmSection(Section):
-    pca_components: PcaComponents = Field(
-        description="null: no PCA; N: the number of principal components kept after standardising."
-    )
+    pca_components: PcaComponents
     C: list[float] = Field(
         description=(
             "A number > 0, or a non-empty list of them: the candidates, chosen by cross-validation on the train split."
@@ -384,9 +377,7 @@ class SvmSection(Section):
 class MusicnnSection(Section):
     """Standardised logistic regression on the musicnn embeddings; C chosen by CV on the train split."""
 
-    pca_components: PcaComponents = Field(
-        description="null: no PCA; N: the number of principal components kept after standardising."
-    )
+    pca_components: PcaComponents
     C: list[float] = Field(
         description=(
             "A number > 0, or a non-empty list of them chosen by stratified cv_folds-fold cross-validation on the "

@@ -27,6 +27,15 @@ CLIPS_PER_LABEL = {"train": 6, "val": 2, "test": 2}
 SHARDS = {"train": 2, "val": 1, "test": 1}
 MIN_SAMPLES, MAX_SAMPLES = 3000, 4400
 
+# the training settings every tiny model shares
+TRAINING = {
+    "batch_size": 8,
+    "learning_rate": 0.001,
+    "patience": 2,
+    "mixed_precision": False,
+    "seed": 0,
+    "max_steps": None,
+}
 # small settings of each model, like the params.yaml sections, that train in seconds
 TINY_PARAMS = {
     "cnn1d": {
@@ -38,12 +47,7 @@ TINY_PARAMS = {
         "val_windows_per_clip": 4,
         "dropout": 0.5,
         "epochs": 2,
-        "batch_size": 8,
-        "learning_rate": 0.001,
-        "patience": 2,
-        "mixed_precision": False,
-        "seed": 0,
-        "max_steps": None,
+        **TRAINING,
     },
     "mobilenet": {
         "weights": None,
@@ -55,15 +59,10 @@ TINY_PARAMS = {
         "dense_units": 8,
         "dropout": 0.5,
         "epochs": 1,
-        "batch_size": 8,
-        "learning_rate": 0.001,
         "fine_tune_layers": 0,
         "fine_tune_epochs": 0,
         "fine_tune_learning_rate": 1.0e-5,
-        "patience": 2,
-        "mixed_precision": False,
-        "seed": 0,
-        "max_steps": None,
+        **TRAINING,
     },
     "cnn2d": {
         "segments_per_clip": 2,
@@ -76,12 +75,7 @@ TINY_PARAMS = {
         "dropout": 0.5,
         "loss": "softmax",
         "epochs": 1,
-        "batch_size": 8,
-        "learning_rate": 0.001,
-        "patience": 2,
-        "mixed_precision": False,
-        "seed": 0,
-        "max_steps": None,
+        **TRAINING,
     },
 }
 

@@ -163,6 +163,7 @@ def fma_project(shared_data, tmp_path_factory):
     return fixture, project, base
 
 
+@pytest.mark.slow  # stages run in their own processes
 def test_fetch_keeps_the_chosen_clips_rows_of_both_tables(fma_project):
     fixture, project, _ = fma_project
     clips = set(pd.read_csv(project / "data/raw/clips.csv", dtype=str)["track_id"])
@@ -174,6 +175,7 @@ def test_fetch_keeps_the_chosen_clips_rows_of_both_tables(fma_project):
     assert report["feature_tables"] == {"features.csv": len(features), "echonest.csv": len(echonest)}
 
 
+@pytest.mark.slow  # stages run in their own processes
 def test_fma_source_takes_the_table_rows_and_every_sklearn_model_runs_on_them(fma_project):
     _, project, base = fma_project
     opened = run_traced(project, "features", base / "reads_fma")
@@ -218,6 +220,7 @@ def test_fma_source_takes_the_table_rows_and_every_sklearn_model_runs_on_them(fm
     assert "fma_metadata/features.csv" in result.stderr and "features.source: computed" in result.stderr
 
 
+@pytest.mark.slow  # stages run in their own processes
 def test_fma_echonest_source_and_the_share_it_may_lack(fma_project):
     _, project, _ = fma_project
     set_params(project, {"features": {"source": "fma_echonest", "max_missing": 0.2}})
@@ -284,6 +287,7 @@ def track3_features(track3_project):
     return track3_project[1].loc["000003"]
 
 
+@pytest.mark.slow  # stages run in their own processes
 def test_computed_opens_the_wavs_and_not_the_fma_tables(track3_project):
     """The other half of the features stage's deps (dvc.yaml): computed reads data/split and data/wav."""
     _, _, opened = track3_project
@@ -292,6 +296,7 @@ def test_computed_opens_the_wavs_and_not_the_fma_tables(track3_project):
     assert all(p.startswith(("data/wav", "data/split")) for p in data), sorted(data)
 
 
+@pytest.mark.slow  # stages run in their own processes
 def test_computed_families_keep_those_columns_of_the_computed_table(track3_project):
     project, everything, _ = track3_project
     set_params(project, {"features": {"families": ["mfcc", "zcr"]}})
@@ -308,6 +313,7 @@ def test_computed_families_keep_those_columns_of_the_computed_table(track3_proje
     assert row == pytest.approx(table.loc["000003", info["columns"]].to_numpy(), rel=1e-6, abs=1e-9)
 
 
+@pytest.mark.slow  # stages run in their own processes
 @pytest.mark.parametrize("statistic", sorted(CHROMA_CQT_TOLERANCE))
 def test_track3_chroma_cqt_is_fmas_within_what_the_excerpt_explains(track3_features, shared_data, statistic):
     published = fma_tables.read_table(shared_data / HEAD, catalog.FEATURES_FMA).loc["000003"]
@@ -316,6 +322,7 @@ def test_track3_chroma_cqt_is_fmas_within_what_the_excerpt_explains(track3_featu
     assert difference.max() <= CHROMA_CQT_TOLERANCE[statistic] + ROUNDING, difference.round(3).to_dict()
 
 
+@pytest.mark.slow  # stages run in their own processes
 def test_track3_chroma_cqt_min_is_bounded_by_the_tracks_silence(track3_features, shared_data):
     """The whole track holds every frame of the clip and more (its silent start and end: FMA's min is 0
     in every bin), so its minimum can only be lower: one-sided."""

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.support.helpers import run_stage, set_params
+from tests.support.helpers import run_genreclf, set_params
 from tests.support.pipeline_project import SMALL_PARAMS, clone_with_shared_cache, dvc, git, stages_ran
 
 pytestmark = pytest.mark.slow
@@ -217,7 +217,7 @@ def test_recommend_answers_a_real_fma_song_from_the_gtzan_library(pipeline_proje
     assert set(metrics["genre_precision_at_10_by_embedding"]) == {"musicnn", "features", "cnn2d"}
     assert metrics["genre_precision_at_10_artist_filtered"] is None  # GTZAN names no artist
     song = shared_data / "fma" / "fma_audio" / "000" / "000182.mp3"
-    result = run_stage(pipeline_project, "recommend", str(song))
+    result = run_genreclf(pipeline_project, "recommend", str(song))
     lines = result.stdout.splitlines()
     assert lines[0] == str(song) and len(lines) == 11
     assert [line.split()[0] for line in lines[1:]] == [f"{rank}." for rank in range(1, 11)]

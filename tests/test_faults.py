@@ -33,11 +33,12 @@ from genreclf.resume import SCRATCH_ROOT
 from tests.support.fma_fixture import build_fma_fixture
 from tests.support.helpers import ROOT, directory_bytes, make_project, run_command, run_stage, subprocess_env
 from tests.support.http_range_server import RangeServer
+from tests.support.shared_data import under_ci
 
 IS_ROOT = os.geteuid() == 0
 # Outside CI a run without root skips them, saying why; under CI=true (which runs as root) they run
 # and a missing privilege fails them instead of hiding them.
-UNDER_CI = os.environ.get("CI", "").lower() == "true"
+UNDER_CI = under_ci(os.environ)
 NEEDS_ROOT = pytest.mark.skipif(
     not IS_ROOT and not UNDER_CI, reason="mounting a tmpfs or a read-only bind mount needs root"
 )

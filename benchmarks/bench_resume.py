@@ -1,8 +1,8 @@
 """A stage killed half-way: how long its next run takes, against a whole run.
 
     python benchmarks/bench_resume.py [--clips 1000] [--embed-patches 3] [--keras-model cnn1d]
-        [--keras-epochs 10] [--stages convert,shard,features,embed,train_keras] [--workdir DIR] [--keep]
-        [--json PATH]
+        [--keras-epochs 10] [--stages convert,shard,features,embed,train_keras] [--repeats 1]
+        [--workdir DIR] [--keep] [--json PATH]
 
 The clips: the 100 of ../shared/data/gtzan_mini repeated under new names (symbolic links
 ``<name>.r<k>.wav``) up to --clips, listed in data/raw/clips.csv of two scratch projects (a copy
@@ -26,6 +26,14 @@ of the run, which only skips the val clip accuracy, as for a rehearsal). For eac
    computed (from its log: clips, shards or epochs). Its outputs are checked to be the same bytes
    as those of the whole run.
 
+Both timed runs of a stage start from the same state: the page cache's dirty pages written out
+(``os.sync``), then --settle-seconds (5) of pause. On a virtual machine that hands freed memory
+back to its host (free page reporting), a run that starts just after others freed memory (the
+outputs that DVC deletes, a killed run's) writes into pages the host still backs, and one that
+starts later pays for the host to back them again (for shard at 1000 clips, a large part of
+its run). With --repeats N both steps are done N times per stage and the table gives the
+medians; the shard stage, whose whole run is a couple of seconds, needs --repeats 5.
+
 Printed: a table of stage, whole-run seconds, killed at (clips or epochs kept), rerun
 seconds, rerun/whole ratio (the bar: at most 0.60), the same for the CPU seconds of the stage's
 process and its workers (which other work on a shared machine does not inflate as it does wall
@@ -34,11 +42,13 @@ reading the inputs, starting the workers, TensorFlow's start), as a ``dvc repro`
 
 The JSON (--json, default benchmarks/results/bench_resume.json; benchmarks/record.py's
 document) holds in ``figures``: ``clips``, ``embed_patches_per_clip``, ``keras_model``,
-``keras_epochs`` and ``stages``: one object per stage with ``stage``, ``unit`` (clips, shards or
-epochs: of ``reused`` and ``computed``), ``full_seconds``, ``killed_at`` and ``killed_at_unit``
-(clips or epochs), ``rerun_seconds``, ``ratio``, ``full_cpu_seconds``,
-``rerun_cpu_seconds``, ``cpu_ratio``, ``reused``, ``computed`` and ``same_bytes``; train_keras's
-also ``resumed_from_epoch``. Other work on the machine slows every wall-clock figure: the load
+``keras_epochs``, ``repeats`` and ``stages``: one object per stage with ``stage``, ``unit`` (clips,
+shards or epochs: of ``reused`` and ``computed``), ``repeats``, the medians ``full_seconds``,
+``rerun_seconds``, ``full_cpu_seconds`` and ``rerun_cpu_seconds``, their ratios ``ratio`` and
+``cpu_ratio``, ``killed_at`` and ``killed_at_unit`` (clips or epochs), ``reused`` and ``computed``
+(those of the run with the median rerun CPU time), ``same_bytes`` (of every run) and ``runs``
+(each run's figures); train_keras's also ``resumed_from_epoch``. Other work on the machine slows every
+wall-clock figure: the load
 average is recorded.
 """
 
@@ -46,12 +56,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import re
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,6 +103,9 @@ RESUMED = re.compile(
 RESUMED_EPOCHS = re.compile(r"resuming from the backup \S+: (\d+) epoch\(s\) done")
 EPOCHS_RUN = re.compile(r"training time: [\d.]+ s for (\d+) epoch\(s\)")
 EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
+# Longer than the 2 s after which Linux's free page reporting hands freed memory back to a VM's host.
+DEFAULT_SETTLE_S = 5.0
+MEDIAN_KEYS = ("full_seconds", "full_cpu_seconds", "rerun_seconds", "rerun_cpu_seconds")
 NO_STEP_LIMIT = 1_000_000  # max_steps far above the batches of the run: only the val clip accuracy is skipped
 
 
@@ -151,8 +166,12 @@ def command(stage: str) -> list[str]:
     return [sys.executable, "-m", f"stages.{module}", *args]
 
 
-def run(project: Path, stage: str) -> tuple[float, float, str]:
-    """Run the stage to completion: (wall seconds, CPU seconds of it and its workers, its log)."""
+def run(project: Path, stage: str, settle: float = 0.0) -> tuple[float, float, str]:
+    """Run the stage to completion: (wall seconds, CPU seconds of it and its workers, its log). The
+    page cache's dirty pages are written out first, so that no run pays for an earlier one's
+    writes, then ``settle`` seconds pass (see the module's docstring)."""
+    os.sync()
+    time.sleep(settle)
     started, cpu = time.perf_counter(), children_cpu_seconds()
     proc = subprocess.run(command(stage), cwd=project, env=stage_env(), capture_output=True, text=True)
     seconds, cpu = time.perf_counter() - started, children_cpu_seconds() - cpu
@@ -221,10 +240,17 @@ def clips_in(project: Path, stage: str) -> int:
     return len(read_split(project / "data" / "split", check_wavs=False)[0])
 
 
-def tree_bytes(path: Path) -> dict[str, bytes]:
+def tree_digests(path: Path) -> dict[str, str]:
+    """The SHA-256 of each file under ``path`` (or of ``path``), read in blocks: the benchmark's own
+    memory stays small, so that it does not change what the stages it times pay for memory."""
+
+    def digest(file: Path) -> str:
+        with open(file, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+
     if path.is_file():
-        return {"": path.read_bytes()}
-    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+        return {"": digest(path)}
+    return {p.relative_to(path).as_posix(): digest(p) for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 def outputs(stage: str) -> list[str]:
@@ -243,34 +269,64 @@ def counts(log: str, stage: str, epochs: int) -> tuple[str, int | None, int | No
     return (match[2], int(match[1]), int(match[3])) if match else ("clips", None, None)
 
 
-def measure(full: Path, killed: Path, stage: str, epochs: int = 0) -> dict:
-    full_seconds, full_cpu, full_log = run(full, stage)
-    unit, reused, computed = counts(full_log, stage, epochs)
-    total = epochs if unit == "epochs" else clips_in(killed, stage)
-    killed_at = run_and_kill(killed, stage, max(1, total // 2))
-    for output in outputs(stage):  # as DVC does before it runs a stage
-        path = killed / output
+def remove_outputs(project: Path, stage: str) -> None:
+    """As DVC does before it runs a stage."""
+    for output in outputs(stage):
+        path = project / output
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-    rerun_seconds, rerun_cpu, log = run(killed, stage)
+
+
+def measure_once(full: Path, killed: Path, stage: str, epochs: int, settle: float) -> dict:
+    """One whole run in ``full``; in ``killed``, a run killed half-way and its rerun."""
+    remove_outputs(full, stage)
+    full_seconds, full_cpu, full_log = run(full, stage, settle)
+    unit, _, _ = counts(full_log, stage, epochs)
+    total = epochs if unit == "epochs" else clips_in(killed, stage)
+    remove_outputs(killed, stage)
+    killed_at = run_and_kill(killed, stage, max(1, total // 2))
+    remove_outputs(killed, stage)
+    rerun_seconds, rerun_cpu, log = run(killed, stage, settle)
     unit, reused, computed = counts(log, stage, epochs)
-    same = all(tree_bytes(full / o) == tree_bytes(killed / o) for o in outputs(stage))
-    row = {
-        "stage": stage.replace(" ", "@"),
+    same = all(tree_digests(full / o) == tree_digests(killed / o) for o in outputs(stage))
+    return {
         "unit": unit,
         "full_seconds": round(full_seconds, 2),
-        "killed_at": killed_at,
-        "killed_at_unit": "epochs" if unit == "epochs" else "clips",
-        "rerun_seconds": round(rerun_seconds, 2),
-        "ratio": round(rerun_seconds / full_seconds, 3),
         "full_cpu_seconds": round(full_cpu, 2),
+        "killed_at": killed_at,
+        "rerun_seconds": round(rerun_seconds, 2),
         "rerun_cpu_seconds": round(rerun_cpu, 2),
-        "cpu_ratio": round(rerun_cpu / full_cpu, 3),
         "reused": reused,
         "computed": computed,
         "same_bytes": same,
     }
+
+
+def measure(full: Path, killed: Path, stage: str, epochs: int = 0, repeats: int = 1, settle: float = 0.0) -> dict:
+    """``measure_once`` ``repeats`` times: the medians of its times and their ratios, each run's
+    figures in ``runs``."""
+    runs = [measure_once(full, killed, stage, epochs, settle) for _ in range(repeats)]
+    median = {key: statistics.median(r[key] for r in runs) for key in MEDIAN_KEYS}
+    middle = sorted(runs, key=lambda r: r["rerun_cpu_seconds"])[(repeats - 1) // 2]  # its counts are shown
+    unit = runs[0]["unit"]
+    row = {
+        "stage": stage.replace(" ", "@"),
+        "unit": unit,
+        "repeats": repeats,
+        "full_seconds": median["full_seconds"],
+        "killed_at": middle["killed_at"],
+        "killed_at_unit": "epochs" if unit == "epochs" else "clips",
+        "rerun_seconds": median["rerun_seconds"],
+        "ratio": round(median["rerun_seconds"] / median["full_seconds"], 3),
+        "full_cpu_seconds": median["full_cpu_seconds"],
+        "rerun_cpu_seconds": median["rerun_cpu_seconds"],
+        "cpu_ratio": round(median["rerun_cpu_seconds"] / median["full_cpu_seconds"], 3),
+        "reused": middle["reused"],
+        "computed": middle["computed"],
+        "same_bytes": all(r["same_bytes"] for r in runs),
+        "runs": runs,
+    }
     if unit == "epochs":
-        row["resumed_from_epoch"] = reused
+        row["resumed_from_epoch"] = middle["reused"]
     return row
 
 
@@ -300,6 +356,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="gtzan_mini (genre folders of WAVs)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the projects go (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the projects")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="measure each stage this many times: medians are reported"
+    )
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=DEFAULT_SETTLE_S,
+        help="pause before each timed run, after the page cache is written out (see above)",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     parser.add_argument(
         "--stages",
@@ -309,29 +374,35 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.clips < 10:
         parser.error("--clips must be at least 10 (a split of every genre)")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     if args.keras_epochs < 2 or args.embed_patches < 1:
         parser.error("--keras-epochs must be at least 2 (one to kill after) and --embed-patches at least 1")
     stages = args.stages.split(",")
     if not stages or not set(stages) <= set(STAGES):
         parser.error(f"--stages: expected names of {','.join(STAGES)}, got {args.stages!r}")
+    timing = {"repeats": args.repeats, "settle": args.settle_seconds}
     run_record = record.start("bench_resume")
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench_resume.", dir=args.workdir))
     params = project_params(args.embed_patches, args.keras_model, args.keras_epochs)
     try:
         full = make_project(workdir / "full", args.source, args.clips, params)
         killed = make_project(workdir / "killed", args.source, args.clips, params)
-        rows = [measure(full, killed, "convert")]
+        rows = [measure(full, killed, "convert", **timing if "convert" in stages else {})]
         if "convert" not in stages:
             rows = []
         for project in (full, killed):
             write_project_split(project)
-        rows += [measure(full, killed, stage) for stage in ("shard", "features") if stage in stages]
+        for stage in (stage for stage in ("shard", "features") if stage in stages):
+            rows.append(measure(full, killed, stage, **timing))
         if "embed" in stages:
             run(full, "pretrained")  # the musicnn model embed runs, the same files in both projects
             shutil.copytree(full / "models" / "musicnn_msd", killed / "models" / "musicnn_msd")
-            rows.append(measure(full, killed, "embed"))
+            rows.append(measure(full, killed, "embed", **timing))
         if "train_keras" in stages:
-            rows.append(measure(full, killed, f"train_keras {args.keras_model}", args.keras_epochs))
+            rows.append(measure(full, killed, f"train_keras {args.keras_model}", args.keras_epochs, **timing))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -342,6 +413,8 @@ def main(argv: list[str] | None = None) -> None:
         "embed_patches_per_clip": args.embed_patches,
         "keras_model": args.keras_model,
         "keras_epochs": args.keras_epochs,
+        "repeats": args.repeats,
+        "settle_seconds": args.settle_seconds,
         "stages": rows,
     }
     record.write(args.json, run_record, figures)

@@ -19,8 +19,8 @@ data/wav/wav_manifest.json         write_wav_manifest     read_wav_manifest (sha
   (a gs:// data root only)         (convert)              embed, recommend_index)
 data/converted.csv                 write_converted        read_converted (split)
 data/convert_skipped.csv           write_skipped          read_skipped (tests, people)
-data/split/{split_manifest.csv,    write_split (split)    read_split (shard, features)
-  labels.json}
+data/split/{split_manifest.csv,    write_split (split)    read_split (features, embed),
+  labels.json}                                            read_split_clips (shard)
 data/shards/dataset_info.json      write_dataset_info     read_dataset_info (train_keras,
                                    (shard)                evaluate of a Keras model)
 data/shards/shard_manifest.json    write_shard_manifest   read_shard_manifest (train_keras,
@@ -51,19 +51,24 @@ objects that raw_manifest.json lists (uploaded by ``genreclf.data.fetch.clips_to
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from genreclf import catalog
 from genreclf.errors import DataError
 from genreclf.io import CSV_FLOAT_FORMAT, atomic_dir, write_csv, write_json, write_text
+
+if TYPE_CHECKING:  # pandas is imported where a table is read or written: shard reads none
+    import pandas as pd
 
 SPLITS = catalog.SPLITS
 SCHEME = "gs://"  # with a gs:// data root, the raw clips, the WAVs and the shards are objects on GCS
@@ -139,6 +144,8 @@ def read_json(path: str | Path):
 
 def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
     """A CSV file with at least ``columns``, every cell a string (empty cells stay empty strings)."""
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist", path=path)
@@ -155,15 +162,47 @@ def read_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
 def read_clip_table(path: str | Path, columns: list[str]) -> pd.DataFrame:
     """A table of clips: ``columns``, at least one clip, each track id once and made of safe characters."""
     table = read_table(path, columns)
-    if table.empty:
+    check_track_ids(table["track_id"].tolist(), path)
+    return table
+
+
+def check_track_ids(track_ids: list[str], path: str | Path) -> None:
+    """A table of clips lists at least one, each track id once and made of safe characters."""
+    if not track_ids:
         raise DataError(f"{path} lists no clips", path=path)
-    duplicated = sorted(set(table["track_id"][table["track_id"].duplicated()]))
+    duplicated = sorted(t for t, n in Counter(track_ids).items() if n > 1)
     if duplicated:
         raise DataError(f"{path}: track ids listed more than once: {duplicated[:SHOWN]}", path=path)
-    bad_ids = [t for t in table["track_id"] if not TRACK_ID_RE.match(t)]
+    bad_ids = [t for t in track_ids if not TRACK_ID_RE.match(t)]
     if bad_ids:
         raise DataError(f"{path}: track ids must be letters, digits, '.', '_' or '-', got {bad_ids[:SHOWN]}", path=path)
-    return table
+
+
+def read_csv_rows(path: str | Path, columns: list[str]) -> list[dict[str, str]]:
+    """``read_table`` without pandas: the rows of a CSV file with at least ``columns``, as dicts of
+    strings (blank lines skipped, as pandas does)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist", path=path)
+    header, rows = None, []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f, strict=True)
+            for row in filter(None, reader):
+                if header is None:
+                    header = row
+                elif len(row) != len(header):
+                    raise csv.Error(f"line {reader.line_num} has {len(row)} fields, the header {len(header)}")
+                else:
+                    rows.append(row)
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable CSV ({e})", path=path) from None
+    if header is None:
+        raise DataError(f"{path}: not a readable CSV (no header)", path=path)
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing columns {missing}; expected {columns}", path=path)
+    return [dict(zip(header, row)) for row in rows]
 
 
 def integer_column(table: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
@@ -214,6 +253,8 @@ def read_clips(path: str | Path) -> pd.DataFrame:
 def write_track_info(path: str | Path, clips: pd.DataFrame) -> None:
     """data/raw/track_info.csv: track_id, artist, title of each clip of clips.csv (sorted by track
     id); '' where ``clips`` has no such column or no value (GTZAN names neither)."""
+    import pandas as pd
+
     info = pd.DataFrame(
         {c: clips[c].fillna("").astype(str) if c in clips else "" for c in TRACK_INFO_COLUMNS}, index=clips.index
     )
@@ -262,6 +303,8 @@ def write_split(
     labels[i], rows sorted by track id), labels.json (the genre names) and left_out.csv
     (LEFT_OUT_COLUMNS: the converted clips the split left out, and why; often none)."""
     if left_out is None:
+        import pandas as pd
+
         left_out = pd.DataFrame(columns=LEFT_OUT_COLUMNS)
     with atomic_dir(split_dir) as tmp:
         write_csv(tmp / MANIFEST_FILE, by_track_id(manifest[MANIFEST_COLUMNS]))
@@ -269,35 +312,63 @@ def write_split(
         write_csv(tmp / LEFT_OUT_FILE, by_track_id(left_out[LEFT_OUT_COLUMNS]))
 
 
-def read_split(split_dir: str | Path, check_wavs: bool = True) -> tuple[pd.DataFrame, list[str]]:
-    """(manifest, labels) of data/split, checked against each other (and, unless ``check_wavs`` is
+@dataclass(frozen=True)
+class SplitClip:
+    """One row of data/split/split_manifest.csv (MANIFEST_COLUMNS)."""
+
+    track_id: str
+    path: str
+    genre: str
+    label: int
+    split: str
+
+
+def read_split_clips(split_dir: str | Path, check_wavs: bool = True) -> tuple[list[SplitClip], list[str]]:
+    """(clips, labels) of data/split, checked against each other (and, unless ``check_wavs`` is
     False, every WAV file it lists exists; a gs:// URL is not looked up here: the stages check the
-    objects on the bucket, genreclf.data.audio.check_wavs); the manifest sorted by track id, its
-    label column int64."""
+    objects on the bucket, genreclf.data.audio.check_wavs); the clips sorted by track id.
+    Plain Python: shard, whose whole run is a few seconds at 1000 clips, does not import pandas."""
     manifest_path, labels_path = Path(split_dir) / MANIFEST_FILE, Path(split_dir) / LABELS_FILE
-    manifest = read_clip_table(manifest_path, MANIFEST_COLUMNS)
+    rows = read_csv_rows(manifest_path, MANIFEST_COLUMNS)
+    check_track_ids([row["track_id"] for row in rows], manifest_path)
     labels = check_genre_list(read_json(labels_path), labels_path)
-    bad_split = sorted(set(manifest["split"]) - set(SPLITS))
+    bad_split = sorted({row["split"] for row in rows} - set(SPLITS))
     if bad_split:
         raise DataError(f"{manifest_path}: split values {bad_split} are none of {list(SPLITS)}", path=manifest_path)
-    manifest["label"] = integer_column(manifest, "label", manifest_path)
-    wrong = manifest["label"].map(dict(enumerate(labels))) != manifest["genre"]  # NaN for a label out of range
-    if wrong.any():
-        examples = list(zip(*(manifest.loc[wrong, c] for c in ("track_id", "genre", "label"))))[:SHOWN]
+    bad_label = [row["track_id"] for row in rows if not re.fullmatch(INTEGER_RE, row["label"])]
+    if bad_label:
         raise DataError(
-            f"{manifest_path}: labels do not match the genres of {labels_path} ((track_id, genre, label): {examples})",
+            f"{manifest_path}: label must be a non-negative integer; it is not for the clips {bad_label[:SHOWN]}",
             path=manifest_path,
         )
-    empty = [split for split in SPLITS if not (manifest["split"] == split).any()]
+    clips = [SplitClip(*(row[c] for c in MANIFEST_COLUMNS[:3]), int(row["label"]), row["split"]) for row in rows]
+    wrong = [(c.track_id, c.genre, c.label) for c in clips if c.label >= len(labels) or labels[c.label] != c.genre]
+    if wrong:
+        raise DataError(
+            f"{manifest_path}: labels do not match the genres of {labels_path} ((track_id, genre, label): "
+            f"{wrong[:SHOWN]})",
+            path=manifest_path,
+        )
+    empty = [split for split in SPLITS if not any(c.split == split for c in clips)]
     if empty:
         raise DataError(f"{manifest_path}: the split(s) {empty} have no clips", path=manifest_path)
     if check_wavs:
-        absent = [p for p in manifest["path"] if not (p.startswith(SCHEME) or Path(p).is_file())]
+        absent = [c.path for c in clips if not (c.path.startswith(SCHEME) or Path(c.path).is_file())]
         if absent:
             raise DataError(
                 f"{manifest_path} lists {len(absent)} WAV files that do not exist (e.g. {absent[:3]})", path=absent[0]
             )
-    return by_track_id(manifest[MANIFEST_COLUMNS]), labels
+    return sorted(clips, key=lambda c: c.track_id), labels
+
+
+def read_split(split_dir: str | Path, check_wavs: bool = True) -> tuple[pd.DataFrame, list[str]]:
+    """``read_split_clips`` as a table: (manifest, labels), the manifest's columns MANIFEST_COLUMNS,
+    its label column int64."""
+    import pandas as pd
+
+    clips, labels = read_split_clips(split_dir, check_wavs)
+    manifest = pd.DataFrame([astuple(c) for c in clips], columns=MANIFEST_COLUMNS)
+    return manifest.astype({"label": np.int64}), labels
 
 
 # ---- the shards' description: data/shards/dataset_info.json
@@ -516,6 +587,8 @@ def write_feature_table(path: str | Path, ids: pd.DataFrame, rows: Iterator[np.n
     """Write ``ids`` (track_id, label, genre) with the next len(ids) rows of ``rows`` as CSV,
     ROWS_PER_WRITE rows at a time (memory stays flat): the bytes of genreclf.io.write_csv on
     the whole table. Writes ``path`` directly: call it inside an atomic_dir."""
+    import pandas as pd
+
     with open(path, "w", encoding="utf-8", newline="") as out:
         for start in range(0, max(len(ids), 1), ROWS_PER_WRITE):
             chunk_ids = ids[FEATURE_ID_COLUMNS].iloc[start : start + ROWS_PER_WRITE].reset_index(drop=True)
@@ -576,6 +649,8 @@ def read_feature_split(features_dir: str | Path, split: str, columns: list[str])
     rows at a time, so that reading it takes the matrix plus one chunk: no second copy of the
     matrix (a whole pandas table of it took about 5 times that, a list of chunks twice).
     """
+    import pandas as pd
+
     path = Path(features_dir) / f"{split}.csv"
     if not path.is_file():
         raise DataError(f"{path} does not exist", path=path)

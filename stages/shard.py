@@ -27,7 +27,7 @@ from genreclf.artifacts import (
     SPLITS,
     WAV_DIR,
     WAV_MANIFEST_FILE,
-    read_split,
+    read_split_clips,
     write_dataset_info,
     write_shard_manifest,
 )
@@ -66,7 +66,7 @@ def write_to_bucket(manifest, labels, sample_rate, num_shards, seed, engine, roo
     WAVs by their MD5: ``wavs`` gives those of the objects), then data/shards/{dataset_info.json,
     shard_manifest.json}; (split sizes, file names)."""
     started = time.perf_counter()
-    digests, hashed = sharding.wav_digests(manifest["path"].tolist(), wavs)
+    digests, hashed = sharding.wav_digests([clip.path for clip in manifest], wavs)
     took = time.perf_counter() - started
     log.info(
         "the MD5s of %d WAVs: %d from %s, %d hashed in %.1f s",
@@ -76,7 +76,7 @@ def write_to_bucket(manifest, labels, sample_rate, num_shards, seed, engine, roo
         hashed,
         took,
     )
-    clips = list(zip(manifest["track_id"], manifest["label"].tolist(), manifest["split"], digests))
+    clips = [(clip.track_id, clip.label, clip.split, digest) for clip, digest in zip(manifest, digests)]
     prefix = gcs.join(root, SHARD_DIR.as_posix(), sharding.shard_key(clips, labels, sample_rate, num_shards, seed))
     log.info("the shards go under %s", prefix)
     shards, shard_splits = sharding.plan_shards(prefix, manifest, num_shards, seed, sample_rate)
@@ -96,13 +96,14 @@ def main() -> None:
     params, root = config.shard, config.data.root
     engine = engine_from_environ()
     num_shards, seed = params.num_shards.model_dump(), params.seed
-    manifest, labels = read_split(SPLIT_DIR)
-    wavs = check_wavs(manifest["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there
+    manifest, labels = read_split_clips(SPLIT_DIR)
+    wav_paths = [clip.path for clip in manifest]
+    wavs = check_wavs(wav_paths, WAV_DIR)  # the objects on the bucket, if the WAVs are there
     if space.check_enabled() and not gcs.is_remote(root):  # on GCS, the bucket holds the shards
-        shards = space.Need("shards", space.shard_bytes(list(manifest["path"])), SHARD_DIR)
+        shards = space.Need("shards", space.shard_bytes(wav_paths), SHARD_DIR)
         space.check_space("shard", [shards], cache_mirrors(), GCS_REMEDY)
-    _, sample_rate = read_wav(manifest["path"].iloc[0])  # every other clip is checked against it
-    counts = {split: int((manifest["split"] == split).sum()) for split in SPLITS}
+    _, sample_rate = read_wav(wav_paths[0])  # every other clip is checked against it
+    counts = {split: sum(clip.split == split for clip in manifest) for split in SPLITS}
     log.info(
         "read %s/%s: %s clips, %d labels, %d Hz; num_shards %s, seed %d; engine %s",
         SPLIT_DIR,
@@ -125,7 +126,7 @@ def main() -> None:
             "shard",
             {"shard": params.model_dump(), "sample_rate": sample_rate},
             [(SPLIT_DIR / MANIFEST_FILE).read_bytes(), (SPLIT_DIR / LABELS_FILE).read_bytes()],
-            manifest["path"],
+            wav_paths,
             resume.code_files(__file__),
         )
         scratch = resume.Scratch.open(resume.SCRATCH_ROOT, "shard", key, sharding.SHARD_CODEC)

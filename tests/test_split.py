@@ -4,13 +4,15 @@ split, GTZAN's fault-filtered split."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from genreclf.artifacts import read_split, write_split
+from genreclf.artifacts import read_split, read_split_clips, write_split
 from genreclf.data.splits import (
     FAULT_FILTERED_FILES,
     SPLITS,
@@ -22,7 +24,7 @@ from genreclf.data.splits import (
     stratified_split,
 )
 from genreclf.errors import DataError
-from tests.support.helpers import make_project, run_stage
+from tests.support.helpers import ROOT, make_project, run_stage
 
 FRACTIONS = {"train": 0.64, "val": 0.16, "test": 0.20}
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
@@ -351,3 +353,43 @@ def test_read_split_checks_the_manifest_against_labels_and_wavs(tmp_path, monkey
     (tmp_path / split_dir / "split_manifest.csv").write_text("track_id,path,label,split\na,data/wav/a.wav,1,train\n")
     with pytest.raises(DataError, match=r"missing columns \['genre'\]"):
         read_split(split_dir, check_wavs=False)
+
+
+def test_the_split_reader_parses_csv_as_pandas_does_and_refuses_ragged_rows(tmp_path):
+    """read_split_clips reads the manifest with the csv module: quoted cells, a byte-order mark and
+    blank lines read as pandas reads them; a row with another number of fields is refused."""
+    split_dir = tmp_path / "split"
+    split_dir.mkdir()
+    (split_dir / "labels.json").write_text('["pop", "rock, live"]')
+    manifest = (
+        "\ufefftrack_id,path,genre,label,split\n"
+        'b,"data/wav/b,1.wav","rock, live",1,val\n'
+        "\n"
+        "a,data/wav/a.wav,pop,0,train\n"
+        "c,data/wav/c.wav,pop,0,test\n"
+    )
+    (split_dir / "split_manifest.csv").write_text(manifest, encoding="utf-8")
+    clips, labels = read_split_clips(split_dir, check_wavs=False)
+    assert labels == ["pop", "rock, live"]
+    assert [(c.track_id, c.path, c.genre, c.label, c.split) for c in clips] == [
+        ("a", "data/wav/a.wav", "pop", 0, "train"),
+        ("b", "data/wav/b,1.wav", "rock, live", 1, "val"),
+        ("c", "data/wav/c.wav", "pop", 0, "test"),
+    ]
+    table, _ = read_split(split_dir, check_wavs=False)
+    expected = pd.read_csv(split_dir / "split_manifest.csv", dtype=str, keep_default_na=False)
+    expected = expected.sort_values("track_id").reset_index(drop=True).astype({"label": np.int64})
+    pd.testing.assert_frame_equal(table, expected)
+
+    (split_dir / "split_manifest.csv").write_text(manifest + "d,data/wav/d.wav,pop,0\n", encoding="utf-8")
+    ragged = r"split_manifest.csv: not a readable CSV \(line 6 has 4 fields, the header 5\)"
+    with pytest.raises(DataError, match=ragged):
+        read_split_clips(split_dir, check_wavs=False)
+
+
+def test_the_shard_stage_does_not_import_pandas():
+    """shard reads its manifest with read_split_clips: a whole run at 1000 clips takes a few seconds,
+    and importing pandas would be a large part of a resumed run's (benchmarks/bench_resume.py)."""
+    code = "import sys, stages.shard; print(sorted(m for m in sys.modules if m.split('.')[0] in ('pandas', 'pyarrow')))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from genreclf import resume
-from genreclf.artifacts import SPLITS, ObjectEntry
+from genreclf.artifacts import SPLITS, ObjectEntry, SplitClip
 from genreclf.data import gcs
 from genreclf.data.audio import read_wav
 from genreclf.data.tfrecords import FORMAT_VERSION, serialize_example, shard_name, write_record
@@ -77,18 +76,14 @@ def write_shard(path: str | Path, clips: Sequence[Clip], sample_rate: int, progr
 
 
 def plan_shards(
-    target: str | Path, manifest: pd.DataFrame, num_shards: dict[str, int], seed: int, sample_rate: int
+    target: str | Path, manifest: Sequence[SplitClip], num_shards: dict[str, int], seed: int, sample_rate: int
 ) -> tuple[list[tuple], list[str]]:
     """Every shard: (its path or URL under ``target``, its clips in their shuffled order, the sample
     rate), and the split of each. One independent random stream per split, derived from ``seed``."""
     streams = np.random.SeedSequence(seed).spawn(len(SPLITS))
     shards, shard_splits = [], []
     for split, stream in zip(SPLITS, streams):
-        rows = manifest[manifest["split"] == split]
-        clips = [
-            Clip(path, int(label), track_id)
-            for path, label, track_id in zip(rows["path"], rows["label"], rows["track_id"])
-        ]
+        clips = [Clip(clip.path, clip.label, clip.track_id) for clip in manifest if clip.split == split]
         for path, indices in plan_split_shards(target, split, clips, num_shards[split], np.random.default_rng(stream)):
             shards.append((path, [clips[i] for i in indices], sample_rate))
             shard_splits.append(split)

@@ -32,7 +32,7 @@ back to its host (free page reporting), a run that starts just after others free
 outputs that DVC deletes, a killed run's) writes into pages the host still backs, and one that
 starts later pays for the host to back them again (for shard at 1000 clips, a large part of
 its run). With --repeats N both steps are done N times per stage and the table gives the
-medians; the shard stage, whose whole run is a couple of seconds, needs --repeats 5.
+medians; for the shard stage, whose whole run is a couple of seconds, use --repeats 5 or more.
 
 Printed: a table of stage, whole-run seconds, killed at (clips or epochs kept), rerun
 seconds, rerun/whole ratio (the bar: at most 0.60), the same for the CPU seconds of the stage's
@@ -42,14 +42,13 @@ reading the inputs, starting the workers, TensorFlow's start), as a ``dvc repro`
 
 The JSON (--json, default benchmarks/results/bench_resume.json; benchmarks/record.py's
 document) holds in ``figures``: ``clips``, ``embed_patches_per_clip``, ``keras_model``,
-``keras_epochs``, ``repeats`` and ``stages``: one object per stage with ``stage``, ``unit`` (clips,
+``keras_epochs``, ``repeats``, ``settle_seconds`` and ``stages``: one object per stage with ``stage``, ``unit`` (clips,
 shards or epochs: of ``reused`` and ``computed``), ``repeats``, the medians ``full_seconds``,
 ``rerun_seconds``, ``full_cpu_seconds`` and ``rerun_cpu_seconds``, their ratios ``ratio`` and
 ``cpu_ratio``, ``killed_at`` and ``killed_at_unit`` (clips or epochs), ``reused`` and ``computed``
-(those of the run with the median rerun CPU time), ``same_bytes`` (of every run) and ``runs``
-(each run's figures); train_keras's also ``resumed_from_epoch``. Other work on the machine slows every
-wall-clock figure: the load
-average is recorded.
+(those of the run with the median rerun CPU time) and ``same_bytes`` (of every run);
+train_keras's also ``resumed_from_epoch``; and ``runs``: each run's figures, with its ``stage``.
+Other work on the machine slows every wall-clock figure: the load average is recorded.
 """
 
 from __future__ import annotations
@@ -302,8 +301,8 @@ def measure_once(full: Path, killed: Path, stage: str, epochs: int, settle: floa
 
 
 def measure(full: Path, killed: Path, stage: str, epochs: int = 0, repeats: int = 1, settle: float = 0.0) -> dict:
-    """``measure_once`` ``repeats`` times: the medians of its times and their ratios, each run's
-    figures in ``runs``."""
+    """``measure_once`` ``repeats`` times: the medians of its times and their ratios, and in
+    ``runs`` each run's figures."""
     runs = [measure_once(full, killed, stage, epochs, settle) for _ in range(repeats)]
     median = {key: statistics.median(r[key] for r in runs) for key in MEDIAN_KEYS}
     middle = sorted(runs, key=lambda r: r["rerun_cpu_seconds"])[(repeats - 1) // 2]  # its counts are shown
@@ -323,7 +322,7 @@ def measure(full: Path, killed: Path, stage: str, epochs: int = 0, repeats: int 
         "reused": middle["reused"],
         "computed": middle["computed"],
         "same_bytes": all(r["same_bytes"] for r in runs),
-        "runs": runs,
+        "runs": [{"stage": stage.replace(" ", "@"), **r} for r in runs],
     }
     if unit == "epochs":
         row["resumed_from_epoch"] = middle["reused"]
@@ -415,7 +414,8 @@ def main(argv: list[str] | None = None) -> None:
         "keras_epochs": args.keras_epochs,
         "repeats": args.repeats,
         "settle_seconds": args.settle_seconds,
-        "stages": rows,
+        "stages": [{key: value for key, value in row.items() if key != "runs"} for row in rows],
+        "runs": [run for row in rows for run in row["runs"]],
     }
     record.write(args.json, run_record, figures)
     if not all(r["same_bytes"] for r in rows):

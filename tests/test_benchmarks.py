@@ -335,7 +335,7 @@ def test_bench_resume(tmp_path, gtzan_mini):
     figures = run_benchmark("bench_resume", *args, json_path=tmp_path / "b.json", timeout=1200)
     assert figures["clips"] == 20 and figures["keras_epochs"] == 2 and figures["repeats"] == 1
     stages = ["convert", "shard", "features", "embed", "train_keras@cnn1d"]
-    assert [s["stage"] for s in figures["stages"]] == stages
+    assert [s["stage"] for s in figures["stages"]] == [r["stage"] for r in figures["runs"]] == stages
     for stage in figures["stages"]:
         assert stage["same_bytes"], stage
         assert stage["full_seconds"] > 0 and stage["rerun_seconds"] > 0 and stage["killed_at"] > 0, stage

@@ -29,9 +29,9 @@ SMALL_PARAMS = {
     "cnn1d": {"epochs": 10, "patience": 10},
     "mobilenet": {
         "weights": None,
-        "image_size": 96,
+        "image_size": 64,
         "alpha": 0.35,
-        "n_mels": 96,
+        "n_mels": 64,
         "epochs": 8,
         "patience": 8,
         "batch_size": 16,

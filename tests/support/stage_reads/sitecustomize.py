@@ -1,4 +1,4 @@
-"""Records the files and folders a stage's processes open or list (tests/e2e/test_stage_reads.py).
+"""Records the files and folders a stage's processes open or list (tests/e2e/test_pipeline.py).
 
 Put this folder on PYTHONPATH and name a folder in GENRECLF_TEST_READS_LOG: every Python
 process started so (DVC's stage commands and the processes they fork) then appends to

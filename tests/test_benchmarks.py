@@ -287,14 +287,17 @@ def test_split_seeds(tmp_path):
 
 def test_rehearsal(tmp_path, shared_data):
     """80 clips (the smallest that has val and test clips of every genre), one step per Keras model, small images,
-    one musicnn patch and two cnn2d segments per clip."""
+    one musicnn patch and two cnn2d segments per clip; one model of each kind (a feature model, the embedding
+    model and one Keras model): every stage of the pipeline, each foreach stage for fewer items."""
     args = ("--clips", "80", "--keras-steps", "1", "--workdir", str(tmp_path / "work"), "--shared", str(shared_data))
-    for setting in ("mobilenet.image_size=64", "cnn2d.image_size=64", "cnn2d.segments_per_clip=2"):
+    models = {"sklearn": {"svm": "features", "musicnn": "embeddings"}, "keras": ["cnn2d"]}
+    settings = ["cnn2d.image_size=64", "cnn2d.segments_per_clip=2", "embed.patches_per_clip=1"]
+    settings += [f"models.{kind}={json.dumps(value)}" for kind, value in models.items()]
+    for setting in settings:
         args += ("--set", setting)
-    args += ("--set", "embed.patches_per_clip=1")
     figures = run_benchmark("rehearsal", *args, json_path=tmp_path / "b.json", timeout=1200)
     every_stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = {**yaml.safe_load((ROOT / "params.yaml").read_text()), "models": models}
     assert figures["complete"] and figures["clips"] == 80 and figures["keras_step_limit"] == 1
     ran = [s["stage"] for s in figures["stages"]]
     assert ran == figures["planned"]

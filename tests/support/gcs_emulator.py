@@ -325,19 +325,7 @@ def emulated_bucket(folder: Path, bucket: str, tensorflow: bool = False) -> Iter
     finally:
         if proxy is not None:
             proxy.stop()
-        close_gcsfs_connections()
         emulator.stop()
-
-
-def close_gcsfs_connections() -> None:
-    """Drop this process's gcsfs filesystems, whose sessions then close their connections: the
-    emulator otherwise serves a kept-alive connection until STOP_TIMEOUT_S runs out."""
-    import gc
-
-    import gcsfs
-
-    gcsfs.GCSFileSystem.clear_instance_cache()
-    gc.collect()
 
 
 def rewrite_on_beam(project: Path, stage: str, manifest: Path, urls: list[str]) -> str:

@@ -195,10 +195,8 @@ def run_and_kill(project: Path, stage: str, at: int) -> int:
     """Start the stage, SIGKILL it (and its workers) once its scratch holds ``at`` clips; the count
     at the kill."""
     with open(project / f"{stage}-killed.log", "wb") as log:
-        # at the lowest priority: on a busy machine this poll still sees the count reach ``at``
-        # before the stage (40 clips in well under a second) has finished them all
         proc = subprocess.Popen(
-            ["nice", "-n", "19", sys.executable, "-m", f"stages.{stage}"],
+            [sys.executable, "-m", f"stages.{stage}"],
             cwd=project,
             env=dict(subprocess_env(), PYTHONPATH=str(ROOT)),
             stdout=log,

@@ -30,6 +30,8 @@ Design:
   count them for the stage's log. The engine's per-clip map does this when given a scratch
   (``genreclf.engine.map_in_order(..., scratch=...)``); embed, which runs in its own process,
   calls it directly. The stage removes the scratch once its outputs are written.
+- The log (``log``) names each stale key deleted when a scratch is opened, and counts the stored
+  results not trusted, with the first one's reason.
 
 The Beam engine gets the same skipping (only the unfinished items are sent to the pipeline), but
 its results reach the driver only when the whole pipeline has finished, so a Beam run killed
@@ -46,6 +48,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
@@ -62,6 +65,8 @@ DIGEST_CHARS = 32
 RESULT_SUFFIX = ".bin"
 TMP_PREFIX = ".tmp-"
 MISSING = object()  # what ``Scratch.load`` gives for a clip without a trusted result
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,7 @@ class Scratch:
         self.codec = codec
         self.reused = 0
         self.computed = 0
+        self.untrusted: list[str] = []  # why each stored result that was not trusted was not
         self.folder.mkdir(parents=True, exist_ok=True)
         self.files.mkdir(exist_ok=True)
         self._names: dict[int, str] = {}
@@ -205,7 +211,14 @@ class Scratch:
         if stage_folder.is_dir():
             for other in stage_folder.iterdir():
                 if other.name != key:
+                    stale = sum(name.endswith(RESULT_SUFFIX) for name in os.listdir(other)) if other.is_dir() else 0
                     shutil.rmtree(other, ignore_errors=True)
+                    log.info(
+                        "resume: deleted %s, %d results of a %s run with other params, inputs or code",
+                        other,
+                        stale,
+                        stage,
+                    )
         return cls(stage_folder / key, codec)
 
     def __len__(self) -> int:
@@ -224,9 +237,10 @@ class Scratch:
         try:
             data = path.read_bytes()
             if hashlib.sha256(data).hexdigest()[:DIGEST_CHARS] != name.split(".")[1]:
-                raise ValueError(f"{path}: its bytes do not match its name")
+                raise ValueError("its bytes do not match its name")
             return self.codec.load(data)
-        except Exception:  # damaged, half-written or its files gone: the clip is computed again
+        except Exception as e:  # damaged, half-written or its files gone: the clip is computed again
+            self.untrusted.append(f"{path}: {e}")
             with contextlib.suppress(OSError):
                 path.unlink()
             del self._names[index]
@@ -266,6 +280,12 @@ def resumed(scratch: Scratch, count: int, compute: Callable[[list[int]], Iterato
     done = {i: result for i in range(count) if (result := scratch.load(i)) is not MISSING}
     pending = [i for i in range(count) if i not in done]
     scratch.reused, scratch.computed = len(done), 0
+    if scratch.untrusted:
+        log.warning(
+            "resume: %d stored results not trusted, computed again (first: %s)",
+            len(scratch.untrusted),
+            scratch.untrusted[0],
+        )
     results = iter(compute(pending)) if pending else iter(())
     try:
         for i in range(count):

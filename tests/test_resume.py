@@ -8,11 +8,13 @@ have reused exactly that work and to write the same bytes as an uninterrupted ru
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ import soundfile as sf
 
 from genreclf import resume
 from genreclf.artifacts import CLIP_COLUMNS, write_clips, write_split
+from genreclf.data import conversion
 from genreclf.engine import Engine, map_in_order
 from tests.support.helpers import (
     ROOT,
@@ -146,6 +149,30 @@ def test_the_map_computes_only_what_the_scratch_lacks(tmp_path):
     results = list(map_in_order(square, [(i,) for i in range(10)], Engine(), scratch=again))
     assert [float(r[0]) for r in results] == [float(i * i) for i in range(10)]
     assert calls == list(range(4, 10)) and again.counts() == (4, 6)
+
+
+GO_WAIT_S = 20
+
+
+def wait_for_go(index: int, go: str, started: float) -> bool:
+    """A stand-in for a clip's conversion: the first chunk's clips at once, the others once ``go``
+    exists (the caller has received a result); whether it did within GO_WAIT_S of ``started``."""
+    while index >= conversion.CHUNK_SIZE and not os.path.exists(go):
+        if time.time() > started + GO_WAIT_S:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_convert_hands_on_each_result_before_the_rest_are_done(tmp_path):
+    """Convert's local engine yields each clip's result as it is done, so that it is stored at once:
+    the clips after the first chunk wait until the first result has arrived here."""
+    go = tmp_path / "go"
+    clips = [(i, str(go), time.time()) for i in range(4 * conversion.CHUNK_SIZE)]
+    results = conversion.convert_here(wait_for_go, clips)
+    first = next(results)
+    go.touch()
+    assert [first, *results] == [True] * 4 * conversion.CHUNK_SIZE
 
 
 # ---- the stages, killed and run again

@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -37,16 +37,17 @@ RESULT_CODEC = resume.file_codec(dataclasses.asdict, lambda fields: audio.Conver
 
 def convert_here(
     convert: Callable, clips: Sequence[tuple], setup: Callable[[], None] = limit_threads
-) -> list[audio.ConvertResult]:
+) -> Iterator[audio.ConvertResult]:
     """The local engine: ``convert(source, destination)`` of every clip with one process per core
-    (each started with ``setup``); results in input order."""
+    (each started with ``setup``); the results in input order, each as soon as it and those before
+    it are done (so that the caller stores it at once: a run killed part-way keeps them)."""
     workers = os.cpu_count() or 1
     log.info("decoding %d clips with %d worker processes", len(clips), workers)
     with ProcessPoolExecutor(max_workers=workers, initializer=setup) as pool:
         try:
             results = pool.map(convert, *zip(*clips), chunksize=CHUNK_SIZE)
-            return list(tqdm(results, total=len(clips), desc="convert", unit="clip"))
-        except BaseException:  # a full disk: the clips not started yet would only fail the same way
+            yield from tqdm(results, total=len(clips), desc="convert", unit="clip")
+        except BaseException:  # a full disk, or the caller stopped: the clips not started are dropped
             pool.shutdown(cancel_futures=True)
             raise
 

@@ -191,7 +191,7 @@ class Scratch:
         self.codec = codec
         self.reused = 0
         self.computed = 0
-        self.untrusted: list[str] = []  # why each stored result that was not trusted was not
+        self.untrusted: list[str] = []  # "<file>: <reason>" of each stored result not trusted
         self.folder.mkdir(parents=True, exist_ok=True)
         self.files.mkdir(exist_ok=True)
         self._names: dict[int, str] = {}

@@ -221,8 +221,8 @@ def stored(project: Path, stage: str) -> int:
 
 # the stage in a process that SIGKILLs its process group (itself and its workers, no clean-up, as
 # a lost VM) right after it has stored its {at}-th clip: the workers may be writing other clips.
-# (A stage of 40 clips takes well under a second: a kill from outside, once a poll sees the
-# count, can come too late on a busy machine.)
+# (A stage of 20 clips takes well under a second: a kill from outside, once a poll sees the
+# count, can come after every clip is done on a busy machine.)
 KILLED_AFTER_STORES = """
 import os, runpy, signal
 from genreclf import resume

@@ -1,14 +1,17 @@
 """A stage killed half-way: how long its next run takes, against a whole run.
 
     python benchmarks/bench_resume.py [--clips 1000] [--embed-patches 3] [--keras-model cnn1d]
-        [--keras-epochs 10] [--stages convert,shard,features,embed,train_keras] [--repeats 1]
+        [--keras-epochs 10] [--stages convert,convert_mp3,shard,features,embed,train_keras] [--repeats 1]
         [--workdir DIR] [--keep] [--json PATH]
 
 The clips: the 100 of ../shared/data/gtzan_mini repeated under new names (symbolic links
 ``<name>.r<k>.wav``) up to --clips, listed in data/raw/clips.csv of two scratch projects (a copy
 of genreclf/, stages/ and params.yaml each) under --workdir. The stages, in pipeline order:
-convert; then, on the WAVs that convert wrote and a split of them (every fifth clip val, every
-fifth test), shard (which resumes shard by shard), features, embed (on the model of the
+convert (of those WAVs, already mono 16-bit at 22050 Hz: little more than a copy of each);
+convert_mp3, the same stage on the 11 FMA mp3s of ../shared/data/fma/fma_audio repeated up to
+--clips in two projects of their own (44.1 kHz stereo mp3s decoded and resampled, the work of
+convert on fma_small or fma_large); then, on the WAVs that convert wrote and a split of them
+(every fifth clip val, every fifth test), shard (which resumes shard by shard), features, embed (on the model of the
 ``pretrained`` stage, run once in the project ``full`` and copied to ``killed``; the
 project's params.yaml has ``embed.patches_per_clip`` = --embed-patches, so the run is affordable)
 and train_keras of --keras-model (its params.yaml section: ``epochs`` = ``patience`` =
@@ -86,6 +89,7 @@ from genreclf.artifacts import (  # noqa: E402
 from genreclf.resume import RESULT_SUFFIX, SCRATCH_ROOT  # noqa: E402
 
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "gtzan_mini"
+DEFAULT_MP3_SOURCE = ROOT.parent / "shared" / "data" / "fma" / "fma_audio"
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "bench_resume.json"
 OUTPUTS = {
     "convert": ["data/wav", "data/converted.csv", "data/convert_skipped.csv", "metrics/convert.json"],
@@ -94,7 +98,8 @@ OUTPUTS = {
     "embed": ["data/embeddings"],
 }
 KERAS_MODELS = ("cnn1d", "cnn2d")
-STAGES = ("convert", "shard", "features", "embed", "train_keras")
+STAGES = ("convert", "convert_mp3", "shard", "features", "embed", "train_keras")
+SOURCES = {"convert": "WAVs", "convert_mp3": "mp3s"}  # what convert reads, in the table
 BAR = 0.60
 RESUMED = re.compile(
     r"resume: reused (\d+) (clips|shards) \(finished by a run that stopped\), (?:computed|decoded) (\d+)"
@@ -115,19 +120,22 @@ def stage_env() -> dict:
 
 
 def make_project(folder: Path, source: Path, clips: int, params: dict) -> Path:
-    """A project: the code, ``params`` as params.yaml and data/raw/clips.csv of ``clips`` linked gtzan_mini clips."""
+    """A project: the code, ``params`` as params.yaml and data/raw/clips.csv of ``clips`` links to
+    the audio files of ``source``'s folders (its WAVs and mp3s; a folder's name is its clips' genre)."""
     folder.mkdir(parents=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for name in ("genreclf", "stages"):
         shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    wavs = sorted(source.glob("*/*.wav"))
+    files = sorted([*source.glob("*/*.wav"), *source.glob("*/*.mp3")])
+    if not files:
+        raise SystemExit(f"{source}: expected folders of .wav or .mp3 files, found none")
     rows = []
     for i in range(clips):
-        wav = wavs[i % len(wavs)]
-        genre, name = wav.parent.name, f"{wav.stem}.r{i // len(wavs)}.wav"
+        file = files[i % len(files)]
+        genre, name = file.parent.name, f"{file.stem}.r{i // len(files)}{file.suffix}"
         link = folder / "data" / "raw" / "audio" / genre / name
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(wav)
+        link.symlink_to(file)
         rows.append((f"{i:06d}", genre, f"data/raw/audio/{genre}/{name}", ""))
     write_clips(folder / "data" / "raw" / "clips.csv", pd.DataFrame(rows, columns=CLIP_COLUMNS))
     return folder
@@ -300,15 +308,18 @@ def measure_once(full: Path, killed: Path, stage: str, epochs: int, settle: floa
     }
 
 
-def measure(full: Path, killed: Path, stage: str, epochs: int = 0, repeats: int = 1, settle: float = 0.0) -> dict:
+def measure(
+    full: Path, killed: Path, stage: str, epochs: int = 0, repeats: int = 1, settle: float = 0.0, label: str = ""
+) -> dict:
     """``measure_once`` ``repeats`` times: the medians of its times and their ratios, and in
-    ``runs`` each run's figures."""
+    ``runs`` each run's figures; ``label`` names the row (default: the stage, as dvc names it)."""
     runs = [measure_once(full, killed, stage, epochs, settle) for _ in range(repeats)]
+    label = label or stage.replace(" ", "@")
     median = {key: statistics.median(r[key] for r in runs) for key in MEDIAN_KEYS}
     middle = sorted(runs, key=lambda r: r["rerun_cpu_seconds"])[(repeats - 1) // 2]  # its counts are shown
     unit = runs[0]["unit"]
     row = {
-        "stage": stage.replace(" ", "@"),
+        "stage": label,
         "unit": unit,
         "repeats": repeats,
         "full_seconds": median["full_seconds"],
@@ -322,7 +333,7 @@ def measure(full: Path, killed: Path, stage: str, epochs: int = 0, repeats: int 
         "reused": middle["reused"],
         "computed": middle["computed"],
         "same_bytes": all(r["same_bytes"] for r in runs),
-        "runs": [{"stage": stage.replace(" ", "@"), **r} for r in runs],
+        "runs": [{"stage": label, **r} for r in runs],
     }
     if unit == "epochs":
         row["resumed_from_epoch"] = middle["reused"]
@@ -353,6 +364,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keras-model", choices=KERAS_MODELS, default="cnn1d", help="the train_keras stage timed")
     parser.add_argument("--keras-epochs", type=int, default=10, help="its epochs (and patience)")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="gtzan_mini (genre folders of WAVs)")
+    parser.add_argument(
+        "--mp3-source", type=Path, default=DEFAULT_MP3_SOURCE, help="folders of mp3s for convert_mp3 (FMA's fma_audio)"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where the projects go (default: a temp folder)")
     parser.add_argument("--keep", action="store_true", help="keep the projects")
     parser.add_argument(
@@ -392,6 +406,11 @@ def main(argv: list[str] | None = None) -> None:
         rows = [measure(full, killed, "convert", **timing if "convert" in stages else {})]
         if "convert" not in stages:
             rows = []
+        if "convert_mp3" in stages:
+            mp3 = [make_project(workdir / f"{n}_mp3", args.mp3_source, args.clips, params) for n in ("full", "killed")]
+            rows.append(measure(*mp3, "convert", **timing, label="convert_mp3"))
+            for project in mp3:  # their WAVs: no other stage reads them
+                shutil.rmtree(project)
         for project in (full, killed):
             write_project_split(project)
         for stage in (stage for stage in ("shard", "features") if stage in stages):

@@ -25,8 +25,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pandas as pd
-
 from genreclf import resume, space
 from genreclf.artifacts import (
     CLIPS_CSV,
@@ -34,6 +32,7 @@ from genreclf.artifacts import (
     RAW_DIR,
     SKIPPED_CSV,
     WAV_DIR,
+    Clip,
     read_clips,
     write_converted,
     write_skipped,
@@ -58,11 +57,12 @@ def main() -> None:
     engine = engine_from_environ()
     sample_rate = params.sample_rate
     clips = read_clips(CLIPS_CSV)
-    audio.check_raw_clips(clips["path"], RAW_DIR)  # the objects on the bucket, if the raw clips are there
-    extensions = Counter(Path(p).suffix.lower() for p in clips["path"])
+    sources = [clip.path for clip in clips]
+    audio.check_raw_clips(sources, RAW_DIR)  # the objects on the bucket, if the raw clips are there
+    extensions = Counter(Path(p).suffix.lower() for p in sources)
     where = gcs.join(root, WAV_DIR.as_posix()) if gcs.is_remote(root) else WAV_DIR.as_posix()
     if space.check_enabled() and not gcs.is_remote(root):  # on GCS, the bucket holds the WAVs
-        seconds = space.clip_seconds(list(clips["path"]), default_seconds=30.0)
+        seconds = space.clip_seconds(sources, default_seconds=30.0)
         seconds = seconds if params.excerpt_seconds is None else min(seconds, params.excerpt_seconds)
         wavs = space.Need("WAVs", space.wav_bytes([round(seconds * sample_rate)] * len(clips)), WAV_DIR)
         space.check_space("convert", [wavs], cache_mirrors(), GCS_REMEDY)
@@ -70,7 +70,7 @@ def main() -> None:
         "read %s: %d clips, %d genres, files %s; sample_rate %d Hz, min_seconds %g, excerpt %s; WAVs to %s; engine %s",
         CLIPS_CSV,
         len(clips),
-        clips["genre"].nunique(),
+        len({clip.genre for clip in clips}),
         dict(sorted(extensions.items())),
         sample_rate,
         params.min_seconds,
@@ -91,7 +91,7 @@ def main() -> None:
         log.info("uploaded %d objects to %s/; %d were there already with the same bytes", uploaded, prefix, already)
     else:
         key = resume.scratch_key(
-            "convert", {"convert": settings, "root": root}, [CLIPS_CSV.read_bytes()], clips["path"], code_files()
+            "convert", {"convert": settings, "root": root}, [CLIPS_CSV.read_bytes()], sources, code_files()
         )
         scratch = resume.Scratch.open(resume.SCRATCH_ROOT, "convert", key, RESULT_CODEC)
         if len(scratch):
@@ -109,18 +109,18 @@ def code_files() -> list[Path]:
     return resume.code_files(__file__)
 
 
-def write_tables(clips: pd.DataFrame, results: list, paths: list[str], sample_rate: int, where: str) -> None:
+def write_tables(clips: list[Clip], results: list, paths: list[str], sample_rate: int, where: str) -> None:
     """converted.csv (the converted clips, ``paths`` their WAVs), convert_skipped.csv and the metrics."""
     converted, skipped, metrics = converted_tables(clips, results, paths)
     write_converted(CONVERTED_CSV, converted)
     write_skipped(SKIPPED_CSV, skipped)
     write_json(METRICS_JSON, metrics)
 
-    for row in skipped.head(SKIPPED_SHOWN_IN_LOG).itertuples():
-        log.info("skipped %s (%s): %s", row.track_id, row.source_path, row.reason)
+    for track_id, source_path, reason in skipped[:SKIPPED_SHOWN_IN_LOG]:
+        log.info("skipped %s (%s): %s", track_id, source_path, reason)
     if len(skipped) > SKIPPED_SHOWN_IN_LOG:
         log.info("... and %d more skipped clips (see %s)", len(skipped) - SKIPPED_SHOWN_IN_LOG, SKIPPED_CSV)
-    hours = converted["num_samples"].sum() / sample_rate / 3600
+    hours = sum(num_samples for _, num_samples in converted) / sample_rate / 3600
     log.info(
         "wrote %d clips (%.2f h of audio) to %s/, %s, %s (%d skipped), %s: %s",
         len(converted),

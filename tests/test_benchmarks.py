@@ -330,14 +330,15 @@ def test_rehearsal(tmp_path, shared_data):
         assert projection[key]["measured_cores"] > 0, key
 
 
-def test_bench_resume(tmp_path, gtzan_mini):
-    """20 clips: convert, shard, features, embed (one patch a clip) killed at about half their clips,
-    cnn1d's training (2 epochs) after its first epoch, then run again."""
+def test_bench_resume(tmp_path, gtzan_mini, shared_data):
+    """20 clips: convert (of WAVs, and of mp3s), shard, features, embed (one patch a clip) killed at
+    about half their clips, cnn1d's training (2 epochs) after its first epoch, then run again."""
     args = ("--clips", "20", "--embed-patches", "1", "--keras-epochs", "2", "--workdir", str(tmp_path))
-    args += ("--source", str(gtzan_mini), "--settle-seconds", "0")
+    args += ("--source", str(gtzan_mini), "--mp3-source", str(shared_data / "fma" / "fma_audio"))
+    args += ("--settle-seconds", "0")
     figures = run_benchmark("bench_resume", *args, json_path=tmp_path / "b.json", timeout=1200)
     assert figures["clips"] == 20 and figures["keras_epochs"] == 2 and figures["repeats"] == 1
-    stages = ["convert", "shard", "features", "embed", "train_keras@cnn1d"]
+    stages = ["convert", "convert_mp3", "shard", "features", "embed", "train_keras@cnn1d"]
     assert [s["stage"] for s in figures["stages"]] == [r["stage"] for r in figures["runs"]] == stages
     for stage in figures["stages"]:
         assert stage["same_bytes"], stage

@@ -13,6 +13,7 @@ import soundfile as sf
 from genreclf.artifacts import CLIP_COLUMNS, read_clips, read_converted, read_skipped, write_clips
 from genreclf.data.audio import decode_clip
 from genreclf.errors import DataError
+from genreclf.io import write_csv, write_csv_rows
 from tests.support.helpers import directory_bytes, make_project, run_stage, tone, write_audio
 
 FMA_MP3 = "fma/fma_audio/000/000182.mp3"
@@ -183,8 +184,24 @@ def test_the_clip_table_reader_names_the_file_and_no_stage(tmp_path):
         {"track_id": ["b", "a"], "genre": ["Rock", "Pop"], "path": [str(tmp_path / "a.wav")] * 2, "official_split": ""}
     )
     write_clips(path, clips)
-    assert read_clips(path)["track_id"].tolist() == ["a", "b"]
+    assert [clip.track_id for clip in read_clips(path)] == ["a", "b"]
     write_clips(path, clips.assign(track_id=["../b", "a"]))
     with pytest.raises(DataError, match=r"track ids must be letters, digits, '.', '_' or '-', got \['\.\./b'\]") as e:
         read_clips(path)
     assert e.value.path == str(path) and "dvc repro" not in str(e.value)
+
+
+def test_the_tables_convert_writes_without_pandas_are_the_bytes_pandas_writes(tmp_path):
+    """write_csv_rows (convert's tables) against write_csv of the same rows as a DataFrame (the other
+    stages' tables): cells that need quoting, empty cells, integers, non-ASCII text, no rows."""
+    rows = [
+        ("a", "Rock", 'say "hi", then go', 661500),
+        ("b", "", "line\nbreak", 0),
+        ("c", "Électronique", "café,crème", 12),
+        ("d", "Pop", " spaced ", 3),
+    ]
+    columns = ["track_id", "genre", "path", "num_samples"]
+    for chosen in (rows, []):
+        write_csv_rows(tmp_path / "rows.csv", columns, chosen)
+        write_csv(tmp_path / "frame.csv", pd.DataFrame(chosen, columns=columns))
+        assert (tmp_path / "rows.csv").read_bytes() == (tmp_path / "frame.csv").read_bytes()

@@ -18,11 +18,10 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
 from tqdm import tqdm
 
 from genreclf import resume
-from genreclf.artifacts import SKIPPED_COLUMNS, write_wav_manifest
+from genreclf.artifacts import Clip, write_wav_manifest
 from genreclf.data import audio
 from genreclf.engine import Engine, limit_threads, map_in_order
 from genreclf.errors import DataError, FileSystemError
@@ -52,13 +51,13 @@ def convert_here(
             raise
 
 
-def check_some_converted(clips: pd.DataFrame, results: list[audio.ConvertResult], clips_csv: str | Path) -> None:
+def check_some_converted(clips: list[Clip], results: list[audio.ConvertResult], clips_csv: str | Path) -> None:
     """A DataError when not one clip could be converted: the files, not the clips, are at fault."""
     if not any(r.ok for r in results):
         kinds = Counter(r.kind for r in results)
         raise DataError(
             f"none of the {len(clips)} clips in {clips_csv} could be converted "
-            f"({dict(sorted(kinds.items()))}; first: {clips['path'][0]}: {results[0].reason}); "
+            f"({dict(sorted(kinds.items()))}; first: {clips[0].path}: {results[0].reason}); "
             "check the files",
             path=clips_csv,
         )
@@ -72,7 +71,7 @@ def link_or_copy(source: str | Path, destination: Path) -> None:
 
 
 def convert_to_workspace(
-    clips: pd.DataFrame,
+    clips: list[Clip],
     settings: dict,
     engine: Engine,
     scratch: resume.Scratch,
@@ -85,8 +84,8 @@ def convert_to_workspace(
     Each WAV is written into the scratch (with its result: a killed run keeps them), then linked
     into ``wav_dir`` once every clip is done; ``setup`` starts each worker."""
     convert = resume.WritesFile(partial(audio.convert_clip, **settings))
-    destinations = [(scratch.files / f"{track_id}.wav").as_posix() for track_id in clips["track_id"]]
-    jobs = list(zip(clips["path"], destinations))
+    destinations = [(scratch.files / f"{clip.track_id}.wav").as_posix() for clip in clips]
+    jobs = [(clip.path, destination) for clip, destination in zip(clips, destinations)]
     local = partial(convert_here, setup=setup)
     try:
         outcomes = list(map_in_order(convert, jobs, engine, setup=setup, local=local, scratch=scratch))
@@ -95,14 +94,14 @@ def convert_to_workspace(
     results = [result for result, _ in outcomes]
     check_some_converted(clips, results, clips_csv)
     with atomic_dir(wav_dir) as wav_tmp:
-        for track_id, destination, result in zip(clips["track_id"], destinations, results):
+        for clip, destination, result in zip(clips, destinations, results):
             if result.ok:  # a link: the scratch stays whole until the tables are written
-                link_or_copy(destination, wav_tmp / f"{track_id}.wav")
-    return results, [f"{Path(wav_dir).as_posix()}/{t}.wav" for t, r in zip(clips["track_id"], results) if r.ok]
+                link_or_copy(destination, wav_tmp / f"{clip.track_id}.wav")
+    return results, [f"{Path(wav_dir).as_posix()}/{c.track_id}.wav" for c, r in zip(clips, results) if r.ok]
 
 
 def convert_to_bucket(
-    clips: pd.DataFrame,
+    clips: list[Clip],
     settings: dict,
     engine: Engine,
     prefix: str,
@@ -114,30 +113,27 @@ def convert_to_bucket(
     <wav_dir>/wav_manifest.json: (each clip's result, each converted clip's URL, the number of
     objects uploaded; the others were there already with the same bytes)."""
     convert = partial(audio.convert_clip_object, prefix=prefix, **settings)
-    jobs = list(zip(clips["path"], clips["track_id"]))
+    jobs = [(clip.path, clip.track_id) for clip in clips]
     local = partial(convert_here, setup=setup)
     outcomes = list(map_in_order(convert, jobs, engine, setup=setup, local=local))
     results = [result for result, _, _ in outcomes]
     check_some_converted(clips, results, clips_csv)
-    objects = {t: entry for t, (_, entry, _) in zip(clips["track_id"], outcomes) if entry is not None}
+    objects = {c.track_id: entry for c, (_, entry, _) in zip(clips, outcomes) if entry is not None}
     uploaded = sum(was_uploaded for _, _, was_uploaded in outcomes)
     with atomic_dir(wav_dir) as tmp:  # the manifest last: after every object it lists
         write_wav_manifest(tmp, prefix, objects)
-    return results, [objects[t].url for t in clips["track_id"] if t in objects], uploaded
+    return results, [objects[c.track_id].url for c in clips if c.track_id in objects], uploaded
 
 
 def converted_tables(
-    clips: pd.DataFrame, results: list[audio.ConvertResult], paths: list[str]
-) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(the converted clips, ``paths`` their WAVs, with num_samples; the skipped clips with their
-    reasons; the metrics: clips in, converted, skipped, and how many of each kind of skip)."""
-    converted = clips[[r.ok for r in results]].copy()
-    converted["path"] = paths
-    converted["num_samples"] = [r.num_samples for r in results if r.ok]
-    skipped = pd.DataFrame(
-        [(t, p, r.reason) for t, p, r in zip(clips["track_id"], clips["path"], results) if not r.ok],
-        columns=SKIPPED_COLUMNS,
-    )
+    clips: list[Clip], results: list[audio.ConvertResult], paths: list[str]
+) -> tuple[list[tuple[Clip, int]], list[tuple[str, str, str]], dict]:
+    """(the converted clips, ``paths`` their WAVs, each with its num_samples; the skipped clips
+    (track_id, source_path, reason); the metrics: clips in, converted, skipped, and how many of
+    each kind of skip)."""
+    ok = [(clip, result) for clip, result in zip(clips, results) if result.ok]
+    converted = [(dataclasses.replace(c, path=path), r.num_samples) for (c, r), path in zip(ok, paths, strict=True)]
+    skipped = [(c.track_id, c.path, r.reason) for c, r in zip(clips, results) if not r.ok]
     kinds = Counter(r.kind for r in results if not r.ok)
     metrics = {
         "clips_in": len(clips),

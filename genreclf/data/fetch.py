@@ -25,6 +25,7 @@ How each archive was verified is recorded in ``fetch_report.json`` with one of:
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import logging
@@ -45,6 +46,7 @@ import requests
 from tqdm import tqdm
 
 from genreclf.artifacts import (
+    CLIP_COLUMNS,
     CLIPS_FILE,
     TRACK_INFO_FILE,
     ObjectEntry,
@@ -580,16 +582,17 @@ def clips_to_bucket(raw_dir: str | Path, prefix: str) -> tuple[int, int]:
     raw_dir = Path(raw_dir)
     clips = read_clips(raw_dir / CLIPS_FILE)
     audio_dir = (raw_dir / AUDIO_DIR).as_posix()
-    relatives = [PurePosixPath(path).relative_to(audio_dir).as_posix() for path in clips["path"]]
-    jobs = list(zip(clips["path"], relatives))
+    relatives = [PurePosixPath(clip.path).relative_to(audio_dir).as_posix() for clip in clips]
+    jobs = [(clip.path, relative) for clip, relative in zip(clips, relatives)]
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
         uploads = pool.map(lambda job: upload_clip(*job, prefix), jobs)
         outcomes = list(tqdm(uploads, total=len(jobs), desc="upload clips", unit="clip"))
-    objects = {track_id: entry for track_id, (entry, _) in zip(clips["track_id"], outcomes)}
+    objects = {clip.track_id: entry for clip, (entry, _) in zip(clips, outcomes)}
     with atomic_dir(raw_dir) as tmp:
         for kept in sorted(p for p in raw_dir.iterdir() if p.is_file() and p.name != CLIPS_FILE):
             shutil.copyfile(kept, tmp / kept.name)
         write_raw_manifest(tmp, prefix, objects)
-        write_clips(tmp / CLIPS_FILE, clips.assign(path=[objects[t].url for t in clips["track_id"]]))
+        moved = [dataclasses.astuple(dataclasses.replace(c, path=objects[c.track_id].url)) for c in clips]
+        write_clips(tmp / CLIPS_FILE, pd.DataFrame(moved, columns=CLIP_COLUMNS))
     uploaded = sum(was_uploaded for _, was_uploaded in outcomes)
     return uploaded, len(outcomes) - uploaded

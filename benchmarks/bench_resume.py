@@ -5,21 +5,21 @@
         [--workdir DIR] [--keep] [--json PATH]
 
 The clips: the 100 of ../shared/data/gtzan_mini repeated under new names (symbolic links
-``<name>.r<k>.wav``) up to --clips, listed in data/raw/clips.csv of two scratch projects (a copy
-of genreclf/, stages/ and params.yaml each) under --workdir. The stages, in pipeline order:
+``<name>.r<k>.wav``) up to --clips, listed in data/raw/clips.csv of a scratch project (a copy
+of genreclf/, stages/ and params.yaml) under --workdir. The stages, in pipeline order:
 convert (of those WAVs, already mono 16-bit at 22050 Hz: little more than a copy of each);
 convert_mp3, the same stage on the 11 FMA mp3s of ../shared/data/fma/fma_audio repeated up to
---clips in two projects of their own (44.1 kHz stereo mp3s decoded and resampled, the work of
+--clips in a project of its own (44.1 kHz stereo mp3s decoded and resampled, the work of
 convert on fma_small or fma_large); then, on the WAVs that convert wrote and a split of them
-(every fifth clip val, every fifth test), shard (which resumes shard by shard), features, embed (on the model of the
-``pretrained`` stage, run once in the project ``full`` and copied to ``killed``; the
-project's params.yaml has ``embed.patches_per_clip`` = --embed-patches, so the run is affordable)
+(every fifth clip val, every fifth test), shard (which resumes shard by shard), features, embed
+(on the model of the ``pretrained`` stage, run once; the project's params.yaml has
+``embed.patches_per_clip`` = --embed-patches, so the run is affordable)
 and train_keras of --keras-model (its params.yaml section: ``epochs`` = ``patience`` =
 --keras-epochs, ``val_windows_per_clip`` 2 for cnn1d and ``max_steps`` far above the batches
 of the run, which only skips the val clip accuracy, as for a rehearsal). For each:
 
-1. the whole run, in project ``full`` (``python -m stages.<stage>``, wall time);
-2. in project ``killed``: the stage started, SIGKILLed (with its worker processes) once about
+1. the whole run (``python -m stages.<stage>``, wall time);
+2. the stage started, SIGKILLed (with its worker processes) once about
    half of its work is kept: for a per-clip stage, its scratch (.genreclf-scratch/<stage>/,
    genreclf/resume.py) holds half the clips (shard, whose unit of work is a shard: finished shards
    that hold half the clips, counted from their stored results; the splits' shards differ in size); for
@@ -28,6 +28,11 @@ of the run, which only skips the val clip accuracy, as for a rehearsal). For eac
    deletes them before a run) and it is run again: that rerun's wall time, and what it reused and
    computed (from its log: clips, shards or epochs). Its outputs are checked to be the same bytes
    as those of the whole run.
+
+Both runs are in the same project folder: a folder's history can change what writing into it
+costs (whole shard runs at 1000 clips, timed in turn, took 2.1-2.8 s in one project folder of
+this benchmark and 3.6-4.3 s in another), so a whole run and a rerun timed in two folders would
+compare the folders as much as the runs.
 
 Both timed runs of a stage start from the same state: the page cache's dirty pages written out
 (``os.sync``), then --settle-seconds (5) of pause. On a virtual machine that hands freed memory
@@ -283,18 +288,19 @@ def remove_outputs(project: Path, stage: str) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def measure_once(full: Path, killed: Path, stage: str, epochs: int, settle: float) -> dict:
-    """One whole run in ``full``; in ``killed``, a run killed half-way and its rerun."""
-    remove_outputs(full, stage)
-    full_seconds, full_cpu, full_log = run(full, stage, settle)
+def measure_once(project: Path, stage: str, epochs: int, settle: float) -> dict:
+    """In ``project``: one whole run, then a run killed half-way and its rerun."""
+    remove_outputs(project, stage)
+    full_seconds, full_cpu, full_log = run(project, stage, settle)
+    whole = [tree_digests(project / o) for o in outputs(stage)]
     unit, _, _ = counts(full_log, stage, epochs)
-    total = epochs if unit == "epochs" else clips_in(killed, stage)
-    remove_outputs(killed, stage)
-    killed_at = run_and_kill(killed, stage, max(1, total // 2))
-    remove_outputs(killed, stage)
-    rerun_seconds, rerun_cpu, log = run(killed, stage, settle)
+    total = epochs if unit == "epochs" else clips_in(project, stage)
+    remove_outputs(project, stage)
+    killed_at = run_and_kill(project, stage, max(1, total // 2))
+    remove_outputs(project, stage)
+    rerun_seconds, rerun_cpu, log = run(project, stage, settle)
     unit, reused, computed = counts(log, stage, epochs)
-    same = all(tree_digests(full / o) == tree_digests(killed / o) for o in outputs(stage))
+    same = whole == [tree_digests(project / o) for o in outputs(stage)]
     return {
         "unit": unit,
         "full_seconds": round(full_seconds, 2),
@@ -308,12 +314,10 @@ def measure_once(full: Path, killed: Path, stage: str, epochs: int, settle: floa
     }
 
 
-def measure(
-    full: Path, killed: Path, stage: str, epochs: int = 0, repeats: int = 1, settle: float = 0.0, label: str = ""
-) -> dict:
+def measure(project: Path, stage: str, epochs: int = 0, repeats: int = 1, settle: float = 0.0, label: str = "") -> dict:
     """``measure_once`` ``repeats`` times: the medians of its times and their ratios, and in
     ``runs`` each run's figures; ``label`` names the row (default: the stage, as dvc names it)."""
-    runs = [measure_once(full, killed, stage, epochs, settle) for _ in range(repeats)]
+    runs = [measure_once(project, stage, epochs, settle) for _ in range(repeats)]
     label = label or stage.replace(" ", "@")
     median = {key: statistics.median(r[key] for r in runs) for key in MEDIAN_KEYS}
     middle = sorted(runs, key=lambda r: r["rerun_cpu_seconds"])[(repeats - 1) // 2]  # its counts are shown
@@ -401,26 +405,22 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench_resume.", dir=args.workdir))
     params = project_params(args.embed_patches, args.keras_model, args.keras_epochs)
     try:
-        full = make_project(workdir / "full", args.source, args.clips, params)
-        killed = make_project(workdir / "killed", args.source, args.clips, params)
-        rows = [measure(full, killed, "convert", **timing if "convert" in stages else {})]
+        project = make_project(workdir / "project", args.source, args.clips, params)
+        rows = [measure(project, "convert", **timing if "convert" in stages else {})]
         if "convert" not in stages:
             rows = []
         if "convert_mp3" in stages:
-            mp3 = [make_project(workdir / f"{n}_mp3", args.mp3_source, args.clips, params) for n in ("full", "killed")]
-            rows.append(measure(*mp3, "convert", **timing, label="convert_mp3"))
-            for project in mp3:  # their WAVs: no other stage reads them
-                shutil.rmtree(project)
-        for project in (full, killed):
-            write_project_split(project)
+            mp3 = make_project(workdir / "project_mp3", args.mp3_source, args.clips, params)
+            rows.append(measure(mp3, "convert", **timing, label="convert_mp3"))
+            shutil.rmtree(mp3)  # its WAVs: no other stage reads them
+        write_project_split(project)
         for stage in (stage for stage in ("shard", "features") if stage in stages):
-            rows.append(measure(full, killed, stage, **timing))
+            rows.append(measure(project, stage, **timing))
         if "embed" in stages:
-            run(full, "pretrained")  # the musicnn model embed runs, the same files in both projects
-            shutil.copytree(full / "models" / "musicnn_msd", killed / "models" / "musicnn_msd")
-            rows.append(measure(full, killed, "embed", **timing))
+            run(project, "pretrained")  # the musicnn model embed runs
+            rows.append(measure(project, "embed", **timing))
         if "train_keras" in stages:
-            rows.append(measure(full, killed, f"train_keras {args.keras_model}", args.keras_epochs, **timing))
+            rows.append(measure(project, f"train_keras {args.keras_model}", args.keras_epochs, **timing))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

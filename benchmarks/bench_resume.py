@@ -104,7 +104,6 @@ OUTPUTS = {
 }
 KERAS_MODELS = ("cnn1d", "cnn2d")
 STAGES = ("convert", "convert_mp3", "shard", "features", "embed", "train_keras")
-SOURCES = {"convert": "WAVs", "convert_mp3": "mp3s"}  # what convert reads, in the table
 BAR = 0.60
 RESUMED = re.compile(
     r"resume: reused (\d+) (clips|shards) \(finished by a run that stopped\), (?:computed|decoded) (\d+)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -246,3 +248,25 @@ def test_bad_data_is_a_clear_error(tmp_path, breakage, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert not (project / "data" / "shards").exists()
+
+
+def test_a_resumed_run_counts_only_the_clips_it_writes(tmp_path, capsys):
+    """The shards a scratch holds are not written again, and the progress bar's total is the
+    clips of the others: it ends full, not part-way."""
+    from genreclf import resume
+    from genreclf.artifacts import read_split_clips
+    from genreclf.data import sharding
+    from genreclf.engine import Engine
+
+    write_split_data(tmp_path)
+    manifest, _ = read_split_clips(tmp_path / "data" / "split", check_wavs=False)
+    manifest = [dataclasses.replace(clip, path=str(tmp_path / clip.path)) for clip in manifest]
+    scratch = resume.Scratch.open(tmp_path / "scratch", "shard", "key", sharding.SHARD_CODEC)
+    shards, _ = sharding.plan_shards(scratch.files, manifest, NUM_SHARDS, 0, SAMPLE_RATE)
+    first = shards[0]
+    scratch.store(0, resume.WritesFile(write_shard, at=0)(*first))
+    capsys.readouterr()
+    sharding.write_resumably(shards, Engine(), scratch)
+    remaining = sum(len(clips) for _, clips, _ in shards[1:])
+    assert scratch.counts() == (1, len(shards) - 1)
+    assert f"{remaining}/{remaining}" in capsys.readouterr().err

@@ -101,16 +101,13 @@ def split_sizes(shard_splits: list[str], samples_per_shard: Iterable[list[int]])
     }
 
 
-def write_here(total_clips: int) -> Callable[[Callable, Sequence[tuple]], Iterator]:
-    """The local engine's writer: the shards one after the other in this process, a progress bar
-    counting clips (``genreclf.engine.map_in_order``'s ``local``)."""
-
-    def write(fn: Callable, shards: Sequence[tuple]) -> Iterator:
-        with tqdm(total=total_clips, desc="shard", unit="clip") as progress:
-            for shard in shards:
-                yield fn(*shard, progress=progress)
-
-    return write
+def write_here(fn: Callable, shards: Sequence[tuple]) -> Iterator:
+    """The local engine's writer (``genreclf.engine.map_in_order``'s ``local``): ``shards`` (those
+    still to write: a resumed run's bar counts only its own clips) one after the other in this
+    process, a progress bar counting their clips."""
+    with tqdm(total=sum(len(clips) for _, clips, _ in shards), desc="shard", unit="clip") as progress:
+        for shard in shards:
+            yield fn(*shard, progress=progress)
 
 
 # A shard's result in a scratch: its clips' sample counts, and the record of its file.
@@ -123,8 +120,7 @@ def write_resumably(shards: Sequence[tuple], engine, scratch: resume.Scratch) ->
     from genreclf.engine import limit_threads, map_in_order
 
     write = resume.WritesFile(write_shard, at=0)
-    local = write_here(sum(len(clips) for _, clips, _ in shards))
-    results = map_in_order(write, shards, engine, setup=limit_threads, local=local, scratch=scratch)
+    results = map_in_order(write, shards, engine, setup=limit_threads, local=write_here, scratch=scratch)
     return [samples for samples, _ in results]
 
 
@@ -200,8 +196,7 @@ def upload_shards(shards: Sequence[tuple], engine) -> list[tuple[list[int], Obje
     ``engine``, in order."""
     from genreclf.engine import limit_threads, map_in_order
 
-    local = write_here(sum(len(clips) for _, clips, _ in shards))
-    return list(map_in_order(write_shard_object, shards, engine, setup=limit_threads, local=local))
+    return list(map_in_order(write_shard_object, shards, engine, setup=limit_threads, local=write_here))
 
 
 def wav_digests(paths: Sequence[str], objects: dict[str, ObjectEntry]) -> tuple[list[str], int]:

@@ -39,8 +39,10 @@ Both timed runs of a stage start from the same state: the page cache's dirty pag
 back to its host (free page reporting), a run that starts just after others freed memory (the
 outputs that DVC deletes, a killed run's) writes into pages the host still backs, and one that
 starts later pays for the host to back them again (for shard at 1000 clips, a large part of
-its run). With --repeats N both steps are done N times per stage and the table gives the
-medians; for the shard stage, whose whole run is a couple of seconds, use --repeats 5 or more.
+its run). With --repeats N both steps are done N times per stage, the whole run first in the
+first, third... repeat and last in the others (a machine whose speed drifts over a stage's
+repeats then favours neither), and the table gives the medians; for the stages whose whole run
+takes seconds (convert, shard), use --repeats 5 or more.
 
 Printed: a table of stage, whole-run seconds, killed at (clips or epochs kept), rerun
 seconds, rerun/whole ratio (the bar: at most 0.60), the same for the CPU seconds of the stage's
@@ -55,7 +57,8 @@ shards or epochs: of ``reused`` and ``computed``), ``repeats``, the medians ``fu
 ``rerun_seconds``, ``full_cpu_seconds`` and ``rerun_cpu_seconds``, their ratios ``ratio`` and
 ``cpu_ratio``, ``killed_at`` and ``killed_at_unit`` (clips or epochs), ``reused`` and ``computed``
 (those of the run with the median rerun CPU time) and ``same_bytes`` (of every run);
-train_keras's also ``resumed_from_epoch``; and ``runs``: each run's figures, with its ``stage``.
+train_keras's also ``resumed_from_epoch``; and ``runs``: each repeat's figures, with its ``stage`` and
+``whole_first``.
 Other work on the machine slows every wall-clock figure: the load average is recorded.
 """
 
@@ -287,21 +290,37 @@ def remove_outputs(project: Path, stage: str) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def measure_once(project: Path, stage: str, epochs: int, settle: float) -> dict:
-    """In ``project``: one whole run, then a run killed half-way and its rerun."""
-    remove_outputs(project, stage)
-    full_seconds, full_cpu, full_log = run(project, stage, settle)
-    whole = [tree_digests(project / o) for o in outputs(stage)]
-    unit, _, _ = counts(full_log, stage, epochs)
-    total = epochs if unit == "epochs" else clips_in(project, stage)
-    remove_outputs(project, stage)
-    killed_at = run_and_kill(project, stage, max(1, total // 2))
-    remove_outputs(project, stage)
-    rerun_seconds, rerun_cpu, log = run(project, stage, settle)
+def timed_outputs(project: Path, stage: str, settle: float) -> tuple[float, float, str, list]:
+    """``run`` of the stage, then the SHA-256 of its outputs' files."""
+    seconds, cpu, log = run(project, stage, settle)
+    return seconds, cpu, log, [tree_digests(project / o) for o in outputs(stage)]
+
+
+def measure_once(project: Path, stage: str, epochs: int, settle: float, whole_first: bool = True) -> dict:
+    """In ``project``: one whole run, and a run killed half-way with its rerun; the whole run
+    first, or (``whole_first`` False) last."""
+    total = epochs if stage.startswith("train_keras") else clips_in(project, stage)
+
+    def whole() -> tuple:
+        remove_outputs(project, stage)
+        return timed_outputs(project, stage, settle)
+
+    def killed_and_rerun() -> tuple:
+        remove_outputs(project, stage)
+        killed_at = run_and_kill(project, stage, max(1, total // 2))
+        remove_outputs(project, stage)
+        return killed_at, *timed_outputs(project, stage, settle)
+
+    if whole_first:
+        full_seconds, full_cpu, _, whole_digests = whole()
+        killed_at, rerun_seconds, rerun_cpu, log, rerun_digests = killed_and_rerun()
+    else:
+        killed_at, rerun_seconds, rerun_cpu, log, rerun_digests = killed_and_rerun()
+        full_seconds, full_cpu, _, whole_digests = whole()
     unit, reused, computed = counts(log, stage, epochs)
-    same = whole == [tree_digests(project / o) for o in outputs(stage)]
     return {
         "unit": unit,
+        "whole_first": whole_first,
         "full_seconds": round(full_seconds, 2),
         "full_cpu_seconds": round(full_cpu, 2),
         "killed_at": killed_at,
@@ -309,14 +328,16 @@ def measure_once(project: Path, stage: str, epochs: int, settle: float) -> dict:
         "rerun_cpu_seconds": round(rerun_cpu, 2),
         "reused": reused,
         "computed": computed,
-        "same_bytes": same,
+        "same_bytes": whole_digests == rerun_digests,
     }
 
 
 def measure(project: Path, stage: str, epochs: int = 0, repeats: int = 1, settle: float = 0.0, label: str = "") -> dict:
     """``measure_once`` ``repeats`` times: the medians of its times and their ratios, and in
     ``runs`` each run's figures; ``label`` names the row (default: the stage, as dvc names it)."""
-    runs = [measure_once(project, stage, epochs, settle) for _ in range(repeats)]
+    # the whole run first in the first, third... repeat and last in the others, so that a machine
+    # that slows down (or speeds up) over a stage's repeats does not favour one of the two
+    runs = [measure_once(project, stage, epochs, settle, whole_first=k % 2 == 0) for k in range(repeats)]
     label = label or stage.replace(" ", "@")
     median = {key: statistics.median(r[key] for r in runs) for key in MEDIAN_KEYS}
     middle = sorted(runs, key=lambda r: r["rerun_cpu_seconds"])[(repeats - 1) // 2]  # its counts are shown

@@ -321,12 +321,22 @@ def test_plain_stft_equals_librosa(n_samples, n_fft, hop_length):
 
 @pytest.mark.parametrize("sample_rate, fmin, n_bins", [(22050, 2093.0, 12), (5512.5, 523.25, 12), (16000, 100.0, 24)])
 def test_wavelet_basis_equals_librosa(sample_rate, fmin, n_bins):
+    """With the relative bandwidths computed here, the basis librosa builds when it derives them itself."""
     freqs = librosa.cqt_frequencies(n_bins, fmin=fmin, bins_per_octave=12)
-    alpha = librosa.filters._relative_bandwidth(freqs=freqs)
-    basis, lengths = features.wavelet_basis(freqs, sample_rate, alpha)
-    expected, expected_lengths = librosa.filters.wavelet(freqs=freqs, sr=sample_rate, alpha=alpha, norm=1)
+    basis, lengths = features.wavelet_basis(freqs, sample_rate, features.relative_bandwidth(freqs))
+    expected, expected_lengths = librosa.filters.wavelet(freqs=freqs, sr=sample_rate, norm=1)
     np.testing.assert_array_equal(basis, expected)
     np.testing.assert_array_equal(lengths, expected_lengths)
+
+
+def test_relative_bandwidth_is_the_one_librosa_derives():
+    """Unevenly spaced frequencies (each end and the middle differ): the filter lengths librosa
+    gives for our bandwidths equal those it gives when it derives them itself."""
+    freqs = np.array([55.0, 61.0, 80.0, 200.0, 210.0, 1000.0])
+    ours = librosa.filters.wavelet_lengths(freqs=freqs, sr=22050, alpha=features.relative_bandwidth(freqs))
+    theirs = librosa.filters.wavelet_lengths(freqs=freqs, sr=22050)
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    assert ours[1] == theirs[1]
 
 
 @pytest.mark.parametrize("quantile", [0.0, 0.01, 0.3])

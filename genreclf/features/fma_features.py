@@ -443,7 +443,7 @@ def cqt_filters(sample_rate: float, hop_length: int, n_bins: int, bins_per_octav
     freqs = librosa.interval_frequencies(
         n_bins=n_bins, fmin=fmin, intervals="equal", bins_per_octave=bins_per_octave, sort=True
     )
-    alpha = librosa.filters._relative_bandwidth(freqs=freqs)
+    alpha = relative_bandwidth(freqs)
     _, filter_cutoff = librosa.filters.wavelet_lengths(
         freqs=freqs, sr=sample_rate, window=CQT_WINDOW, filter_scale=1, gamma=0, alpha=alpha
     )
@@ -479,6 +479,19 @@ def cqt_filters(sample_rate: float, hop_length: int, n_bins: int, bins_per_octav
             my_hop //= 2
             my_sr /= 2.0
     return CqtFilters(octaves, np.sqrt(lengths)[:, np.newaxis], downsample, hop_length // downsample, n_octaves)
+
+
+def relative_bandwidth(freqs: np.ndarray) -> np.ndarray:
+    """The relative bandwidth of each of 2 or more frequencies, as librosa's vqt derives it when
+    given no ``alpha``: from the local octave resolution (a centred difference of log2 frequency,
+    one-sided at either end). Computed over all of a CQT's frequencies, then sliced per octave,
+    as librosa does (an octave's own ends would give other values)."""
+    logf = np.log2(freqs)
+    bins_per_octave = np.empty_like(freqs)
+    bins_per_octave[0] = 1 / (logf[1] - logf[0])
+    bins_per_octave[-1] = 1 / (logf[-1] - logf[-2])
+    bins_per_octave[1:-1] = 2 / (logf[2:] - logf[:-2])
+    return (2.0 ** (2 / bins_per_octave) - 1) / (2.0 ** (2 / bins_per_octave) + 1)
 
 
 def wavelet_basis(freqs: np.ndarray, sample_rate: float, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -180,12 +180,13 @@ def test_musicnn_seeds(tmp_path):
 
 
 def test_numba_cache_race(tmp_path):
-    """One trial of 2 processes on an empty cache: they may crash (what it counts), the benchmark may not."""
-    args = ("--trials", "1", "--processes", "2")
+    """One trial of one process on an empty cache (each process compiles every librosa gufunc, some
+    20 s of CPU): it may crash (what the benchmark counts), the benchmark may not."""
+    args = ("--trials", "1", "--processes", "1")
     figures = run_benchmark("numba_cache_race", *args, json_path=tmp_path / "b.json")
-    assert (figures["trials"], figures["processes"], figures["warm"], figures["total_processes"]) == (1, 2, False, 2)
+    assert (figures["trials"], figures["processes"], figures["warm"], figures["total_processes"]) == (1, 1, False, 1)
     [statuses] = figures["exit_statuses"]
-    assert len(statuses) == 2 and figures["failed_processes"] == sum(status != 0 for status in statuses)
+    assert len(statuses) == 1 and figures["failed_processes"] == sum(status != 0 for status in statuses)
 
 
 def test_results_table(tmp_path):

@@ -3,19 +3,14 @@ without running a stage (its steps replaced by ones that note what they were ask
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from tests.support.helpers import ROOT
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import bench_resume  # noqa: E402
+from benchmarks import bench_resume
 
 
 @pytest.fixture
 def steps(monkeypatch, tmp_path):
-    """The steps each repeat takes, in order; each run writes output bytes of its own."""
+    """The steps the repeats take, in order; every run writes the same output bytes."""
     taken = []
     clips = 10
 

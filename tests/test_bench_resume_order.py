@@ -1,7 +1,11 @@
-"""benchmarks/bench_resume.py's repeats: the order of the whole run and the killed run, checked
-without running a stage (its steps replaced by ones that note what they were asked)."""
+"""benchmarks/bench_resume.py checked without running a stage: the order of the whole run and the
+killed run in its repeats (its steps replaced by ones that note what they were asked), and the
+project it times stages in."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +48,16 @@ def test_the_whole_run_comes_first_then_last_in_turn(steps, tmp_path):
         assert (r["full_seconds"], r["rerun_seconds"], r["reused"], r["computed"]) == (2.0, 1.0, 5, 5), r
         assert r["killed_at"] == 5 and r["same_bytes"]
     assert row["ratio"] == 0.5 and row["cpu_ratio"] == 1.0
+
+
+def test_the_projects_code_is_compiled_before_any_timed_run(tmp_path):
+    source = tmp_path / "source"
+    for genre in ("blues", "rock"):
+        (source / genre).mkdir(parents=True)
+        (source / genre / f"{genre}.00000.wav").write_bytes(b"not read: only linked")
+    project = bench_resume.make_project(tmp_path / "project", source, 4, {"data": {}})
+    modules = [*project.glob("stages/*.py"), *project.glob("genreclf/**/*.py")]
+    assert len(modules) > 20
+    for module in modules:  # the bytecode that an import of the module would load
+        assert Path(importlib.util.cache_from_source(str(module))).is_file(), module
+    assert len(list(project.glob("data/raw/audio/*/*.wav"))) == 4

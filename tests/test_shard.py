@@ -8,9 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genreclf.artifacts import MANIFEST_COLUMNS, read_dataset_info, read_split, write_split
+from genreclf import resume
+from genreclf.artifacts import MANIFEST_COLUMNS, read_dataset_info, read_split, read_split_clips, write_split
+from genreclf.data import sharding
 from genreclf.data.sharding import Clip, shard_chunks, write_shard
 from genreclf.data.tfrecords import SHARD_RE, count_records, list_shards, parse_example, serialize_example, shard_name
+from genreclf.engine import Engine
 from tests.support.helpers import directory_bytes, make_project, run_stage, set_params, write_audio
 
 LABELS = ["blues", "jazz", "rock"]
@@ -253,11 +256,6 @@ def test_bad_data_is_a_clear_error(tmp_path, breakage, message):
 def test_a_resumed_run_counts_only_the_clips_it_writes(tmp_path, capsys):
     """The shards a scratch holds are not written again, and the progress bar's total is the
     clips of the others: it ends full, not part-way."""
-    from genreclf import resume
-    from genreclf.artifacts import read_split_clips
-    from genreclf.data import sharding
-    from genreclf.engine import Engine
-
     write_split_data(tmp_path)
     manifest, _ = read_split_clips(tmp_path / "data" / "split", check_wavs=False)
     manifest = [dataclasses.replace(clip, path=str(tmp_path / clip.path)) for clip in manifest]

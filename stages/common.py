@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import contextlib
 import errno
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -131,7 +132,11 @@ def log_tables_written(log: logging.Logger, folder: Path, by_split: dict, n_colu
 
 def run_stage(name: str, main: Callable[[], None]) -> None:
     """Run a stage's ``main``; print a GenreError, or an OSError of a file, as one clear line and
-    exit with status 1."""
+    exit with status 1.
+
+    Then every object still alive is frozen (``gc.freeze``), so that the garbage collection Python
+    runs as it exits skips them: the process is ending, and a process that imported TensorFlow
+    spent most of a second in that collection."""
     setup_logging()
     log = stage_logger(name)
     try:
@@ -147,3 +152,5 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         log.error("interrupted; nothing was written in place of the outputs")
         sys.exit(130)
+    finally:
+        gc.freeze()

@@ -1,0 +1,39 @@
+"""How a stage process ends (stages/common.py ``run_stage``): every object still alive is frozen,
+so that the garbage collection Python runs as it exits skips them; its status is unchanged."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.helpers import ROOT, subprocess_env
+
+# A stage whose main keeps objects alive until it returns (or raises), in a process that prints,
+# at exit, how many objects are frozen.
+PROBE = """
+import atexit, gc, sys
+from genreclf.errors import DataError
+from stages.common import run_stage
+
+def main():
+    alive = [[i] for i in range(1000)]
+    if sys.argv[1] == "fail":
+        raise DataError("probe.csv: expected a column; add it")
+
+atexit.register(lambda: print("frozen", gc.get_freeze_count()))
+run_stage("probe", main)
+"""
+
+
+@pytest.mark.parametrize(("outcome", "status"), [("pass", 0), ("fail", 1)])
+def test_a_stage_freezes_what_is_alive_before_it_exits(outcome, status):
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, outcome], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True
+    )
+    assert proc.returncode == status, proc.stderr
+    frozen = int(proc.stdout.split()[-1])
+    assert frozen > 1000, proc.stdout  # at least the objects of the imports
+    if status:
+        assert "error: probe.csv: expected a column; add it" in proc.stderr and "Traceback" not in proc.stderr

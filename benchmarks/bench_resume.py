@@ -35,14 +35,19 @@ this benchmark and 3.6-4.3 s in another), so a whole run and a rerun timed in tw
 compare the folders as much as the runs.
 
 Both timed runs of a stage start from the same state: the page cache's dirty pages written out
-(``os.sync``), then --settle-seconds (5) of pause. On a virtual machine that hands freed memory
-back to its host (free page reporting), a run that starts just after others freed memory (the
-outputs that DVC deletes, a killed run's) writes into pages the host still backs, and one that
-starts later pays for the host to back them again (for shard at 1000 clips, a large part of
-its run). With --repeats N both steps are done N times per stage, the whole run first in the
-first, third... repeat and last in the others (a machine whose speed drifts over a stage's
-repeats then favours neither), and the table gives the medians; for the stages whose whole run
-takes seconds (convert, shard), use --repeats 5 or more.
+(``os.sync``), --settle-seconds (5) of pause, then --warm-mib of memory written and freed just
+before the stage starts. A virtual machine that hands freed memory back to its host (free page
+reporting, seconds after it is freed) makes the next write to such a page fault to the host, so
+what a stage that writes gigabytes pays depends on what ran before it. Without the warming, in
+this benchmark's order of runs, a shard rerun at 1000 clips paid 1.0 to 1.6 times what the whole
+run paid per clip for its writes, and whole runs took 1.1 s to 4.8 s. The kernel hands the
+warmed pages to what is allocated next, pages the host backs, as all memory of a machine
+without a hypervisor is: a shard rerun then paid 0.9 to 1.0 times the whole run's cost per clip
+in 3 pairs of 4 (1.7 in the other). The default, 3 MiB a clip, is about twice what convert and
+shard write for a 30 s clip. With --repeats N both steps are done N times per stage,
+the whole run first in the first, third... repeat and last in the others (a machine whose speed
+drifts over a stage's repeats then favours neither), and the table gives the medians; for the
+stages whose whole run takes seconds (convert, shard), use --repeats 5 or more.
 
 Printed: a table of stage, whole-run seconds, killed at (clips or epochs kept), rerun
 seconds, rerun/whole ratio (the bar: at most 0.60), the same for the CPU seconds of the stage's
@@ -52,8 +57,9 @@ reading the inputs, starting the workers, TensorFlow's start), as a ``dvc repro`
 
 The JSON (--json, default benchmarks/results/bench_resume.json; benchmarks/record.py's
 document) holds in ``figures``: ``clips``, ``embed_patches_per_clip``, ``keras_model``,
-``keras_epochs``, ``repeats``, ``settle_seconds`` and ``stages``: one object per stage with ``stage``, ``unit`` (clips,
-shards or epochs: of ``reused`` and ``computed``), ``repeats``, the medians ``full_seconds``,
+``keras_epochs``, ``repeats``, ``settle_seconds``, ``warm_mib`` and ``stages``: one object per
+stage with ``stage``, ``unit`` (clips, shards or epochs: of ``reused`` and ``computed``),
+``repeats``, the medians ``full_seconds``,
 ``rerun_seconds``, ``full_cpu_seconds`` and ``rerun_cpu_seconds``, their ratios ``ratio`` and
 ``cpu_ratio``, ``killed_at`` and ``killed_at_unit`` (clips or epochs), ``reused`` and ``computed``
 (those of the run with the median rerun CPU time) and ``same_bytes`` (of every run);
@@ -79,8 +85,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -117,6 +125,7 @@ EPOCHS_RUN = re.compile(r"training time: [\d.]+ s for (\d+) epoch\(s\)")
 EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
 # Longer than the 2 s after which Linux's free page reporting hands freed memory back to a VM's host.
 DEFAULT_SETTLE_S = 5.0
+WARM_MIB_PER_CLIP = 3  # about twice a 30 s clip's WAV (16-bit at 22050 Hz: 1.3 MB), which convert and shard write
 MEDIAN_KEYS = ("full_seconds", "full_cpu_seconds", "rerun_seconds", "rerun_cpu_seconds")
 NO_STEP_LIMIT = 1_000_000  # max_steps far above the batches of the run: only the val clip accuracy is skipped
 
@@ -187,12 +196,30 @@ def command(stage: str) -> list[str]:
     return [sys.executable, "-m", f"stages.{module}", *args]
 
 
-def run(project: Path, stage: str, settle: float = 0.0) -> tuple[float, float, str]:
+@dataclass(frozen=True)
+class Start:
+    """How each timed run starts (see the module's docstring): the page cache written out, then
+    ``settle_seconds`` of pause, then ``warm_mib`` MiB of memory written and freed."""
+
+    settle_seconds: float = 0.0
+    warm_mib: int = 0
+
+
+def warm_memory(mib: int) -> None:
+    """Write ``mib`` MiB of new memory (every page), then free it: pages the host backs again, which
+    the kernel hands to what is allocated next."""
+    if mib > 0:
+        block = np.ones(mib << 20, dtype=np.uint8)
+        del block
+
+
+def run(project: Path, stage: str, start: Start = Start()) -> tuple[float, float, str]:
     """Run the stage to completion: (wall seconds, CPU seconds of it and its workers, its log). The
     page cache's dirty pages are written out first, so that no run pays for an earlier one's
-    writes, then ``settle`` seconds pass (see the module's docstring)."""
+    writes, then the pause and the warming of ``start`` (see the module's docstring)."""
     os.sync()
-    time.sleep(settle)
+    time.sleep(start.settle_seconds)
+    warm_memory(start.warm_mib)
     started, cpu = time.perf_counter(), children_cpu_seconds()
     proc = subprocess.run(command(stage), cwd=project, env=stage_env(), capture_output=True, text=True)
     seconds, cpu = time.perf_counter() - started, children_cpu_seconds() - cpu
@@ -297,26 +324,26 @@ def remove_outputs(project: Path, stage: str) -> None:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def timed_outputs(project: Path, stage: str, settle: float) -> tuple[float, float, str, list]:
+def timed_outputs(project: Path, stage: str, start: Start) -> tuple[float, float, str, list]:
     """``run`` of the stage, then the SHA-256 of its outputs' files."""
-    seconds, cpu, log = run(project, stage, settle)
+    seconds, cpu, log = run(project, stage, start)
     return seconds, cpu, log, [tree_digests(project / o) for o in outputs(stage)]
 
 
-def measure_once(project: Path, stage: str, epochs: int, settle: float, whole_first: bool = True) -> dict:
+def measure_once(project: Path, stage: str, epochs: int, start: Start, whole_first: bool = True) -> dict:
     """In ``project``: one whole run, and a run killed half-way with its rerun; the whole run
     first, or (``whole_first`` False) last."""
     total = epochs if stage.startswith("train_keras") else clips_in(project, stage)
 
     def whole() -> tuple:
         remove_outputs(project, stage)
-        return timed_outputs(project, stage, settle)
+        return timed_outputs(project, stage, start)
 
     def killed_and_rerun() -> tuple:
         remove_outputs(project, stage)
         killed_at = run_and_kill(project, stage, max(1, total // 2))
         remove_outputs(project, stage)
-        return killed_at, *timed_outputs(project, stage, settle)
+        return killed_at, *timed_outputs(project, stage, start)
 
     if whole_first:
         full_seconds, full_cpu, _, whole_digests = whole()
@@ -339,12 +366,14 @@ def measure_once(project: Path, stage: str, epochs: int, settle: float, whole_fi
     }
 
 
-def measure(project: Path, stage: str, epochs: int = 0, repeats: int = 1, settle: float = 0.0, label: str = "") -> dict:
+def measure(
+    project: Path, stage: str, epochs: int = 0, repeats: int = 1, start: Start = Start(), label: str = ""
+) -> dict:
     """``measure_once`` ``repeats`` times: the medians of its times and their ratios, and in
     ``runs`` each run's figures; ``label`` names the row (default: the stage, as dvc names it)."""
     # the whole run first in the first, third... repeat and last in the others, so that a machine
     # that slows down (or speeds up) over a stage's repeats does not favour one of the two
-    runs = [measure_once(project, stage, epochs, settle, whole_first=k % 2 == 0) for k in range(repeats)]
+    runs = [measure_once(project, stage, epochs, start, whole_first=k % 2 == 0) for k in range(repeats)]
     label = label or stage.replace(" ", "@")
     median = {key: statistics.median(r[key] for r in runs) for key in MEDIAN_KEYS}
     middle = sorted(runs, key=lambda r: r["rerun_cpu_seconds"])[(repeats - 1) // 2]  # its counts are shown
@@ -409,6 +438,12 @@ def main(argv: list[str] | None = None) -> None:
         default=DEFAULT_SETTLE_S,
         help="pause before each timed run, after the page cache is written out (see above)",
     )
+    parser.add_argument(
+        "--warm-mib",
+        type=int,
+        default=None,
+        help=f"memory written and freed just before each timed run (see above); default {WARM_MIB_PER_CLIP} a clip",
+    )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     parser.add_argument(
         "--stages",
@@ -425,7 +460,10 @@ def main(argv: list[str] | None = None) -> None:
     stages = args.stages.split(",")
     if not stages or not set(stages) <= set(STAGES):
         parser.error(f"--stages: expected names of {','.join(STAGES)}, got {args.stages!r}")
-    timing = {"repeats": args.repeats, "settle": args.settle_seconds}
+    warm_mib = WARM_MIB_PER_CLIP * args.clips if args.warm_mib is None else args.warm_mib
+    if warm_mib < 0:
+        parser.error("--warm-mib must be 0 or more")
+    timing = {"repeats": args.repeats, "start": Start(args.settle_seconds, warm_mib)}
     run_record = record.start("bench_resume")
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -460,6 +498,7 @@ def main(argv: list[str] | None = None) -> None:
         "keras_epochs": args.keras_epochs,
         "repeats": args.repeats,
         "settle_seconds": args.settle_seconds,
+        "warm_mib": warm_mib,
         "stages": [{key: value for key, value in row.items() if key != "runs"} for row in rows],
         "runs": [run for row in rows for run in row["runs"]],
     }

@@ -5,6 +5,8 @@ project it times stages in."""
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,34 @@ def test_the_projects_code_is_compiled_before_any_timed_run(tmp_path):
     for module in modules:  # the bytecode that an import of the module would load
         assert Path(importlib.util.cache_from_source(str(module))).is_file(), module
     assert len(list(project.glob("data/raw/audio/*/*.wav"))) == 4
+
+
+def test_each_timed_run_starts_after_the_sync_the_pause_and_the_warming(monkeypatch, tmp_path):
+    taken = []
+    monkeypatch.setattr(bench_resume.os, "sync", lambda: taken.append("sync"))
+    monkeypatch.setattr(bench_resume.time, "sleep", lambda seconds: taken.append(("sleep", seconds)))
+    monkeypatch.setattr(bench_resume, "warm_memory", lambda mib: taken.append(("warm", mib)))
+
+    def stage(command, **kwargs):
+        taken.append(("stage", command[-1]))
+        return subprocess.CompletedProcess(command, 0, "", "the stage's log")
+
+    monkeypatch.setattr(bench_resume.subprocess, "run", stage)
+    *_, log = bench_resume.run(tmp_path, "shard", bench_resume.Start(settle_seconds=5.0, warm_mib=3000))
+    assert taken == ["sync", ("sleep", 5.0), ("warm", 3000), ("stage", "stages.shard")]
+    assert log == "the stage's log"
+
+
+def test_the_warming_writes_every_page_of_its_memory():
+    """The process's peak resident memory (VmHWM: of this process image, unlike ru_maxrss, which a
+    child carries over from its parent) reaches what it held before the warming plus the 256 MiB
+    warmed: the pages were written, not only reserved (an untouched allocation stays out of it)."""
+    script = (
+        "import re; from benchmarks.bench_resume import warm_memory\n"
+        "kib = lambda key: int(re.search(key + r':\\s+(\\d+) kB', open('/proc/self/status').read())[1])\n"
+        "resident = kib('VmRSS'); warm_memory(256); print((kib('VmHWM') - resident) / 1024)"
+    )
+    root = Path(bench_resume.__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True)
+    grown_mib = float(proc.stdout)
+    assert 250 <= grown_mib <= 300, grown_mib

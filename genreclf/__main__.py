@@ -1,8 +1,6 @@
 """`python -m genreclf …`: the `genreclf` command (genreclf/cli.py) without installing it."""
 
-import sys
-
-from genreclf.cli import main
+from genreclf.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

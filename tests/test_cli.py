@@ -156,7 +156,7 @@ def test_the_package_installs_a_genreclf_command(project, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "genreclf/cli.py" in names and not any(n.startswith(("stages/", "tests/", "benchmarks/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "genreclf = genreclf.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "genreclf = genreclf.cli:run" in zipfile.ZipFile(wheel).read(entry_points).decode()
     site = tmp_path / "site"
     run_command([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], tmp_path, timeout=300)
     env = dict(subprocess_env(), PYTHONPATH=str(site))

@@ -1,5 +1,6 @@
-"""How a stage process ends (stages/common.py ``run_stage``): every object still alive is frozen,
-so that the garbage collection Python runs as it exits skips them; its status is unchanged."""
+"""How a stage process (stages/common.py ``run_stage``) and the ``genreclf`` command
+(genreclf/cli.py ``run``) end: every object still alive is frozen, so that the garbage collection
+Python runs as it exits skips them; the exit status is unchanged."""
 
 from __future__ import annotations
 
@@ -37,3 +38,23 @@ def test_a_stage_freezes_what_is_alive_before_it_exits(outcome, status):
     assert frozen > 1000, proc.stdout  # at least the objects of the imports
     if status:
         assert "error: probe.csv: expected a column; add it" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# The genreclf command in a folder that is no project: status 1, one line.
+CLI_PROBE = """
+import atexit, gc, sys
+from genreclf.cli import run
+
+atexit.register(lambda: print("frozen", gc.get_freeze_count()))
+sys.argv = ["genreclf", "models", "--project", sys.argv[1]]
+run()
+"""
+
+
+def test_the_genreclf_command_freezes_what_is_alive_before_it_exits(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-c", CLI_PROBE, str(tmp_path)], cwd=ROOT, env=subprocess_env(), capture_output=True, text=True
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "not a genreclf project" in proc.stderr and "Traceback" not in proc.stderr
+    assert int(proc.stdout.split()[-1]) > 1000, proc.stdout

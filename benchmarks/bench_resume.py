@@ -39,15 +39,17 @@ Both timed runs of a stage start from the same state: the page cache's dirty pag
 before the stage starts. A virtual machine that hands freed memory back to its host (free page
 reporting, seconds after it is freed) makes the next write to such a page fault to the host, so
 what a stage that writes gigabytes pays depends on what ran before it. Without the warming, in
-this benchmark's order of runs, a shard rerun at 1000 clips paid 1.0 to 1.6 times what the whole
-run paid per clip for its writes, and whole runs took 1.1 s to 4.8 s. The kernel hands the
-warmed pages to what is allocated next, pages the host backs, as all memory of a machine
-without a hypervisor is: a shard rerun then paid 0.9 to 1.0 times the whole run's cost per clip
-in 3 pairs of 4 (1.7 in the other). The default, 3 MiB a clip, is about twice what convert and
-shard write for a 30 s clip. With --repeats N both steps are done N times per stage,
-the whole run first in the first, third... repeat and last in the others (a machine whose speed
-drifts over a stage's repeats then favours neither), and the table gives the medians; for the
-stages whose whole run takes seconds (convert, shard), use --repeats 5 or more.
+this benchmark's order of runs (on a 2-core AMD EPYC VM), a shard rerun at 1000 clips paid 1.0 to
+1.6 times what the whole run paid per clip for its writes, and whole runs took 1.1 s to 4.8 s.
+The kernel hands the warmed pages to what is allocated next, pages the host backs, as all memory
+of a machine without a hypervisor is: a shard rerun then paid 0.9 to 1.0 times the whole run's
+cost per clip in 3 pairs of 4 (1.7 in the other). It does not remove all of the VM's variation:
+with it, the whole shard runs of one 5-repeat run took 1.6 s to 4.5 s. The default, 3 MiB a
+clip, is about twice what convert and shard write for a 30 s clip. With --repeats N both steps
+are done N times per stage, the whole run first in the first, third... repeat and last in the
+others (a machine whose speed drifts over a stage's repeats then favours neither), and the table
+gives the medians; for the stages whose whole run takes seconds (convert, shard), use --repeats 5
+or more.
 
 Printed: a table of stage, whole-run seconds, killed at (clips or epochs kept), rerun
 seconds, rerun/whole ratio (the bar: at most 0.60), the same for the CPU seconds of the stage's

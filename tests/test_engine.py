@@ -244,6 +244,7 @@ def test_a_remote_runners_results_come_back_through_gcs(tmp_path, monkeypatch):
     (FileSystems) and deleted. Here on the GCS emulator, which Beam's GCS client reaches through
     STORAGE_EMULATOR_HOST, with the pipeline itself run in this process."""
     from tests.support.gcs_emulator import emulated_bucket
+    from tests.support.google_credentials import loopback_credentials
 
     read_from = []
 
@@ -251,19 +252,15 @@ def test_a_remote_runners_results_come_back_through_gcs(tmp_path, monkeypatch):
         read_from.append(prefix)
         return original_read(prefix)
 
-    from apache_beam.internal.gcp import auth
-
     original_read = beam._read_results
     monkeypatch.setattr(beam, "is_local", lambda options: False)  # the results folder of a remote runner
-    # No credentials here: Beam would look for them with 4 retries backing off (about 25 s), then
-    # connect anonymously, as the emulator wants. Start from that answer.
-    monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
-    monkeypatch.setattr(auth._Credentials, "_credentials", None)
     monkeypatch.setattr(beam, "_read_results", recorded_read)
     items = [(i, 10 - i) for i in range(10)]
-    with emulated_bucket(tmp_path, "beam-temp") as emulator:
+    # Credentials that Beam finds at once (without them it tries for about 25 s, then connects anonymously)
+    with loopback_credentials(tmp_path) as tokens, emulated_bucket(tmp_path, "beam-temp") as emulator:
         results = beam.map_in_order(divmod, items, ["--runner=FnApiRunner", "--temp_location=gs://beam-temp/tmp"])
         left = emulator.object_names()
+    assert tokens.refreshes >= 1  # Beam's GCS client authenticated with them
     assert results == [divmod(a, b) for a, b in items]
     assert len(read_from) == 1 and read_from[0].startswith("gs://beam-temp/tmp/genreclf-beam-")
     assert left == []  # the results folder was deleted

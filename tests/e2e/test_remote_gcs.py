@@ -29,8 +29,10 @@ from tests.support.gcs_emulator import (
     GcsEmulator,
     cache_dir,
     count_pushed,
+    crlf_framed,
     dvc,
     dvc_env,
+    emulated_bucket,
     file_digests,
     fresh_clone,
     point_remote_at,
@@ -277,22 +279,60 @@ def test_pull_refuses_an_object_corrupted_on_the_remote(pipeline_project, source
     assert not (clone / path).exists()
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [b"", b"audio", b"ends in CR\r", b"ends in LF\n", b"ends in CRLF\r\n", b"\r\n--==0==\r\n", bytes(range(256))],
-)
-def test_lf_framed_upload_is_split_on_its_exact_delimiter(payload):
-    """The framing gcsfs uses for uploads under 50 MiB (gcsfs.core.simple_upload)."""
-    meta = {"name": "cache/files/md5/00/11"}
-    body = (
+PAYLOADS = [b"", b"audio", b"ends in CR\r", b"ends in LF\n", b"ends in CRLF\r\n", b"\r\n--==0==\r\n", bytes(range(256))]
+UPLOAD_META = {"name": "cache/files/md5/00/11"}
+
+
+def lf_framed_upload(meta: dict, payload: bytes) -> bytes:
+    """A two-part upload as gcsfs frames it (bare LFs, boundary ==0==): ``meta``, then ``payload``."""
+    return (
         b"--==0==\nContent-Type: application/json; charset=UTF-8\n\n"
         + json.dumps(meta).encode()
         + b"\n--==0==\nContent-Type: application/octet-stream\n\n"
         + payload
         + b"\n--==0==--"
     )
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_lf_framed_upload_is_split_on_its_exact_delimiter(payload):
+    """The framing gcsfs uses for uploads under 50 MiB (gcsfs.core.simple_upload)."""
+    body = lf_framed_upload(UPLOAD_META, payload)
     upload = split_lf_multipart(body, "==0==")
-    assert upload == {"meta": meta, "content": payload, "content-type": "application/octet-stream"}
+    assert upload == {"meta": UPLOAD_META, "content": payload, "content-type": "application/octet-stream"}
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_an_lf_framed_upload_framed_again_reads_back_whole_as_the_emulator_parses_it(payload):
+    """What the proxy in front of the emulator sends on, parsed as gcp-storage-emulator parses an
+    upload (the email package, CRLF framing): the same metadata, content type and every byte."""
+    from email.parser import BytesParser
+
+    body = lf_framed_upload(UPLOAD_META, payload)
+    framed, content_type = crlf_framed(body, 'multipart/related; boundary="==0=="')
+    parts = BytesParser().parsebytes(f"Content-Type: {content_type}\r\n".encode() + framed).get_payload()
+    assert json.loads(parts[0].get_payload()) == UPLOAD_META
+    assert parts[1].get_content_type() == "application/octet-stream"
+    assert parts[1].get_payload(decode=True) == payload
+
+
+def test_a_body_that_is_not_an_lf_framed_upload_passes_unchanged():
+    crlf = b"--b\r\nContent-Type: application/json\r\n\r\n{}\r\n--b\r\n\r\ndata\r\n--b--"
+    assert crlf_framed(crlf, "multipart/related; boundary=b") == (crlf, "multipart/related; boundary=b")
+    assert crlf_framed(b'{"name": "x"}', "application/json") == (b'{"name": "x"}', "application/json")
+
+
+@pytest.mark.slow  # starts the emulator
+def test_the_emulator_keeps_every_byte_of_a_gcsfs_upload(tmp_path):
+    """gcsfs's uploads (LF-framed under 50 MiB) through the emulator's port read back whole; the
+    emulator alone stores b"ends in CR\\r" one byte short."""
+    from genreclf.data import gcs
+
+    with emulated_bucket(tmp_path, BUCKET):
+        fs = gcs.filesystem()
+        for i, payload in enumerate(PAYLOADS):
+            fs.pipe_file(f"gs://{BUCKET}/object-{i}", payload)
+        assert [fs.cat_file(f"gs://{BUCKET}/object-{i}") for i in range(len(PAYLOADS))] == PAYLOADS
 
 
 def test_crlf_framed_upload_is_left_to_the_emulator():

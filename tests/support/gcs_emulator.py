@@ -4,13 +4,16 @@
 free port, keeping its objects on disk in ``data_dir`` so that a restart on the same
 port and directory serves the same bucket again (the fault test relies on that).
 
-One fix is applied to the emulator (this file run as a script starts it patched):
-gcsfs sends uploads under 50 MiB as multipart/related bodies with bare-LF line breaks,
-and the emulator parses them with the email package, which reads a payload ending in
-CR + the LF before the closing boundary as a CRLF and stores the object one byte short.
-``split_lf_multipart`` splits such bodies on their exact ``LF--boundary`` delimiter.
-Whether real GCS reads them the same way is not known here; ``verify = true`` on the
-remote makes ``dvc pull`` reject any object whose content does not match its hash.
+The port it answers on is a proxy's, in the same subprocess (this file run as a script),
+that passes every request to the emulator with one fix: gcsfs sends uploads under 50 MiB as
+multipart/related bodies with bare-LF line breaks, and the emulator parses them with the
+email package, which reads a payload ending in CR + the LF before the closing boundary as a
+CRLF and stores the object one byte short. ``split_lf_multipart`` splits such bodies on their
+exact ``LF--boundary`` delimiter, and the proxy sends them on framed with CRLFs
+(``crlf_framed``), which the emulator reads right. Only the emulator's documented interface
+(``create_server``) and HTTP are used. Whether real GCS reads LF framing the same way is not
+known here; ``verify = true`` on the remote makes ``dvc pull`` reject any object whose
+content does not match its hash.
 
 ``dvc`` runs a DVC command in a repository with the environment the remote needs;
 ``point_remote_at`` overrides the ``gcs`` remote of one clone in its git-ignored
@@ -21,7 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import email
+import email.message
 import hashlib
+import http.client
+import http.server
 import json
 import os
 import re
@@ -168,38 +174,109 @@ def split_lf_multipart(body: bytes, boundary: str) -> dict | None:
 UPLOAD_DELAY_VARIABLE = "GENRECLF_TEST_EMULATOR_UPLOAD_DELAY_S"  # GcsEmulator.upload_delay_s
 
 
-def serve_patched_emulator(argv: list[str]) -> None:
-    """Run gcp-storage-emulator's command line with LF-framed uploads split exactly."""
-    from email.parser import BytesParser
+def crlf_framed(body: bytes, content_type: str) -> tuple[bytes, str]:
+    """An LF-framed multipart/related upload framed again with CRLF line breaks, under a boundary
+    that its parts do not contain, and its new Content-Type; any other body unchanged."""
+    header = email.message.Message()
+    header["Content-Type"] = content_type
+    old = header.get_param("boundary") if content_type.startswith("multipart/related") else None
+    upload = split_lf_multipart(body, old) if old else None
+    if upload is None:
+        return body, content_type
+    new = "crlf-" + hashlib.sha256(body).hexdigest()  # a body holding its own SHA-256: not a worry
+    delimiter = b"--" + new.encode()
+    framed = b"".join(
+        (
+            delimiter + b"\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n",
+            json.dumps(upload["meta"]).encode() + b"\r\n",
+            delimiter + b"\r\nContent-Type: " + upload["content-type"].encode() + b"\r\n\r\n",
+            upload["content"] + b"\r\n" + delimiter + b"--\r\n",
+        )
+    )
+    return framed, f'multipart/related; boundary="{new}"'
 
-    from gcp_storage_emulator import server
-    from gcp_storage_emulator.__main__ import main
 
-    read_data = server._read_data
-    upload_delay_s = float(os.environ.get(UPLOAD_DELAY_VARIABLE) or 0)
+# Not passed on between the client, the proxy and the emulator: each connection's own.
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "expect"}
 
-    def read_data_keeping_every_byte(request_handler, query):
-        time.sleep(upload_delay_s)  # the server answers one request at a time: uploads land this far apart
-        content_type = request_handler.headers.get("Content-Type") or ""
-        if not content_type.startswith("multipart/related"):
-            return read_data(request_handler, query)
-        body = server._decode_raw_data(server._read_raw_data(request_handler), request_handler)
-        if not body:
-            return None
-        header = f"Content-Type: {content_type}\r\n".encode()
-        message = BytesParser().parsebytes(header + body, headersonly=True)
-        upload = split_lf_multipart(body, message.get_boundary() or "")
-        if upload is not None:
-            return upload
-        parts = BytesParser().parsebytes(header + body).get_payload()  # as the emulator does
-        return {
-            "meta": json.loads(parts[0].get_payload()),
-            "content": parts[1].get_payload(decode=True),
-            "content-type": parts[1].get_content_type(),
-        }
 
-    server._read_data = read_data_keeping_every_byte
-    main(argv)
+class ReframingHandler(http.server.BaseHTTPRequestHandler):
+    """Passes each request to the emulator (``server.upstream``) and its answer back, an upload
+    framed with bare LFs framed again with CRLFs (``crlf_framed``), after ``server.upload_delay_s``
+    for each request with a body. One request at a time and one request a connection (HTTP/1.0),
+    as the emulator serves them."""
+
+    def log_message(self, format, *args):  # keep the log quiet
+        pass
+
+    def do_GET(self):
+        body = self._read_body()
+        if body:
+            time.sleep(self.server.upload_delay_s)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP | {"content-length"}}
+        if body and not self.headers.get("Content-Encoding"):
+            body, headers["Content-Type"] = crlf_framed(body, self.headers.get("Content-Type") or "")
+        upstream = http.client.HTTPConnection(*self.server.upstream, timeout=120)
+        try:
+            sent = body if body or self.command in ("POST", "PUT", "PATCH") else None
+            upstream.request(self.command, self.path, body=sent, headers=headers)
+            answer = upstream.getresponse()
+            data = answer.read()
+        finally:
+            upstream.close()
+        self.send_response_only(answer.status, answer.reason)
+        for name, value in answer.getheaders():
+            if name.lower() not in HOP_BY_HOP and (name.lower() != "content-length" or self.command == "HEAD"):
+                self.send_header(name, value)
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _read_body(self) -> bytes:
+        if length := self.headers.get("Content-Length"):
+            return self.rfile.read(int(length))
+        if (self.headers.get("Transfer-Encoding") or "").lower() != "chunked":
+            return b""
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline().strip():  # the trailer, up to its empty line
+            pass
+        return b"".join(chunks)
+
+
+def serve_behind_proxy(argv: list[str]) -> None:
+    """gcp-storage-emulator (its documented ``create_server``) on a port of its own, behind a
+    ``ReframingHandler`` proxy on ``--port``; until SIGINT, then the emulator finishes the request
+    it is serving before it stops. ``argv``: --data-dir DIR --port PORT --default-bucket NAME."""
+    import argparse
+    import logging
+
+    from gcp_storage_emulator.server import create_server
+
+    parser = argparse.ArgumentParser()
+    for option in ("--data-dir", "--port", "--default-bucket"):
+        parser.add_argument(option, required=True)
+    args = parser.parse_args(argv)
+    logging.getLogger().setLevel(logging.CRITICAL)  # the emulator logs every request otherwise
+    port = free_port()
+    emulator = create_server(HOST, port, in_memory=False, default_bucket=args.default_bucket, data_dir=args.data_dir)
+    emulator.start()
+    proxy = http.server.HTTPServer((HOST, int(args.port)), ReframingHandler)
+    proxy.upstream = (HOST, port)
+    proxy.upload_delay_s = float(os.environ.get(UPLOAD_DELAY_VARIABLE) or 0)
+    try:
+        proxy.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        proxy.server_close()
+        emulator.stop()
 
 
 @dataclass
@@ -228,14 +305,10 @@ class GcsEmulator:
                 __file__,
                 "--data-dir",
                 str(self.data_dir),
-                "start",
-                "--host",
-                HOST,
                 "--port",
                 str(self.port),
                 "--default-bucket",
                 self.bucket,
-                "--quiet",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -352,4 +425,4 @@ def rewrite_on_beam(project: Path, stage: str, manifest: Path, urls: list[str]) 
 
 
 if __name__ == "__main__":
-    serve_patched_emulator(sys.argv[1:])
+    serve_behind_proxy(sys.argv[1:])

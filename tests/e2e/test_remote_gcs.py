@@ -335,6 +335,24 @@ def test_the_emulator_keeps_every_byte_of_a_gcsfs_upload(tmp_path):
         assert [fs.cat_file(f"gs://{BUCKET}/object-{i}") for i in range(len(PAYLOADS))] == PAYLOADS
 
 
+@pytest.mark.slow  # starts the emulator
+def test_the_emulator_stops_on_sigint_where_its_parent_ignores_sigint(tmp_path):
+    """As under a shell that starts a command in the background without job control: the
+    emulator still stops cleanly on stop()'s SIGINT (exit status 0), not by the SIGKILL after
+    its timeout, which could cut its index write."""
+    import signal
+
+    emulator = GcsEmulator(tmp_path / "emulator", BUCKET)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the emulator's process
+    try:
+        emulator.start()
+    finally:
+        signal.signal(signal.SIGINT, before)
+    process = emulator.process
+    emulator.stop()
+    assert process.returncode == 0
+
+
 def test_crlf_framed_upload_is_left_to_the_emulator():
     body = b"--b\r\nContent-Type: application/json\r\n\r\n{}\r\n--b\r\n\r\ndata\r\n--b--"
     assert split_lf_multipart(body, "b") is None

@@ -263,6 +263,10 @@ def serve_behind_proxy(argv: list[str]) -> None:
     for option in ("--data-dir", "--port", "--default-bucket"):
         parser.add_argument(option, required=True)
     args = parser.parse_args(argv)
+    # A command started in the background by a shell without job control (`.ci/run &`) ignores
+    # SIGINT, and so does every process it starts: without this, stop() would wait out its
+    # timeout and then kill the emulator (SIGKILL), which may be writing its index.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     logging.getLogger().setLevel(logging.CRITICAL)  # the emulator logs every request otherwise
     port = free_port()
     emulator = create_server(HOST, port, in_memory=False, default_bucket=args.default_bucket, data_dir=args.data_dir)

@@ -1,7 +1,8 @@
 """Google application default credentials for tests, from a token endpoint on loopback.
 
-    with loopback_credentials(tmp_path) as env:
-        ...  # google.auth.default() finds credentials at once; os.environ holds ``env``
+    with loopback_credentials(tmp_path) as tokens:
+        ...  # google.auth.default() finds credentials at once
+    tokens.refreshes   # the access tokens the server handed out
 
 Where no credentials can be found, a client that looks for them (Beam's GCS IO: four tries,
 backing off for about 25 s) waits before it connects anonymously. This gives it credentials

@@ -26,7 +26,7 @@ normalised to sum to 1 (the arg-max is unchanged). Inputs are computed from the 
 the same TensorFlow ops as in training (``genreclf.models.tfdata``), with the settings of
 the folder's preprocessing.json. Loading turns on TensorFlow's deterministic ops so that
 the same model and data give the same probabilities. TensorFlow is imported only for a
-Keras model.
+Keras model, and scikit-learn (with skops) only for a scikit-learn one.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ import numpy as np
 
 from genreclf import artifacts
 from genreclf.errors import DataError, ParamError
-from genreclf.models import sklearn_models
 
 PREDICT_BATCH_SIZE = 64
 EMBEDDING_LAYER = "dense"  # the Keras layer whose output embed_audio averages (cnn2d: 128 values)
@@ -88,6 +87,7 @@ class SklearnPredictor:
 
     def __init__(self, folder: artifacts.ModelFolder):
         from genreclf.features import fma_tables  # librosa is only needed to predict new audio
+        from genreclf.models import sklearn_models
 
         where = folder.path / artifacts.PREPROCESSING_FILE
         self.model_dir, self.preprocessing = folder.path, folder.preprocessing
@@ -136,6 +136,8 @@ class SklearnPredictor:
                 "these features",
                 path=self.model_dir,
             )
+        from genreclf.models import sklearn_models
+
         probs = sklearn_models.class_probabilities(self.pipeline, table.features, len(self.labels))
         accuracy = float(np.mean(probs.argmax(axis=1) == table.labels))
         return SplitPredictions(table.track_ids, table.labels, probs, "clip", accuracy, len(table.track_ids))
@@ -143,6 +145,7 @@ class SklearnPredictor:
     def predict_audio(self, clip: np.ndarray) -> np.ndarray:
         """Probabilities of the genres for one int16 clip decoded at ``sample_rate``."""
         from genreclf.features.fma_features import int16_to_float
+        from genreclf.models import sklearn_models
 
         samples = int16_to_float(clip)  # as the features and embed stages read their WAVs
         if self.table == artifacts.EMBEDDINGS_DIR.name:

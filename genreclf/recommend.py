@@ -114,16 +114,12 @@ class Embedder:
                 except GenreError as e:
                     yield e
             return
-        from genreclf.features.fma_features import int16_to_float
         from genreclf.models import musicnn
 
         params, model = self.info["params"], self.musicnn_model()
 
         def patches_of(path: Path) -> np.ndarray:
-            samples = int16_to_float(decode_clip(path, rate))
-            if samples.size < musicnn.PATCH_FRAMES * musicnn.HOP_LENGTH:
-                raise DataError(f"{path}: shorter than one 3 s patch", path=path)
-            return musicnn.clip_patches(samples, params.get("patches_per_clip"))
+            return musicnn.clip_patches(musicnn.clip_audio(path, rate), params.get("patches_per_clip"))
 
         for batch in musicnn.prefetched(paths, patches_of):
             yield (

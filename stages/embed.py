@@ -19,6 +19,8 @@ network embeds the current one (genreclf.models.musicnn.prefetched): the same by
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
@@ -36,17 +38,16 @@ from genreclf.artifacts import (
     read_split,
     write_embeddings,
 )
-from genreclf.data.audio import check_wavs, decode_clip
-from genreclf.errors import DataError, GenreError
+from genreclf.data.audio import check_wavs
 from stages.common import cache_mirrors, log_tables_written, run_stage, stage_logger
 from stages.config import load_config
 
 log = stage_logger("embed")
 
 
-def main() -> None:
-    settings = load_config().embed
-    embedding, patches_per_clip = settings.embedding, settings.patches_per_clip
+def read_inputs() -> tuple[dict[str, pd.DataFrame], Path, dict]:
+    """The clips of each split (their WAVs checked), the pretrained model's file and info; the
+    space the tables need checked; logged."""
     clips, labels = read_split(SPLIT_DIR)
     check_wavs(clips["path"], WAV_DIR)  # the objects on the bucket, if the WAVs are there
     model_file, info = read_pretrained(PRETRAINED_DIR)
@@ -65,64 +66,60 @@ def main() -> None:
         model_file,
         info["source"],
     )
+    return by_split, model_file, info
+
+
+def counted(rows: Iterator, progress: tqdm) -> Iterator:
+    """``rows``, advancing ``progress`` by one after each."""
+    for row in rows:
+        yield row
+        progress.update()
+
+
+def main() -> None:
+    settings = load_config().embed
+    embedding, patches_per_clip = settings.embedding, settings.patches_per_clip
+    by_split, model_file, info = read_inputs()
     # TensorFlow and librosa (seconds to import) only once the inputs are there
     import keras
     import tensorflow as tf
 
-    from genreclf.features.fma_features import int16_to_float
     from genreclf.models import musicnn
 
     tf.config.experimental.enable_op_determinism()
     model = keras.models.load_model(model_file, compile=False)
     sample_rate = info["sample_rate"]
-    columns = musicnn.embedding_columns(embedding)
     ordered = pd.concat([by_split[split] for split in SPLITS])
-
+    paths = ordered["path"].tolist()
     key = resume.scratch_key(
         "embed",
         {"embed": settings.model_dump(), "model": info},
         [(SPLIT_DIR / MANIFEST_FILE).read_bytes()],
-        [*ordered["path"], str(model_file)],
+        [*paths, str(model_file)],
         resume.code_files(__file__),
     )
     scratch = resume.Scratch.open(resume.SCRATCH_ROOT, "embed", key)
     if len(scratch):
         log.info("resuming: %d clips already embedded in %s", len(scratch), scratch.folder)
-    track_ids, paths = ordered["track_id"].tolist(), ordered["path"].tolist()
 
-    def decoded(i: int):
-        samples = int16_to_float(decode_clip(paths[i], sample_rate))
-        if samples.size < musicnn.PATCH_FRAMES * musicnn.HOP_LENGTH:
-            raise DataError(f"{paths[i]}: clip {track_ids[i]} is shorter than one 3 s patch", path=paths[i])
-        return samples
+    def audio(i: int):
+        return musicnn.clip_audio(paths[i], sample_rate)
 
     def embed_clips(pending: list[int]):
-        for samples in musicnn.prefetched(pending, decoded):  # the next clips decoded while the model runs
-            if isinstance(samples, GenreError):
-                raise samples
-            yield musicnn.clip_embedding(model, samples, embedding, patches_per_clip)
-
-    def counted(rows, progress):
-        for row in rows:
-            yield row
-            progress.update()
+        return musicnn.clip_embeddings(model, pending, audio, embedding, patches_per_clip)
 
     started = time.perf_counter()
-    with tqdm(total=len(ordered), desc="embed", unit="clip") as progress:
-        rows = resume.resumed(scratch, len(ordered), embed_clips)
-        write_embeddings(
-            EMBEDDINGS_DIR,
-            {split: by_split[split][FEATURE_ID_COLUMNS] for split in SPLITS},
-            counted(rows, progress),
-            columns,
-            sample_rate,
-            {
-                "model": PRETRAINED_DIR.as_posix(),
-                "source": info["source"],
-                "embedding": embedding,
-                "patches_per_clip": patches_per_clip,
-            },
-        )
+    rows = resume.resumed(scratch, len(ordered), embed_clips)
+    columns = musicnn.embedding_columns(embedding)
+    params = {
+        "model": PRETRAINED_DIR.as_posix(),
+        "source": info["source"],
+        "embedding": embedding,
+        "patches_per_clip": patches_per_clip,
+    }
+    ids = {split: by_split[split][FEATURE_ID_COLUMNS] for split in SPLITS}
+    with tqdm(total=len(ordered), desc="embed", unit="clip") as progress:  # write_embeddings takes an iterator
+        write_embeddings(EMBEDDINGS_DIR, ids, counted(rows, progress), columns, sample_rate, params)
     scratch.remove()
     seconds = time.perf_counter() - started
     log.info("patches per clip: %s", "all" if patches_per_clip is None else patches_per_clip)

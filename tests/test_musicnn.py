@@ -19,7 +19,7 @@ import yaml
 from genreclf.errors import DataError, ParamError
 from genreclf.models import musicnn
 from stages import pretrained as pretrained_stage
-from tests.support.helpers import ROOT, tone
+from tests.support.helpers import ROOT, tone, write_audio
 
 PARITY_FIXTURE = ROOT / "tests" / "data" / "musicnn_parity.npz"
 # The front end rounds the mel power to float16 before log10(10000 x + 1) in float32. Another CPU's
@@ -199,13 +199,29 @@ def test_clip_embeddings_are_patch_means_and_repeat_exactly(model):
     batch = musicnn.patches(musicnn.log_mel(samples))
     assert len(batch) == 2
     expected = musicnn.patch_outputs(model, batch)["max_pool"].astype(np.float64).mean(axis=0)
-    first = list(musicnn.iter_clip_embeddings(model, iter([samples, samples[::-1].copy()]), "max_pool"))
-    again = list(musicnn.iter_clip_embeddings(model, iter([samples, samples[::-1].copy()]), "max_pool"))
+    clips = [samples, samples[::-1].copy()]
+    first = list(musicnn.clip_embeddings(model, range(2), clips.__getitem__, "max_pool"))
+    again = list(musicnn.clip_embeddings(model, range(2), clips.__getitem__, "max_pool"))
     assert first[0].shape == (753,) and np.allclose(first[0], expected, rtol=1e-6, atol=1e-6)
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert musicnn.clip_embedding(model, samples, "penultimate", patches_per_clip=1).shape == (200,)
     with pytest.raises(ValueError, match="unknown embedding 'mean_pool'"):
         musicnn.clip_embedding(model, samples, "mean_pool")
+
+
+def test_a_clip_that_cannot_be_embedded_stops_the_embeddings_in_its_turn(model, tmp_path):
+    rate = musicnn.SAMPLE_RATE
+    long = write_audio(tmp_path / "long.wav", tone(3.5, rate, dtype=np.float32), rate)
+    short = write_audio(tmp_path / "short.wav", tone(2.5, rate, dtype=np.float32), rate)
+    assert musicnn.clip_audio(long, rate).dtype == np.float32
+    with pytest.raises(DataError, match=r"short\.wav: shorter than one 3 s patch"):
+        musicnn.clip_audio(short, rate)
+    embeddings = musicnn.clip_embeddings(
+        model, [long, short, long], lambda path: musicnn.clip_audio(path, rate), "penultimate"
+    )
+    assert next(embeddings).shape == (200,)  # the clip before the short one is embedded first
+    with pytest.raises(DataError, match="short.wav"):
+        next(embeddings)
 
 
 # ---- the pretrained stage's wheel: local file, cache, hash ------------------------------------

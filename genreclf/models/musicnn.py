@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genreclf.errors import GenreError
+from genreclf.errors import DataError, GenreError
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -373,15 +373,26 @@ def embedding_columns(embedding: str) -> list[str]:
     return [f"{embedding}_{i:03d}" for i in range(EMBEDDING_SIZES[embedding])]
 
 
-def iter_clip_embeddings(
-    model,
-    clips: Iterator[np.ndarray],
-    embedding: str,
-    patches_per_clip: int | None = None,
-    on_clip: Callable[[], None] | None = None,
+def clip_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+    """A clip's audio as the network takes it: the file or object ``path`` decoded at
+    ``sample_rate`` (``genreclf.data.audio.decode_clip``, resampled with soxr as convert resamples),
+    as float32; a DataError if it is shorter than one patch."""
+    from genreclf.data.audio import decode_clip
+    from genreclf.features.fma_features import int16_to_float
+
+    samples = int16_to_float(decode_clip(path, sample_rate))
+    if samples.size < PATCH_FRAMES * HOP_LENGTH:
+        raise DataError(f"{path}: shorter than one 3 s patch", path=path)
+    return samples
+
+
+def clip_embeddings(
+    model, items: Iterable, audio: Callable[[object], np.ndarray], embedding: str, patches_per_clip: int | None = None
 ) -> Iterator[np.ndarray]:
-    """The embedding of each clip (16 kHz float audio) in turn; ``on_clip()`` after each (a progress bar)."""
-    for samples in clips:
+    """The embedding (``clip_embedding``) of each item's clip, in order. ``audio(item)`` gives the
+    clip's 16 kHz float audio: it runs in a thread up to PREFETCH_CLIPS items ahead (``prefetched``)
+    while the network embeds in this one; a GenreError it raises is raised here, in its item's turn."""
+    for samples in prefetched(items, audio):
+        if isinstance(samples, GenreError):
+            raise samples
         yield clip_embedding(model, samples, embedding, patches_per_clip)
-        if on_clip is not None:
-            on_clip()

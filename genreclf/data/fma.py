@@ -178,37 +178,12 @@ def fetch_fma(
             source, METADATA, TRACKS_MEMBER, checksums, downloads_dir, ranged
         )
         stack.enter_context(metadata)
-        if TRACKS_MEMBER not in metadata.names():
-            raise DataError(f"{metadata.label}: has no {TRACKS_MEMBER}; is it FMA's fma_metadata archive?")
-        metadata.extract([(TRACKS_MEMBER, scratch / "tracks.csv")], desc="tracks.csv")
-        tracks = read_tracks(scratch / "tracks.csv", f"{metadata.label}: {TRACKS_MEMBER}")
-        clips, without_genre = subset_clips(tracks, dataset)
-        log.info(
-            "%s: %d tracks in the %s subset have a top genre; skipped %d without one",
-            TRACKS_MEMBER,
-            len(clips),
-            dataset,
-            without_genre,
-        )
-
+        clips, without_genre = subset_tracks(metadata, dataset, scratch)
         audio, audio_record = _open_local_or_remote(source, dataset, dataset, checksums, downloads_dir, ranged)
         stack.enter_context(audio)
         members, ignored = audio_members(audio.names(), dataset)
         log_ignored(audio.label, ignored)
-        present = clips["track_id"].isin(members)
-        not_in_archive = sorted(clips.loc[~present, "track_id"])
-        if not_in_archive:
-            log.warning(
-                "%s: %d tracks of tracks.csv have no clip in the archive, skipped (e.g. %s)",
-                audio.label,
-                len(not_in_archive),
-                not_in_archive[:SHOWN_EXAMPLES],
-            )
-        if not present.any():
-            raise DataError(
-                f"{audio.label}: holds none of the {len(clips)} clips tracks.csv lists for {dataset} "
-                f"(expected members like {dataset}/000/000002.mp3); is it the {dataset} archive?"
-            )
+        present, not_in_archive = clips_in_archive(clips, members, audio.label, dataset)
         chosen = choose_clips(clips[present], clips_per_genre, seed)
         log.info(
             "chose %d clips in %d genres (clips_per_genre=%s, seed=%d)",
@@ -244,6 +219,44 @@ def fetch_fma(
             }
             report = write_clips_and_report(out, chosen, report)
     return report
+
+
+def subset_tracks(metadata, dataset: str, scratch: Path) -> tuple[pd.DataFrame, int]:
+    """The tracks of ``dataset`` with a top genre in the metadata archive's tracks.csv (extracted
+    into ``scratch``), and how many it has without one (``subset_clips``)."""
+    if TRACKS_MEMBER not in metadata.names():
+        raise DataError(f"{metadata.label}: has no {TRACKS_MEMBER}; is it FMA's fma_metadata archive?")
+    metadata.extract([(TRACKS_MEMBER, scratch / "tracks.csv")], desc="tracks.csv")
+    tracks = read_tracks(scratch / "tracks.csv", f"{metadata.label}: {TRACKS_MEMBER}")
+    clips, without_genre = subset_clips(tracks, dataset)
+    log.info(
+        "%s: %d tracks in the %s subset have a top genre; skipped %d without one",
+        TRACKS_MEMBER,
+        len(clips),
+        dataset,
+        without_genre,
+    )
+    return clips, without_genre
+
+
+def clips_in_archive(clips: pd.DataFrame, members: dict, label: str, dataset: str) -> tuple[pd.Series, list[str]]:
+    """Which of ``clips`` the audio archive ``label`` holds (a mask), and the track ids it lacks
+    (warned about); a DataError if it holds none of them."""
+    present = clips["track_id"].isin(members)
+    not_in_archive = sorted(clips.loc[~present, "track_id"])
+    if not_in_archive:
+        log.warning(
+            "%s: %d tracks of tracks.csv have no clip in the archive, skipped (e.g. %s)",
+            label,
+            len(not_in_archive),
+            not_in_archive[:SHOWN_EXAMPLES],
+        )
+    if not present.any():
+        raise DataError(
+            f"{label}: holds none of the {len(clips)} clips tracks.csv lists for {dataset} "
+            f"(expected members like {dataset}/000/000002.mp3); is it the {dataset} archive?"
+        )
+    return present, not_in_archive
 
 
 def keep_table_rows(metadata, track_ids: set[str], scratch: Path, out_dir: Path) -> dict[str, int]:

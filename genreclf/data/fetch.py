@@ -214,16 +214,18 @@ def download(url: str, dest: str | Path, expected_sha1: str | None, checksum_key
     return actual, _record_sha1(dest, actual, expected_sha1, checksum_key)
 
 
+DOWNLOAD_REMEDY = "check data.source and the network; run again to resume"
+
+
 def _fetch_into_part(url: str, part: Path, session: requests.Session):
     """Bring ``part`` up to the whole file at ``url``; return a SHA-1 hasher fed with all of it."""
-    what_to_do = "check data.source and the network; run again to resume"
     for _attempt in range(2):  # a second attempt only after a stale .part was discarded
         offset = part.stat().st_size if part.exists() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         try:
             response = session.get(url, headers=headers, stream=True, timeout=HTTP_TIMEOUT)
         except requests.RequestException as e:
-            raise DataError(f"{url}: cannot connect ({e}); {what_to_do}") from None
+            raise DataError(f"{url}: cannot connect ({e}); {DOWNLOAD_REMEDY}") from None
         with response:
             if offset and response.status_code == 416:
                 _, total = _content_range(response)
@@ -238,7 +240,7 @@ def _fetch_into_part(url: str, part: Path, session: requests.Session):
                 part.unlink()
                 continue
             if response.status_code not in (200, 206):
-                raise DataError(f"{url}: HTTP {response.status_code} {response.reason}; {what_to_do}")
+                raise DataError(f"{url}: HTTP {response.status_code} {response.reason}; {DOWNLOAD_REMEDY}")
             hasher = hashlib.sha1()
             if offset and response.status_code == 206:
                 first, _ = _content_range(response)
@@ -254,34 +256,41 @@ def _fetch_into_part(url: str, part: Path, session: requests.Session):
                 if offset:
                     log.warning("%s: the server ignored the Range request; downloading the whole file again", url)
                 offset, mode = 0, "wb"
-            length = response.headers.get("Content-Length")
-            total = offset + int(length) if length is not None else None
-            received = offset
-            try:
-                with (
-                    open(part, mode) as f,
-                    tqdm(
-                        total=total,
-                        initial=offset,
-                        desc=part.name[: -len(PART_SUFFIX)],
-                        unit="B",
-                        unit_scale=True,
-                        unit_divisor=1024,
-                    ) as bar,
-                ):
-                    for chunk in response.iter_content(DOWNLOAD_CHUNK_SIZE):
-                        f.write(chunk)
-                        hasher.update(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
-            except requests.RequestException as e:
-                raise DataError(
-                    f"{url}: the download broke off after {received} bytes ({e}); they are kept in {part}: {what_to_do}"
-                ) from None
-            if total is not None and received != total:
-                raise DataError(f"{url}: got {received} of {total} bytes; they are kept in {part}: {what_to_do}")
+            _write_body(response, url, part, mode, offset, hasher)
             return hasher
     raise DataError(f"{url}: cannot resume or restart the download into {part}; delete it and run again")
+
+
+def _write_body(response: requests.Response, url: str, part: Path, mode: str, offset: int, hasher) -> None:
+    """Write ``response``'s body into ``part`` (opened with ``mode``: "ab" after the ``offset`` bytes
+    it holds, "wb" from the start), feeding ``hasher``, with a progress bar. A DataError if the body
+    breaks off or falls short of its Content-Length; what arrived is kept for the next run."""
+    length = response.headers.get("Content-Length")
+    total = offset + int(length) if length is not None else None
+    received = offset
+    try:
+        with (
+            open(part, mode) as f,
+            tqdm(
+                total=total,
+                initial=offset,
+                desc=part.name[: -len(PART_SUFFIX)],
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+            ) as bar,
+        ):
+            for chunk in response.iter_content(DOWNLOAD_CHUNK_SIZE):
+                f.write(chunk)
+                hasher.update(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+    except requests.RequestException as e:
+        raise DataError(
+            f"{url}: the download broke off after {received} bytes ({e}); they are kept in {part}: {DOWNLOAD_REMEDY}"
+        ) from None
+    if total is not None and received != total:
+        raise DataError(f"{url}: got {received} of {total} bytes; they are kept in {part}: {DOWNLOAD_REMEDY}")
 
 
 # ---------------------------------------------------------------- archives

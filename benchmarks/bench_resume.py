@@ -419,7 +419,8 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, checked; ``stages`` a list and ``warm_mib`` resolved."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=1000)
     parser.add_argument("--embed-patches", type=int, default=3, help="embed.patches_per_clip of the projects")
@@ -459,35 +460,49 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--repeats must be at least 1")
     if args.keras_epochs < 2 or args.embed_patches < 1:
         parser.error("--keras-epochs must be at least 2 (one to kill after) and --embed-patches at least 1")
-    stages = args.stages.split(",")
-    if not stages or not set(stages) <= set(STAGES):
-        parser.error(f"--stages: expected names of {','.join(STAGES)}, got {args.stages!r}")
-    warm_mib = WARM_MIB_PER_CLIP * args.clips if args.warm_mib is None else args.warm_mib
-    if warm_mib < 0:
+    args.stages = args.stages.split(",")
+    if not set(args.stages) <= set(STAGES):
+        parser.error(f"--stages: expected names of {','.join(STAGES)}, got {','.join(args.stages)!r}")
+    args.warm_mib = WARM_MIB_PER_CLIP * args.clips if args.warm_mib is None else args.warm_mib
+    if args.warm_mib < 0:
         parser.error("--warm-mib must be 0 or more")
-    timing = {"repeats": args.repeats, "start": Start(args.settle_seconds, warm_mib)}
+    return args
+
+
+def measure_stages(workdir: Path, args: argparse.Namespace) -> list[dict]:
+    """A row of ``measure`` for each stage of ``args.stages``, in pipeline order, in projects made
+    under ``workdir``. Convert runs once untimed when it is not asked for: the others read its WAVs."""
+    timing = {"repeats": args.repeats, "start": Start(args.settle_seconds, args.warm_mib)}
+    params = project_params(args.embed_patches, args.keras_model, args.keras_epochs)
+    project = make_project(workdir / "project", args.source, args.clips, params)
+    rows = []
+    if "convert" in args.stages:
+        rows.append(measure(project, "convert", **timing))
+    else:
+        run(project, "convert")  # untimed: the WAVs the other stages read
+    if "convert_mp3" in args.stages:
+        mp3 = make_project(workdir / "project_mp3", args.mp3_source, args.clips, params)
+        rows.append(measure(mp3, "convert", **timing, label="convert_mp3"))
+        shutil.rmtree(mp3)  # its WAVs: no other stage reads them
+    write_project_split(project)
+    for stage in (stage for stage in ("shard", "features") if stage in args.stages):
+        rows.append(measure(project, stage, **timing))
+    if "embed" in args.stages:
+        run(project, "pretrained")  # the musicnn model embed runs
+        rows.append(measure(project, "embed", **timing))
+    if "train_keras" in args.stages:
+        rows.append(measure(project, f"train_keras {args.keras_model}", args.keras_epochs, **timing))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     run_record = record.start("bench_resume")
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench_resume.", dir=args.workdir))
-    params = project_params(args.embed_patches, args.keras_model, args.keras_epochs)
     try:
-        project = make_project(workdir / "project", args.source, args.clips, params)
-        rows = [measure(project, "convert", **timing if "convert" in stages else {})]
-        if "convert" not in stages:
-            rows = []
-        if "convert_mp3" in stages:
-            mp3 = make_project(workdir / "project_mp3", args.mp3_source, args.clips, params)
-            rows.append(measure(mp3, "convert", **timing, label="convert_mp3"))
-            shutil.rmtree(mp3)  # its WAVs: no other stage reads them
-        write_project_split(project)
-        for stage in (stage for stage in ("shard", "features") if stage in stages):
-            rows.append(measure(project, stage, **timing))
-        if "embed" in stages:
-            run(project, "pretrained")  # the musicnn model embed runs
-            rows.append(measure(project, "embed", **timing))
-        if "train_keras" in stages:
-            rows.append(measure(project, f"train_keras {args.keras_model}", args.keras_epochs, **timing))
+        rows = measure_stages(workdir, args)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -500,7 +515,7 @@ def main(argv: list[str] | None = None) -> None:
         "keras_epochs": args.keras_epochs,
         "repeats": args.repeats,
         "settle_seconds": args.settle_seconds,
-        "warm_mib": warm_mib,
+        "warm_mib": args.warm_mib,
         "stages": [{key: value for key, value in row.items() if key != "runs"} for row in rows],
         "runs": [run for row in rows for run in row["runs"]],
     }

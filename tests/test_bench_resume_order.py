@@ -94,3 +94,26 @@ def test_the_warming_writes_every_page_of_its_memory():
     proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True)
     grown_mib = float(proc.stdout)
     assert 250 <= grown_mib <= 300, grown_mib
+
+
+def test_convert_runs_once_untimed_when_only_later_stages_are_timed(monkeypatch, tmp_path):
+    taken = []
+    monkeypatch.setattr(bench_resume, "make_project", lambda folder, source, clips, params: folder)
+    monkeypatch.setattr(bench_resume, "write_project_split", lambda project: taken.append("split"))
+    monkeypatch.setattr(bench_resume, "run", lambda project, stage, start=None: taken.append(("run", stage)))
+    monkeypatch.setattr(bench_resume, "measure", lambda project, stage, *a, **k: taken.append(("measure", stage)))
+    args = bench_resume.parse_args(["--stages", "shard", "--clips", "100", "--json", str(tmp_path / "b.json")])
+    assert args.stages == ["shard"] and args.warm_mib == bench_resume.WARM_MIB_PER_CLIP * 100
+    bench_resume.measure_stages(tmp_path, args)
+    assert taken == [("run", "convert"), "split", ("measure", "shard")]
+    taken.clear()
+    bench_resume.measure_stages(tmp_path, bench_resume.parse_args(["--stages", "convert,embed"]))
+    assert taken == [("measure", "convert"), "split", ("run", "pretrained"), ("measure", "embed")]
+
+
+def test_an_unknown_stage_is_refused_by_name(capsys):
+    with pytest.raises(SystemExit):
+        bench_resume.parse_args(["--stages", "shard,shrad"])
+    assert "--stages: expected names of convert,convert_mp3,shard,features,embed,train_keras, got 'shard,shrad'" in (
+        capsys.readouterr().err
+    )

@@ -136,23 +136,26 @@ class SklearnPredictor:
                 "these features",
                 path=self.model_dir,
             )
-        from genreclf.models import sklearn_models
-
-        probs = sklearn_models.class_probabilities(self.pipeline, table.features, len(self.labels))
+        probs = self._probabilities(table.features)
         accuracy = float(np.mean(probs.argmax(axis=1) == table.labels))
         return SplitPredictions(table.track_ids, table.labels, probs, "clip", accuracy, len(table.track_ids))
 
     def predict_audio(self, clip: np.ndarray) -> np.ndarray:
         """Probabilities of the genres for one int16 clip decoded at ``sample_rate``."""
         from genreclf.features.fma_features import int16_to_float
-        from genreclf.models import sklearn_models
 
         samples = int16_to_float(clip)  # as the features and embed stages read their WAVs
         if self.table == artifacts.EMBEDDINGS_DIR.name:
             row = self._embed(samples).reshape(1, -1)
         else:
             row = self._recipe(samples, self.sample_rate).reshape(1, -1)
-        return sklearn_models.class_probabilities(self.pipeline, row, len(self.labels))[0]
+        return self._probabilities(row)[0]
+
+    def _probabilities(self, rows: np.ndarray) -> np.ndarray:
+        """The pipeline's probabilities [rows, genres] of feature ``rows``."""
+        from genreclf.models import sklearn_models
+
+        return sklearn_models.class_probabilities(self.pipeline, rows, len(self.labels))
 
     def _embed(self, samples: np.ndarray) -> np.ndarray:
         """The clip's embedding, by the pretrained network the embeddings were made with (loaded once)."""
